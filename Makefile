@@ -1,0 +1,43 @@
+# Two commands on a fresh machine with only Python 3.11+ and make:
+#   make run    bootstrap .venv, install, generate gRPC code if stale, serve on defaults
+#   make test   bootstrap .venv, install, generate gRPC code if stale, run the whole suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROTO  := proto/speakerswitch/v1/speakerswitch.proto
+GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
+PYTEST_ARGS ?=
+
+.PHONY: run test proto bench sample clean
+
+run: $(STAMP) $(GEN)
+	$(VENV)/bin/speakerswitch serve
+
+test: $(STAMP) $(GEN)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) $(GEN)
+	$(PY) -m pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+
+# Regenerate the protobuf/gRPC modules from proto/ (one command; the output is committed).
+proto: $(STAMP)
+	$(PY) -m service.protogen
+
+$(GEN): $(PROTO) | $(STAMP)
+	$(PY) -m service.protogen
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Regenerate the small sample conversation the README quickstart replays.
+sample: $(STAMP)
+	$(PY) -m service.samplegen --out service/samples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -1,0 +1,293 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VoiceActivity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VOICE_ACTIVITY_UNSPECIFIED: _ClassVar[VoiceActivity]
+    VOICE_ACTIVITY_ABSENT: _ClassVar[VoiceActivity]
+    VOICE_ACTIVITY_PRESENT: _ClassVar[VoiceActivity]
+
+class ParticipantEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PARTICIPANT_EVENT_TYPE_UNSPECIFIED: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_JOIN: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_LEAVE: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_VIDEO_ON: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_VIDEO_OFF: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_AUDIO_MUTED: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_PIN: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_UNPIN: _ClassVar[ParticipantEventType]
+
+class SwitchReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SWITCH_REASON_UNSPECIFIED: _ClassVar[SwitchReason]
+    SWITCH_REASON_FIRST_SPEAKER: _ClassVar[SwitchReason]
+    SWITCH_REASON_DOMINANT_SPEAKER: _ClassVar[SwitchReason]
+    SWITCH_REASON_VIDEO_ON: _ClassVar[SwitchReason]
+    SWITCH_REASON_VIDEO_OFF: _ClassVar[SwitchReason]
+    SWITCH_REASON_LEFT: _ClassVar[SwitchReason]
+    SWITCH_REASON_PINNED: _ClassVar[SwitchReason]
+    SWITCH_REASON_UNPINNED: _ClassVar[SwitchReason]
+VOICE_ACTIVITY_UNSPECIFIED: VoiceActivity
+VOICE_ACTIVITY_ABSENT: VoiceActivity
+VOICE_ACTIVITY_PRESENT: VoiceActivity
+PARTICIPANT_EVENT_TYPE_UNSPECIFIED: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_JOIN: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_LEAVE: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_VIDEO_ON: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_VIDEO_OFF: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_AUDIO_MUTED: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_PIN: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_UNPIN: ParticipantEventType
+SWITCH_REASON_UNSPECIFIED: SwitchReason
+SWITCH_REASON_FIRST_SPEAKER: SwitchReason
+SWITCH_REASON_DOMINANT_SPEAKER: SwitchReason
+SWITCH_REASON_VIDEO_ON: SwitchReason
+SWITCH_REASON_VIDEO_OFF: SwitchReason
+SWITCH_REASON_LEFT: SwitchReason
+SWITCH_REASON_PINNED: SwitchReason
+SWITCH_REASON_UNPINNED: SwitchReason
+
+class StreamRequest(_message.Message):
+    __slots__ = ("batch_id", "ticks")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    TICKS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    ticks: _containers.RepeatedCompositeFieldContainer[RoomTick]
+    def __init__(self, batch_id: _Optional[int] = ..., ticks: _Optional[_Iterable[_Union[RoomTick, _Mapping]]] = ...) -> None: ...
+
+class RoomTick(_message.Message):
+    __slots__ = ("room_id", "timestamp_ms", "duration_ms", "events", "audio", "levels", "config")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    timestamp_ms: int
+    duration_ms: int
+    events: _containers.RepeatedCompositeFieldContainer[ParticipantEvent]
+    audio: _containers.RepeatedCompositeFieldContainer[ParticipantAudio]
+    levels: LevelVector
+    config: RoomConfig
+    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., duration_ms: _Optional[int] = ..., events: _Optional[_Iterable[_Union[ParticipantEvent, _Mapping]]] = ..., audio: _Optional[_Iterable[_Union[ParticipantAudio, _Mapping]]] = ..., levels: _Optional[_Union[LevelVector, _Mapping]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ...) -> None: ...
+
+class ParticipantAudio(_message.Message):
+    __slots__ = ("participant_id", "level", "pcm")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    PCM_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    level: AudioLevel
+    pcm: PcmFrame
+    def __init__(self, participant_id: _Optional[str] = ..., level: _Optional[_Union[AudioLevel, _Mapping]] = ..., pcm: _Optional[_Union[PcmFrame, _Mapping]] = ...) -> None: ...
+
+class AudioLevel(_message.Message):
+    __slots__ = ("level", "voice")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    VOICE_FIELD_NUMBER: _ClassVar[int]
+    level: int
+    voice: VoiceActivity
+    def __init__(self, level: _Optional[int] = ..., voice: _Optional[_Union[VoiceActivity, str]] = ...) -> None: ...
+
+class PcmFrame(_message.Message):
+    __slots__ = ("samples", "sample_rate_hz")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    samples: bytes
+    sample_rate_hz: int
+    def __init__(self, samples: _Optional[bytes] = ..., sample_rate_hz: _Optional[int] = ...) -> None: ...
+
+class LevelVector(_message.Message):
+    __slots__ = ("roster", "levels")
+    ROSTER_FIELD_NUMBER: _ClassVar[int]
+    LEVELS_FIELD_NUMBER: _ClassVar[int]
+    roster: _containers.RepeatedScalarFieldContainer[str]
+    levels: bytes
+    def __init__(self, roster: _Optional[_Iterable[str]] = ..., levels: _Optional[bytes] = ...) -> None: ...
+
+class ParticipantEvent(_message.Message):
+    __slots__ = ("participant_id", "type")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    type: ParticipantEventType
+    def __init__(self, participant_id: _Optional[str] = ..., type: _Optional[_Union[ParticipantEventType, str]] = ...) -> None: ...
+
+class RoomConfig(_message.Message):
+    __slots__ = ("profile", "hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db", "active_speakers", "active_speakers_interval_ms")
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    HOLD_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SPEECH_MS_FIELD_NUMBER: _ClassVar[int]
+    INTERRUPT_MS_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_MARGIN_DB_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SPEAKERS_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    profile: str
+    hold_ms: int
+    min_speech_ms: int
+    interrupt_ms: int
+    switch_margin_db: float
+    active_speakers: int
+    active_speakers_interval_ms: int
+    def __init__(self, profile: _Optional[str] = ..., hold_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., interrupt_ms: _Optional[int] = ..., switch_margin_db: _Optional[float] = ..., active_speakers: _Optional[int] = ..., active_speakers_interval_ms: _Optional[int] = ...) -> None: ...
+
+class StreamResponse(_message.Message):
+    __slots__ = ("batch_id", "events", "rejections")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    events: _containers.RepeatedCompositeFieldContainer[RoomEvent]
+    rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, batch_id: _Optional[int] = ..., events: _Optional[_Iterable[_Union[RoomEvent, _Mapping]]] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class Rejection(_message.Message):
+    __slots__ = ("code", "tick_index", "room_id", "field", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    TICK_INDEX_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    tick_index: int
+    room_id: str
+    field: str
+    message: str
+    def __init__(self, code: _Optional[int] = ..., tick_index: _Optional[int] = ..., room_id: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class RoomEvent(_message.Message):
+    __slots__ = ("room_id", "sequence", "timestamp_ms", "switch", "floor_change", "active_speakers", "speaking_changed", "snapshot")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SWITCH_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKING_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    sequence: int
+    timestamp_ms: int
+    switch: Switch
+    floor_change: FloorChange
+    active_speakers: ActiveSpeakers
+    speaking_changed: SpeakingChanged
+    snapshot: RoomState
+    def __init__(self, room_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., switch: _Optional[_Union[Switch, _Mapping]] = ..., floor_change: _Optional[_Union[FloorChange, _Mapping]] = ..., active_speakers: _Optional[_Union[ActiveSpeakers, _Mapping]] = ..., speaking_changed: _Optional[_Union[SpeakingChanged, _Mapping]] = ..., snapshot: _Optional[_Union[RoomState, _Mapping]] = ...) -> None: ...
+
+class Switch(_message.Message):
+    __slots__ = ("speaker_id", "previous_speaker_id", "reason", "score", "audio_speaker_id", "speech_onset_ms")
+    SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_ONSET_MS_FIELD_NUMBER: _ClassVar[int]
+    speaker_id: str
+    previous_speaker_id: str
+    reason: SwitchReason
+    score: float
+    audio_speaker_id: str
+    speech_onset_ms: int
+    def __init__(self, speaker_id: _Optional[str] = ..., previous_speaker_id: _Optional[str] = ..., reason: _Optional[_Union[SwitchReason, str]] = ..., score: _Optional[float] = ..., audio_speaker_id: _Optional[str] = ..., speech_onset_ms: _Optional[int] = ...) -> None: ...
+
+class FloorChange(_message.Message):
+    __slots__ = ("speaker_id", "previous_speaker_id", "has_video", "score", "speech_onset_ms")
+    SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    HAS_VIDEO_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_ONSET_MS_FIELD_NUMBER: _ClassVar[int]
+    speaker_id: str
+    previous_speaker_id: str
+    has_video: bool
+    score: float
+    speech_onset_ms: int
+    def __init__(self, speaker_id: _Optional[str] = ..., previous_speaker_id: _Optional[str] = ..., has_video: _Optional[bool] = ..., score: _Optional[float] = ..., speech_onset_ms: _Optional[int] = ...) -> None: ...
+
+class ActiveSpeakers(_message.Message):
+    __slots__ = ("speakers",)
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    speakers: _containers.RepeatedCompositeFieldContainer[RankedSpeaker]
+    def __init__(self, speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ...) -> None: ...
+
+class RankedSpeaker(_message.Message):
+    __slots__ = ("participant_id", "level_dbov", "speaking")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_DBOV_FIELD_NUMBER: _ClassVar[int]
+    SPEAKING_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    level_dbov: float
+    speaking: bool
+    def __init__(self, participant_id: _Optional[str] = ..., level_dbov: _Optional[float] = ..., speaking: _Optional[bool] = ...) -> None: ...
+
+class SpeakingChanged(_message.Message):
+    __slots__ = ("participant_id", "speaking")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEAKING_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    speaking: bool
+    def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("room_id", "wait_for_room")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_ROOM_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    wait_for_room: bool
+    def __init__(self, room_id: _Optional[str] = ..., wait_for_room: _Optional[bool] = ...) -> None: ...
+
+class GetRoomRequest(_message.Message):
+    __slots__ = ("room_id",)
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    def __init__(self, room_id: _Optional[str] = ...) -> None: ...
+
+class RoomState(_message.Message):
+    __slots__ = ("room_id", "timestamp_ms", "sequence", "speaker_id", "audio_speaker_id", "pinned_id", "participants", "active_speakers", "config")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PINNED_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    timestamp_ms: int
+    sequence: int
+    speaker_id: str
+    audio_speaker_id: str
+    pinned_id: str
+    participants: _containers.RepeatedCompositeFieldContainer[ParticipantState]
+    active_speakers: _containers.RepeatedCompositeFieldContainer[RankedSpeaker]
+    config: RoomConfig
+    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., audio_speaker_id: _Optional[str] = ..., pinned_id: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[ParticipantState, _Mapping]]] = ..., active_speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ...) -> None: ...
+
+class ParticipantState(_message.Message):
+    __slots__ = ("participant_id", "speaking", "level_dbov", "noise_floor_dbov", "video", "muted")
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEAKING_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_DBOV_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FLOOR_DBOV_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_FIELD_NUMBER: _ClassVar[int]
+    MUTED_FIELD_NUMBER: _ClassVar[int]
+    participant_id: str
+    speaking: bool
+    level_dbov: float
+    noise_floor_dbov: float
+    video: bool
+    muted: bool
+    def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ..., level_dbov: _Optional[float] = ..., noise_floor_dbov: _Optional[float] = ..., video: _Optional[bool] = ..., muted: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,72 @@
+"""Generate the protobuf/gRPC Python modules of ``proto/`` into ``service/api/``.
+
+Run ``python -m service.protogen`` (or ``make proto``). The output is committed, and
+``tests/test_proto_generated.py`` fails when it is out of date with the ``.proto``.
+
+grpcio-tools writes ``speakerswitch/v1/*_pb2*.py`` whose gRPC module imports the message
+module by its proto path (``from speakerswitch.v1 import ...``); we place both under
+``service.api`` and make that import relative, so no top-level ``speakerswitch`` package
+is needed.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+PROTO_FILE = "speakerswitch/v1/speakerswitch.proto"
+OUT_DIR = ROOT / "service" / "api"
+GENERATED = ("speakerswitch_pb2.py", "speakerswitch_pb2.pyi", "speakerswitch_pb2_grpc.py")
+_ABSOLUTE_IMPORT = "from speakerswitch.v1 import speakerswitch_pb2"
+_RELATIVE_IMPORT = "from . import speakerswitch_pb2"
+
+
+def generate() -> dict[str, bytes]:
+    """Run protoc on the .proto and return {file name: content} of the fixed-up modules."""
+    from grpc_tools import protoc  # imported here: only generation needs grpcio-tools
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{pathlib.Path(protoc.__file__).parent / '_proto'}",
+            f"--python_out={tmp}",
+            f"--pyi_out={tmp}",
+            f"--grpc_python_out={tmp}",
+            str(PROTO_ROOT / PROTO_FILE),
+        ]
+        if protoc.main(args) != 0:
+            raise RuntimeError("protoc failed on " + PROTO_FILE)
+        out = {}
+        for name in GENERATED:
+            text = (pathlib.Path(tmp) / "speakerswitch" / "v1" / name).read_text()
+            out[name] = text.replace(_ABSOLUTE_IMPORT, _RELATIVE_IMPORT).encode()
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true",
+                    help="do not write; exit 1 if the committed modules are out of date")
+    a = ap.parse_args(argv)
+    fresh = generate()
+    stale = [n for n, b in fresh.items()
+             if not (OUT_DIR / n).exists() or (OUT_DIR / n).read_bytes() != b]
+    if a.check:
+        for n in stale:
+            print(f"out of date: service/api/{n}", file=sys.stderr)
+        return 1 if stale else 0
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    for n in stale:
+        (OUT_DIR / n).write_bytes(fresh[n])
+    # touch even when unchanged, so make sees the outputs as newer than the .proto
+    for n in GENERATED:
+        (OUT_DIR / n).touch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
