@@ -1,0 +1,79 @@
+"""Per-participant speech activity: noise floor, smoothing and hysteresis, vectorized.
+
+For every participant of a batch at once (no per-participant Python):
+1. an adaptive noise floor that falls at once and rises slowly, so each participant is
+   judged against its own background (a fan or a hot mic raises only its own bar);
+2. a frame is *active* when voiced (webrtcvad, the RFC 6464 V bit, or energy when neither
+   is known), far enough above that floor and above an absolute minimum;
+3. the share of active frames is smoothed (fast attack, slower release) and speaking
+   starts above one threshold and stops below a lower one;
+4. the level itself is smoothed on a fast-attack / slow-release scale: that is the score
+   the floor logic compares between participants.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .rfc6464 import SILENCE_DBOV
+from .state import EngineState
+
+SMOOTH_FLOOR_DBOV = -100.0
+"""Digital silence (-127) is clamped here before smoothing, so a muted or DTX frame drags
+the score down like deep silence rather than by an arbitrary extra 27 dB."""
+ONSET_RESET_ACTIVITY = 0.05
+"""A speech run that starts while the smoothed activity is below this is a new onset (its
+first frame's time is the onset reported with switches)."""
+
+
+def _alpha(dt_ms: np.ndarray, tau_ms: np.ndarray) -> np.ndarray:
+    """One-pole smoothing coefficient for a step of dt_ms with time constant tau_ms."""
+    return -np.expm1(-dt_ms / np.maximum(tau_ms, 1e-3))
+
+
+def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.ndarray,
+           dt_ms: np.ndarray, t_end_ms: np.ndarray, tuning: dict[str, np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Advance the participants ``idx`` by one frame each.
+
+    level_dbov: frame level; voice: int8, 1 voiced, 0 not, -1 unknown; dt_ms, t_end_ms: the
+    frame's length and end (media time); tuning: per-element parameter arrays.
+    Returns (active, started, stopped) boolean masks over ``idx``.
+    """
+    floor = st.noise_floor[idx]
+    sounding = level_dbov > SILENCE_DBOV
+    floor = np.where(np.isnan(floor) & sounding, level_dbov, floor)
+
+    snr = level_dbov - floor
+    voiced = np.where(voice < 0, snr >= tuning["energy_voice_snr_db"], voice > 0)
+    active = (voiced & sounding & (snr >= tuning["min_snr_db"])
+              & (level_dbov >= tuning["min_level_dbov"]))
+
+    falling = level_dbov < floor
+    a_floor = np.where(falling, _alpha(dt_ms, tuning["floor_fall_ms"]),
+                       _alpha(dt_ms, tuning["floor_rise_ms"]))
+    st.noise_floor[idx] = np.where(sounding, floor + a_floor * (level_dbov - floor), floor)
+
+    lv = np.maximum(level_dbov, SMOOTH_FLOOR_DBOV)
+    smooth = st.level_smooth[idx]
+    a_lv = np.where(lv > smooth, _alpha(dt_ms, tuning["level_attack_ms"]),
+                    _alpha(dt_ms, tuning["level_release_ms"]))
+    st.level_smooth[idx] = smooth + a_lv * (lv - smooth)
+
+    act = st.activity[idx]
+    target = active.astype(np.float32)
+    a_act = np.where(target > act, _alpha(dt_ms, tuning["activity_attack_ms"]),
+                     _alpha(dt_ms, tuning["activity_release_ms"]))
+    new_act = act + a_act * (target - act)
+    st.activity[idx] = new_act
+
+    t_start = t_end_ms - dt_ms.astype(np.int64)
+    new_run = active & (act < ONSET_RESET_ACTIVITY)
+    st.run_start_ms[idx[new_run]] = t_start[new_run]
+    st.last_active_ms[idx[active]] = t_end_ms[active]
+
+    was = st.speaking[idx]
+    now = np.where(was, new_act > tuning["speaking_off"], new_act >= tuning["speaking_on"])
+    st.speaking[idx] = now
+    started = now & ~was
+    st.onset_ms[idx[started]] = st.run_start_ms[idx[started]]
+    return active, started, was & ~now

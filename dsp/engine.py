@@ -1,0 +1,245 @@
+"""The engine: one batch of ticks in, decisions out, all in media time.
+
+A *wave* holds at most one tick per room (a request carrying several ticks of one room is
+cut into consecutive waves by the caller). For a wave, every participant of every room in
+it is advanced by one frame with array operations; Python runs only per event (a switch, a
+speaking change) and per room that is due an ActiveSpeakers ranking.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import activity, switching
+from . import events as ev
+from .pcm import level_dbov as pcm_level_dbov
+from .rfc6464 import SILENCE_DBOV
+from .state import NO_SLOT, EngineState
+from .tuning import FIELDS, PROFILES, Tuning
+from .vad import VadBank
+
+
+@dataclass
+class PcmGroup:
+    """PCM frames of one sample rate and length (one row per participant)."""
+    slots: np.ndarray
+    sample_rate_hz: int
+    frames: list[bytes]
+
+
+@dataclass
+class Wave:
+    """At most one tick per room: its start and length, and the participants' audio.
+
+    Participants of these rooms without audio in the wave are taken as silent.
+    """
+    rooms: np.ndarray                       # int, unique
+    t_ms: np.ndarray                        # int64, tick start per room
+    duration_ms: np.ndarray                 # int, tick length per room
+    level_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    level_dbov: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    level_voice: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    pcm: list[PcmGroup] = field(default_factory=list)
+
+
+class Engine:
+    """State of many rooms in flat arrays, and the operations on it."""
+
+    def __init__(self) -> None:
+        self.st = EngineState()
+        self.vads = VadBank()
+        self._free_slots: list[int] = []
+        self._free_rooms: list[int] = []
+
+    # ------------------------------------------------------------------ rooms & members
+    def add_room(self, tuning: Tuning = PROFILES["meeting"]) -> int:
+        st = self.st
+        if not self._free_rooms:
+            n = st.n_rooms
+            st.grow_rooms(max(8, 2 * n))
+            self._free_rooms.extend(range(st.n_rooms - 1, n - 1, -1))
+        room = self._free_rooms.pop()
+        st.reset_room(room)
+        st.room_used[room] = True
+        st.set_tuning(room, tuning)
+        return room
+
+    def remove_room(self, room: int) -> None:
+        st = self.st
+        for slot in st.room_slots[room]:
+            st.reset_slot(slot, -1)
+            self._free_slots.append(slot)
+        st.reset_room(room)
+        self._free_rooms.append(room)
+
+    def set_tuning(self, room: int, tuning: Tuning) -> None:
+        self.st.set_tuning(room, tuning)
+
+    def tuning(self, room: int) -> Tuning:
+        return self.st.get_tuning(room)
+
+    def add_participant(self, room: int) -> int:
+        st = self.st
+        if not self._free_slots:
+            n = st.n_slots
+            st.grow_slots(max(16, 2 * n))
+            self._free_slots.extend(range(st.n_slots - 1, n - 1, -1))
+        slot = self._free_slots.pop()
+        st.reset_slot(slot, room)
+        st.room_slots[room].append(slot)
+        self.vads.reset(slot, int(st.tuning["vad_mode"][room]))
+        return slot
+
+    def remove_participant(self, slot: int, t_ms: int) -> list[ev.Event]:
+        """The participant leaves; if it held the floor or was shown, hand over at once."""
+        st = self.st
+        room = int(st.slot_room[slot])
+        out: list[ev.Event] = []
+        if st.speaking[slot]:
+            out.append(ev.SpeakingChange(room, t_ms, slot, False))
+        st.room_slots[room].remove(slot)
+        if st.pinned[room] == slot:
+            st.pinned[room] = NO_SLOT
+        if st.holder[room] == slot:
+            out.append(switching.set_holder(st, room, NO_SLOT, t_ms))
+        was_shown = st.shown[room] == slot
+        if was_shown:
+            st.shown[room] = NO_SLOT
+        st.reset_slot(slot, -1)
+        self._free_slots.append(slot)
+        if was_shown:
+            # one switch, from the leaver straight to its successor (or to nobody)
+            d = switching.update_shown(st, room, t_ms, ev.LEFT)
+            out.append(dataclasses.replace(d, previous=slot) if d is not None else
+                       ev.SwitchDecision(room, t_ms, NO_SLOT, slot, ev.LEFT, -127.0,
+                                         int(st.holder[room]), 0))
+        return out
+
+    def set_video(self, slot: int, on: bool, t_ms: int) -> list[ev.Event]:
+        st = self.st
+        if bool(st.video[slot]) == on:
+            return []
+        st.video[slot] = on
+        room = int(st.slot_room[slot])
+        d = switching.update_shown(st, room, t_ms, ev.VIDEO_ON if on else ev.VIDEO_OFF)
+        return [d] if d is not None else []
+
+    def set_muted(self, slot: int, muted: bool, t_ms: int) -> list[ev.Event]:
+        """Muting stops a speaker at once: no lingering 'speaking' state, and the floor is
+        released (the next speaker needs only min_speech_ms)."""
+        st = self.st
+        if bool(st.muted[slot]) == muted:
+            return []
+        st.muted[slot] = muted
+        if not muted:
+            return []
+        room = int(st.slot_room[slot])
+        out: list[ev.Event] = []
+        if st.speaking[slot]:
+            out.append(ev.SpeakingChange(room, t_ms, slot, False))
+        st.speaking[slot] = False
+        st.activity[slot] = 0.0
+        st.evidence_ms[slot] = 0.0
+        if st.holder[room] == slot:
+            out.append(switching.set_holder(st, room, NO_SLOT, t_ms))
+        return out
+
+    def set_pinned(self, room: int, slot: int, t_ms: int) -> list[ev.Event]:
+        st = self.st
+        if st.pinned[room] == slot:
+            return []
+        st.pinned[room] = slot
+        d = switching.update_shown(st, room, t_ms, ev.PINNED if slot >= 0 else ev.UNPINNED)
+        return [d] if d is not None else []
+
+    # ------------------------------------------------------------------ audio
+    def step(self, wave: Wave) -> list[ev.Event]:
+        """Advance every participant of the wave's rooms by one frame; return decisions."""
+        st = self.st
+        rooms = np.asarray(wave.rooms, dtype=np.int64)
+        if len(rooms) == 0:
+            return []
+        t_end_room = np.asarray(wave.t_ms, np.int64) + np.asarray(wave.duration_ms, np.int64)
+        touched = np.zeros(st.n_rooms, dtype=bool)
+        touched[rooms] = True
+        end_of_room = np.zeros(st.n_rooms, dtype=np.int64)
+        end_of_room[rooms] = t_end_room
+        dur_of_room = np.zeros(st.n_rooms, dtype=np.float32)
+        dur_of_room[rooms] = wave.duration_ms
+
+        idx = np.flatnonzero(touched[np.maximum(st.slot_room, 0)] & (st.slot_room >= 0))
+        room_of = st.slot_room[idx].astype(np.int64)
+        t_end = end_of_room[room_of]
+        dt = dur_of_room[room_of]
+        tuning = {name: st.tuning[name][room_of] for name in FIELDS}
+
+        pos = np.zeros(st.n_slots, dtype=np.int64)
+        pos[idx] = np.arange(len(idx))
+        level = np.full(len(idx), SILENCE_DBOV, dtype=np.float32)
+        voice = np.zeros(len(idx), dtype=np.int8)
+        if len(wave.level_slots):
+            p = pos[wave.level_slots]
+            level[p] = wave.level_dbov
+            voice[p] = wave.level_voice
+        for g in wave.pcm:
+            p = pos[g.slots]
+            samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
+            level[p] = pcm_level_dbov(samples)
+            voice[p] = self.vads.classify(g.slots.tolist(), g.frames, g.sample_rate_hz,
+                                          tuning["vad_mode"][p].astype(int).tolist())
+        muted = st.muted[idx]
+        level[muted] = SILENCE_DBOV
+        voice[muted] = 0
+
+        _active, started, stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
+        out: list[ev.Event] = []
+        changed = started | stopped
+        for k in np.flatnonzero(changed).tolist():
+            out.append(ev.SpeakingChange(int(room_of[k]), int(t_end[k]), int(idx[k]),
+                                         bool(started[k])))
+
+        switching.accumulate_evidence(st, idx, room_of, dt, tuning)
+        for room, slot in switching.takeovers(st, rooms, t_end_room, idx, room_of):
+            t = int(end_of_room[room])
+            floor = switching.set_holder(st, room, slot, t)
+            if floor is not None:
+                out.append(floor)
+                d = switching.update_shown(st, room, t, ev.DOMINANT_SPEAKER)
+                if d is not None:
+                    out.append(d)
+
+        st.room_t_ms[rooms] = t_end_room
+        out.extend(self._rankings(rooms, t_end_room))
+        return out
+
+    def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray) -> list[ev.Event]:
+        """ActiveSpeakers for rooms due one (rate limit) whose ranking changed."""
+        st = self.st
+        due = t_end_room - st.ranking_t_ms[rooms] >= st.tuning["active_speakers_interval_ms"][rooms]
+        out: list[ev.Event] = []
+        for r, t in zip(rooms[due].tolist(), t_end_room[due].tolist()):
+            slots, levels, speaking = self.ranking(r)
+            key = tuple(zip(slots, speaking))
+            if key == st.last_ranking[r]:
+                continue
+            st.last_ranking[r] = key
+            st.ranking_t_ms[r] = t
+            out.append(ev.ActiveSpeakersUpdate(r, t, slots, levels, speaking))
+        return out
+
+    def ranking(self, room: int) -> tuple[tuple[int, ...], tuple[float, ...], tuple[bool, ...]]:
+        """Top-N participants: speakers first (loudest first), then the most recently
+        active. Participants that never spoke are not ranked."""
+        st = self.st
+        slots = np.asarray(st.room_slots[room], dtype=np.int64)
+        if len(slots) == 0:
+            return (), (), ()
+        spk = st.speaking[slots]
+        keep = spk | (st.last_active_ms[slots] > np.iinfo(np.int64).min // 8)
+        slots, spk = slots[keep], spk[keep]
+        order = np.lexsort((-st.last_active_ms[slots], -st.level_smooth[slots] * spk, ~spk))
+        top = slots[order[: int(st.tuning["active_speakers"][room])]]
+        return (tuple(top.tolist()), tuple(float(x) for x in st.level_smooth[top]),
+                tuple(bool(x) for x in st.speaking[top]))

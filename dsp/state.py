@@ -1,0 +1,103 @@
+"""All engine state, as flat arrays: one row per participant slot, one per room.
+
+Participants of every room share the slot arrays, so one tick of many rooms is processed as
+one batch of array operations. A room's state is small (a few numbers per participant) and
+rebuilds from a few seconds of audio, which keeps rooms cheap to move between processes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .tuning import FIELDS, Tuning
+
+NO_SLOT = -1
+NEVER_MS = np.iinfo(np.int64).min // 4
+"""'Long ago' for media-time stamps: far enough that any difference with it is huge, near
+enough that subtracting it does not overflow."""
+
+
+def _grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
+    out = np.full(n, fill, dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@dataclass
+class EngineState:
+    # ---- per participant slot
+    slot_room: np.ndarray = field(default_factory=lambda: np.full(0, -1, np.int32))
+    noise_floor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    level_smooth: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    activity: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    last_active_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    run_start_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    onset_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    evidence_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    video: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    muted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # ---- per room
+    room_used: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    shown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    room_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ranking_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    tuning: dict[str, np.ndarray] = field(default_factory=dict)
+    # ---- per room, Python side (changed only by joins, leaves and ranking emissions)
+    room_slots: list[list[int]] = field(default_factory=list)
+    last_ranking: list[tuple] = field(default_factory=list)
+
+    SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, level_smooth=-127.0, activity=0.0,
+                     speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
+                     onset_ms=0, evidence_ms=0.0, video=True, muted=False)
+    ROOM_FILL = dict(room_used=False, holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
+                     room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS)
+
+    def __post_init__(self) -> None:
+        for name in FIELDS:
+            self.tuning.setdefault(name, np.zeros(0, np.float64))
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.slot_room)
+
+    @property
+    def n_rooms(self) -> int:
+        return len(self.room_used)
+
+    def grow_slots(self, n: int) -> None:
+        for name, fill in self.SLOT_FILL.items():
+            setattr(self, name, _grow(getattr(self, name), n, fill))
+
+    def grow_rooms(self, n: int) -> None:
+        for name, fill in self.ROOM_FILL.items():
+            setattr(self, name, _grow(getattr(self, name), n, fill))
+        for name in FIELDS:
+            self.tuning[name] = _grow(self.tuning[name], n, 0.0)
+        while len(self.room_slots) < n:
+            self.room_slots.append([])
+            self.last_ranking.append(())
+
+    def reset_slot(self, slot: int, room: int) -> None:
+        for name, fill in self.SLOT_FILL.items():
+            getattr(self, name)[slot] = fill
+        self.slot_room[slot] = room
+
+    def reset_room(self, room: int) -> None:
+        for name, fill in self.ROOM_FILL.items():
+            getattr(self, name)[room] = fill
+        self.room_slots[room] = []
+        self.last_ranking[room] = ()
+
+    def set_tuning(self, room: int, tuning: Tuning) -> None:
+        for name in FIELDS:
+            self.tuning[name][room] = float(getattr(tuning, name))
+
+    def get_tuning(self, room: int) -> Tuning:
+        values = {name: self.tuning[name][room] for name in FIELDS}
+        values["vad_mode"] = int(values["vad_mode"])
+        values["active_speakers"] = int(values["active_speakers"])
+        return Tuning(**values)

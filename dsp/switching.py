@@ -1,0 +1,114 @@
+"""Who holds the floor, and who is shown: the switching logic, in one place.
+
+Floor (audio). Each participant gathers *evidence*: media time during which it is speaking
+and louder (smoothed level) than the floor holder by a margin. Evidence drains when that
+stops, so scattered interjections do not add up. A challenger takes the floor when its
+evidence reaches
+  - ``min_speech_ms`` if the holder has been silent for ``hold_ms`` (a turn change, the
+    common case: switch fast), or if nobody holds the floor;
+  - ``interrupt_ms`` while the holder is still talking or only pausing briefly (a 'yeah',
+    a cough or a failed interruption never lasts that long).
+This is evidence accumulated over time instead of a fixed hold after each switch, the
+shape Volfin & Cohen argue for (Computer Speech & Language 27 (2013) 895-910), kept simple
+enough to vectorize over every room of a batch.
+
+Shown (video). The pinned participant if any; else the floor holder if its camera is on;
+else whoever was shown, if its camera is still on (the feed stays on the last speaker with
+video); else the most recently active participant with video on.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import events as ev
+from .state import NO_SLOT, EngineState
+
+
+def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
+                        dt_ms: np.ndarray, tuning: dict[str, np.ndarray]) -> None:
+    """Add or drain the evidence of participants ``idx`` (all of their rooms' slots)."""
+    holder = st.holder[room_of]
+    has_holder = holder >= 0
+    safe_holder = np.where(has_holder, holder, 0)
+    holder_score = np.where(has_holder & ~st.muted[safe_holder],
+                            st.level_smooth[safe_holder], -np.inf)
+    is_holder = idx == holder
+    dominant = (st.speaking[idx] & ~is_holder & ~st.muted[idx]
+                & (st.level_smooth[idx] > holder_score + tuning["switch_margin_db"]))
+    evidence = st.evidence_ms[idx]
+    evidence = np.where(dominant, evidence + dt_ms,
+                        np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0))
+    st.evidence_ms[idx] = np.where(is_holder, 0.0, evidence)
+
+
+def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.ndarray,
+              room_of: np.ndarray) -> list[tuple[int, int]]:
+    """Rooms (of ``rooms``) whose floor changes now, with the new holder's slot."""
+    best = np.zeros(st.n_rooms, dtype=np.float32)
+    np.maximum.at(best, room_of, st.evidence_ms[idx])
+    best_r = best[rooms]
+    holder = st.holder[rooms]
+    safe = np.where(holder >= 0, holder, 0)
+    quiet = ((holder < 0) | st.muted[safe]
+             | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
+    need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
+    out = []
+    for r in rooms[(best_r > 0) & (best_r >= need)].tolist():
+        slots = st.room_slots[r]
+        e = st.evidence_ms[slots]
+        # most evidence wins; among equals the louder one
+        order = np.lexsort((-st.level_smooth[slots], -e))
+        out.append((r, slots[int(order[0])]))
+    return out
+
+
+def best_eligible(st: EngineState, room: int, exclude: int = NO_SLOT) -> int:
+    """The most recently active participant of ``room`` with video on, or NO_SLOT."""
+    cands = [s for s in st.room_slots[room] if s != exclude and st.video[s]]
+    if not cands:
+        return NO_SLOT
+    last = st.last_active_ms[cands]
+    return cands[int(np.argmax(last))]
+
+
+def shown_target(st: EngineState, room: int) -> int:
+    pin = int(st.pinned[room])
+    if pin >= 0:
+        return pin
+    holder = int(st.holder[room])
+    if holder >= 0 and st.video[holder]:
+        return holder
+    shown = int(st.shown[room])
+    if shown >= 0 and st.video[shown]:
+        return shown
+    return best_eligible(st, room)
+
+
+def set_holder(st: EngineState, room: int, slot: int, t_ms: int) -> ev.FloorChange | None:
+    """Give ``slot`` (or nobody) the floor; the room's evidence starts over."""
+    previous = int(st.holder[room])
+    if slot == previous:
+        return None
+    st.holder[room] = slot
+    st.evidence_ms[st.room_slots[room]] = 0.0
+    if slot < 0:
+        return ev.FloorChange(room, t_ms, NO_SLOT, previous, False, -127.0, 0)
+    return ev.FloorChange(room, t_ms, slot, previous, bool(st.video[slot]),
+                          float(st.level_smooth[slot]), int(st.onset_ms[slot]))
+
+
+def update_shown(st: EngineState, room: int, t_ms: int, reason: str
+                 ) -> ev.SwitchDecision | None:
+    """Re-evaluate the main feed after a change of floor, video, pin or membership."""
+    target = shown_target(st, room)
+    previous = int(st.shown[room])
+    if target == previous:
+        return None
+    st.shown[room] = target
+    if previous < 0 and reason == ev.DOMINANT_SPEAKER:
+        reason = ev.FIRST_SPEAKER
+    by_speech = reason in (ev.FIRST_SPEAKER, ev.DOMINANT_SPEAKER) and target >= 0
+    return ev.SwitchDecision(
+        room, t_ms, target, previous, reason,
+        float(st.level_smooth[target]) if target >= 0 else -127.0,
+        int(st.holder[room]), int(st.onset_ms[target]) if by_speech else 0)

@@ -1,0 +1,93 @@
+"""Switching parameters and the named profiles.
+
+Every constant says what it does to switching. Times are media-time milliseconds, levels
+dBov. A room's parameters are stored as one row of per-room arrays in the engine, so rooms
+with different tunings still run in one vectorized batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tuning:
+    # --- activity (per participant) -----------------------------------------------------
+    level_attack_ms: float = 30.0
+    """Smoothing of the level when it rises: short, so a new speaker's score is ready
+    within a few frames."""
+    level_release_ms: float = 250.0
+    """Smoothing when the level falls: bridges the dips between syllables so the holder's
+    score does not collapse mid-word."""
+    floor_fall_ms: float = 80.0
+    """The noise floor follows the signal down almost at once: the quietest recent frame is
+    the best estimate of the background."""
+    floor_rise_ms: float = 3000.0
+    """The floor rises slowly, so speech (which always has pauses) cannot lift it, but a fan
+    switched on is absorbed within a few seconds and stops looking like a speaker."""
+    min_snr_db: float = 9.0
+    """A frame counts as speech only this far above the participant's own noise floor: a
+    hot mic or a noisy room raises the bar for that participant alone."""
+    min_level_dbov: float = -65.0
+    """Frames quieter than this never count as speech, whatever the floor (VADs fire on
+    very low-level hiss)."""
+    energy_voice_snr_db: float = 14.0
+    """With no VAD decision (levels without the V bit), a frame is voiced when this far
+    above the noise floor."""
+    activity_attack_ms: float = 60.0
+    activity_release_ms: float = 250.0
+    """The share of recent speech frames, smoothed: fast up, slower down."""
+    speaking_on: float = 0.6
+    speaking_off: float = 0.25
+    """Hysteresis on the activity: speaking starts above `speaking_on` and only stops below
+    `speaking_off`, so breathing pauses do not toggle indicators."""
+    vad_mode: int = 2
+    """webrtcvad aggressiveness for PCM participants."""
+
+    # --- floor (per room) ---------------------------------------------------------------
+    min_speech_ms: float = 200.0
+    """Dominant speech a challenger needs while the holder is silent: short enough for quick
+    exchanges, long enough that a click or a cough does not switch."""
+    interrupt_ms: float = 1200.0
+    """Dominant speech a challenger needs while the holder is still talking: a 'yeah' or a
+    failed interruption never lasts this long."""
+    hold_ms: float = 500.0
+    """The holder keeps the floor through its own pauses shorter than this (breaths, commas)
+    before challengers need only `min_speech_ms`."""
+    switch_margin_db: float = 3.0
+    """A challenger gathers evidence only while this much louder than the holder, so two
+    people at similar levels do not trade the floor back and forth."""
+    evidence_decay: float = 1.0
+    """Evidence drains at this multiple of real time when the challenger stops dominating:
+    scattered interjections do not add up to a switch."""
+
+    # --- outputs ------------------------------------------------------------------------
+    active_speakers: int = 5
+    """Length of the ActiveSpeakers list."""
+    active_speakers_interval_ms: float = 200.0
+    """Minimum media time between two ActiveSpeakers events of a room (UI rate limit)."""
+
+    def replace(self, **changes: float) -> "Tuning":
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Tuning] = {
+    "meeting": Tuning(),
+    # Long monologues, few speakers: switching late is cheap, switching wrongly is not.
+    "podcast": Tuning(min_speech_ms=500.0, interrupt_ms=2000.0, hold_ms=1200.0,
+                      switch_margin_db=4.0),
+    # Rapid exchanges: follow the voice quickly, accept a few more switches.
+    "debate": Tuning(min_speech_ms=150.0, interrupt_ms=800.0, hold_ms=300.0,
+                     switch_margin_db=2.0),
+}
+DEFAULT_PROFILE = "meeting"
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Tuning))
+
+
+def profile(name: str) -> Tuning:
+    """The named profile; KeyError names the known ones."""
+    try:
+        return PROFILES[name or DEFAULT_PROFILE]
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None

@@ -1,0 +1,143 @@
+"""``speakerswitch``: serve, replay, sample."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+
+from dsp.tuning import DEFAULT_PROFILE, PROFILES
+
+from . import config as config_mod
+from .api import speakerswitch_pb2 as pb
+
+# Flags of `replay` that override the profile, with the RoomConfig field they set.
+TUNING_FLAGS = {"hold_ms": int, "min_speech_ms": int, "interrupt_ms": int,
+                "switch_margin_db": float}
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the gRPC service (foreground)",
+                       description="Run the gRPC service in the foreground. Settings: flags > "
+                       "SPEAKERSWITCH_* environment > --config TOML > embedded defaults.")
+    p.add_argument("--config", metavar="FILE", help="TOML file (keys as below, top level or "
+                   "under [server])")
+    p.add_argument("--host", help="gRPC bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="gRPC port (default 50051)")
+    p.add_argument("--metrics-host", help="Prometheus bind address (default 127.0.0.1)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9100, -1 off)")
+    p.add_argument("--profile", choices=sorted(PROFILES), help="default room profile")
+    p.add_argument("--idle-timeout-s", type=float, help="drop rooms idle this long (300)")
+    p.add_argument("--max-participants-per-room", type=int)
+    p.add_argument("--max-rooms", type=int)
+    p.add_argument("--max-ticks-per-batch", type=int)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _replay_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="run a recorded conversation through the engine",
+                       description="Replay a conversation and write one JSON line per video "
+                       "switch: {\"t_ms\": ..., \"speaker\": ...}.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--levels", metavar="CSV", help="t_ms,participant,level,voice rows")
+    src.add_argument("--wav-dir", metavar="DIR", help="one mono 16-bit WAV per participant")
+    p.add_argument("--out", required=True, metavar="FILE", help="decisions JSONL ('-': stdout)")
+    p.add_argument("--server", metavar="HOST:PORT",
+                   help="send through a running server instead of the in-process engine")
+    p.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                   help=f"tuning profile (default {DEFAULT_PROFILE})")
+    for name, kind in TUNING_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
+                       help=f"override the profile's {name}")
+    p.add_argument("--room", help="room id (default: 'replay', or a fresh one with --server)")
+    p.add_argument("--batch-ticks", type=int, default=50, help="ticks per request (50)")
+
+
+def _sample_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="write the synthetic sample conversation",
+                       description="Write a deterministic synthetic conversation: one WAV per "
+                       "participant, levels.csv and truth.json.")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rate", type=int, default=16000, choices=[8000, 16000, 32000, 48000])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="speakerswitch", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _replay_parser(sub)
+    _sample_parser(sub)
+    return ap
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .server import serve
+
+    keys = ["host", "port", "metrics_host", "metrics_port", "profile", "idle_timeout_s",
+            "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level"]
+    try:
+        cfg = config_mod.load({k: getattr(a, k) for k in keys}, a.config)
+    except (ValueError, OSError) as e:
+        print(f"speakerswitch serve: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=cfg.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(cfg))
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from . import replay
+
+    room_config = pb.RoomConfig(profile=a.profile or "")
+    for name in TUNING_FLAGS:
+        value = getattr(a, name)
+        if value is not None:
+            setattr(room_config, name, value)
+    room_id = a.room or (replay.new_room_id() if a.server else "replay")
+    t0 = time.perf_counter()
+    try:
+        if a.levels:
+            requests = replay.levels_requests(a.levels, room_id, room_config, a.batch_ticks)
+        else:
+            requests = replay.wav_requests(a.wav_dir, room_id, room_config, a.batch_ticks)
+        responses = (replay.run_remote(requests, a.server) if a.server
+                     else replay.run_local(requests))
+        with (contextlib.nullcontext(sys.stdout) if a.out == "-" else open(a.out, "w")) as out:
+            n, _ = replay.write_switches(responses, out)
+    except (replay.InputError, OSError) as e:
+        print(f"speakerswitch replay: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # grpc.RpcError and friends: say what failed, not a traceback
+        import grpc
+
+        if isinstance(e, grpc.RpcError):
+            print(f"speakerswitch replay: server {a.server}: {e.code().name}: {e.details()}",
+                  file=sys.stderr)
+            return 1
+        raise
+    print(f"{n} switches in {time.perf_counter() - t0:.2f} s -> {a.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_sample(a: argparse.Namespace) -> int:
+    from .sample import write_sample
+
+    truth = write_sample(a.out, seed=a.seed, rate=a.rate)
+    print(f"wrote {a.out}: {len(truth['participants'])} participants, "
+          f"{truth['duration_ms'] / 1000:.0f} s, {len(truth['changes'])} floor changes",
+          file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample}[a.command](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

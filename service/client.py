@@ -1,0 +1,42 @@
+"""A small typed client of the speakerswitch gRPC API (used by the CLI and the tests)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import grpc
+
+from .api import speakerswitch_pb2 as pb
+from .api import speakerswitch_pb2_grpc as pb_grpc
+
+
+class Client:
+    """A blocking client: ``with Client("127.0.0.1:50051") as c: ...``."""
+
+    def __init__(self, target: str, max_message_bytes: int = 16 * 1024 * 1024) -> None:
+        self.channel = grpc.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", max_message_bytes),
+                             ("grpc.max_send_message_length", max_message_bytes)])
+        self.stub = pb_grpc.SpeakerSwitchStub(self.channel)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
+
+    def stream(self, requests: Iterable[pb.StreamRequest]) -> Iterator[pb.StreamResponse]:
+        """Open a media-server stream: one response per request, in order."""
+        return self.stub.Stream(iter(requests))
+
+    def get_room(self, room_id: str, timeout_s: float = 10.0) -> pb.RoomState:
+        return self.stub.GetRoom(pb.GetRoomRequest(room_id=room_id), timeout=timeout_s)
+
+    def watch(self, room_id: str, wait_for_room: bool = False) -> Iterator[pb.RoomEvent]:
+        """Follow a room: a snapshot event first, then every later event."""
+        return self.stub.Watch(pb.WatchRequest(room_id=room_id, wait_for_room=wait_for_room))

@@ -1,0 +1,95 @@
+"""Service configuration: embedded defaults < TOML file < SPEAKERSWITCH_* env < flags."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dsp.tuning import PROFILES
+
+ENV_PREFIX = "SPEAKERSWITCH_"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    host: str = "127.0.0.1"
+    """Interface the gRPC server binds; 0.0.0.0 to serve other machines."""
+    port: int = 50051
+    """gRPC port (0: pick a free one)."""
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9100
+    """Prometheus /metrics port (0: pick a free one, -1: disabled)."""
+    profile: str = "meeting"
+    """Tuning profile of rooms that do not choose one."""
+    idle_timeout_s: float = 300.0
+    """A room with no tick for this long (wall time) is dropped with its state."""
+    gc_interval_s: float = 5.0
+    """How often idle rooms are looked for."""
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest request message accepted by gRPC."""
+    max_ticks_per_batch: int = 20000
+    max_rooms: int = 100000
+    max_participants_per_room: int = 1000
+    watch_queue_events: int = 4096
+    """Events buffered per Watch subscriber; one that falls further behind is dropped
+    (RESOURCE_EXHAUSTED) rather than growing memory or slowing the room."""
+    grace_s: float = 5.0
+    """On SIGTERM/SIGINT: time given to in-flight calls before the server stops."""
+    log_level: str = "INFO"
+
+    def validate(self) -> "ServiceConfig":
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is not a TCP port")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port: {self.metrics_port} is not a TCP port (or -1)")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
+        for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
+                     "max_ticks_per_batch", "max_rooms", "max_participants_per_room",
+                     "watch_queue_events"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        return self
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(ServiceConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = type(getattr(ServiceConfig, name))
+    if isinstance(value, kind):
+        return value
+    try:
+        if kind is int and isinstance(value, str):
+            return int(value, 0)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {kind.__name__}, got {value!r}") from None
+
+
+def load(overrides: Mapping[str, Any] | None = None, config_file: str | None = None,
+         env: Mapping[str, str] | None = None) -> ServiceConfig:
+    """Merge the sources, later ones winning; unknown keys are errors, not typos ignored."""
+    values: dict[str, Any] = {}
+    if config_file:
+        with open(config_file, "rb") as f:
+            data = tomllib.load(f)
+        data = data.get("server", data)
+        for k, v in data.items():
+            if k not in FIELDS:
+                raise ValueError(f"{config_file}: unknown setting {k!r}")
+            values[k] = _coerce(k, v)
+    env = os.environ if env is None else env
+    for k, v in env.items():
+        if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG":
+            name = k[len(ENV_PREFIX):].lower()
+            if name not in FIELDS:
+                raise ValueError(f"environment: unknown setting {k}")
+            values[name] = _coerce(name, v)
+    for k, v in (overrides or {}).items():
+        if v is not None:
+            values[k] = _coerce(k, v)
+    return ServiceConfig(**values).validate()

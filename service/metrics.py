@@ -1,0 +1,40 @@
+"""Prometheus metrics of one server. Labels are bounded enums (reason, code, kind): never
+room or participant ids, whose cardinality a client controls."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Media-time delay from a speaker's detected speech onset to the switch: what a viewer
+# feels. Turn changes should land in the 0.2-0.8 s buckets.
+SWITCH_DELAY_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25,
+                          1.5, 2.0, 3.0, 5.0, 10.0)
+# Wall time from receiving a request to sending its decisions: the service's own cost.
+PROCESSING_BUCKETS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2,
+                        0.1, 0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.switch_delay = Histogram(
+            "speakerswitch_switch_delay_seconds",
+            "Media time from the new speaker's detected speech onset to the switch decision",
+            buckets=SWITCH_DELAY_BUCKETS_S, registry=r)
+        self.processing_latency = Histogram(
+            "speakerswitch_processing_latency_seconds",
+            "Wall time from receipt of a request to emission of its decisions",
+            buckets=PROCESSING_BUCKETS_S, registry=r)
+        self.frames = Counter("speakerswitch_frames", "Participant audio frames processed",
+                              ["kind"], registry=r)
+        self.ticks = Counter("speakerswitch_ticks", "Room ticks processed", registry=r)
+        self.batches = Counter("speakerswitch_batches", "Stream requests processed", registry=r)
+        self.switches = Counter("speakerswitch_switches", "Main video feed switches",
+                                ["reason"], registry=r)
+        self.errors = Counter("speakerswitch_errors", "Rejected ticks and failed calls",
+                              ["code"], registry=r)
+        self.rooms = Gauge("speakerswitch_rooms", "Rooms in memory", registry=r)
+        self.participants = Gauge("speakerswitch_participants", "Participants in memory",
+                                  registry=r)
+        self.streams = Gauge("speakerswitch_streams", "Open media-server streams", registry=r)
+        self.watchers = Gauge("speakerswitch_watchers", "Open Watch subscriptions", registry=r)

@@ -1,0 +1,174 @@
+"""Replay a recorded conversation through the engine (in-process or over gRPC).
+
+Inputs (a contract other tools rely on):
+  levels CSV  header ``t_ms,participant,level,voice``; one row per participant per packet,
+              ``level`` RFC 6464 0..127, ``voice`` 0/1 (the V bit).
+  WAV folder  one mono 16-bit WAV per participant (8/16/32/48 kHz); the participant id is
+              the file name without ``.wav``; sent as 20 ms PCM frames.
+Output: JSON Lines, one object per video switch: ``{"t_ms", "speaker", ...}``; the first
+line is the first speaker shown.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import pathlib
+import uuid
+import wave
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+import numpy as np
+
+from dsp.pcm import SAMPLE_RATES_HZ
+from dsp.rfc6464 import header_bytes
+
+from .api import speakerswitch_pb2 as pb
+from .config import ServiceConfig
+from .rooms import RoomRegistry
+
+WAV_FRAME_MS = 20
+DEFAULT_BATCH_TICKS = 50
+"""Ticks per request: one second of a room per message keeps gRPC overhead small in replays
+(a live media server sends one tick per request instead)."""
+
+
+class InputError(ValueError):
+    """A replay input file is malformed."""
+
+
+def read_levels_csv(path: str | pathlib.Path) -> tuple[list[int], list[tuple[str, ...]],
+                                                        list[bytes]]:
+    """-> (tick times, roster per tick, RFC 6464 bytes per tick)."""
+    by_t: dict[int, list[tuple[str, int, int]]] = {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        head = next(reader, None)
+        if head != ["t_ms", "participant", "level", "voice"]:
+            raise InputError(f"{path}: header must be t_ms,participant,level,voice, got {head}")
+        for n, row in enumerate(reader, 2):
+            try:
+                t, pid, level, voice = row
+                t_i, lv, v = int(t), int(level), int(voice)
+            except ValueError:
+                raise InputError(f"{path}:{n}: bad row {row}") from None
+            if not 0 <= lv <= 127 or v not in (0, 1) or not pid:
+                raise InputError(f"{path}:{n}: level must be 0..127, voice 0/1, participant "
+                                 f"non-empty: {row}")
+            by_t.setdefault(t_i, []).append((pid, lv, v))
+    times = sorted(by_t)
+    rosters, payloads = [], []
+    for t in times:
+        rows = by_t[t]
+        rosters.append(tuple(p for p, _, _ in rows))
+        payloads.append(header_bytes(np.array([lv for _, lv, _ in rows]),
+                                     np.array([v for _, _, v in rows])))
+    return times, rosters, payloads
+
+
+def levels_requests(path: str | pathlib.Path, room_id: str, config: pb.RoomConfig | None = None,
+                    batch_ticks: int = DEFAULT_BATCH_TICKS) -> Iterator[pb.StreamRequest]:
+    times, rosters, payloads = read_levels_csv(path)
+    ticks = []
+    last_roster: tuple[str, ...] | None = None
+    for t, roster, payload in zip(times, rosters, payloads):
+        tick = pb.RoomTick(room_id=room_id, timestamp_ms=t, duration_ms=WAV_FRAME_MS)
+        tick.levels.levels = payload
+        if roster != last_roster:
+            tick.levels.roster.extend(roster)
+            last_roster = roster
+        ticks.append(tick)
+    return _batches(ticks, config, batch_ticks)
+
+
+def read_wav(path: pathlib.Path) -> tuple[int, bytes]:
+    with wave.open(str(path), "rb") as w:
+        if w.getnchannels() != 1 or w.getsampwidth() != 2:
+            raise InputError(f"{path}: must be mono 16-bit PCM")
+        rate = w.getframerate()
+        if rate not in SAMPLE_RATES_HZ:
+            raise InputError(f"{path}: {rate} Hz is not one of {SAMPLE_RATES_HZ}")
+        return rate, w.readframes(w.getnframes())
+
+
+def wav_requests(folder: str | pathlib.Path, room_id: str, config: pb.RoomConfig | None = None,
+                 batch_ticks: int = DEFAULT_BATCH_TICKS) -> Iterator[pb.StreamRequest]:
+    paths = sorted(pathlib.Path(folder).glob("*.wav"))
+    if not paths:
+        raise InputError(f"{folder}: no .wav files")
+    tracks = [(p.stem, *read_wav(p)) for p in paths]
+
+    def ticks() -> Iterator[pb.RoomTick]:
+        n_ticks = max(len(pcm) // (2 * rate * WAV_FRAME_MS // 1000) for _, rate, pcm in tracks)
+        for k in range(n_ticks):
+            tick = pb.RoomTick(room_id=room_id, timestamp_ms=k * WAV_FRAME_MS,
+                               duration_ms=WAV_FRAME_MS)
+            for pid, rate, pcm in tracks:
+                nb = 2 * rate * WAV_FRAME_MS // 1000
+                frame = pcm[k * nb:(k + 1) * nb]
+                if len(frame) == nb:
+                    tick.audio.add(participant_id=pid,
+                                   pcm=pb.PcmFrame(samples=frame, sample_rate_hz=rate))
+            yield tick
+
+    return _batches(ticks(), config, batch_ticks)
+
+
+def _batches(ticks: Iterable[pb.RoomTick], config: pb.RoomConfig | None,
+             batch_ticks: int) -> Iterator[pb.StreamRequest]:
+    batch = pb.StreamRequest(batch_id=1)
+    for i, tick in enumerate(ticks):
+        if i == 0 and config is not None:
+            tick.config.CopyFrom(config)
+        batch.ticks.append(tick)
+        if len(batch.ticks) >= batch_ticks:
+            yield batch
+            batch = pb.StreamRequest(batch_id=batch.batch_id + 1)
+    if batch.ticks:
+        yield batch
+
+
+def run_local(requests: Iterable[pb.StreamRequest],
+              config: ServiceConfig | None = None) -> Iterator[pb.StreamResponse]:
+    """The same path the server takes, without the network."""
+    registry = RoomRegistry(config or ServiceConfig())
+    for request in requests:
+        yield registry.process(request)
+
+
+def run_remote(requests: Iterable[pb.StreamRequest], target: str) -> Iterator[pb.StreamResponse]:
+    from .client import Client
+
+    with Client(target) as client:
+        client.wait_ready()
+        yield from client.stream(requests)
+
+
+def switch_record(event: pb.RoomEvent) -> dict:
+    sw = event.switch
+    return {"t_ms": event.timestamp_ms, "speaker": sw.speaker_id or None,
+            "previous": sw.previous_speaker_id or None,
+            "reason": pb.SwitchReason.Name(sw.reason)[len("SWITCH_REASON_"):],
+            "audio_speaker": sw.audio_speaker_id or None, "score": round(sw.score, 2)}
+
+
+def write_switches(responses: Iterable[pb.StreamResponse], out: IO[str]) -> tuple[int, int]:
+    """Write one JSON line per video switch; raise on a rejected tick.
+    Returns (switches written, responses read)."""
+    n = n_resp = 0
+    for resp in responses:
+        n_resp += 1
+        if resp.rejections:
+            r = resp.rejections[0]
+            raise InputError(f"tick {r.tick_index} of batch {resp.batch_id} rejected: "
+                             f"{r.field}: {r.message}")
+        for e in resp.events:
+            if e.HasField("switch"):
+                out.write(json.dumps(switch_record(e)) + "\n")
+                n += 1
+    return n, n_resp
+
+
+def new_room_id() -> str:
+    """A fresh room for a replay through a shared server (a rerun must not collide)."""
+    return "replay-" + uuid.uuid4().hex[:12]

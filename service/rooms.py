@@ -1,0 +1,551 @@
+"""The room registry: protobuf batches in, engine calls, protobuf decisions out.
+
+This is the one path from a ``StreamRequest`` to its ``StreamResponse``: the gRPC server,
+the in-process replay, the tests and the benchmarks all call ``RoomRegistry.process``.
+It validates each tick against its room before touching anything, so a refused tick leaves
+its room exactly as it was and never affects the other rooms of the batch.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from dsp import events as ev
+from dsp.engine import Engine, PcmGroup, Wave
+from dsp.pcm import SAMPLE_RATES_HZ, frame_ms
+from dsp.rfc6464 import SILENCE_LEVEL, split_header_bytes
+from dsp.state import NO_SLOT
+from dsp.tuning import PROFILES, Tuning
+
+from .api import speakerswitch_pb2 as pb
+from .config import ServiceConfig
+from .metrics import Metrics
+
+log = logging.getLogger("speakerswitch.rooms")
+
+MAX_ID_BYTES = 128
+DEFAULT_DURATION_MS = 20
+TICK_DURATIONS_MS = (10, 20, 30)
+ET = pb.ParticipantEventType
+_VOICE = {pb.VOICE_ACTIVITY_UNSPECIFIED: -1, pb.VOICE_ACTIVITY_ABSENT: 0,
+          pb.VOICE_ACTIVITY_PRESENT: 1}
+_TUNING_OVERRIDES = ("hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db",
+                     "active_speakers", "active_speakers_interval_ms")
+_OVERRIDE_RANGES = {"hold_ms": (0, 60000), "min_speech_ms": (0, 60000),
+                    "interrupt_ms": (0, 60000), "switch_margin_db": (0.0, 60.0),
+                    "active_speakers": (1, 64), "active_speakers_interval_ms": (0, 60000)}
+
+
+class TickError(Exception):
+    """A tick is refused: gRPC status code, field path, reason."""
+
+    def __init__(self, code: grpc.StatusCode, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.code, self.field, self.message = code, field, message
+
+
+Watcher = Callable[[pb.RoomEvent], bool]
+"""Receives a room's events; returns False to be dropped (e.g. its queue is full)."""
+
+
+@dataclass
+class Room:
+    room_id: str
+    index: int
+    config: pb.RoomConfig
+    slots: dict[str, int] = field(default_factory=dict)
+    names: dict[int, str] = field(default_factory=dict)
+    roster: tuple[str, ...] = ()
+    roster_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    last_t_ms: int | None = None
+    last_audio_t_ms: int | None = None
+    end_t_ms: int = 0
+    sequence: int = 0
+    last_seen_s: float = 0.0
+    watchers: list[Watcher] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    """A validated tick, ready to apply."""
+    index: int
+    tick: pb.RoomTick
+    room: Room | None
+    duration_ms: int
+    level_ids: list[str]
+    level_dbov: list[float]
+    level_voice: list[int]
+    pcm: dict[tuple[int, int], tuple[list[str], list[bytes]]]
+    roster: tuple[str, ...] | None
+    roster_levels: bytes
+
+
+def tuning_for(config: pb.RoomConfig, default_profile: str) -> Tuning:
+    base = PROFILES[config.profile or default_profile]
+    changes = {k: getattr(config, k) for k in _TUNING_OVERRIDES if config.HasField(k)}
+    return base.replace(**changes) if changes else base
+
+
+def _check_id(value: str, path: str) -> None:
+    if not value:
+        raise TickError(grpc.StatusCode.INVALID_ARGUMENT, path, "must not be empty")
+    if len(value.encode()) > MAX_ID_BYTES:
+        raise TickError(grpc.StatusCode.INVALID_ARGUMENT, path,
+                        f"longer than {MAX_ID_BYTES} bytes")
+
+
+def _check_config(c: pb.RoomConfig, path: str) -> None:
+    if c.profile and c.profile not in PROFILES:
+        raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.profile",
+                        f"unknown profile {c.profile!r} (known: {', '.join(PROFILES)})")
+    for k, (lo, hi) in _OVERRIDE_RANGES.items():
+        if c.HasField(k):
+            v = getattr(c, k)
+            if not lo <= v <= hi:  # also refuses NaN
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.{k}",
+                                f"{v} is outside {lo}..{hi}")
+
+
+class RoomRegistry:
+    """All rooms of one server (or one replay), on one engine."""
+
+    def __init__(self, config: ServiceConfig | None = None, metrics: Metrics | None = None,
+                 tenant: str = "") -> None:
+        self.config = config or ServiceConfig()
+        self.metrics = metrics
+        self.engine = Engine()
+        self.rooms: dict[str, Room] = {}
+        self._room_waiters: dict[str, list[Callable[[], None]]] = {}
+        self._participants = 0
+
+    # ------------------------------------------------------------------ processing
+    def process(self, request: pb.StreamRequest, now_s: float = 0.0) -> pb.StreamResponse:
+        """Process one batch; ``now_s`` (wall clock) only dates room activity for GC."""
+        resp = pb.StreamResponse(batch_id=request.batch_id)
+        ticks = request.ticks
+        if len(ticks) > self.config.max_ticks_per_batch:
+            self._reject(resp, TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ticks",
+                                         f"{len(ticks)} ticks exceed max_ticks_per_batch="
+                                         f"{self.config.max_ticks_per_batch}"), 0, "")
+            return resp
+        # wave k holds the k-th tick of each room, so a room's ticks run in order
+        waves: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, tick in enumerate(ticks):
+            k = seen.get(tick.room_id, 0)
+            seen[tick.room_id] = k + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(i)
+        for wave in waves:
+            self._process_wave(ticks, wave, resp, now_s)
+        if self.metrics is not None:
+            self.metrics.batches.inc()
+        return resp
+
+    def _process_wave(self, ticks, indexes: list[int], resp: pb.StreamResponse,
+                      now_s: float) -> None:
+        plans = []
+        for i in indexes:
+            try:
+                plans.append(self._validate(i, ticks[i]))
+            except TickError as e:
+                self._reject(resp, e, i, ticks[i].room_id)
+        if not plans:
+            return
+        out: list[tuple[Room, list[pb.RoomEvent]]] = []
+        rooms, t_ms, durations = [], [], []
+        lv_slots: list[int] = []
+        lv_dbov: list[float] = []
+        lv_voice: list[int] = []
+        roster_slots, roster_bytes = [], []
+        pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
+        for plan in plans:
+            room, state_events = self._apply_state(plan, now_s)
+            out.append((room, state_events))
+            tick = plan.tick
+            if not (plan.level_ids or plan.pcm or plan.roster_levels):
+                continue  # events only: nobody's audio advances
+            rooms.append(room.index)
+            t_ms.append(tick.timestamp_ms)
+            durations.append(plan.duration_ms)
+            lv_slots.extend(room.slots[p] for p in plan.level_ids)
+            lv_dbov.extend(plan.level_dbov)
+            lv_voice.extend(plan.level_voice)
+            if plan.roster_levels:
+                roster_slots.append(room.roster_slots)
+                roster_bytes.append(plan.roster_levels)
+            for key, (ids, frames) in plan.pcm.items():
+                g = pcm.setdefault(key, ([], []))
+                g[0].extend(room.slots[p] for p in ids)
+                g[1].extend(frames)
+            room.end_t_ms = tick.timestamp_ms + plan.duration_ms
+            room.last_audio_t_ms = tick.timestamp_ms
+        wave = Wave(rooms=np.asarray(rooms, np.int64), t_ms=np.asarray(t_ms, np.int64),
+                    duration_ms=np.asarray(durations, np.int64),
+                    level_slots=np.asarray(lv_slots, np.int64),
+                    level_dbov=np.asarray(lv_dbov, np.float32),
+                    level_voice=np.asarray(lv_voice, np.int8),
+                    pcm=[PcmGroup(np.asarray(s, np.int64), rate, frames)
+                         for (rate, _n), (s, frames) in pcm.items()])
+        if roster_bytes:
+            dbov, voice = split_header_bytes(b"".join(roster_bytes))
+            wave.level_slots = np.concatenate([wave.level_slots, *roster_slots])
+            wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
+            wave.level_voice = np.concatenate([wave.level_voice, voice])
+        step_events = self.engine.step(wave) if rooms else []
+        by_index = {room.index: room for room, _ in out}
+        for room, msgs in out:
+            self._emit(room, msgs, resp)
+        grouped: dict[int, list[ev.Event]] = {}
+        for e in step_events:
+            grouped.setdefault(e.room, []).append(e)
+        for index, events in grouped.items():
+            room = by_index[index]
+            msgs: list[pb.RoomEvent] = []
+            self._convert(room, events, msgs)
+            self._emit(room, msgs, resp)
+        if self.metrics is not None:
+            m = self.metrics
+            m.ticks.inc(len(plans))
+            n_levels = len(wave.level_slots)
+            n_pcm = sum(len(g.slots) for g in wave.pcm)
+            if n_levels:
+                m.frames.labels("level").inc(n_levels)
+            if n_pcm:
+                m.frames.labels("pcm").inc(n_pcm)
+
+    def _reject(self, resp: pb.StreamResponse, e: TickError, index: int, room_id: str) -> None:
+        resp.rejections.add(code=e.code.value[0], tick_index=index, room_id=room_id,
+                            field=e.field, message=e.message)
+        if self.metrics is not None:
+            self.metrics.errors.labels(e.code.name).inc()
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, i: int, tick: pb.RoomTick) -> _Plan:
+        """Check a tick against its room without changing anything."""
+        path = f"ticks[{i}]"
+        _check_id(tick.room_id, f"{path}.room_id")
+        room = self.rooms.get(tick.room_id)
+        if room is None and len(self.rooms) >= self.config.max_rooms:
+            raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
+                            f"max_rooms={self.config.max_rooms} reached")
+        if tick.HasField("config"):
+            _check_config(tick.config, f"{path}.config")
+        if tick.duration_ms and tick.duration_ms not in TICK_DURATIONS_MS:
+            raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.duration_ms",
+                            f"{tick.duration_ms} is not one of {TICK_DURATIONS_MS}")
+        members = set(room.slots) if room else set()
+        for j, e in enumerate(tick.events):
+            _check_id(e.participant_id, f"{path}.events[{j}].participant_id")
+            if e.type not in ET.values() or e.type == ET.PARTICIPANT_EVENT_TYPE_UNSPECIFIED:
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.events[{j}].type",
+                                f"unknown or unspecified event type {e.type}")
+            if e.type == ET.PARTICIPANT_EVENT_TYPE_LEAVE:
+                members.discard(e.participant_id)
+            elif e.type != ET.PARTICIPANT_EVENT_TYPE_UNPIN:
+                members.add(e.participant_id)
+
+        in_tick: set[str] = set()
+        level_ids, level_dbov, level_voice = [], [], []
+        pcm: dict[tuple[int, int], tuple[list[str], list[bytes]]] = {}
+        pcm_ms = set()
+        for j, a in enumerate(tick.audio):
+            ap = f"{path}.audio[{j}]"
+            pid = a.participant_id
+            _check_id(pid, f"{ap}.participant_id")
+            if pid in in_tick:
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{ap}.participant_id",
+                                f"participant {pid!r} appears twice in the tick")
+            in_tick.add(pid)
+            kind = a.WhichOneof("payload")
+            if kind == "level":
+                if a.level.level > SILENCE_LEVEL:
+                    raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{ap}.level.level",
+                                    f"{a.level.level} is outside 0..127")
+                if a.level.voice not in _VOICE:
+                    raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{ap}.level.voice",
+                                    f"unknown voice activity {a.level.voice}")
+                level_ids.append(pid)
+                level_dbov.append(-float(a.level.level))
+                level_voice.append(_VOICE[a.level.voice])
+            elif kind == "pcm":
+                rate = a.pcm.sample_rate_hz
+                if rate not in SAMPLE_RATES_HZ:
+                    raise TickError(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"{ap}.pcm.sample_rate_hz",
+                                    f"{rate} Hz is not one of {SAMPLE_RATES_HZ}")
+                n = len(a.pcm.samples)
+                ms = frame_ms(n, rate)
+                if ms is None:
+                    raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{ap}.pcm.samples",
+                                    f"{n} bytes at {rate} Hz is not a 10, 20 or 30 ms frame "
+                                    "of 16-bit mono samples")
+                pcm_ms.add(ms)
+                g = pcm.setdefault((rate, n), ([], []))
+                g[0].append(pid)
+                g[1].append(a.pcm.samples)
+            else:
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{ap}.payload",
+                                "neither level nor pcm is set")
+            members.add(pid)
+
+        duration = tick.duration_ms
+        if len(pcm_ms) > 1:
+            raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.audio",
+                            f"PCM frames of different lengths {sorted(pcm_ms)} ms in one tick")
+        if pcm_ms:
+            (ms,) = pcm_ms
+            if duration and duration != ms:
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.duration_ms",
+                                f"{duration} ms but the PCM frames are {ms} ms")
+            duration = ms
+        duration = duration or DEFAULT_DURATION_MS
+
+        roster = None
+        roster_levels = b""
+        if tick.HasField("levels"):
+            lp = f"{path}.levels"
+            if tick.levels.roster:
+                roster = tuple(tick.levels.roster)
+                if len(set(roster)) != len(roster):
+                    raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{lp}.roster",
+                                    "a participant appears twice")
+                for j, pid in enumerate(roster):
+                    _check_id(pid, f"{lp}.roster[{j}]")
+            # the sticky roster, without anyone who left in this tick
+            current = roster if roster is not None else tuple(
+                p for p in (room.roster if room else ()) if p in members)
+            if len(tick.levels.levels) != len(current):
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{lp}.levels",
+                                f"{len(tick.levels.levels)} bytes for a roster of "
+                                f"{len(current)} participants")
+            both = in_tick.intersection(current)
+            if both:
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{lp}.roster",
+                                f"participant {sorted(both)[0]!r} also has audio in the tick")
+            members.update(current)
+            roster_levels = tick.levels.levels
+
+        if len(members) > self.config.max_participants_per_room:
+            raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}",
+                            f"room would have {len(members)} participants, over "
+                            f"max_participants_per_room={self.config.max_participants_per_room}")
+        has_audio = bool(level_ids or pcm or roster_levels)
+        if room is not None:
+            last = room.last_audio_t_ms if has_audio else room.last_t_ms
+            if last is not None and (tick.timestamp_ms <= last if has_audio
+                                     else tick.timestamp_ms < last):
+                raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.timestamp_ms",
+                                f"{tick.timestamp_ms} does not advance past {last}, the room's "
+                                "previous tick (media time must increase)")
+        return _Plan(i, tick, room, duration, level_ids, level_dbov, level_voice,
+                     pcm, roster, roster_levels)
+
+    # ------------------------------------------------------------------ state changes
+    def _apply_state(self, plan: _Plan, now_s: float) -> tuple[Room, list[pb.RoomEvent]]:
+        """Apply a validated tick's config and events in order, then join the participants
+        its audio names. Engine events are converted at once (a leaver's slot is freed)."""
+        tick = plan.tick
+        room = plan.room or self._create_room(tick.room_id, tick.config)
+        room.last_seen_s = now_s
+        if plan.room is not None and tick.HasField("config"):
+            room.config.CopyFrom(tick.config)
+            self.engine.set_tuning(room.index, tuning_for(room.config, self.config.profile))
+        t = tick.timestamp_ms
+        eng = self.engine
+        out: list[pb.RoomEvent] = []
+        for e in tick.events:
+            pid = e.participant_id
+            if e.type == ET.PARTICIPANT_EVENT_TYPE_LEAVE:
+                slot = room.slots.get(pid, NO_SLOT)
+                if slot != NO_SLOT:
+                    self._convert(room, eng.remove_participant(slot, t), out)
+                    self._leave(room, pid)
+                continue
+            if e.type == ET.PARTICIPANT_EVENT_TYPE_UNPIN:
+                self._convert(room, eng.set_pinned(room.index, NO_SLOT, t), out)
+                continue
+            slot = self._join(room, pid)
+            if e.type in (ET.PARTICIPANT_EVENT_TYPE_VIDEO_ON, ET.PARTICIPANT_EVENT_TYPE_VIDEO_OFF):
+                result = eng.set_video(slot, e.type == ET.PARTICIPANT_EVENT_TYPE_VIDEO_ON, t)
+            elif e.type in (ET.PARTICIPANT_EVENT_TYPE_AUDIO_MUTED,
+                            ET.PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED):
+                result = eng.set_muted(slot, e.type == ET.PARTICIPANT_EVENT_TYPE_AUDIO_MUTED, t)
+            elif e.type == ET.PARTICIPANT_EVENT_TYPE_PIN:
+                result = eng.set_pinned(room.index, slot, t)
+            else:  # JOIN
+                result = []
+            self._convert(room, result, out)
+        for pid in plan.level_ids:
+            self._join(room, pid)
+        for ids, _frames in plan.pcm.values():
+            for pid in ids:
+                self._join(room, pid)
+        if plan.roster is not None:
+            for pid in plan.roster:
+                self._join(room, pid)
+            self._set_roster(room, plan.roster)
+        room.last_t_ms = t
+        return room, out
+
+    def _create_room(self, room_id: str, config: pb.RoomConfig) -> Room:
+        cfg = pb.RoomConfig()
+        cfg.CopyFrom(config)
+        index = self.engine.add_room(tuning_for(cfg, self.config.profile))
+        room = Room(room_id, index, cfg)
+        self.rooms[room_id] = room
+        if self.metrics is not None:
+            self.metrics.rooms.set(len(self.rooms))
+        for wake in self._room_waiters.pop(room_id, []):
+            wake()
+        return room
+
+    def _join(self, room: Room, pid: str) -> int:
+        """The participant's slot, joining it first if it is new."""
+        slot = room.slots.get(pid)
+        if slot is not None:
+            return slot
+        slot = self.engine.add_participant(room.index)
+        room.slots[pid] = slot
+        room.names[slot] = pid
+        self._participants += 1
+        if self.metrics is not None:
+            self.metrics.participants.set(self._participants)
+        return slot
+
+    def _leave(self, room: Room, pid: str) -> None:
+        slot = room.slots.pop(pid)
+        del room.names[slot]
+        self._participants -= 1
+        if self.metrics is not None:
+            self.metrics.participants.set(self._participants)
+        if pid in room.roster:
+            self._set_roster(room, room.roster)
+
+    def _set_roster(self, room: Room, roster: tuple[str, ...]) -> None:
+        """Keep the roster's slots cached; a participant who left drops out of it."""
+        roster = tuple(p for p in roster if p in room.slots)
+        room.roster = roster
+        room.roster_slots = np.asarray([room.slots[p] for p in roster], np.int64)
+
+    # ------------------------------------------------------------------ output
+    def _convert(self, room: Room, events: list[ev.Event], out: list[pb.RoomEvent]) -> None:
+        """Engine events -> messages (not numbered yet), with the room's participant ids."""
+        names = room.names
+
+        def name(slot: int) -> str:
+            return names.get(slot, "") if slot >= 0 else ""
+
+        for e in events:
+            m = pb.RoomEvent(room_id=room.room_id, timestamp_ms=e.t_ms)
+            if isinstance(e, ev.SwitchDecision):
+                sw = m.switch
+                sw.speaker_id = name(e.slot)
+                sw.previous_speaker_id = name(e.previous)
+                sw.reason = pb.SwitchReason.Value("SWITCH_REASON_" + e.reason)
+                sw.score = e.score
+                sw.audio_speaker_id = name(e.audio_slot)
+                sw.speech_onset_ms = e.onset_ms
+            elif isinstance(e, ev.FloorChange):
+                fc = m.floor_change
+                fc.speaker_id = name(e.slot)
+                fc.previous_speaker_id = name(e.previous)
+                fc.has_video = e.has_video
+                fc.score = e.score
+                fc.speech_onset_ms = e.onset_ms
+            elif isinstance(e, ev.SpeakingChange):
+                m.speaking_changed.participant_id = name(e.slot)
+                m.speaking_changed.speaking = e.speaking
+            elif isinstance(e, ev.ActiveSpeakersUpdate):
+                for s, lv, spk in zip(e.slots, e.levels_dbov, e.speaking):
+                    m.active_speakers.speakers.add(participant_id=name(s), level_dbov=lv,
+                                                   speaking=spk)
+            out.append(m)
+
+    def _emit(self, room: Room, msgs: list[pb.RoomEvent], resp: pb.StreamResponse) -> None:
+        """Number the room's events and hand them to the response and the watchers."""
+        for m in msgs:
+            room.sequence += 1
+            m.sequence = room.sequence
+            if m.HasField("switch"):
+                self._observe_switch(m)
+            resp.events.append(m)
+            if room.watchers:
+                room.watchers[:] = [w for w in room.watchers if w(m)]
+
+    def _observe_switch(self, m: pb.RoomEvent) -> None:
+        if self.metrics is None:
+            return
+        sw = m.switch
+        self.metrics.switches.labels(pb.SwitchReason.Name(sw.reason)[len("SWITCH_REASON_"):]).inc()
+        if sw.speech_onset_ms:
+            self.metrics.switch_delay.observe(max(0, m.timestamp_ms - sw.speech_onset_ms) / 1000)
+
+    # ------------------------------------------------------------------ queries
+    def room_state(self, room_id: str) -> pb.RoomState | None:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return None
+        st = self.engine.st
+        r = room.index
+        name = lambda s: room.names.get(int(s), "") if s >= 0 else ""  # noqa: E731
+        tuning = self.engine.tuning(r)
+        cfg = pb.RoomConfig(profile=room.config.profile or self.config.profile)
+        for k in _TUNING_OVERRIDES:
+            setattr(cfg, k, type(getattr(cfg, k))(getattr(tuning, k)))
+        out = pb.RoomState(room_id=room_id, timestamp_ms=room.end_t_ms, sequence=room.sequence,
+                           speaker_id=name(st.shown[r]), audio_speaker_id=name(st.holder[r]),
+                           pinned_id=name(st.pinned[r]), config=cfg)
+        for pid, s in room.slots.items():
+            out.participants.add(participant_id=pid, speaking=bool(st.speaking[s]),
+                                 level_dbov=float(st.level_smooth[s]),
+                                 noise_floor_dbov=float(np.nan_to_num(st.noise_floor[s],
+                                                                      nan=-127.0)),
+                                 video=bool(st.video[s]), muted=bool(st.muted[s]))
+        slots, levels, speaking = self.engine.ranking(r)
+        for s, lv, spk in zip(slots, levels, speaking):
+            out.active_speakers.add(participant_id=name(s), level_dbov=lv, speaking=spk)
+        return out
+
+    def watch(self, room_id: str, watcher: Watcher) -> pb.RoomState | None:
+        """Subscribe ``watcher`` to a room's events; returns the snapshot it starts from
+        (None if the room does not exist: nothing is subscribed)."""
+        snap = self.room_state(room_id)
+        if snap is not None:
+            self.rooms[room_id].watchers.append(watcher)
+        return snap
+
+    def unwatch(self, room_id: str, watcher: Watcher) -> None:
+        room = self.rooms.get(room_id)
+        if room is not None and watcher in room.watchers:
+            room.watchers.remove(watcher)
+
+    def when_created(self, room_id: str, wake: Callable[[], None]) -> None:
+        """Call ``wake`` once when the room appears."""
+        self._room_waiters.setdefault(room_id, []).append(wake)
+
+    def collect_idle(self, now_s: float) -> list[str]:
+        """Drop rooms with no tick since ``now_s - idle_timeout_s``; returns their ids."""
+        limit = now_s - self.config.idle_timeout_s
+        gone = [rid for rid, room in self.rooms.items() if room.last_seen_s < limit]
+        for rid in gone:
+            self.drop_room(rid)
+        return gone
+
+    def drop_room(self, room_id: str) -> None:
+        room = self.rooms.pop(room_id)
+        self.engine.remove_room(room.index)
+        self._participants -= len(room.slots)
+        for w in room.watchers:
+            close = getattr(w, "close", None)
+            if close is not None:
+                close()
+        if self.metrics is not None:
+            self.metrics.rooms.set(len(self.rooms))
+            self.metrics.participants.set(self._participants)
+        log.info("room %r dropped after %.0f s idle", room_id, self.config.idle_timeout_s)
