@@ -20,6 +20,10 @@ from .state import EngineState
 SMOOTH_FLOOR_DBOV = -100.0
 """Digital silence (-127) is clamped here before smoothing, so a muted or DTX frame drags
 the score down like deep silence rather than by an arbitrary extra 27 dB."""
+INITIAL_FLOOR_DBOV = -60.0
+"""Prior for a new participant's noise floor (typical headset and laptop mics sit at -75 to
+-50 dBov): someone who joins mid-sentence is heard at once instead of after their first
+pause, while a louder background is still absorbed by the slow rise within seconds."""
 ONSET_RESET_ACTIVITY = 0.05
 """A speech run that starts while the smoothed activity is below this is a new onset (its
 first frame's time is the onset reported with switches)."""
@@ -41,7 +45,8 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     """
     floor = st.noise_floor[idx]
     sounding = level_dbov > SILENCE_DBOV
-    floor = np.where(np.isnan(floor) & sounding, level_dbov, floor)
+    floor = np.where(np.isnan(floor) & sounding,
+                     np.minimum(level_dbov, INITIAL_FLOOR_DBOV), floor)
 
     snr = level_dbov - floor
     voiced = np.where(voice < 0, snr >= tuning["energy_voice_snr_db"], voice > 0)

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real gRPC server on an ephemeral loopback port, the sample
+conversation, and small builders of requests."""
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import threading
+
+import pytest
+
+from service import sample
+from service.api import speakerswitch_pb2 as pb
+from service.client import Client
+from service.config import ServiceConfig
+from service.server import RunningServer, start
+
+
+class ServerThread:
+    """``service.server.start`` on its own event loop in a thread; stops by itself."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.running: RunningServer | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.running = self.loop.run_until_complete(start(self.config))
+        except BaseException as e:  # reported to the test thread
+            self._error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self.running.stop(0), self.loop)
+        fut.result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.running.port}"
+
+    def call(self, fn, *args):
+        """Run ``fn(*args)`` on the server's loop (the registry is not thread-safe)."""
+        async def run():
+            return fn(*args)
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+
+def test_config(**changes) -> ServiceConfig:
+    base = dict(port=0, metrics_port=0, gc_interval_s=0.05)
+    base.update(changes)
+    return ServiceConfig(**base)
+
+
+test_config.__test__ = False  # a builder, not a test
+
+
+@pytest.fixture
+def server():
+    with ServerThread(test_config()) as s:
+        yield s
+
+
+@pytest.fixture
+def client(server):
+    with Client(server.target) as c:
+        c.wait_ready()
+        yield c
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("sample")
+    sample.write_sample(out)
+    return out
+
+
+def level_tick(room: str, t_ms: int, levels: dict[str, int], voice: dict[str, int] | None = None,
+               **kw) -> pb.RoomTick:
+    """A tick of RFC 6464 levels (voice: 1/0 per participant; missing = unspecified)."""
+    tick = pb.RoomTick(room_id=room, timestamp_ms=t_ms, **kw)
+    for pid, lv in levels.items():
+        v = (voice or {}).get(pid)
+        tick.audio.add(participant_id=pid, level=pb.AudioLevel(
+            level=lv, voice=pb.VOICE_ACTIVITY_UNSPECIFIED if v is None else
+            (pb.VOICE_ACTIVITY_PRESENT if v else pb.VOICE_ACTIVITY_ABSENT)))
+    return tick
+
+
+def script_levels(room: str, segments: list[tuple[str, int, int]], participants: list[str],
+                  duration_ms: int, speech_level: int = 25, quiet_level: int = 70,
+                  start_ms: int = 0) -> list[pb.RoomTick]:
+    """20 ms level ticks where each (participant, start_ms, end_ms) segment talks (level
+    ``speech_level`` with the V bit) and everyone else sits at ``quiet_level`` without it."""
+    ticks = []
+    for t in range(start_ms, start_ms + duration_ms, 20):
+        lv, vc = {}, {}
+        for p in participants:
+            talking = any(s == p and a <= t < b for s, a, b in segments)
+            lv[p] = speech_level if talking else quiet_level
+            vc[p] = 1 if talking else 0
+        ticks.append(level_tick(room, t, lv, vc, duration_ms=20))
+    return ticks
+
+
+def switches(events) -> list[tuple[int, str]]:
+    return [(e.timestamp_ms, e.switch.speaker_id) for e in events if e.HasField("switch")]

@@ -1,0 +1,178 @@
+"""Scripted multi-participant conversations through the registry (the path every caller
+uses): turns, interjections, noise, video off, pin, mute, leave."""
+import pytest
+
+from service.api import speakerswitch_pb2 as pb
+from service.rooms import RoomRegistry
+
+from conftest import level_tick, script_levels, switches
+
+ET = pb.ParticipantEventType
+ABC = ["a", "b", "c"]
+
+
+def run(ticks, registry=None, per_batch=1):
+    reg = registry or RoomRegistry()
+    events = []
+    for k in range(0, len(ticks), per_batch):
+        resp = reg.process(pb.StreamRequest(batch_id=k, ticks=ticks[k:k + per_batch]))
+        assert not resp.rejections, resp.rejections
+        events.extend(resp.events)
+    return events, reg
+
+
+def with_events(tick, *events):
+    for pid, kind in events:
+        tick.events.add(participant_id=pid, type=kind)
+    return tick
+
+
+def test_clean_turns_switch_within_300_ms_of_each_onset():
+    ticks = script_levels("r", [("a", 0, 3000), ("b", 3500, 6000), ("c", 6500, 9000)], ABC, 9500)
+    sw = switches(run(ticks)[0])
+    assert [s for _, s in sw] == ["a", "b", "c"]
+    for (t, _), onset in zip(sw, (0, 3500, 6500)):
+        assert onset < t <= onset + 300
+
+
+def test_louder_short_interjection_never_switches():
+    ticks = script_levels("r", [("a", 0, 6000)], ABC, 6000)
+    for t in ticks:      # b shouts "yeah" 15 dB louder for 400 ms while a talks
+        if 2000 <= t.timestamp_ms < 2400:
+            for au in t.audio:
+                if au.participant_id == "b":
+                    au.level.level, au.level.voice = 10, pb.VOICE_ACTIVITY_PRESENT
+    assert [s for _, s in switches(run(ticks)[0])] == ["a"]
+
+
+def test_interjection_in_a_breathing_pause_never_switches():
+    # a pauses 300 ms between sentences; c says "mm" (300 ms) right in the pause
+    ticks = script_levels("r", [("a", 0, 3000), ("c", 3050, 3350), ("a", 3300, 6000)], ABC, 6000)
+    assert [s for _, s in switches(run(ticks)[0])] == ["a"]
+
+
+def test_a_participant_with_a_loud_fan_never_takes_the_screen():
+    ticks = script_levels("r", [("a", 0, 3000), ("b", 3500, 6000)], ABC, 6000)
+    for t in ticks:     # c: steady -38 dBov fan noise, no V bit (energy detection only)
+        for au in t.audio:
+            if au.participant_id == "c":
+                au.level.level, au.level.voice = 38, pb.VOICE_ACTIVITY_UNSPECIFIED
+    assert [s for _, s in switches(run(ticks)[0])] == ["a", "b"]
+
+
+def test_several_ticks_per_batch_give_the_same_decisions():
+    ticks = script_levels("r", [("a", 0, 2000), ("b", 2500, 5000), ("a", 5600, 7000)], ABC, 7000)
+    one = run(ticks, per_batch=1)[0]
+    many = run(ticks, per_batch=37)[0]
+    assert [str(e) for e in one] == [str(e) for e in many]
+
+
+def test_video_off_speaker_takes_the_floor_but_not_the_feed():
+    ticks = script_levels("r", [("a", 0, 2000), ("b", 2500, 5000)], ABC, 5000)
+    with_events(ticks[0], ("b", ET.PARTICIPANT_EVENT_TYPE_VIDEO_OFF))
+    events, reg = run(ticks)
+    assert [s for _, s in switches(events)] == ["a"]
+    floor = [e.floor_change for e in events if e.HasField("floor_change")]
+    assert [(f.speaker_id, f.has_video) for f in floor] == [("a", True), ("b", False)]
+    assert reg.room_state("r").audio_speaker_id == "b"
+    # b turns the camera on while holding the floor: shown at once
+    tick = with_events(pb.RoomTick(room_id="r", timestamp_ms=5000),
+                       ("b", ET.PARTICIPANT_EVENT_TYPE_VIDEO_ON))
+    more, _ = run([tick], reg)
+    assert [(e.timestamp_ms, e.switch.speaker_id, e.switch.reason)
+            for e in more if e.HasField("switch")] == [(5000, "b", pb.SWITCH_REASON_VIDEO_ON)]
+
+
+def test_shown_participant_turning_video_off_hands_over_at_once():
+    ticks = script_levels("r", [("b", 0, 1500), ("a", 2000, 4000)], ABC, 4000)
+    events, reg = run(ticks)
+    assert switches(events)[-1][1] == "a"
+    tick = with_events(pb.RoomTick(room_id="r", timestamp_ms=4000),
+                       ("a", ET.PARTICIPANT_EVENT_TYPE_VIDEO_OFF))
+    more, _ = run([tick], reg)
+    sw = [e.switch for e in more if e.HasField("switch")]
+    assert [(s.speaker_id, s.previous_speaker_id, s.reason) for s in sw] == [
+        ("b", "a", pb.SWITCH_REASON_VIDEO_OFF)]      # b spoke most recently among the others
+
+
+def test_pin_holds_the_feed_and_unpin_goes_to_the_current_speaker():
+    ticks = script_levels("r", [("a", 0, 2000), ("b", 2500, 5000)], ABC, 5000)
+    with_events(ticks[0], ("c", ET.PARTICIPANT_EVENT_TYPE_PIN))
+    events, reg = run(ticks)
+    sw = [(e.switch.speaker_id, e.switch.reason) for e in events if e.HasField("switch")]
+    assert sw == [("c", pb.SWITCH_REASON_PINNED)]
+    assert reg.room_state("r").audio_speaker_id == "b"   # detection ran underneath
+    tick = with_events(pb.RoomTick(room_id="r", timestamp_ms=5000),
+                       ("", ET.PARTICIPANT_EVENT_TYPE_UNPIN))
+    tick.events[0].participant_id = "c"
+    more, _ = run([tick], reg)
+    assert [(e.switch.speaker_id, e.switch.reason) for e in more if e.HasField("switch")] == [
+        ("b", pb.SWITCH_REASON_UNPINNED)]
+
+
+def test_muted_speaker_stops_at_once_and_the_next_one_switches_fast():
+    ticks = script_levels("r", [("a", 0, 5000), ("b", 3000, 5000)], ABC, 5000)
+    # a is muted at 3000 while still "talking" (its client keeps sending levels)
+    with_events(ticks[150], ("a", ET.PARTICIPANT_EVENT_TYPE_AUDIO_MUTED))
+    events, _ = run(ticks)
+    at_mute = [e for e in events if e.timestamp_ms == 3000]
+    assert any(e.HasField("speaking_changed") and e.speaking_changed.participant_id == "a"
+               and not e.speaking_changed.speaking for e in at_mute)
+    sw = switches(events)
+    assert [s for _, s in sw] == ["a", "b"]
+    assert sw[1][0] <= 3000 + 300       # no interrupt_ms wait: a no longer counts
+
+
+def test_shown_speaker_leaving_hands_over_in_one_switch():
+    ticks = script_levels("r", [("b", 0, 1500), ("a", 2000, 4000)], ABC, 4000)
+    events, reg = run(ticks)
+    tick = with_events(pb.RoomTick(room_id="r", timestamp_ms=4000),
+                       ("a", ET.PARTICIPANT_EVENT_TYPE_LEAVE))
+    more, _ = run([tick], reg)
+    sw = [e.switch for e in more if e.HasField("switch")]
+    assert [(s.speaker_id, s.previous_speaker_id, s.reason) for s in sw] == [
+        ("b", "a", pb.SWITCH_REASON_LEFT)]
+    assert {p.participant_id for p in reg.room_state("r").participants} == {"b", "c"}
+
+
+def test_sequence_numbers_are_contiguous_per_room():
+    ticks = (script_levels("x", [("a", 0, 2000), ("b", 2500, 4000)], ABC, 4000)
+             + script_levels("y", [("c", 0, 1000), ("a", 1500, 4000)], ABC, 4000))
+    events, _ = run(sorted(ticks, key=lambda t: t.timestamp_ms), per_batch=2)
+    for room in ("x", "y"):
+        seqs = [e.sequence for e in events if e.room_id == room]
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) > 3
+
+
+def test_active_speakers_rank_the_talker_first_and_are_rate_limited():
+    ticks = script_levels("r", [("a", 0, 1000), ("b", 1000, 3000)], ABC, 3000)
+    events, _ = run(ticks)
+    ranked = [e for e in events if e.HasField("active_speakers")]
+    times = [e.timestamp_ms for e in ranked]
+    assert all(b - a >= 200 for a, b in zip(times, times[1:]))
+    last = ranked[-1].active_speakers.speakers
+    assert last[0].participant_id == "b" and last[0].speaking
+
+
+def test_per_room_config_changes_the_decision():
+    # with interrupt_ms=300, b's 600 ms interjection over a does switch
+    segs = [("a", 0, 4000), ("b", 2000, 2600)]
+    ticks = script_levels("r", segs, ABC, 4000)
+    for t in ticks:
+        if 2000 <= t.timestamp_ms < 2600:
+            for au in t.audio:
+                if au.participant_id == "b":
+                    au.level.level = 10
+    assert [s for _, s in switches(run(ticks)[0])] == ["a"]
+    ticks2 = script_levels("r", segs, ABC, 4000)
+    for t, t0 in zip(ticks2, ticks):
+        t.CopyFrom(t0)
+    ticks2[0].config.interrupt_ms = 300
+    assert [s for _, s in switches(run(ticks2)[0])][:2] == ["a", "b"]
+
+
+@pytest.mark.parametrize("profile", ["meeting", "podcast", "debate"])
+def test_every_profile_follows_clean_turns(profile):
+    ticks = script_levels("r", [("a", 0, 3000), ("b", 4000, 7000)], ABC, 7000)
+    ticks[0].config.profile = profile
+    assert [s for _, s in switches(run(ticks)[0])] == ["a", "b"]
