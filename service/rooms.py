@@ -149,10 +149,11 @@ class RoomRegistry:
 
     def _process_wave(self, ticks, indexes: list[int], resp: pb.StreamResponse,
                       now_s: float) -> None:
-        plans = []
+        plans: list[_Plan] = []
         for i in indexes:
             try:
-                plans.append(self._validate(i, ticks[i]))
+                new_rooms = sum(1 for p in plans if p.room is None)
+                plans.append(self._validate(i, ticks[i], new_rooms))
             except TickError as e:
                 self._reject(resp, e, i, ticks[i].room_id)
         if not plans:
@@ -226,12 +227,13 @@ class RoomRegistry:
             self.metrics.errors.labels(e.code.name).inc()
 
     # ------------------------------------------------------------------ validation
-    def _validate(self, i: int, tick: pb.RoomTick) -> _Plan:
-        """Check a tick against its room without changing anything."""
+    def _validate(self, i: int, tick: pb.RoomTick, new_rooms: int = 0) -> _Plan:
+        """Check a tick against its room without changing anything (``new_rooms``: rooms
+        that earlier ticks of the same wave will create)."""
         path = f"ticks[{i}]"
         _check_id(tick.room_id, f"{path}.room_id")
         room = self.rooms.get(tick.room_id)
-        if room is None and len(self.rooms) >= self.config.max_rooms:
+        if room is None and len(self.rooms) + new_rooms >= self.config.max_rooms:
             raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
                             f"max_rooms={self.config.max_rooms} reached")
         if tick.HasField("config"):

@@ -1,0 +1,36 @@
+"""Configuration precedence: defaults < TOML file < SPEAKERSWITCH_* env < flags."""
+import pytest
+
+from service import config
+
+
+def test_embedded_defaults():
+    c = config.load(env={})
+    assert (c.host, c.port, c.metrics_port, c.profile) == ("127.0.0.1", 50051, 9100, "meeting")
+
+
+def test_precedence(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('[server]\nport = 6000\nmetrics_port = 9200\nprofile = "podcast"\n')
+    c = config.load({"port": 7000}, str(f), env={"SPEAKERSWITCH_PORT": "6500",
+                                                   "SPEAKERSWITCH_METRICS_PORT": "9300"})
+    assert (c.port, c.metrics_port, c.profile) == (7000, 9300, "podcast")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(env={"SPEAKERSWITCH_PROT": "1"}), "unknown setting SPEAKERSWITCH_PROT"),
+    (dict(env={"SPEAKERSWITCH_PORT": "http"}), "port: expected int"),
+    (dict(overrides={"port": 70000}, env={}), "port: 70000 is not a TCP port"),
+    (dict(overrides={"profile": "karaoke"}, env={}), "profile: unknown 'karaoke'"),
+    (dict(overrides={"idle_timeout_s": 0}, env={}), "idle_timeout_s: must be > 0"),
+])
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        config.load(**kwargs)
+
+
+def test_unknown_key_in_file(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text("prot = 1\n")
+    with pytest.raises(ValueError, match="unknown setting 'prot'"):
+        config.load(config_file=str(f), env={})
