@@ -33,6 +33,7 @@ TICK_DURATIONS_MS = (10, 20, 30)
 ET = pb.ParticipantEventType
 _VOICE = {pb.VOICE_ACTIVITY_UNSPECIFIED: -1, pb.VOICE_ACTIVITY_ABSENT: 0,
           pb.VOICE_ACTIVITY_PRESENT: 1}
+_SPEECH_REASONS = (pb.SWITCH_REASON_FIRST_SPEAKER, pb.SWITCH_REASON_DOMINANT_SPEAKER)
 _TUNING_OVERRIDES = ("hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db",
                      "active_speakers", "active_speakers_interval_ms")
 _OVERRIDE_RANGES = {"hold_ms": (0, 60000), "min_speech_ms": (0, 60000),
@@ -485,7 +486,7 @@ class RoomRegistry:
             return
         sw = m.switch
         self.metrics.switches.labels(pb.SwitchReason.Name(sw.reason)[len("SWITCH_REASON_"):]).inc()
-        if sw.speech_onset_ms:
+        if sw.reason in _SPEECH_REASONS:
             self.metrics.switch_delay.observe(max(0, m.timestamp_ms - sw.speech_onset_ms) / 1000)
 
     # ------------------------------------------------------------------ queries
