@@ -53,6 +53,8 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
                        help=f"override the profile's {name}")
     p.add_argument("--room", help="room id (default: 'replay', or a fresh one with --server)")
     p.add_argument("--batch-ticks", type=int, default=50, help="ticks per request (50)")
+    p.add_argument("--connect-timeout-s", type=float, default=10.0,
+                   help="with --server: how long to wait for it (10)")
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,19 +107,22 @@ def cmd_replay(a: argparse.Namespace) -> int:
             requests = replay.levels_requests(a.levels, room_id, room_config, a.batch_ticks)
         else:
             requests = replay.wav_requests(a.wav_dir, room_id, room_config, a.batch_ticks)
-        responses = (replay.run_remote(requests, a.server) if a.server
+        responses = (replay.run_remote(requests, a.server, a.connect_timeout_s) if a.server
                      else replay.run_local(requests))
         with (contextlib.nullcontext(sys.stdout) if a.out == "-" else open(a.out, "w")) as out:
             n, _ = replay.write_switches(responses, out)
     except (replay.InputError, OSError) as e:
         print(f"speakerswitch replay: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # grpc.RpcError and friends: say what failed, not a traceback
+    except Exception as e:  # gRPC failures: say what failed, not a traceback
         import grpc
 
         if isinstance(e, grpc.RpcError):
             print(f"speakerswitch replay: server {a.server}: {e.code().name}: {e.details()}",
                   file=sys.stderr)
+            return 1
+        if isinstance(e, grpc.FutureTimeoutError):
+            print(f"speakerswitch replay: server {a.server} is not reachable", file=sys.stderr)
             return 1
         raise
     print(f"{n} switches in {time.perf_counter() - t0:.2f} s -> {a.out}", file=sys.stderr)

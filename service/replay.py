@@ -136,11 +136,12 @@ def run_local(requests: Iterable[pb.StreamRequest],
         yield registry.process(request)
 
 
-def run_remote(requests: Iterable[pb.StreamRequest], target: str) -> Iterator[pb.StreamResponse]:
+def run_remote(requests: Iterable[pb.StreamRequest], target: str,
+               ready_timeout_s: float = 10.0) -> Iterator[pb.StreamResponse]:
     from .client import Client
 
     with Client(target) as client:
-        client.wait_ready()
+        client.wait_ready(ready_timeout_s)
         yield from client.stream(requests)
 
 
