@@ -18,7 +18,7 @@ test: $(STAMP) $(GEN)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) $(GEN)
-	$(PY) -m pytest benchmarks --benchmark-only $(PYTEST_ARGS)
+	$(PY) -m pytest benchmarks/bench_*.py --benchmark-only --benchmark-columns=mean,median,ops $(PYTEST_ARGS)
 
 # Regenerate the protobuf/gRPC modules from proto/ (one command; the output is committed).
 proto: $(STAMP)

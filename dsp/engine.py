@@ -16,7 +16,7 @@ from . import activity, switching
 from . import events as ev
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
-from .state import NO_SLOT, EngineState
+from .state import NEVER_MS, NO_SLOT, EngineState
 from .tuning import FIELDS, PROFILES, Tuning
 from .vad import VadBank
 
@@ -219,13 +219,15 @@ class Engine:
         st = self.st
         due = t_end_room - st.ranking_t_ms[rooms] >= st.tuning["active_speakers_interval_ms"][rooms]
         out: list[ev.Event] = []
+        # checked (not only emitted) at most once per interval: the ranking is the only
+        # per-room Python on the audio path
+        st.ranking_t_ms[rooms[due]] = t_end_room[due]
         for r, t in zip(rooms[due].tolist(), t_end_room[due].tolist()):
             slots, levels, speaking = self.ranking(r)
             key = tuple(zip(slots, speaking))
             if key == st.last_ranking[r]:
                 continue
             st.last_ranking[r] = key
-            st.ranking_t_ms[r] = t
             out.append(ev.ActiveSpeakersUpdate(r, t, slots, levels, speaking))
         return out
 
@@ -237,7 +239,7 @@ class Engine:
         if len(slots) == 0:
             return (), (), ()
         spk = st.speaking[slots]
-        keep = spk | (st.last_active_ms[slots] > np.iinfo(np.int64).min // 8)
+        keep = spk | (st.last_active_ms[slots] > NEVER_MS)
         slots, spk = slots[keep], spk[keep]
         order = np.lexsort((-st.last_active_ms[slots], -st.level_smooth[slots] * spk, ~spk))
         top = slots[order[: int(st.tuning["active_speakers"][room])]]
