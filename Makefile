@@ -9,13 +9,16 @@ PROTO  := proto/speakerswitch/v1/speakerswitch.proto
 GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
 PYTEST_ARGS ?=
 
-.PHONY: run test proto bench sample clean
+.PHONY: run test install proto bench clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve
 
 test: $(STAMP) $(GEN)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Only bootstrap .venv (for using the CLI from it).
+install: $(STAMP) $(GEN)
 
 bench: $(STAMP) $(GEN)
 	$(PY) -m pytest benchmarks/bench_*.py --benchmark-only --benchmark-columns=mean,median,ops $(PYTEST_ARGS)
@@ -34,10 +37,6 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
-
-# Regenerate the small sample conversation the README quickstart replays.
-sample: $(STAMP)
-	$(PY) -m service.samplegen --out service/samples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -34,3 +34,10 @@ def test_unknown_key_in_file(tmp_path):
     f.write_text("prot = 1\n")
     with pytest.raises(ValueError, match="unknown setting 'prot'"):
         config.load(config_file=str(f), env={})
+
+
+def test_the_shipped_example_file_matches_the_embedded_defaults():
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "deploy" / "speakerswitch.toml"
+    assert config.load(config_file=str(path), env={}) == config.load(env={})
