@@ -8,6 +8,7 @@ speaking change) and per room that is due an ActiveSpeakers ranking.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +45,15 @@ class Wave:
     pcm: list[PcmGroup] = field(default_factory=list)
 
 
+def _allocate(free: list[int], size: int, grow: Callable[[int], None], minimum: int) -> int:
+    """A free index; when there is none, the arrays double (amortized O(1) joins)."""
+    if not free:
+        new_size = max(minimum, 2 * size)
+        grow(new_size)
+        free.extend(range(new_size - 1, size - 1, -1))
+    return free.pop()
+
+
 class Engine:
     """State of many rooms in flat arrays, and the operations on it."""
 
@@ -56,11 +66,7 @@ class Engine:
     # ------------------------------------------------------------------ rooms & members
     def add_room(self, tuning: Tuning = PROFILES["meeting"]) -> int:
         st = self.st
-        if not self._free_rooms:
-            n = st.n_rooms
-            st.grow_rooms(max(8, 2 * n))
-            self._free_rooms.extend(range(st.n_rooms - 1, n - 1, -1))
-        room = self._free_rooms.pop()
+        room = _allocate(self._free_rooms, st.n_rooms, st.grow_rooms, 8)
         st.reset_room(room)
         st.room_used[room] = True
         st.set_tuning(room, tuning)
@@ -82,11 +88,7 @@ class Engine:
 
     def add_participant(self, room: int) -> int:
         st = self.st
-        if not self._free_slots:
-            n = st.n_slots
-            st.grow_slots(max(16, 2 * n))
-            self._free_slots.extend(range(st.n_slots - 1, n - 1, -1))
-        slot = self._free_slots.pop()
+        slot = _allocate(self._free_slots, st.n_slots, st.grow_slots, 16)
         st.reset_slot(slot, room)
         st.room_slots[room].append(slot)
         self.vads.reset(slot, int(st.tuning["vad_mode"][room]))
