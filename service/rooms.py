@@ -532,6 +532,13 @@ class RoomRegistry:
         """Call ``wake`` once when the room appears."""
         self._room_waiters.setdefault(room_id, []).append(wake)
 
+    def cancel_when_created(self, room_id: str, wake: Callable[[], None]) -> None:
+        waiters = self._room_waiters.get(room_id)
+        if waiters and wake in waiters:
+            waiters.remove(wake)
+            if not waiters:
+                del self._room_waiters[room_id]
+
     def collect_idle(self, now_s: float) -> list[str]:
         """Drop rooms with no tick since ``now_s - idle_timeout_s``; returns their ids."""
         limit = now_s - self.config.idle_timeout_s

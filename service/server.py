@@ -83,7 +83,10 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                                     f"room_id: no room {request.room_id!r}")
             created = asyncio.Event()
             self.registry.when_created(request.room_id, created.set)
-            await created.wait()
+            try:
+                await created.wait()
+            finally:  # a watcher that gives up waiting leaves nothing behind
+                self.registry.cancel_when_created(request.room_id, created.set)
             snap = self.registry.watch(request.room_id, q)
         self.metrics.watchers.inc()
         try:

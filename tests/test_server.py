@@ -136,3 +136,20 @@ def test_idle_rooms_are_collected_by_the_server():
             time.sleep(0.05)
         else:
             pytest.fail("room was not collected")
+
+
+def test_a_watcher_that_gives_up_waiting_leaves_nothing_behind(server, client):
+    import time
+
+    watch = client.watch("never", wait_for_room=True)
+    reader = threading.Thread(target=lambda: pytest.raises(grpc.RpcError, next, watch))
+    reader.start()
+    deadline = time.monotonic() + 10
+    while not server.call(lambda: "never" in server.running.registry._room_waiters):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    watch.cancel()
+    reader.join(10)
+    while server.call(lambda: "never" in server.running.registry._room_waiters):
+        assert time.monotonic() < deadline, "waiter leaked"
+        time.sleep(0.02)
