@@ -6,7 +6,8 @@ For every participant of a batch at once (no per-participant Python):
 2. a frame is *active* when voiced (webrtcvad, the RFC 6464 V bit, or energy when neither
    is known), far enough above that floor and above an absolute minimum;
 3. the share of active frames is smoothed (fast attack, slower release) and speaking
-   starts above one threshold and stops below a lower one;
+   starts above one threshold and stops below a lower one; digital silence (RFC 6464 level
+   127: a muted microphone) stops it at once, with no lingering "speaking" state;
 4. the level itself is smoothed on a fast-attack / slow-release scale: that is the score
    the floor logic compares between participants.
 """
@@ -68,8 +69,9 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     target = active.astype(np.float32)
     a_act = np.where(target > act, _alpha(dt_ms, tuning["activity_attack_ms"]),
                      _alpha(dt_ms, tuning["activity_release_ms"]))
-    new_act = act + a_act * (target - act)
+    new_act = np.where(sounding, act + a_act * (target - act), 0.0)
     st.activity[idx] = new_act
+    st.silent[idx] = ~sounding
 
     t_start = t_end_ms - dt_ms.astype(np.int64)
     new_run = active & (act < ONSET_RESET_ACTIVITY)
@@ -77,7 +79,8 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     st.last_active_ms[idx[active]] = t_end_ms[active]
 
     was = st.speaking[idx]
-    now = np.where(was, new_act > tuning["speaking_off"], new_act >= tuning["speaking_on"])
+    now = sounding & np.where(was, new_act > tuning["speaking_off"],
+                              new_act >= tuning["speaking_on"])
     st.speaking[idx] = now
     started = now & ~was
     st.onset_ms[idx[started]] = st.run_start_ms[idx[started]]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import activity, switching
+from . import activity, forwarding, switching
 from . import events as ev
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
@@ -95,17 +95,21 @@ class Engine:
         return slot
 
     def remove_participant(self, slot: int, t_ms: int) -> list[ev.Event]:
-        """The participant leaves; if it held the floor or was shown, hand over at once."""
+        """The participant leaves; if it held the floor, was shown or presented, hand over
+        at once."""
         st = self.st
         room = int(st.slot_room[slot])
         out: list[ev.Event] = []
-        if st.speaking[slot]:
+        if st.reported_speaking[slot]:
             out.append(ev.SpeakingChange(room, t_ms, slot, False))
         st.room_slots[room].remove(slot)
         if st.pinned[room] == slot:
             st.pinned[room] = NO_SLOT
         if st.holder[room] == slot:
             out.append(switching.set_holder(st, room, NO_SLOT, t_ms))
+        presentation = switching.set_presenting(st, room, slot, False, t_ms)
+        if presentation is not None:
+            out.append(presentation)
         was_shown = st.shown[room] == slot
         if was_shown:
             st.shown[room] = NO_SLOT
@@ -116,17 +120,18 @@ class Engine:
             d = switching.update_shown(st, room, t_ms, ev.LEFT)
             out.append(dataclasses.replace(d, previous=slot) if d is not None else
                        ev.SwitchDecision(room, t_ms, NO_SLOT, slot, ev.LEFT, -127.0,
-                                         int(st.holder[room]), 0))
-        return out
+                                         int(st.holder[room]), 0, bool(st.presenters[room])))
+        return self._with_forwarding(room, t_ms, out)
 
     def set_video(self, slot: int, on: bool, t_ms: int) -> list[ev.Event]:
+        """Camera on/off: no debounce, the feed follows at once."""
         st = self.st
         if bool(st.video[slot]) == on:
             return []
         st.video[slot] = on
         room = int(st.slot_room[slot])
         d = switching.update_shown(st, room, t_ms, ev.VIDEO_ON if on else ev.VIDEO_OFF)
-        return [d] if d is not None else []
+        return self._with_forwarding(room, t_ms, [d] if d is not None else [])
 
     def set_muted(self, slot: int, muted: bool, t_ms: int) -> list[ev.Event]:
         """Muting stops a speaker at once: no lingering 'speaking' state, and the floor is
@@ -139,9 +144,10 @@ class Engine:
             return []
         room = int(st.slot_room[slot])
         out: list[ev.Event] = []
-        if st.speaking[slot]:
+        if st.reported_speaking[slot]:
             out.append(ev.SpeakingChange(room, t_ms, slot, False))
-        st.speaking[slot] = False
+        st.speaking[slot] = st.reported_speaking[slot] = False
+        st.reported_ms[slot] = t_ms
         st.activity[slot] = 0.0
         st.evidence_ms[slot] = 0.0
         if st.holder[room] == slot:
@@ -154,11 +160,27 @@ class Engine:
             return []
         st.pinned[room] = slot
         d = switching.update_shown(st, room, t_ms, ev.PINNED if slot >= 0 else ev.UNPINNED)
+        return self._with_forwarding(room, t_ms, [d] if d is not None else [])
+
+    def set_presenting(self, slot: int, on: bool, t_ms: int) -> list[ev.Event]:
+        room = int(self.st.slot_room[slot])
+        d = switching.set_presenting(self.st, room, slot, on, t_ms)
         return [d] if d is not None else []
+
+    def _with_forwarding(self, room: int, t_ms: int, out: list[ev.Event],
+                         started: list[int] | tuple[int, ...] = ()) -> list[ev.Event]:
+        f = forwarding.refresh(self.st, room, t_ms, started)
+        if f is not None:
+            out.append(f)
+        return out
 
     # ------------------------------------------------------------------ audio
     def step(self, wave: Wave) -> list[ev.Event]:
-        """Advance every participant of the wave's rooms by one frame; return decisions."""
+        """Advance every participant of the wave's rooms by one frame; return decisions.
+
+        A participant of these rooms with no frame in the wave keeps its state (packet
+        loss) until ``no_audio_timeout_ms`` after its last frame; then it is advanced as
+        digital silence, which stops it speaking at once."""
         st = self.st
         rooms = np.asarray(wave.rooms, dtype=np.int64)
         if len(rooms) == 0:
@@ -181,28 +203,36 @@ class Engine:
         pos[idx] = np.arange(len(idx))
         level = np.full(len(idx), SILENCE_DBOV, dtype=np.float32)
         voice = np.zeros(len(idx), dtype=np.int8)
+        present = np.zeros(len(idx), dtype=bool)
         if len(wave.level_slots):
             p = pos[wave.level_slots]
             level[p] = wave.level_dbov
             voice[p] = wave.level_voice
+            present[p] = True
         for g in wave.pcm:
             p = pos[g.slots]
             samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
             level[p] = pcm_level_dbov(samples)
             voice[p] = self.vads.classify(g.slots.tolist(), g.frames, g.sample_rate_hz,
                                           tuning["vad_mode"][p].astype(int).tolist())
+            present[p] = True
+        st.last_frame_ms[idx[present]] = t_end[present]
         muted = st.muted[idx]
         level[muted] = SILENCE_DBOV
         voice[muted] = 0
+        timed_out = t_end - st.last_frame_ms[idx] > tuning["no_audio_timeout_ms"]
+        live = present | timed_out
+        if not live.all():  # frozen participants (a short gap in their packets) sit out
+            idx, room_of, t_end, dt = idx[live], room_of[live], t_end[live], dt[live]
+            level, voice = level[live], voice[live]
+            tuning = {k: v[live] for k, v in tuning.items()}
 
-        _active, started, stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
-        out: list[ev.Event] = []
-        changed = started | stopped
-        for k in np.flatnonzero(changed).tolist():
-            out.append(ev.SpeakingChange(int(room_of[k]), int(t_end[k]), int(idx[k]),
-                                         bool(started[k])))
-
+        _active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
+        out = self._speaking_reports(idx, room_of, t_end, tuning)
         switching.accumulate_evidence(st, idx, room_of, dt, tuning)
+        refresh: dict[int, list[int]] = {}
+        for k in np.flatnonzero(started).tolist():
+            refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
         for room, slot in switching.takeovers(st, rooms, t_end_room, idx, room_of):
             t = int(end_of_room[room])
             floor = switching.set_holder(st, room, slot, t)
@@ -211,10 +241,28 @@ class Engine:
                 d = switching.update_shown(st, room, t, ev.DOMINANT_SPEAKER)
                 if d is not None:
                     out.append(d)
+                refresh.setdefault(room, [])
+        for room, slots in refresh.items():
+            self._with_forwarding(room, int(end_of_room[room]), out, slots)
 
         st.room_t_ms[rooms] = t_end_room
         out.extend(self._rankings(rooms, t_end_room))
         return out
+
+    def _speaking_reports(self, idx: np.ndarray, room_of: np.ndarray, t_end: np.ndarray,
+                          tuning: dict[str, np.ndarray]) -> list[ev.Event]:
+        """SpeakingChanged for participants whose state differs from what was last reported,
+        at most one per ``speaking_interval_ms``; a stop by digital silence goes out at once."""
+        st = self.st
+        speaking = st.speaking[idx]
+        changed = speaking != st.reported_speaking[idx]
+        due = changed & ((t_end - st.reported_ms[idx] >= tuning["speaking_interval_ms"])
+                         | (~speaking & st.silent[idx]))
+        k = np.flatnonzero(due)
+        st.reported_speaking[idx[k]] = speaking[k]
+        st.reported_ms[idx[k]] = t_end[k]
+        return [ev.SpeakingChange(r, t, s, b) for r, t, s, b in
+                zip(room_of[k].tolist(), t_end[k].tolist(), idx[k].tolist(), speaking[k].tolist())]
 
     def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray) -> list[ev.Event]:
         """ActiveSpeakers for rooms due one (rate limit) whose ranking changed."""
@@ -225,25 +273,27 @@ class Engine:
         # per-room Python on the audio path
         st.ranking_t_ms[rooms[due]] = t_end_room[due]
         for r, t in zip(rooms[due].tolist(), t_end_room[due].tolist()):
-            slots, levels, speaking = self.ranking(r)
+            slots, levels, speaking, act = self.ranking(r)
             key = tuple(zip(slots, speaking))
             if key == st.last_ranking[r]:
                 continue
             st.last_ranking[r] = key
-            out.append(ev.ActiveSpeakersUpdate(r, t, slots, levels, speaking))
+            out.append(ev.ActiveSpeakersUpdate(r, t, slots, levels, speaking, act))
         return out
 
-    def ranking(self, room: int) -> tuple[tuple[int, ...], tuple[float, ...], tuple[bool, ...]]:
+    def ranking(self, room: int) -> tuple[tuple[int, ...], tuple[float, ...], tuple[bool, ...],
+                                          tuple[float, ...]]:
         """Top-N participants: speakers first (loudest first), then the most recently
         active. Participants that never spoke are not ranked."""
         st = self.st
         slots = np.asarray(st.room_slots[room], dtype=np.int64)
         if len(slots) == 0:
-            return (), (), ()
+            return (), (), (), ()
         spk = st.speaking[slots]
         keep = spk | (st.last_active_ms[slots] > NEVER_MS)
         slots, spk = slots[keep], spk[keep]
         order = np.lexsort((-st.last_active_ms[slots], -st.level_smooth[slots] * spk, ~spk))
         top = slots[order[: int(st.tuning["active_speakers"][room])]]
         return (tuple(top.tolist()), tuple(float(x) for x in st.level_smooth[top]),
-                tuple(bool(x) for x in st.speaking[top]))
+                tuple(bool(x) for x in st.speaking[top]),
+                tuple(float(x) for x in st.activity[top]))

@@ -45,6 +45,9 @@ class SwitchDecision:
     score: float
     audio_slot: int
     onset_ms: int
+    thumbnail: bool = False
+    """True while a presentation holds the main feed: the speaker video goes to the
+    thumbnail slot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,25 @@ class ActiveSpeakersUpdate:
     slots: tuple[int, ...]
     levels_dbov: tuple[float, ...]
     speaking: tuple[bool, ...]
+    activity: tuple[float, ...]
 
 
-Event = SpeakingChange | FloorChange | SwitchDecision | ActiveSpeakersUpdate
+@dataclass(frozen=True, slots=True)
+class PresentationChange:
+    """The main feed's presentation changed (slot -1: none, the speaker video is main)."""
+    room: int
+    t_ms: int
+    slot: int
+    previous: int
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingChange:
+    """The ordered set of cameras to forward changed."""
+    room: int
+    t_ms: int
+    slots: tuple[int, ...]
+
+
+Event = (SpeakingChange | FloorChange | SwitchDecision | ActiveSpeakersUpdate
+         | PresentationChange | ForwardingChange)

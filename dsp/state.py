@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .tuning import FIELDS, Tuning
+from .tuning import FIELDS, INT_FIELDS, Tuning
 
 NO_SLOT = -1
 NEVER_MS = np.iinfo(np.int64).min // 4
@@ -38,6 +38,10 @@ class EngineState:
     evidence_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     video: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     muted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    silent: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    last_frame_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    reported_speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    reported_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # ---- per room
     room_used: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -49,10 +53,17 @@ class EngineState:
     # ---- per room, Python side (changed only by joins, leaves and ranking emissions)
     room_slots: list[list[int]] = field(default_factory=list)
     last_ranking: list[tuple] = field(default_factory=list)
+    presenters: list[list[int]] = field(default_factory=list)
+    """Slots presenting, oldest first: the last one is in the main feed."""
+    forwarding: list[list[int]] = field(default_factory=list)
+    """Forwarding-set members, most recent speaker first."""
+    forwarding_since: list[dict[int, int]] = field(default_factory=list)
+    last_forwarding: list[tuple] = field(default_factory=list)
 
     SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, level_smooth=-127.0, activity=0.0,
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
-                     onset_ms=0, evidence_ms=0.0, video=True, muted=False)
+                     onset_ms=0, evidence_ms=0.0, video=True, muted=False, silent=False,
+                     last_frame_ms=NEVER_MS, reported_speaking=False, reported_ms=NEVER_MS)
     ROOM_FILL = dict(room_used=False, holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS)
 
@@ -80,6 +91,10 @@ class EngineState:
         while len(self.room_slots) < n:
             self.room_slots.append([])
             self.last_ranking.append(())
+            self.presenters.append([])
+            self.forwarding.append([])
+            self.forwarding_since.append({})
+            self.last_forwarding.append(())
 
     def reset_slot(self, slot: int, room: int) -> None:
         for name, fill in self.SLOT_FILL.items():
@@ -91,6 +106,10 @@ class EngineState:
             getattr(self, name)[room] = fill
         self.room_slots[room] = []
         self.last_ranking[room] = ()
+        self.presenters[room] = []
+        self.forwarding[room] = []
+        self.forwarding_since[room] = {}
+        self.last_forwarding[room] = ()
 
     def set_tuning(self, room: int, tuning: Tuning) -> None:
         for name in FIELDS:
@@ -98,6 +117,6 @@ class EngineState:
 
     def get_tuning(self, room: int) -> Tuning:
         values = {name: self.tuning[name][room] for name in FIELDS}
-        values["vad_mode"] = int(values["vad_mode"])
-        values["active_speakers"] = int(values["active_speakers"])
+        for name in INT_FIELDS:
+            values[name] = int(values[name])
         return Tuning(**values)

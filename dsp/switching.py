@@ -12,9 +12,14 @@ This is evidence accumulated over time instead of a fixed hold after each switch
 shape Volfin & Cohen argue for (Computer Speech & Language 27 (2013) 895-910), kept simple
 enough to vectorize over every room of a batch.
 
+A muted participant, or one sending digital silence, is no speaker: it gathers no evidence,
+and as holder it keeps the floor only until someone else talks for ``min_speech_ms``.
+
 Shown (video). The pinned participant if any; else the floor holder if its camera is on;
 else whoever was shown, if its camera is still on (the feed stays on the last speaker with
-video); else the most recently active participant with video on.
+video); else the most recently active participant with video on. While someone presents
+(screen share), the presentation is the main feed and the shown speaker goes to the
+thumbnail slot; the latest presenter wins, and when it stops the previous one comes back.
 """
 from __future__ import annotations
 
@@ -30,8 +35,8 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
     holder = st.holder[room_of]
     has_holder = holder >= 0
     safe_holder = np.where(has_holder, holder, 0)
-    holder_score = np.where(has_holder & ~st.muted[safe_holder],
-                            st.level_smooth[safe_holder], -np.inf)
+    holder_out = st.muted[safe_holder] | st.silent[safe_holder]
+    holder_score = np.where(has_holder & ~holder_out, st.level_smooth[safe_holder], -np.inf)
     is_holder = idx == holder
     dominant = (st.speaking[idx] & ~is_holder & ~st.muted[idx]
                 & (st.level_smooth[idx] > holder_score + tuning["switch_margin_db"]))
@@ -49,7 +54,7 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     best_r = best[rooms]
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)
-    quiet = ((holder < 0) | st.muted[safe]
+    quiet = ((holder < 0) | st.muted[safe] | st.silent[safe]
              | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     out = []
@@ -111,4 +116,22 @@ def update_shown(st: EngineState, room: int, t_ms: int, reason: str
     return ev.SwitchDecision(
         room, t_ms, target, previous, reason,
         float(st.level_smooth[target]) if target >= 0 else -127.0,
-        int(st.holder[room]), int(st.onset_ms[target]) if by_speech else 0)
+        int(st.holder[room]), int(st.onset_ms[target]) if by_speech else 0,
+        bool(st.presenters[room]))
+
+
+def presenter(st: EngineState, room: int) -> int:
+    return st.presenters[room][-1] if st.presenters[room] else NO_SLOT
+
+
+def set_presenting(st: EngineState, room: int, slot: int, on: bool, t_ms: int
+                   ) -> ev.PresentationChange | None:
+    """Start or stop ``slot``'s presentation; an event if the main feed's changes."""
+    before = presenter(st, room)
+    presenters = st.presenters[room]
+    if slot in presenters:
+        presenters.remove(slot)
+    if on:
+        presenters.append(slot)
+    after = presenter(st, room)
+    return ev.PresentationChange(room, t_ms, after, before) if after != before else None

@@ -66,6 +66,17 @@ class Tuning:
     """Length of the ActiveSpeakers list."""
     active_speakers_interval_ms: float = 200.0
     """Minimum media time between two ActiveSpeakers events of a room (UI rate limit)."""
+    speaking_interval_ms: float = 200.0
+    """Minimum media time between two SpeakingChanged events of a participant, so a
+    speaking indicator never blinks faster than the eye can follow."""
+    forwarding_size: int = 5
+    """N of the forwarding set (last-N): cameras the media server forwards."""
+    forwarding_min_ms: float = 5000.0
+    """A camera that entered the forwarding set stays at least this long, so a brief
+    remark does not make the SFU start and stop a video stream (keyframes are costly)."""
+    no_audio_timeout_ms: float = 500.0
+    """No packets for this long means silence (Opus DTX) or a stalled sender: the
+    participant stops speaking. Shorter gaps are packet loss: its state is kept."""
 
     def replace(self, **changes: float) -> "Tuning":
         return dataclasses.replace(self, **changes)
@@ -83,6 +94,7 @@ PROFILES: dict[str, Tuning] = {
 DEFAULT_PROFILE = "meeting"
 
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Tuning))
+INT_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Tuning) if f.type == "int")
 
 
 def profile(name: str) -> Tuning:

@@ -34,11 +34,13 @@ ET = pb.ParticipantEventType
 _VOICE = {pb.VOICE_ACTIVITY_UNSPECIFIED: -1, pb.VOICE_ACTIVITY_ABSENT: 0,
           pb.VOICE_ACTIVITY_PRESENT: 1}
 _SPEECH_REASONS = (pb.SWITCH_REASON_FIRST_SPEAKER, pb.SWITCH_REASON_DOMINANT_SPEAKER)
-_TUNING_OVERRIDES = ("hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db",
-                     "active_speakers", "active_speakers_interval_ms")
 _OVERRIDE_RANGES = {"hold_ms": (0, 60000), "min_speech_ms": (0, 60000),
                     "interrupt_ms": (0, 60000), "switch_margin_db": (0.0, 60.0),
-                    "active_speakers": (1, 64), "active_speakers_interval_ms": (0, 60000)}
+                    "active_speakers": (1, 64), "active_speakers_interval_ms": (0, 60000),
+                    "forwarding_size": (1, 64), "forwarding_min_ms": (0, 600000),
+                    "speaking_interval_ms": (0, 60000), "no_audio_timeout_ms": (20, 600000)}
+"""RoomConfig overrides (each a Tuning field of the same name) and their allowed ranges."""
+_TUNING_OVERRIDES = tuple(_OVERRIDE_RANGES)
 
 
 class TickError(Exception):
@@ -381,6 +383,10 @@ class RoomRegistry:
                 result = eng.set_muted(slot, e.type == ET.PARTICIPANT_EVENT_TYPE_AUDIO_MUTED, t)
             elif e.type == ET.PARTICIPANT_EVENT_TYPE_PIN:
                 result = eng.set_pinned(room.index, slot, t)
+            elif e.type in (ET.PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON,
+                            ET.PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_OFF):
+                result = eng.set_presenting(
+                    slot, e.type == ET.PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON, t)
             else:  # JOIN
                 result = []
             self._convert(room, result, out)
@@ -454,6 +460,7 @@ class RoomRegistry:
                 sw.score = e.score
                 sw.audio_speaker_id = name(e.audio_slot)
                 sw.speech_onset_ms = e.onset_ms
+                sw.slot = pb.VIDEO_SLOT_THUMBNAIL if e.thumbnail else pb.VIDEO_SLOT_MAIN
             elif isinstance(e, ev.FloorChange):
                 fc = m.floor_change
                 fc.speaker_id = name(e.slot)
@@ -465,9 +472,14 @@ class RoomRegistry:
                 m.speaking_changed.participant_id = name(e.slot)
                 m.speaking_changed.speaking = e.speaking
             elif isinstance(e, ev.ActiveSpeakersUpdate):
-                for s, lv, spk in zip(e.slots, e.levels_dbov, e.speaking):
+                for s, lv, spk, act in zip(e.slots, e.levels_dbov, e.speaking, e.activity):
                     m.active_speakers.speakers.add(participant_id=name(s), level_dbov=lv,
-                                                   speaking=spk)
+                                                   speaking=spk, activity=act)
+            elif isinstance(e, ev.PresentationChange):
+                m.presentation.presenter_id = name(e.slot)
+                m.presentation.previous_presenter_id = name(e.previous)
+            elif isinstance(e, ev.ForwardingChange):
+                m.forwarding.participant_ids.extend(name(s) for s in e.slots)
             out.append(m)
 
     def _emit(self, room: Room, msgs: list[pb.RoomEvent], resp: pb.StreamResponse) -> None:
@@ -501,18 +513,25 @@ class RoomRegistry:
         cfg = pb.RoomConfig(profile=room.config.profile or self.config.profile)
         for k in _TUNING_OVERRIDES:
             setattr(cfg, k, type(getattr(cfg, k))(getattr(tuning, k)))
+        presenters = st.presenters[r]
         out = pb.RoomState(room_id=room_id, timestamp_ms=room.end_t_ms, sequence=room.sequence,
                            speaker_id=name(st.shown[r]), audio_speaker_id=name(st.holder[r]),
-                           pinned_id=name(st.pinned[r]), config=cfg)
+                           pinned_id=name(st.pinned[r]), config=cfg,
+                           presenter_id=name(presenters[-1]) if presenters else "",
+                           forwarding=[name(s) for s in st.last_forwarding[r]])
         for pid, s in room.slots.items():
-            out.participants.add(participant_id=pid, speaking=bool(st.speaking[s]),
+            # `speaking` as last reported in SpeakingChanged, so a Watch snapshot and the
+            # events after it agree
+            out.participants.add(participant_id=pid, speaking=bool(st.reported_speaking[s]),
                                  level_dbov=float(st.level_smooth[s]),
                                  noise_floor_dbov=float(np.nan_to_num(st.noise_floor[s],
                                                                       nan=-127.0)),
-                                 video=bool(st.video[s]), muted=bool(st.muted[s]))
-        slots, levels, speaking = self.engine.ranking(r)
-        for s, lv, spk in zip(slots, levels, speaking):
-            out.active_speakers.add(participant_id=name(s), level_dbov=lv, speaking=spk)
+                                 video=bool(st.video[s]), muted=bool(st.muted[s]),
+                                 screen_share=s in presenters)
+        slots, levels, speaking, act = self.engine.ranking(r)
+        for s, lv, spk, a in zip(slots, levels, speaking, act):
+            out.active_speakers.add(participant_id=name(s), level_dbov=lv, speaking=spk,
+                                    activity=a)
         return out
 
     def watch(self, room_id: str, watcher: Watcher) -> pb.RoomState | None:

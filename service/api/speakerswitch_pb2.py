@@ -24,19 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$speakerswitch/v1/speakerswitch.proto\x12\x10speakerswitch.v1\"L\n\rStreamRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x05ticks\x18\x02 \x03(\x0b\x32\x1a.speakerswitch.v1.RoomTick\"\x8a\x02\n\x08RoomTick\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\r\x12\x32\n\x06\x65vents\x18\x04 \x03(\x0b\x32\".speakerswitch.v1.ParticipantEvent\x12\x31\n\x05\x61udio\x18\x05 \x03(\x0b\x32\".speakerswitch.v1.ParticipantAudio\x12-\n\x06levels\x18\x06 \x01(\x0b\x32\x1d.speakerswitch.v1.LevelVector\x12,\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x1c.speakerswitch.v1.RoomConfig\"\x8f\x01\n\x10ParticipantAudio\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12-\n\x05level\x18\x02 \x01(\x0b\x32\x1c.speakerswitch.v1.AudioLevelH\x00\x12)\n\x03pcm\x18\x03 \x01(\x0b\x32\x1a.speakerswitch.v1.PcmFrameH\x00\x42\t\n\x07payload\"K\n\nAudioLevel\x12\r\n\x05level\x18\x01 \x01(\r\x12.\n\x05voice\x18\x02 \x01(\x0e\x32\x1f.speakerswitch.v1.VoiceActivity\"3\n\x08PcmFrame\x12\x0f\n\x07samples\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\"-\n\x0bLevelVector\x12\x0e\n\x06roster\x18\x01 \x03(\t\x12\x0e\n\x06levels\x18\x02 \x01(\x0c\"`\n\x10ParticipantEvent\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32&.speakerswitch.v1.ParticipantEventType\"\xc9\x02\n\nRoomConfig\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\x14\n\x07hold_ms\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x0cinterrupt_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10switch_margin_db\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12\x1c\n\x0f\x61\x63tive_speakers\x18\x06 \x01(\rH\x04\x88\x01\x01\x12(\n\x1b\x61\x63tive_speakers_interval_ms\x18\x07 \x01(\rH\x05\x88\x01\x01\x42\n\n\x08_hold_msB\x10\n\x0e_min_speech_msB\x0f\n\r_interrupt_msB\x13\n\x11_switch_margin_dbB\x12\n\x10_active_speakersB\x1e\n\x1c_active_speakers_interval_ms\"\x80\x01\n\x0eStreamResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.speakerswitch.v1.RoomEvent\x12/\n\nrejections\x18\x03 \x03(\x0b\x32\x1b.speakerswitch.v1.Rejection\"^\n\tRejection\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x12\n\ntick_index\x18\x02 \x01(\r\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xdd\x02\n\tRoomEvent\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12*\n\x06switch\x18\x04 \x01(\x0b\x32\x18.speakerswitch.v1.SwitchH\x00\x12\x35\n\x0c\x66loor_change\x18\x05 \x01(\x0b\x32\x1d.speakerswitch.v1.FloorChangeH\x00\x12;\n\x0f\x61\x63tive_speakers\x18\x06 \x01(\x0b\x32 .speakerswitch.v1.ActiveSpeakersH\x00\x12=\n\x10speaking_changed\x18\x07 \x01(\x0b\x32!.speakerswitch.v1.SpeakingChangedH\x00\x12/\n\x08snapshot\x18\x08 \x01(\x0b\x32\x1b.speakerswitch.v1.RoomStateH\x00\x42\x07\n\x05\x65vent\"\xab\x01\n\x06Switch\x12\x12\n\nspeaker_id\x18\x01 \x01(\t\x12\x1b\n\x13previous_speaker_id\x18\x02 \x01(\t\x12.\n\x06reason\x18\x03 \x01(\x0e\x32\x1e.speakerswitch.v1.SwitchReason\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x18\n\x10\x61udio_speaker_id\x18\x05 \x01(\t\x12\x17\n\x0fspeech_onset_ms\x18\x06 \x01(\x03\"y\n\x0b\x46loorChange\x12\x12\n\nspeaker_id\x18\x01 \x01(\t\x12\x1b\n\x13previous_speaker_id\x18\x02 \x01(\t\x12\x11\n\thas_video\x18\x03 \x01(\x08\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x17\n\x0fspeech_onset_ms\x18\x05 \x01(\x03\"C\n\x0e\x41\x63tiveSpeakers\x12\x31\n\x08speakers\x18\x01 \x03(\x0b\x32\x1f.speakerswitch.v1.RankedSpeaker\"M\n\rRankedSpeaker\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x12\n\nlevel_dbov\x18\x02 \x01(\x02\x12\x10\n\x08speaking\x18\x03 \x01(\x08\";\n\x0fSpeakingChanged\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x10\n\x08speaking\x18\x02 \x01(\x08\"6\n\x0cWatchRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x15\n\rwait_for_room\x18\x02 \x01(\x08\"!\n\x0eGetRoomRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\"\xa7\x02\n\tRoomState\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x12\n\nspeaker_id\x18\x04 \x01(\t\x12\x18\n\x10\x61udio_speaker_id\x18\x05 \x01(\t\x12\x11\n\tpinned_id\x18\x06 \x01(\t\x12\x38\n\x0cparticipants\x18\x07 \x03(\x0b\x32\".speakerswitch.v1.ParticipantState\x12\x38\n\x0f\x61\x63tive_speakers\x18\x08 \x03(\x0b\x32\x1f.speakerswitch.v1.RankedSpeaker\x12,\n\x06\x63onfig\x18\t \x01(\x0b\x32\x1c.speakerswitch.v1.RoomConfig\"\x88\x01\n\x10ParticipantState\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x10\n\x08speaking\x18\x02 \x01(\x08\x12\x12\n\nlevel_dbov\x18\x03 \x01(\x02\x12\x18\n\x10noise_floor_dbov\x18\x04 \x01(\x02\x12\r\n\x05video\x18\x05 \x01(\x08\x12\r\n\x05muted\x18\x06 \x01(\x08*f\n\rVoiceActivity\x12\x1e\n\x1aVOICE_ACTIVITY_UNSPECIFIED\x10\x00\x12\x19\n\x15VOICE_ACTIVITY_ABSENT\x10\x01\x12\x1a\n\x16VOICE_ACTIVITY_PRESENT\x10\x02*\xe0\x02\n\x14ParticipantEventType\x12&\n\"PARTICIPANT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPARTICIPANT_EVENT_TYPE_JOIN\x10\x01\x12 \n\x1cPARTICIPANT_EVENT_TYPE_LEAVE\x10\x02\x12#\n\x1fPARTICIPANT_EVENT_TYPE_VIDEO_ON\x10\x03\x12$\n PARTICIPANT_EVENT_TYPE_VIDEO_OFF\x10\x04\x12&\n\"PARTICIPANT_EVENT_TYPE_AUDIO_MUTED\x10\x05\x12(\n$PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED\x10\x06\x12\x1e\n\x1aPARTICIPANT_EVENT_TYPE_PIN\x10\x07\x12 \n\x1cPARTICIPANT_EVENT_TYPE_UNPIN\x10\x08*\xf9\x01\n\x0cSwitchReason\x12\x1d\n\x19SWITCH_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSWITCH_REASON_FIRST_SPEAKER\x10\x01\x12\"\n\x1eSWITCH_REASON_DOMINANT_SPEAKER\x10\x02\x12\x1a\n\x16SWITCH_REASON_VIDEO_ON\x10\x03\x12\x1b\n\x17SWITCH_REASON_VIDEO_OFF\x10\x04\x12\x16\n\x12SWITCH_REASON_LEFT\x10\x05\x12\x18\n\x14SWITCH_REASON_PINNED\x10\x06\x12\x1a\n\x16SWITCH_REASON_UNPINNED\x10\x07\x32\xf2\x01\n\rSpeakerSwitch\x12O\n\x06Stream\x12\x1f.speakerswitch.v1.StreamRequest\x1a .speakerswitch.v1.StreamResponse(\x01\x30\x01\x12\x46\n\x05Watch\x12\x1e.speakerswitch.v1.WatchRequest\x1a\x1b.speakerswitch.v1.RoomEvent0\x01\x12H\n\x07GetRoom\x12 .speakerswitch.v1.GetRoomRequest\x1a\x1b.speakerswitch.v1.RoomStateb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$speakerswitch/v1/speakerswitch.proto\x12\x10speakerswitch.v1\"L\n\rStreamRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12)\n\x05ticks\x18\x02 \x03(\x0b\x32\x1a.speakerswitch.v1.RoomTick\"\x8a\x02\n\x08RoomTick\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\x13\n\x0b\x64uration_ms\x18\x03 \x01(\r\x12\x32\n\x06\x65vents\x18\x04 \x03(\x0b\x32\".speakerswitch.v1.ParticipantEvent\x12\x31\n\x05\x61udio\x18\x05 \x03(\x0b\x32\".speakerswitch.v1.ParticipantAudio\x12-\n\x06levels\x18\x06 \x01(\x0b\x32\x1d.speakerswitch.v1.LevelVector\x12,\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x1c.speakerswitch.v1.RoomConfig\"\x8f\x01\n\x10ParticipantAudio\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12-\n\x05level\x18\x02 \x01(\x0b\x32\x1c.speakerswitch.v1.AudioLevelH\x00\x12)\n\x03pcm\x18\x03 \x01(\x0b\x32\x1a.speakerswitch.v1.PcmFrameH\x00\x42\t\n\x07payload\"K\n\nAudioLevel\x12\r\n\x05level\x18\x01 \x01(\r\x12.\n\x05voice\x18\x02 \x01(\x0e\x32\x1f.speakerswitch.v1.VoiceActivity\"3\n\x08PcmFrame\x12\x0f\n\x07samples\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\r\"-\n\x0bLevelVector\x12\x0e\n\x06roster\x18\x01 \x03(\t\x12\x0e\n\x06levels\x18\x02 \x01(\x0c\"`\n\x10ParticipantEvent\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x34\n\x04type\x18\x02 \x01(\x0e\x32&.speakerswitch.v1.ParticipantEventType\"\xa7\x04\n\nRoomConfig\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\x14\n\x07hold_ms\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x1a\n\rmin_speech_ms\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x19\n\x0cinterrupt_ms\x18\x04 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10switch_margin_db\x18\x05 \x01(\x02H\x03\x88\x01\x01\x12\x1c\n\x0f\x61\x63tive_speakers\x18\x06 \x01(\rH\x04\x88\x01\x01\x12(\n\x1b\x61\x63tive_speakers_interval_ms\x18\x07 \x01(\rH\x05\x88\x01\x01\x12\x1c\n\x0f\x66orwarding_size\x18\x08 \x01(\rH\x06\x88\x01\x01\x12\x1e\n\x11\x66orwarding_min_ms\x18\t \x01(\rH\x07\x88\x01\x01\x12!\n\x14speaking_interval_ms\x18\n \x01(\rH\x08\x88\x01\x01\x12 \n\x13no_audio_timeout_ms\x18\x0b \x01(\rH\t\x88\x01\x01\x42\n\n\x08_hold_msB\x10\n\x0e_min_speech_msB\x0f\n\r_interrupt_msB\x13\n\x11_switch_margin_dbB\x12\n\x10_active_speakersB\x1e\n\x1c_active_speakers_interval_msB\x12\n\x10_forwarding_sizeB\x14\n\x12_forwarding_min_msB\x17\n\x15_speaking_interval_msB\x16\n\x14_no_audio_timeout_ms\"\x80\x01\n\x0eStreamResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.speakerswitch.v1.RoomEvent\x12/\n\nrejections\x18\x03 \x03(\x0b\x32\x1b.speakerswitch.v1.Rejection\"^\n\tRejection\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x12\n\ntick_index\x18\x02 \x01(\r\x12\x0f\n\x07room_id\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\xd7\x03\n\tRoomEvent\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x14\n\x0ctimestamp_ms\x18\x03 \x01(\x03\x12*\n\x06switch\x18\x04 \x01(\x0b\x32\x18.speakerswitch.v1.SwitchH\x00\x12\x35\n\x0c\x66loor_change\x18\x05 \x01(\x0b\x32\x1d.speakerswitch.v1.FloorChangeH\x00\x12;\n\x0f\x61\x63tive_speakers\x18\x06 \x01(\x0b\x32 .speakerswitch.v1.ActiveSpeakersH\x00\x12=\n\x10speaking_changed\x18\x07 \x01(\x0b\x32!.speakerswitch.v1.SpeakingChangedH\x00\x12/\n\x08snapshot\x18\x08 \x01(\x0b\x32\x1b.speakerswitch.v1.RoomStateH\x00\x12=\n\x0cpresentation\x18\t \x01(\x0b\x32%.speakerswitch.v1.PresentationChangedH\x00\x12\x39\n\nforwarding\x18\n \x01(\x0b\x32#.speakerswitch.v1.ForwardingChangedH\x00\x42\x07\n\x05\x65vent\"\xd6\x01\n\x06Switch\x12\x12\n\nspeaker_id\x18\x01 \x01(\t\x12\x1b\n\x13previous_speaker_id\x18\x02 \x01(\t\x12.\n\x06reason\x18\x03 \x01(\x0e\x32\x1e.speakerswitch.v1.SwitchReason\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x18\n\x10\x61udio_speaker_id\x18\x05 \x01(\t\x12\x17\n\x0fspeech_onset_ms\x18\x06 \x01(\x03\x12)\n\x04slot\x18\x07 \x01(\x0e\x32\x1b.speakerswitch.v1.VideoSlot\"y\n\x0b\x46loorChange\x12\x12\n\nspeaker_id\x18\x01 \x01(\t\x12\x1b\n\x13previous_speaker_id\x18\x02 \x01(\t\x12\x11\n\thas_video\x18\x03 \x01(\x08\x12\r\n\x05score\x18\x04 \x01(\x02\x12\x17\n\x0fspeech_onset_ms\x18\x05 \x01(\x03\"J\n\x13PresentationChanged\x12\x14\n\x0cpresenter_id\x18\x01 \x01(\t\x12\x1d\n\x15previous_presenter_id\x18\x02 \x01(\t\",\n\x11\x46orwardingChanged\x12\x17\n\x0fparticipant_ids\x18\x01 \x03(\t\"C\n\x0e\x41\x63tiveSpeakers\x12\x31\n\x08speakers\x18\x01 \x03(\x0b\x32\x1f.speakerswitch.v1.RankedSpeaker\"_\n\rRankedSpeaker\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x12\n\nlevel_dbov\x18\x02 \x01(\x02\x12\x10\n\x08speaking\x18\x03 \x01(\x08\x12\x10\n\x08\x61\x63tivity\x18\x04 \x01(\x02\";\n\x0fSpeakingChanged\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x10\n\x08speaking\x18\x02 \x01(\x08\"6\n\x0cWatchRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x15\n\rwait_for_room\x18\x02 \x01(\x08\"!\n\x0eGetRoomRequest\x12\x0f\n\x07room_id\x18\x01 \x01(\t\"\xd1\x02\n\tRoomState\x12\x0f\n\x07room_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x12\n\nspeaker_id\x18\x04 \x01(\t\x12\x18\n\x10\x61udio_speaker_id\x18\x05 \x01(\t\x12\x11\n\tpinned_id\x18\x06 \x01(\t\x12\x38\n\x0cparticipants\x18\x07 \x03(\x0b\x32\".speakerswitch.v1.ParticipantState\x12\x38\n\x0f\x61\x63tive_speakers\x18\x08 \x03(\x0b\x32\x1f.speakerswitch.v1.RankedSpeaker\x12,\n\x06\x63onfig\x18\t \x01(\x0b\x32\x1c.speakerswitch.v1.RoomConfig\x12\x14\n\x0cpresenter_id\x18\n \x01(\t\x12\x12\n\nforwarding\x18\x0b \x03(\t\"\x9e\x01\n\x10ParticipantState\x12\x16\n\x0eparticipant_id\x18\x01 \x01(\t\x12\x10\n\x08speaking\x18\x02 \x01(\x08\x12\x12\n\nlevel_dbov\x18\x03 \x01(\x02\x12\x18\n\x10noise_floor_dbov\x18\x04 \x01(\x02\x12\r\n\x05video\x18\x05 \x01(\x08\x12\r\n\x05muted\x18\x06 \x01(\x08\x12\x14\n\x0cscreen_share\x18\x07 \x01(\x08*f\n\rVoiceActivity\x12\x1e\n\x1aVOICE_ACTIVITY_UNSPECIFIED\x10\x00\x12\x19\n\x15VOICE_ACTIVITY_ABSENT\x10\x01\x12\x1a\n\x16VOICE_ACTIVITY_PRESENT\x10\x02*\xb9\x03\n\x14ParticipantEventType\x12&\n\"PARTICIPANT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bPARTICIPANT_EVENT_TYPE_JOIN\x10\x01\x12 \n\x1cPARTICIPANT_EVENT_TYPE_LEAVE\x10\x02\x12#\n\x1fPARTICIPANT_EVENT_TYPE_VIDEO_ON\x10\x03\x12$\n PARTICIPANT_EVENT_TYPE_VIDEO_OFF\x10\x04\x12&\n\"PARTICIPANT_EVENT_TYPE_AUDIO_MUTED\x10\x05\x12(\n$PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED\x10\x06\x12\x1e\n\x1aPARTICIPANT_EVENT_TYPE_PIN\x10\x07\x12 \n\x1cPARTICIPANT_EVENT_TYPE_UNPIN\x10\x08\x12*\n&PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON\x10\t\x12+\n\'PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_OFF\x10\n*:\n\tVideoSlot\x12\x13\n\x0fVIDEO_SLOT_MAIN\x10\x00\x12\x18\n\x14VIDEO_SLOT_THUMBNAIL\x10\x01*\xf9\x01\n\x0cSwitchReason\x12\x1d\n\x19SWITCH_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSWITCH_REASON_FIRST_SPEAKER\x10\x01\x12\"\n\x1eSWITCH_REASON_DOMINANT_SPEAKER\x10\x02\x12\x1a\n\x16SWITCH_REASON_VIDEO_ON\x10\x03\x12\x1b\n\x17SWITCH_REASON_VIDEO_OFF\x10\x04\x12\x16\n\x12SWITCH_REASON_LEFT\x10\x05\x12\x18\n\x14SWITCH_REASON_PINNED\x10\x06\x12\x1a\n\x16SWITCH_REASON_UNPINNED\x10\x07\x32\xf2\x01\n\rSpeakerSwitch\x12O\n\x06Stream\x12\x1f.speakerswitch.v1.StreamRequest\x1a .speakerswitch.v1.StreamResponse(\x01\x30\x01\x12\x46\n\x05Watch\x12\x1e.speakerswitch.v1.WatchRequest\x1a\x1b.speakerswitch.v1.RoomEvent0\x01\x12H\n\x07GetRoom\x12 .speakerswitch.v1.GetRoomRequest\x1a\x1b.speakerswitch.v1.RoomStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'speakerswitch.v1.speakerswitch_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VOICEACTIVITY']._serialized_start=2771
-  _globals['_VOICEACTIVITY']._serialized_end=2873
-  _globals['_PARTICIPANTEVENTTYPE']._serialized_start=2876
-  _globals['_PARTICIPANTEVENTTYPE']._serialized_end=3228
-  _globals['_SWITCHREASON']._serialized_start=3231
-  _globals['_SWITCHREASON']._serialized_end=3480
+  _globals['_VOICEACTIVITY']._serialized_start=3362
+  _globals['_VOICEACTIVITY']._serialized_end=3464
+  _globals['_PARTICIPANTEVENTTYPE']._serialized_start=3467
+  _globals['_PARTICIPANTEVENTTYPE']._serialized_end=3908
+  _globals['_VIDEOSLOT']._serialized_start=3910
+  _globals['_VIDEOSLOT']._serialized_end=3968
+  _globals['_SWITCHREASON']._serialized_start=3971
+  _globals['_SWITCHREASON']._serialized_end=4220
   _globals['_STREAMREQUEST']._serialized_start=58
   _globals['_STREAMREQUEST']._serialized_end=134
   _globals['_ROOMTICK']._serialized_start=137
@@ -52,31 +54,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PARTICIPANTEVENT']._serialized_start=728
   _globals['_PARTICIPANTEVENT']._serialized_end=824
   _globals['_ROOMCONFIG']._serialized_start=827
-  _globals['_ROOMCONFIG']._serialized_end=1156
-  _globals['_STREAMRESPONSE']._serialized_start=1159
-  _globals['_STREAMRESPONSE']._serialized_end=1287
-  _globals['_REJECTION']._serialized_start=1289
-  _globals['_REJECTION']._serialized_end=1383
-  _globals['_ROOMEVENT']._serialized_start=1386
-  _globals['_ROOMEVENT']._serialized_end=1735
-  _globals['_SWITCH']._serialized_start=1738
-  _globals['_SWITCH']._serialized_end=1909
-  _globals['_FLOORCHANGE']._serialized_start=1911
-  _globals['_FLOORCHANGE']._serialized_end=2032
-  _globals['_ACTIVESPEAKERS']._serialized_start=2034
-  _globals['_ACTIVESPEAKERS']._serialized_end=2101
-  _globals['_RANKEDSPEAKER']._serialized_start=2103
-  _globals['_RANKEDSPEAKER']._serialized_end=2180
-  _globals['_SPEAKINGCHANGED']._serialized_start=2182
-  _globals['_SPEAKINGCHANGED']._serialized_end=2241
-  _globals['_WATCHREQUEST']._serialized_start=2243
-  _globals['_WATCHREQUEST']._serialized_end=2297
-  _globals['_GETROOMREQUEST']._serialized_start=2299
-  _globals['_GETROOMREQUEST']._serialized_end=2332
-  _globals['_ROOMSTATE']._serialized_start=2335
-  _globals['_ROOMSTATE']._serialized_end=2630
-  _globals['_PARTICIPANTSTATE']._serialized_start=2633
-  _globals['_PARTICIPANTSTATE']._serialized_end=2769
-  _globals['_SPEAKERSWITCH']._serialized_start=3483
-  _globals['_SPEAKERSWITCH']._serialized_end=3725
+  _globals['_ROOMCONFIG']._serialized_end=1378
+  _globals['_STREAMRESPONSE']._serialized_start=1381
+  _globals['_STREAMRESPONSE']._serialized_end=1509
+  _globals['_REJECTION']._serialized_start=1511
+  _globals['_REJECTION']._serialized_end=1605
+  _globals['_ROOMEVENT']._serialized_start=1608
+  _globals['_ROOMEVENT']._serialized_end=2079
+  _globals['_SWITCH']._serialized_start=2082
+  _globals['_SWITCH']._serialized_end=2296
+  _globals['_FLOORCHANGE']._serialized_start=2298
+  _globals['_FLOORCHANGE']._serialized_end=2419
+  _globals['_PRESENTATIONCHANGED']._serialized_start=2421
+  _globals['_PRESENTATIONCHANGED']._serialized_end=2495
+  _globals['_FORWARDINGCHANGED']._serialized_start=2497
+  _globals['_FORWARDINGCHANGED']._serialized_end=2541
+  _globals['_ACTIVESPEAKERS']._serialized_start=2543
+  _globals['_ACTIVESPEAKERS']._serialized_end=2610
+  _globals['_RANKEDSPEAKER']._serialized_start=2612
+  _globals['_RANKEDSPEAKER']._serialized_end=2707
+  _globals['_SPEAKINGCHANGED']._serialized_start=2709
+  _globals['_SPEAKINGCHANGED']._serialized_end=2768
+  _globals['_WATCHREQUEST']._serialized_start=2770
+  _globals['_WATCHREQUEST']._serialized_end=2824
+  _globals['_GETROOMREQUEST']._serialized_start=2826
+  _globals['_GETROOMREQUEST']._serialized_end=2859
+  _globals['_ROOMSTATE']._serialized_start=2862
+  _globals['_ROOMSTATE']._serialized_end=3199
+  _globals['_PARTICIPANTSTATE']._serialized_start=3202
+  _globals['_PARTICIPANTSTATE']._serialized_end=3360
+  _globals['_SPEAKERSWITCH']._serialized_start=4223
+  _globals['_SPEAKERSWITCH']._serialized_end=4465
 # @@protoc_insertion_point(module_scope)

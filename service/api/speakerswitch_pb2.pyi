@@ -24,6 +24,13 @@ class ParticipantEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED: _ClassVar[ParticipantEventType]
     PARTICIPANT_EVENT_TYPE_PIN: _ClassVar[ParticipantEventType]
     PARTICIPANT_EVENT_TYPE_UNPIN: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON: _ClassVar[ParticipantEventType]
+    PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_OFF: _ClassVar[ParticipantEventType]
+
+class VideoSlot(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VIDEO_SLOT_MAIN: _ClassVar[VideoSlot]
+    VIDEO_SLOT_THUMBNAIL: _ClassVar[VideoSlot]
 
 class SwitchReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -47,6 +54,10 @@ PARTICIPANT_EVENT_TYPE_AUDIO_MUTED: ParticipantEventType
 PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED: ParticipantEventType
 PARTICIPANT_EVENT_TYPE_PIN: ParticipantEventType
 PARTICIPANT_EVENT_TYPE_UNPIN: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON: ParticipantEventType
+PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_OFF: ParticipantEventType
+VIDEO_SLOT_MAIN: VideoSlot
+VIDEO_SLOT_THUMBNAIL: VideoSlot
 SWITCH_REASON_UNSPECIFIED: SwitchReason
 SWITCH_REASON_FIRST_SPEAKER: SwitchReason
 SWITCH_REASON_DOMINANT_SPEAKER: SwitchReason
@@ -125,7 +136,7 @@ class ParticipantEvent(_message.Message):
     def __init__(self, participant_id: _Optional[str] = ..., type: _Optional[_Union[ParticipantEventType, str]] = ...) -> None: ...
 
 class RoomConfig(_message.Message):
-    __slots__ = ("profile", "hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db", "active_speakers", "active_speakers_interval_ms")
+    __slots__ = ("profile", "hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db", "active_speakers", "active_speakers_interval_ms", "forwarding_size", "forwarding_min_ms", "speaking_interval_ms", "no_audio_timeout_ms")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     HOLD_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_SPEECH_MS_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +144,10 @@ class RoomConfig(_message.Message):
     SWITCH_MARGIN_DB_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SPEAKERS_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    FORWARDING_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FORWARDING_MIN_MS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKING_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    NO_AUDIO_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     profile: str
     hold_ms: int
     min_speech_ms: int
@@ -140,7 +155,11 @@ class RoomConfig(_message.Message):
     switch_margin_db: float
     active_speakers: int
     active_speakers_interval_ms: int
-    def __init__(self, profile: _Optional[str] = ..., hold_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., interrupt_ms: _Optional[int] = ..., switch_margin_db: _Optional[float] = ..., active_speakers: _Optional[int] = ..., active_speakers_interval_ms: _Optional[int] = ...) -> None: ...
+    forwarding_size: int
+    forwarding_min_ms: int
+    speaking_interval_ms: int
+    no_audio_timeout_ms: int
+    def __init__(self, profile: _Optional[str] = ..., hold_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., interrupt_ms: _Optional[int] = ..., switch_margin_db: _Optional[float] = ..., active_speakers: _Optional[int] = ..., active_speakers_interval_ms: _Optional[int] = ..., forwarding_size: _Optional[int] = ..., forwarding_min_ms: _Optional[int] = ..., speaking_interval_ms: _Optional[int] = ..., no_audio_timeout_ms: _Optional[int] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("batch_id", "events", "rejections")
@@ -167,7 +186,7 @@ class Rejection(_message.Message):
     def __init__(self, code: _Optional[int] = ..., tick_index: _Optional[int] = ..., room_id: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RoomEvent(_message.Message):
-    __slots__ = ("room_id", "sequence", "timestamp_ms", "switch", "floor_change", "active_speakers", "speaking_changed", "snapshot")
+    __slots__ = ("room_id", "sequence", "timestamp_ms", "switch", "floor_change", "active_speakers", "speaking_changed", "snapshot", "presentation", "forwarding")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +195,8 @@ class RoomEvent(_message.Message):
     ACTIVE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     SPEAKING_CHANGED_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    PRESENTATION_FIELD_NUMBER: _ClassVar[int]
+    FORWARDING_FIELD_NUMBER: _ClassVar[int]
     room_id: str
     sequence: int
     timestamp_ms: int
@@ -184,23 +205,27 @@ class RoomEvent(_message.Message):
     active_speakers: ActiveSpeakers
     speaking_changed: SpeakingChanged
     snapshot: RoomState
-    def __init__(self, room_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., switch: _Optional[_Union[Switch, _Mapping]] = ..., floor_change: _Optional[_Union[FloorChange, _Mapping]] = ..., active_speakers: _Optional[_Union[ActiveSpeakers, _Mapping]] = ..., speaking_changed: _Optional[_Union[SpeakingChanged, _Mapping]] = ..., snapshot: _Optional[_Union[RoomState, _Mapping]] = ...) -> None: ...
+    presentation: PresentationChanged
+    forwarding: ForwardingChanged
+    def __init__(self, room_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., switch: _Optional[_Union[Switch, _Mapping]] = ..., floor_change: _Optional[_Union[FloorChange, _Mapping]] = ..., active_speakers: _Optional[_Union[ActiveSpeakers, _Mapping]] = ..., speaking_changed: _Optional[_Union[SpeakingChanged, _Mapping]] = ..., snapshot: _Optional[_Union[RoomState, _Mapping]] = ..., presentation: _Optional[_Union[PresentationChanged, _Mapping]] = ..., forwarding: _Optional[_Union[ForwardingChanged, _Mapping]] = ...) -> None: ...
 
 class Switch(_message.Message):
-    __slots__ = ("speaker_id", "previous_speaker_id", "reason", "score", "audio_speaker_id", "speech_onset_ms")
+    __slots__ = ("speaker_id", "previous_speaker_id", "reason", "score", "audio_speaker_id", "speech_onset_ms", "slot")
     SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
     SPEECH_ONSET_MS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
     speaker_id: str
     previous_speaker_id: str
     reason: SwitchReason
     score: float
     audio_speaker_id: str
     speech_onset_ms: int
-    def __init__(self, speaker_id: _Optional[str] = ..., previous_speaker_id: _Optional[str] = ..., reason: _Optional[_Union[SwitchReason, str]] = ..., score: _Optional[float] = ..., audio_speaker_id: _Optional[str] = ..., speech_onset_ms: _Optional[int] = ...) -> None: ...
+    slot: VideoSlot
+    def __init__(self, speaker_id: _Optional[str] = ..., previous_speaker_id: _Optional[str] = ..., reason: _Optional[_Union[SwitchReason, str]] = ..., score: _Optional[float] = ..., audio_speaker_id: _Optional[str] = ..., speech_onset_ms: _Optional[int] = ..., slot: _Optional[_Union[VideoSlot, str]] = ...) -> None: ...
 
 class FloorChange(_message.Message):
     __slots__ = ("speaker_id", "previous_speaker_id", "has_video", "score", "speech_onset_ms")
@@ -216,6 +241,20 @@ class FloorChange(_message.Message):
     speech_onset_ms: int
     def __init__(self, speaker_id: _Optional[str] = ..., previous_speaker_id: _Optional[str] = ..., has_video: _Optional[bool] = ..., score: _Optional[float] = ..., speech_onset_ms: _Optional[int] = ...) -> None: ...
 
+class PresentationChanged(_message.Message):
+    __slots__ = ("presenter_id", "previous_presenter_id")
+    PRESENTER_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_PRESENTER_ID_FIELD_NUMBER: _ClassVar[int]
+    presenter_id: str
+    previous_presenter_id: str
+    def __init__(self, presenter_id: _Optional[str] = ..., previous_presenter_id: _Optional[str] = ...) -> None: ...
+
+class ForwardingChanged(_message.Message):
+    __slots__ = ("participant_ids",)
+    PARTICIPANT_IDS_FIELD_NUMBER: _ClassVar[int]
+    participant_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, participant_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class ActiveSpeakers(_message.Message):
     __slots__ = ("speakers",)
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
@@ -223,14 +262,16 @@ class ActiveSpeakers(_message.Message):
     def __init__(self, speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ...) -> None: ...
 
 class RankedSpeaker(_message.Message):
-    __slots__ = ("participant_id", "level_dbov", "speaking")
+    __slots__ = ("participant_id", "level_dbov", "speaking", "activity")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     LEVEL_DBOV_FIELD_NUMBER: _ClassVar[int]
     SPEAKING_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     level_dbov: float
     speaking: bool
-    def __init__(self, participant_id: _Optional[str] = ..., level_dbov: _Optional[float] = ..., speaking: _Optional[bool] = ...) -> None: ...
+    activity: float
+    def __init__(self, participant_id: _Optional[str] = ..., level_dbov: _Optional[float] = ..., speaking: _Optional[bool] = ..., activity: _Optional[float] = ...) -> None: ...
 
 class SpeakingChanged(_message.Message):
     __slots__ = ("participant_id", "speaking")
@@ -255,7 +296,7 @@ class GetRoomRequest(_message.Message):
     def __init__(self, room_id: _Optional[str] = ...) -> None: ...
 
 class RoomState(_message.Message):
-    __slots__ = ("room_id", "timestamp_ms", "sequence", "speaker_id", "audio_speaker_id", "pinned_id", "participants", "active_speakers", "config")
+    __slots__ = ("room_id", "timestamp_ms", "sequence", "speaker_id", "audio_speaker_id", "pinned_id", "participants", "active_speakers", "config", "presenter_id", "forwarding")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +306,8 @@ class RoomState(_message.Message):
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    PRESENTER_ID_FIELD_NUMBER: _ClassVar[int]
+    FORWARDING_FIELD_NUMBER: _ClassVar[int]
     room_id: str
     timestamp_ms: int
     sequence: int
@@ -274,20 +317,24 @@ class RoomState(_message.Message):
     participants: _containers.RepeatedCompositeFieldContainer[ParticipantState]
     active_speakers: _containers.RepeatedCompositeFieldContainer[RankedSpeaker]
     config: RoomConfig
-    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., audio_speaker_id: _Optional[str] = ..., pinned_id: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[ParticipantState, _Mapping]]] = ..., active_speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ...) -> None: ...
+    presenter_id: str
+    forwarding: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., audio_speaker_id: _Optional[str] = ..., pinned_id: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[ParticipantState, _Mapping]]] = ..., active_speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ..., presenter_id: _Optional[str] = ..., forwarding: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParticipantState(_message.Message):
-    __slots__ = ("participant_id", "speaking", "level_dbov", "noise_floor_dbov", "video", "muted")
+    __slots__ = ("participant_id", "speaking", "level_dbov", "noise_floor_dbov", "video", "muted", "screen_share")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     SPEAKING_FIELD_NUMBER: _ClassVar[int]
     LEVEL_DBOV_FIELD_NUMBER: _ClassVar[int]
     NOISE_FLOOR_DBOV_FIELD_NUMBER: _ClassVar[int]
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     MUTED_FIELD_NUMBER: _ClassVar[int]
+    SCREEN_SHARE_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     speaking: bool
     level_dbov: float
     noise_floor_dbov: float
     video: bool
     muted: bool
-    def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ..., level_dbov: _Optional[float] = ..., noise_floor_dbov: _Optional[float] = ..., video: _Optional[bool] = ..., muted: _Optional[bool] = ...) -> None: ...
+    screen_share: bool
+    def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ..., level_dbov: _Optional[float] = ..., noise_floor_dbov: _Optional[float] = ..., video: _Optional[bool] = ..., muted: _Optional[bool] = ..., screen_share: _Optional[bool] = ...) -> None: ...

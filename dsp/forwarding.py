@@ -1,0 +1,60 @@
+"""The forwarding set (last-N): whose camera the media server should forward.
+
+SFUs cannot forward every camera to every viewer (jitsi-videobridge calls this last-N).
+The set holds at most N participants with video on: the one in the main feed (pinned or
+shown) first, then the others by how recently they started speaking. A participant enters
+only by starting to speak (or by being pinned or shown); once in, it stays for at least
+``forwarding_min_ms`` so that a remark does not make the SFU start and stop a stream
+(each start costs a keyframe); when the set is full, the least recent speaker that has been
+in it that long makes room, and if nobody has, the newcomer waits for its next turn.
+"""
+from __future__ import annotations
+
+from . import events as ev
+from .state import NO_SLOT, EngineState
+
+
+def refresh(st: EngineState, room: int, t_ms: int, started: list[int] | tuple[int, ...] = ()
+            ) -> ev.ForwardingChange | None:
+    """Admit the participants of ``started`` (who just started speaking), keep the main
+    feed's participant in, drop those who cannot be forwarded; an event if the list changed."""
+    n = int(st.tuning["forwarding_size"][room])
+    min_ms = st.tuning["forwarding_min_ms"][room]
+    members = st.forwarding[room]
+    since = st.forwarding_since[room]
+    present = st.room_slots[room]
+    for s in [s for s in members if s not in present or not st.video[s]]:
+        members.remove(s)
+        del since[s]
+    pin = int(st.pinned[room])
+    main = pin if pin >= 0 else int(st.shown[room])
+
+    def admit(slot: int, force: bool) -> None:
+        if slot in members:
+            members.remove(slot)
+            members.insert(0, slot)
+            return
+        if len(members) >= n:
+            victims = [s for s in reversed(members)
+                       if s != main and (force or t_ms - since[s] >= min_ms)]
+            if not victims:
+                return
+            members.remove(victims[0])
+            del since[victims[0]]
+        members.insert(0, slot)
+        since[slot] = t_ms
+
+    for s in started:
+        if st.video[s] and s in present:
+            admit(s, force=False)
+    if main != NO_SLOT and st.video[main] and main not in members:
+        admit(main, force=True)
+    while len(members) > n:  # N was lowered
+        victim = next(s for s in reversed(members) if s != main)
+        members.remove(victim)
+        del since[victim]
+    order = tuple(([main] if main in members else []) + [s for s in members if s != main])
+    if order == st.last_forwarding[room]:
+        return None
+    st.last_forwarding[room] = order
+    return ev.ForwardingChange(room, t_ms, order)
