@@ -227,13 +227,14 @@ class Engine:
             level, voice = level[live], voice[live]
             tuning = {k: v[live] for k, v in tuning.items()}
 
-        _active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
+        active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
         out = self._speaking_reports(idx, room_of, t_end, tuning)
-        switching.accumulate_evidence(st, idx, room_of, dt, tuning)
+        switching.accumulate_evidence(st, idx, room_of, active, dt, tuning)
         refresh: dict[int, list[int]] = {}
         for k in np.flatnonzero(started).tolist():
             refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
-        for room, slot in switching.takeovers(st, rooms, t_end_room, idx, room_of):
+        for room, slot in switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end,
+                                              tuning):
             t = int(end_of_room[room])
             floor = switching.set_holder(st, room, slot, t)
             if floor is not None:

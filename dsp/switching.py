@@ -30,8 +30,13 @@ from .state import NO_SLOT, EngineState
 
 
 def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
-                        dt_ms: np.ndarray, tuning: dict[str, np.ndarray]) -> None:
-    """Add or drain the evidence of participants ``idx`` (all of their rooms' slots)."""
+                        active: np.ndarray, dt_ms: np.ndarray, tuning: dict[str, np.ndarray]
+                        ) -> None:
+    """Add or drain the evidence of participants ``idx`` (all of their rooms' slots).
+
+    Only frames with speech add evidence; a speaker's unvoiced frames keep it; it drains
+    once the speaker stops. (Counting the release tail of the speaking flag would let a
+    remark win the floor after its speaker has already fallen silent.)"""
     holder = st.holder[room_of]
     has_holder = holder >= 0
     safe_holder = np.where(has_holder, holder, 0)
@@ -41,16 +46,19 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
     dominant = (st.speaking[idx] & ~is_holder & ~st.muted[idx]
                 & (st.level_smooth[idx] > holder_score + tuning["switch_margin_db"]))
     evidence = st.evidence_ms[idx]
-    evidence = np.where(dominant, evidence + dt_ms,
+    evidence = np.where(dominant, np.where(active, evidence + dt_ms, evidence),
                         np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0))
     st.evidence_ms[idx] = np.where(is_holder, 0.0, evidence)
 
 
 def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.ndarray,
-              room_of: np.ndarray) -> list[tuple[int, int]]:
+              room_of: np.ndarray, slot_t_end_ms: np.ndarray, tuning: dict[str, np.ndarray]
+              ) -> list[tuple[int, int]]:
     """Rooms (of ``rooms``) whose floor changes now, with the new holder's slot."""
+    talking_now = slot_t_end_ms - st.last_active_ms[idx] <= tuning["takeover_recency_ms"]
+    evidence = np.where(talking_now, st.evidence_ms[idx], 0.0)
     best = np.zeros(st.n_rooms, dtype=np.float32)
-    np.maximum.at(best, room_of, st.evidence_ms[idx])
+    np.maximum.at(best, room_of, evidence)
     best_r = best[rooms]
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)
@@ -59,11 +67,11 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     out = []
     for r in rooms[(best_r > 0) & (best_r >= need)].tolist():
-        slots = st.room_slots[r]
-        e = st.evidence_ms[slots]
+        mine = room_of == r
+        slots = idx[mine]
         # most evidence wins; among equals the louder one
-        order = np.lexsort((-st.level_smooth[slots], -e))
-        out.append((r, slots[int(order[0])]))
+        order = np.lexsort((-st.level_smooth[slots], -evidence[mine]))
+        out.append((r, int(slots[order[0]])))
     return out
 
 

@@ -57,6 +57,10 @@ class Tuning:
     switch_margin_db: float = 3.0
     """A challenger gathers evidence only while this much louder than the holder, so two
     people at similar levels do not trade the floor back and forth."""
+    takeover_recency_ms: float = 100.0
+    """A challenger takes the floor only while it is talking: its last speech frame at most
+    this long ago. Without it, a remark could win the floor after it had ended, once the
+    holder's hold ran out."""
     evidence_decay: float = 1.0
     """Evidence drains at this multiple of real time when the challenger stops dominating:
     scattered interjections do not add up to a switch."""

@@ -43,6 +43,9 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--levels", metavar="CSV", help="t_ms,participant,level,voice rows")
     src.add_argument("--wav-dir", metavar="DIR", help="one mono 16-bit WAV per participant")
+    p.add_argument("--events", metavar="JSONL", help="participant state changes: "
+                   '{"t_ms": 1200, "participant": "p2", "video": false} per line (keys video, '
+                   "muted, pinned, screen_share, join, leave)")
     p.add_argument("--out", required=True, metavar="FILE", help="decisions JSONL ('-': stdout)")
     p.add_argument("--server", metavar="HOST:PORT",
                    help="send through a running server instead of the in-process engine")
@@ -103,10 +106,9 @@ def cmd_replay(a: argparse.Namespace) -> int:
     room_id = a.room or (replay.new_room_id() if a.server else "replay")
     t0 = time.perf_counter()
     try:
-        if a.levels:
-            requests = replay.levels_requests(a.levels, room_id, room_config, a.batch_ticks)
-        else:
-            requests = replay.wav_requests(a.wav_dir, room_id, room_config, a.batch_ticks)
+        ticks = (replay.levels_ticks(a.levels, room_id) if a.levels
+                 else replay.wav_ticks(a.wav_dir, room_id))
+        requests = replay.requests(ticks, room_config, a.events, a.batch_ticks)
         responses = (replay.run_remote(requests, a.server, a.connect_timeout_s) if a.server
                      else replay.run_local(requests))
         with (contextlib.nullcontext(sys.stdout) if a.out == "-" else open(a.out, "w")) as out:

@@ -1,12 +1,47 @@
 """A small typed client of the speakerswitch gRPC API (used by the CLI and the tests)."""
 from __future__ import annotations
 
+import queue
 from collections.abc import Iterable, Iterator
 
 import grpc
 
 from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
+
+
+_END = object()
+
+
+class StreamSession:
+    """A media-server stream driven one request at a time: ``send`` returns the request's
+    response (the server answers every request, in order)."""
+
+    def __init__(self, stub: pb_grpc.SpeakerSwitchStub) -> None:
+        self._requests: queue.Queue = queue.Queue()
+        self._responses = stub.Stream(iter(self._requests.get, _END))
+        self._batch_id = 0
+
+    def send(self, request: pb.StreamRequest) -> pb.StreamResponse:
+        if not request.batch_id:
+            self._batch_id += 1
+            request.batch_id = self._batch_id
+        self._requests.put(request)
+        return next(self._responses)
+
+    def send_ticks(self, *ticks: pb.RoomTick) -> pb.StreamResponse:
+        return self.send(pb.StreamRequest(ticks=list(ticks)))
+
+    def close(self) -> None:
+        self._requests.put(_END)
+        for _ in self._responses:  # drain until the server ends the call
+            pass
+
+    def __enter__(self) -> "StreamSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Client:
@@ -33,6 +68,10 @@ class Client:
     def stream(self, requests: Iterable[pb.StreamRequest]) -> Iterator[pb.StreamResponse]:
         """Open a media-server stream: one response per request, in order."""
         return self.stub.Stream(iter(requests))
+
+    def session(self) -> StreamSession:
+        """Open a media-server stream to send requests one by one."""
+        return StreamSession(self.stub)
 
     def get_room(self, room_id: str, timeout_s: float = 10.0) -> pb.RoomState:
         return self.stub.GetRoom(pb.GetRoomRequest(room_id=room_id), timeout=timeout_s)

@@ -5,6 +5,11 @@ Inputs (a contract other tools rely on):
               ``level`` RFC 6464 0..127, ``voice`` 0/1 (the V bit).
   WAV folder  one mono 16-bit WAV per participant (8/16/32/48 kHz); the participant id is
               the file name without ``.wav``; sent as 20 ms PCM frames.
+  events JSONL (optional, beside either) one state change per line, applied at the first
+              tick at or after ``t_ms``:
+              ``{"t_ms": 1200, "participant": "p2", "video": false}``; the keys are
+              ``video``, ``muted``, ``pinned``, ``screen_share`` (true/false) and
+              ``join``, ``leave`` (true); several keys in a line apply in that order.
 Output: JSON Lines, one object per video switch: ``{"t_ms", "speaker", ...}``; the first
 line is the first speaker shown.
 """
@@ -66,10 +71,71 @@ def read_levels_csv(path: str | pathlib.Path) -> tuple[list[int], list[tuple[str
     return times, rosters, payloads
 
 
-def levels_requests(path: str | pathlib.Path, room_id: str, config: pb.RoomConfig | None = None,
-                    batch_ticks: int = DEFAULT_BATCH_TICKS) -> Iterator[pb.StreamRequest]:
+ET = pb.ParticipantEventType
+# events-file key -> (event type if true, event type if false), in the order applied
+EVENT_KEYS = {
+    "join": (ET.PARTICIPANT_EVENT_TYPE_JOIN, None),
+    "video": (ET.PARTICIPANT_EVENT_TYPE_VIDEO_ON, ET.PARTICIPANT_EVENT_TYPE_VIDEO_OFF),
+    "muted": (ET.PARTICIPANT_EVENT_TYPE_AUDIO_MUTED, ET.PARTICIPANT_EVENT_TYPE_AUDIO_UNMUTED),
+    "pinned": (ET.PARTICIPANT_EVENT_TYPE_PIN, ET.PARTICIPANT_EVENT_TYPE_UNPIN),
+    "screen_share": (ET.PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON,
+                     ET.PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_OFF),
+    "leave": (ET.PARTICIPANT_EVENT_TYPE_LEAVE, None),
+}
+
+
+def read_events(path: str | pathlib.Path) -> list[tuple[int, pb.ParticipantEvent]]:
+    """The events file as (t_ms, event), in time order (stable)."""
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                d = json.loads(line)
+                t, pid = int(d["t_ms"]), str(d["participant"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise InputError(f"{path}:{n}: need t_ms and participant ({e})") from None
+            unknown = set(d) - {"t_ms", "participant"} - set(EVENT_KEYS)
+            if unknown:
+                raise InputError(f"{path}:{n}: unknown keys {sorted(unknown)} "
+                                 f"(known: {', '.join(EVENT_KEYS)})")
+            for key, (if_true, if_false) in EVENT_KEYS.items():
+                if key not in d:
+                    continue
+                if not isinstance(d[key], bool) or (if_false is None and not d[key]):
+                    raise InputError(f"{path}:{n}: {key} must be "
+                                     + ("true" if if_false is None else "true or false"))
+                out.append((t, pb.ParticipantEvent(participant_id=pid,
+                                                   type=if_true if d[key] else if_false)))
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def with_events(ticks: Iterable[pb.RoomTick], events: list[tuple[int, pb.ParticipantEvent]]
+                ) -> Iterator[pb.RoomTick]:
+    """Attach each event to the first tick at or after its time; events after the last
+    tick get an events-only tick of their own."""
+    k = 0
+    last: pb.RoomTick | None = None
+    for tick in ticks:
+        while k < len(events) and events[k][0] <= tick.timestamp_ms:
+            tick.events.append(events[k][1])
+            k += 1
+        last = tick
+        yield tick
+    while k < len(events) and last is not None:
+        t = max(events[k][0], last.timestamp_ms)
+        tail = pb.RoomTick(room_id=last.room_id, timestamp_ms=t)
+        while k < len(events) and max(events[k][0], last.timestamp_ms) == t:
+            tail.events.append(events[k][1])
+            k += 1
+        yield tail
+
+
+def levels_ticks(path: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick]:
     times, rosters, payloads = read_levels_csv(path)
-    ticks = []
     last_roster: tuple[str, ...] | None = None
     for t, roster, payload in zip(times, rosters, payloads):
         tick = pb.RoomTick(room_id=room_id, timestamp_ms=t, duration_ms=WAV_FRAME_MS)
@@ -77,8 +143,7 @@ def levels_requests(path: str | pathlib.Path, room_id: str, config: pb.RoomConfi
         if roster != last_roster:
             tick.levels.roster.extend(roster)
             last_roster = roster
-        ticks.append(tick)
-    return _batches(ticks, config, batch_ticks)
+        yield tick
 
 
 def read_wav(path: pathlib.Path) -> tuple[int, bytes]:
@@ -91,8 +156,7 @@ def read_wav(path: pathlib.Path) -> tuple[int, bytes]:
         return rate, w.readframes(w.getnframes())
 
 
-def wav_requests(folder: str | pathlib.Path, room_id: str, config: pb.RoomConfig | None = None,
-                 batch_ticks: int = DEFAULT_BATCH_TICKS) -> Iterator[pb.StreamRequest]:
+def wav_ticks(folder: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick]:
     paths = sorted(pathlib.Path(folder).glob("*.wav"))
     if not paths:
         raise InputError(f"{folder}: no .wav files")
@@ -111,7 +175,17 @@ def wav_requests(folder: str | pathlib.Path, room_id: str, config: pb.RoomConfig
                                    pcm=pb.PcmFrame(samples=frame, sample_rate_hz=rate))
             yield tick
 
-    return _batches(ticks(), config, batch_ticks)
+    return ticks()
+
+
+def requests(ticks: Iterable[pb.RoomTick], config: pb.RoomConfig | None = None,
+             events_path: str | pathlib.Path | None = None,
+             batch_ticks: int = DEFAULT_BATCH_TICKS) -> Iterator[pb.StreamRequest]:
+    """Ticks (with the events file merged in) batched into requests; the room config goes
+    with the first tick."""
+    if events_path is not None:
+        ticks = with_events(ticks, read_events(events_path))
+    return _batches(ticks, config, batch_ticks)
 
 
 def _batches(ticks: Iterable[pb.RoomTick], config: pb.RoomConfig | None,

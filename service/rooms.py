@@ -246,7 +246,8 @@ class RoomRegistry:
                             f"{tick.duration_ms} is not one of {TICK_DURATIONS_MS}")
         members = set(room.slots) if room else set()
         for j, e in enumerate(tick.events):
-            _check_id(e.participant_id, f"{path}.events[{j}].participant_id")
+            if e.participant_id or e.type != ET.PARTICIPANT_EVENT_TYPE_UNPIN:
+                _check_id(e.participant_id, f"{path}.events[{j}].participant_id")
             if e.type not in ET.values() or e.type == ET.PARTICIPANT_EVENT_TYPE_UNSPECIFIED:
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.events[{j}].type",
                                 f"unknown or unspecified event type {e.type}")

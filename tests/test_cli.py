@@ -112,3 +112,23 @@ def test_sample_command_is_deterministic(tmp_path):
     assert main(["sample", "--out", str(tmp_path / "b")]) == 0
     for name in ("p1.wav", "levels.csv", "truth.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_replay_applies_an_events_file(sample_dir, tmp_path):
+    events = tmp_path / "events.jsonl"
+    # p2 has its camera off for its whole turn (5.0-9.0 s) and turns it on at 7.0 s
+    events.write_text('{"t_ms": 0, "participant": "p2", "video": false}\n'
+                      '{"t_ms": 7000, "participant": "p2", "video": true}\n')
+    out = tmp_path / "d.jsonl"
+    assert replay("--levels", sample_dir / "levels.csv", "--events", events, "--out", out) == 0
+    got = [(d["t_ms"], d["speaker"], d["reason"]) for d in lines(out)]
+    assert got[1] == (7000, "p2", "VIDEO_ON")         # not at p2's turn start, at camera on
+    assert [s for _, s, _ in got] == ["p1", "p2", "p3", "p1"]
+
+
+def test_replay_events_file_errors_name_the_line(sample_dir, tmp_path, capsys):
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"t_ms": 0, "participant": "p2", "camera": false}\n')
+    assert replay("--levels", sample_dir / "levels.csv", "--events", events,
+                  "--out", tmp_path / "o.jsonl") == 2
+    assert "events.jsonl:1: unknown keys ['camera']" in capsys.readouterr().err
