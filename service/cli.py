@@ -1,4 +1,4 @@
-"""``speakerswitch``: serve, replay, sample."""
+"""``speakerswitch``: serve, replay, sample, evaluate."""
 from __future__ import annotations
 
 import argparse
@@ -69,12 +69,24 @@ def _sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=int, default=16000, choices=[8000, 16000, 32000, 48000])
 
 
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="score decisions against ground truth",
+                       description="Score switching decisions against ground truth. With "
+                       "directories: score DECISIONS/<scenario>.jsonl against "
+                       "TRUTH/<scenario>/truth.json and print a table by scenario type.")
+    p.add_argument("--truth", required=True, metavar="TRUTH.json|DIR")
+    p.add_argument("--decisions", required=True, metavar="DECISIONS.jsonl|DIR")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--markdown", action="store_true", help="directory table as markdown")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speakerswitch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _replay_parser(sub)
     _sample_parser(sub)
+    _evaluate_parser(sub)
     return ap
 
 
@@ -141,9 +153,52 @@ def cmd_sample(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import json
+    import pathlib
+
+    from . import evaluate as ev
+
+    try:
+        if pathlib.Path(a.truth).is_dir():
+            scores, missing = ev.score_dir(a.truth, a.decisions)
+            rows = ev.by_type(scores)
+            if a.json:
+                print(json.dumps({"by_type": dict(rows[:-1]), "overall": rows[-1][1],
+                                  "scenarios": [s.as_dict() for s in scores],
+                                  "missing": missing}, indent=1))
+            else:
+                print(ev.format_table(rows, markdown=a.markdown))
+            if missing:
+                print(f"warning: no decisions for {len(missing)} scenario(s): "
+                      f"{', '.join(missing)}", file=sys.stderr)
+            return 0
+        truth = json.loads(pathlib.Path(a.truth).read_text())
+        sc = ev.score(truth, ev.load_decisions(a.decisions))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"speakerswitch evaluate: {e}", file=sys.stderr)
+        return 2
+    d = sc.as_dict()
+    if a.json:
+        print(json.dumps(d, indent=1))
+        return 0
+    ms = lambda v: "-" if v is None else f"{v:.0f} ms"  # noqa: E731
+    acc = "-" if d["accuracy"] is None else f"{100 * d['accuracy']:.1f}% of floor time"
+    print(f"scenario  {sc.scenario or a.truth} ({sc.type or '-'}), {sc.minutes:.2f} min\n"
+          f"accuracy  {acc}\n"
+          f"delay     median {ms(d['delay_median_ms'])}, p90 {ms(d['delay_p90_ms'])}, "
+          f"max {ms(d['delay_max_ms'])}; missed {sc.missed}/{sc.changes} changes\n"
+          f"false     {sc.false_switches} ({d['false_per_min']:.2f}/min)\n"
+          f"switches  {sc.switches} ({d['switches_per_min']:.2f}/min) vs true changes "
+          f"{sc.changes} ({d['true_changes_per_min']:.2f}/min)\n"
+          f"flicker   {sc.flicker} ({d['flicker_per_min']:.2f}/min)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample}[a.command](a)
+    return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
+            "evaluate": cmd_evaluate}[a.command](a)
 
 
 if __name__ == "__main__":
