@@ -12,7 +12,7 @@ import pytest
 from dsp.engine import Engine, PcmGroup, Wave
 from service.api import speakerswitch_pb2 as pb
 from service.rooms import RoomRegistry
-from service.sample import speech_like, to_int16
+from service.synth import speech_like, to_int16
 
 FRAME_MS = 20
 

@@ -1,4 +1,4 @@
-"""``speakerswitch``: serve, replay, sample, evaluate."""
+"""``speakerswitch``: serve, replay, sample, evaluate, scenarios."""
 from __future__ import annotations
 
 import argparse
@@ -80,6 +80,18 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", action="store_true", help="directory table as markdown")
 
 
+def _scenarios_parser(sub: argparse._SubParsersAction) -> None:
+    from .scenarios import TYPES
+
+    p = sub.add_parser("scenarios", help="write the evaluation scenarios",
+                       description="Write deterministic multi-participant conversations with "
+                       "ground truth (WAVs, levels.csv, truth.json per scenario).")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--types", default=",".join(TYPES), help="comma-separated subset")
+    p.add_argument("--variants", type=int, default=3, help="seeds per type (3)")
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each (60)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speakerswitch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -87,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _replay_parser(sub)
     _sample_parser(sub)
     _evaluate_parser(sub)
+    _scenarios_parser(sub)
     return ap
 
 
@@ -195,10 +208,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenarios(a: argparse.Namespace) -> int:
+    from . import scenarios
+
+    return scenarios.main(["--out", a.out, "--types", a.types, "--variants", str(a.variants),
+                           "--seconds", str(a.seconds)])
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
-            "evaluate": cmd_evaluate}[a.command](a)
+            "evaluate": cmd_evaluate, "scenarios": cmd_scenarios}[a.command](a)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 import numpy as np
 
 from dsp.vad import VadBank
-from service.sample import noise, speech_like, to_int16
+from service.synth import noise, speech_like, to_int16
 
 
 def frames(x, rate, ms=20):

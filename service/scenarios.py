@@ -1,0 +1,341 @@
+"""Deterministic multi-participant conversations with ground truth, for measuring switching.
+
+    speakerswitch scenarios --out DIR [--types turns,echo] [--variants 3] [--seconds 60]
+
+Each scenario is a folder ``<type>_<NN>/`` with ``p1.wav ...`` (16 kHz mono int16, one
+track per participant), ``levels.csv`` (RFC 6464 level and webrtcvad V bit per 20 ms
+packet, as a browser would send them) and ``truth.json``:
+
+  duration_ms, participants, type, scenario
+  speech     {pid: [[start_ms, end_ms], ...]}  every utterance, interjections included
+  nonspeech  {pid: [[start_ms, end_ms, kind], ...]}  coughs, typing, slams, breaths
+  floor      [[start_ms, end_ms, pid], ...]  who should be on screen
+  changes    [[t_ms, from_pid, to_pid], ...]
+
+The floor follows conversation-analysis rules (``derive_floor``): a participant's
+utterances less than 600 ms apart form one spurt; spurts under 1 s (backchannels, "yeah")
+never take the floor; a spurt of 1 s or more that starts after the holder's last spurt
+ended takes the floor at its start; one that starts while the holder is still talking takes
+it at its start only if it lasts 1.5 s or more and outlasts the holder's spurt.
+
+Speech is ``synth.speech_like`` (no recordings, no external tools), so the scenarios build
+anywhere from a clean clone; they complement, and are deliberately different from, the
+espeak-ng development corpus of the evaluation kit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dsp.pcm import level_dbov as pcm_level_dbov
+from dsp.rfc6464 import dbov_to_level
+from dsp.vad import DEFAULT_MODE, VadBank
+
+from . import synth
+
+RATE = 16000
+PACKET_MS = 20
+MERGE_GAP_MS = 600
+MIN_TURN_MS = 1000
+MIN_INTERRUPT_MS = 1500
+TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large")
+
+
+# ----------------------------------------------------------------------------- truth
+
+def spurts(spans: list[list[int]], gap_ms: int = MERGE_GAP_MS) -> list[list[int]]:
+    out: list[list[int]] = []
+    for s, e in sorted(spans):
+        if out and s - out[-1][1] < gap_ms:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return out
+
+
+def derive_floor(speech: dict[str, list[list[int]]], duration_ms: int
+                 ) -> tuple[list[list], list[list]]:
+    """The floor timeline and its changes from utterance spans (rules in the docstring)."""
+    order = {p: i for i, p in enumerate(sorted(speech))}
+    all_spurts = sorted(((s, e, p) for p, spans in speech.items() for s, e in spurts(spans)),
+                        key=lambda z: (z[0], order[z[2]]))
+    holder: str | None = None
+    holder_end = 0
+    takes: list[tuple[int, str]] = []
+    for s, e, p in all_spurts:
+        if p == holder:
+            holder_end = max(holder_end, e)
+        elif e - s >= MIN_TURN_MS and (
+                holder is None or s >= holder_end
+                or (e - s >= MIN_INTERRUPT_MS and e > holder_end)):
+            takes.append((s, p))
+            holder, holder_end = p, e
+    floor = [[t, takes[i + 1][0] if i + 1 < len(takes) else duration_ms, p]
+             for i, (t, p) in enumerate(takes)]
+    changes = [[b[0], a[2], b[2]] for a, b in zip(floor, floor[1:])]
+    return floor, changes
+
+
+# ----------------------------------------------------------------------------- scenes
+
+@dataclass
+class Voice:
+    f0_hz: float
+    level_dbov: float
+
+
+@dataclass
+class Scene:
+    """A conversation being built: per-participant tracks and what was put in them."""
+    rng: np.random.Generator
+    seconds: float
+    voices: dict[str, Voice]
+    rate: int = RATE
+    tracks: dict[str, np.ndarray] = field(default_factory=dict)
+    clean: dict[str, np.ndarray] = field(default_factory=dict)
+    speech: dict[str, list[list[int]]] = field(default_factory=dict)
+    nonspeech: dict[str, list[list]] = field(default_factory=dict)
+    muted: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = int(self.seconds * self.rate)
+        for p in self.voices:
+            # room and preamp noise: every microphone has some
+            floor_db = self.rng.uniform(-75, -52)
+            self.tracks[p] = synth.noise(self.rng, n, floor_db, "pink", self.rate)
+            self.clean[p] = np.zeros(n)
+            self.speech[p] = []
+            self.nonspeech[p] = []
+            self.muted[p] = []
+
+    @property
+    def participants(self) -> list[str]:
+        return list(self.voices)
+
+    def say(self, p: str, start_s: float, seconds: float) -> float:
+        """One utterance (level jitter +-2 dB); returns its end in s."""
+        v = self.voices[p]
+        x = synth.speech_like(self.rng, seconds, self.rate, v.f0_hz * self.rng.uniform(0.95, 1.05),
+                              v.level_dbov + self.rng.uniform(-2, 2))
+        a, b = synth.add_at(self.clean[p], x, start_s, self.rate)
+        if b > a:
+            self.speech[p].append([a, b])
+        return b / 1000
+
+    def turn(self, p: str, start_s: float, seconds: float) -> float:
+        """Several utterances with pauses shorter than the merge gap; returns the end."""
+        if self.rng.random() < 0.3 and start_s > 0.6:  # an audible breath before the turn
+            self.sound(p, synth.breath(self.rng, self.rate, self.voices[p].level_dbov - 18),
+                       start_s - 0.45, "breath")
+        t, end = start_s, start_s + seconds
+        while end - t > 0.5:
+            t = self.say(p, t, min(self.rng.uniform(1.5, 5.0), end - t)) + self.rng.uniform(0.15, 0.45)
+        return min(t, end)
+
+    def sound(self, p: str, x: np.ndarray, start_s: float, kind: str) -> None:
+        a, b = synth.add_at(self.tracks[p], x, start_s, self.rate)
+        if b > a:
+            self.nonspeech[p].append([a, b, kind])
+
+    def leak(self, db_range: tuple[float, float] = (-30, -20),
+             delay_ms: tuple[float, float] = (30, 120)) -> None:
+        """Imperfect echo cancellation: every other participant's voice leaks into each
+        track, delayed and attenuated."""
+        for p in self.voices:
+            for q in self.voices:
+                if q != p:
+                    d = int(self.rng.uniform(*delay_ms) * self.rate / 1000)
+                    g = synth.dbov_gain(self.rng.uniform(*db_range))
+                    self.tracks[p][d:] += g * self.clean[q][: len(self.clean[q]) - d]
+
+    def mute(self, p: str, start_s: float, end_s: float) -> None:
+        self.muted[p].append((start_s, end_s))
+
+    def finish(self) -> dict[str, np.ndarray]:
+        out = {}
+        for p in self.voices:
+            x = self.tracks[p] + self.clean[p]
+            for a, b in self.muted[p]:  # a muted microphone sends digital silence
+                x[int(a * self.rate):int(b * self.rate)] = 0.0
+            out[p] = np.clip(x, -0.999, 0.999)
+        return out
+
+
+def _voices(rng: np.random.Generator, n: int, levels: tuple[float, float] = (-30, -18)
+            ) -> dict[str, Voice]:
+    return {f"p{i + 1}": Voice(float(rng.choice([rng.uniform(95, 140), rng.uniform(170, 250)])),
+                               float(rng.uniform(*levels))) for i in range(n)}
+
+
+def _turn_taking(s: Scene, speakers: list[str], start_s: float = 0.5,
+                 turn_s: tuple[float, float] = (2.5, 12.0), gap_s: tuple[float, float] = (0.1, 1.0),
+                 backchannels: float = 0.05, overlap: float = 0.0, failed: float = 0.0) -> None:
+    """Turns by ``speakers`` until the end; listeners sometimes say 'yeah' (probability
+    per second ``backchannels``), interrupt (``overlap``: share of turns that start 0.3-2 s
+    before the previous ends) or fail to interrupt (``failed``: per turn)."""
+    rng = s.rng
+    t, current = start_s, None
+    end_s = s.seconds - 1.0
+    while t < end_s - 2.0:
+        p = str(rng.choice([q for q in speakers if q != current]))
+        length = min(rng.uniform(*turn_s), end_s - t)
+        turn_end = s.turn(p, t, length)
+        listeners = [q for q in s.participants if q != p]
+        for k in np.arange(t + 1.0, turn_end - 0.5, 1.0):
+            if rng.random() < backchannels:
+                s.say(str(rng.choice(listeners)), k + rng.uniform(0, 0.5), rng.uniform(0.15, 0.8))
+        if rng.random() < failed and turn_end - t > 5:
+            s.say(str(rng.choice(listeners)), t + rng.uniform(1.5, turn_end - t - 2.5),
+                  rng.uniform(0.6, 1.4))
+        if rng.random() < overlap:
+            t = turn_end - rng.uniform(0.3, 2.0)
+            # the interrupter must outlast the holder and talk for 1.5 s at least
+            turn_s_next = (max(turn_s[0], 3.5), turn_s[1])
+            nxt = str(rng.choice(listeners))
+            length = min(rng.uniform(*turn_s_next), end_s - t)
+            turn_end = s.turn(nxt, t, length)
+            p = nxt
+        t, current = turn_end + rng.uniform(*gap_s), p
+
+
+def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
+    """Build one scenario of ``kind`` (one of TYPES)."""
+    rng = np.random.default_rng([TYPES.index(kind), seed])
+    if kind == "turns":
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 7))))
+        _turn_taking(s, s.participants)
+    elif kind == "backchannel":
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
+        main = s.participants[0]
+        s.turn(main, 0.5, seconds - 1.5)
+        for t in np.arange(2.0, seconds - 2.0, rng.uniform(1.5, 3.0)):
+            who = str(rng.choice(s.participants[1:]))
+            s.say(who, t + rng.uniform(0, 1.0), rng.uniform(0.15, 0.8))
+    elif kind == "noise":
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
+        noisy = s.participants[-2:] if len(s.participants) > 3 else s.participants[-1:]
+        n = len(s.tracks[noisy[0]])
+        for p in noisy:
+            s.tracks[p] += synth.noise(rng, n, rng.uniform(-60, -38),
+                                       str(rng.choice(["fan", "pink", "brown"])), s.rate)
+        talkers = [p for p in s.participants if p not in noisy] + noisy[:1]
+        _turn_taking(s, talkers, backchannels=0.03)
+        quiet = [p for p in s.participants]
+        for t in np.arange(3.0, seconds - 3.0, rng.uniform(4, 8)):
+            p = str(rng.choice(quiet))
+            what = rng.choice(["keyboard", "door", "cough"])
+            if what == "keyboard":
+                s.sound(p, synth.keyboard(rng, rng.uniform(2, 6), s.rate, rng.uniform(-40, -25)),
+                        t, "keyboard")
+            elif what == "door":
+                s.sound(p, synth.door_slam(rng, s.rate, rng.uniform(-30, -15)), t, "door")
+            else:
+                s.sound(p, synth.cough(rng, s.rate, rng.uniform(-30, -18)), t, "cough")
+    elif kind == "gains":
+        n = int(rng.integers(3, 6))
+        levels = np.linspace(-12, -38, n) + rng.uniform(-1, 1, n)
+        s = Scene(rng, seconds, {f"p{i + 1}": Voice(float(rng.uniform(100, 230)), float(lv))
+                                 for i, lv in enumerate(rng.permutation(levels))})
+        _turn_taking(s, s.participants)
+    elif kind == "overlap":
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 5))))
+        _turn_taking(s, s.participants, overlap=0.5, failed=0.4)
+    elif kind == "echo":
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 5))))
+        _turn_taking(s, s.participants)
+        s.leak()
+    elif kind == "muted":
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(4, 7))))
+        talkers = s.participants[:3]
+        _turn_taking(s, talkers)
+        for p in s.participants[3:]:  # listeners muted for the whole call, with a noisy room
+            s.tracks[p] += synth.noise(rng, len(s.tracks[p]), rng.uniform(-50, -35), "fan", s.rate)
+            s.mute(p, 0, seconds)
+        for p in talkers:  # talkers mute between their turns now and then
+            spans = spurts(s.speech[p])
+            for (a, b), (c, _d) in zip(spans, spans[1:]):
+                if c - b > 3000 and rng.random() < 0.5:
+                    s.mute(p, b / 1000 + 0.7, c / 1000 - 0.7)
+    elif kind == "large":
+        n = int(rng.integers(15, 21))
+        s = Scene(rng, seconds, _voices(rng, n))
+        talkers = s.participants[:int(rng.integers(3, 5))]
+        _turn_taking(s, talkers, backchannels=0.08)
+        for p in s.participants[len(talkers):]:
+            if rng.random() < 0.5:
+                s.mute(p, 0, seconds)
+            elif rng.random() < 0.3:
+                s.sound(p, synth.cough(rng, s.rate, rng.uniform(-30, -20)),
+                        rng.uniform(2, seconds - 2), "cough")
+    else:
+        raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
+    return s
+
+
+def levels_rows(tracks: dict[str, np.ndarray], rate: int) -> list[tuple[int, str, int, int]]:
+    """(t_ms, participant, RFC 6464 level, V bit) per 20 ms packet, as a sender reports
+    them: the packet's RMS level, and webrtcvad's decision (mode 2) as the V bit."""
+    per = rate * PACKET_MS // 1000
+    pids = list(tracks)
+    n = min(len(x) for x in tracks.values()) // per
+    frames = {p: synth.to_int16(tracks[p])[: n * per].reshape(n, per) for p in pids}
+    levels = {p: dbov_to_level(pcm_level_dbov(frames[p])) for p in pids}
+    vads = VadBank()
+    voice = {}
+    for slot, p in enumerate(pids):
+        vads.reset(slot, DEFAULT_MODE)
+        voice[p] = vads.classify([slot] * n, [f.tobytes() for f in frames[p]], rate)
+    return [(k * PACKET_MS, p, int(levels[p][k]), int(voice[p][k]))
+            for k in range(n) for p in pids]
+
+
+def write(out: str | pathlib.Path, name: str, s: Scene) -> dict:
+    """Write the scenario's WAVs, levels.csv and truth.json under ``out/name``."""
+    d = pathlib.Path(out) / name
+    d.mkdir(parents=True, exist_ok=True)
+    tracks = s.finish()
+    for p, x in tracks.items():
+        synth.write_wav(d / f"{p}.wav", x, s.rate)
+    with open(d / "levels.csv", "w") as f:
+        f.write("t_ms,participant,level,voice\n")
+        f.writelines(f"{t},{p},{lv},{v}\n" for t, p, lv, v in levels_rows(tracks, s.rate))
+    duration_ms = int(s.seconds * 1000)
+    floor, changes = derive_floor(s.speech, duration_ms)
+    truth = {"scenario": name, "type": name.rsplit("_", 1)[0], "duration_ms": duration_ms,
+             "participants": s.participants, "speech": s.speech, "nonspeech": s.nonspeech,
+             "floor": floor, "changes": changes}
+    (d / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def write_all(out: str | pathlib.Path, types: tuple[str, ...] = TYPES, variants: int = 3,
+              seconds: float = 60.0) -> list[str]:
+    names = []
+    for kind in types:
+        for v in range(variants):
+            name = f"{kind}_{v:02d}"
+            write(out, name, scene(kind, v, seconds))
+            names.append(name)
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="speakerswitch scenarios", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--types", default=",".join(TYPES))
+    ap.add_argument("--variants", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    a = ap.parse_args(argv)
+    types = tuple(t for t in a.types.split(",") if t)
+    bad = [t for t in types if t not in TYPES]
+    if bad:
+        print(f"unknown types {bad} (known: {', '.join(TYPES)})", file=sys.stderr)
+        return 2
+    names = write_all(a.out, types, a.variants, a.seconds)
+    print(f"wrote {len(names)} scenarios to {a.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,67 @@
+"""The scenario generator: floor rules on hand-made spans, and determinism."""
+import json
+
+import numpy as np
+import pytest
+
+from service import scenarios
+from service.scenarios import derive_floor
+
+
+def test_turns_take_the_floor_and_backchannels_do_not():
+    speech = {"a": [[0, 3000]], "b": [[1000, 1400], [3500, 6000]], "c": [[4000, 4600]]}
+    floor, changes = derive_floor(speech, 10000)
+    assert floor == [[0, 3500, "a"], [3500, 10000, "b"]]
+    assert changes == [[3500, "a", "b"]]
+
+
+def test_utterances_closer_than_600_ms_form_one_spurt():
+    # b's two 700 ms utterances 500 ms apart make a 1.9 s spurt: a turn
+    speech = {"a": [[0, 2000]], "b": [[2500, 3200], [3700, 4400]]}
+    assert derive_floor(speech, 6000)[1] == [[2500, "a", "b"]]
+    # 700 ms apart they stay two backchannels
+    speech = {"a": [[0, 2000]], "b": [[2500, 3200], [3900, 4600]]}
+    assert derive_floor(speech, 6000)[1] == []
+
+
+def test_interruption_must_last_and_outlast_the_holder():
+    # b starts during a's turn, talks 2 s and outlasts a: b took the floor at its start
+    ok = {"a": [[0, 5000]], "b": [[4000, 6000]]}
+    assert derive_floor(ok, 8000)[1] == [[4000, "a", "b"]]
+    # b talks 1.2 s inside a's turn: a failed interruption
+    failed = {"a": [[0, 5000]], "b": [[2000, 3200]]}
+    assert derive_floor(failed, 8000)[1] == []
+    # b talks 2 s but a keeps talking longer: no change
+    longer = {"a": [[0, 8000]], "b": [[2000, 4000]]}
+    assert derive_floor(longer, 9000)[1] == []
+
+
+def test_silence_keeps_the_previous_holder():
+    floor, _ = derive_floor({"a": [[1000, 2500]], "b": [[6000, 8000]]}, 10000)
+    assert floor == [[1000, 6000, "a"], [6000, 10000, "b"]]
+
+
+@pytest.mark.parametrize("kind", scenarios.TYPES)
+def test_every_type_builds_a_consistent_truth(kind):
+    s = scenarios.scene(kind, 0, seconds=20.0)
+    tracks = s.finish()
+    assert set(tracks) == set(s.participants) and all(len(x) == 20 * 16000 for x in tracks.values())
+    floor, changes = derive_floor(s.speech, 20000)
+    assert all(a[1] == b[0] for a, b in zip(floor, floor[1:]))      # contiguous
+    assert floor and floor[-1][1] == 20000
+    assert len(changes) == len(floor) - 1
+    if kind == "muted":
+        assert any(np.count_nonzero(x) == 0 for x in tracks.values())   # muted all along
+    if kind == "backchannel":
+        assert changes == []
+
+
+def test_generation_is_deterministic(tmp_path):
+    a = scenarios.write(tmp_path / "a", "echo_00", scenarios.scene("echo", 0, 8.0))
+    b = scenarios.write(tmp_path / "b", "echo_00", scenarios.scene("echo", 0, 8.0))
+    assert a == b
+    for name in ("p1.wav", "levels.csv", "truth.json"):
+        assert (tmp_path / "a" / "echo_00" / name).read_bytes() == \
+            (tmp_path / "b" / "echo_00" / name).read_bytes()
+    truth = json.loads((tmp_path / "a" / "echo_00" / "truth.json").read_text())
+    assert truth["type"] == "echo" and truth["duration_ms"] == 8000
