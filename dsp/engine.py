@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import activity, forwarding, switching
+from . import activity, dsi, forwarding, switching
 from . import events as ev
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
 from .state import NEVER_MS, NO_SLOT, EngineState
-from .tuning import FIELDS, PROFILES, Tuning
+from .tuning import DSI, FIELDS, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
 
 
@@ -60,6 +60,7 @@ class Engine:
     def __init__(self) -> None:
         self.st = EngineState()
         self.vads = VadBank()
+        self.dsi = dsi.DsiState()
         self._free_slots: list[int] = []
         self._free_rooms: list[int] = []
 
@@ -78,6 +79,7 @@ class Engine:
             st.reset_slot(slot, -1)
             self._free_slots.append(slot)
         st.reset_room(room)
+        self.dsi.next_decision_ms.pop(room, None)
         self._free_rooms.append(room)
 
     def set_tuning(self, room: int, tuning: Tuning) -> None:
@@ -92,6 +94,7 @@ class Engine:
         st.reset_slot(slot, room)
         st.room_slots[room].append(slot)
         self.vads.reset(slot, int(st.tuning["vad_mode"][room]))
+        self.dsi.reset(slot)
         return slot
 
     def remove_participant(self, slot: int, t_ms: int) -> list[ev.Event]:
@@ -229,12 +232,18 @@ class Engine:
 
         active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
         out = self._speaking_reports(idx, room_of, t_end, tuning)
-        switching.accumulate_evidence(st, idx, room_of, active, dt, tuning)
         refresh: dict[int, list[int]] = {}
         for k in np.flatnonzero(started).tolist():
             refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
-        for room, slot in switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end,
-                                              tuning):
+        algorithm = tuning["algorithm"]
+        ours = algorithm == SPEAKERSWITCH
+        if ours.all():
+            switching.accumulate_evidence(st, idx, room_of, active, dt, tuning)
+            changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning)
+        else:
+            changes = self._floor_by_algorithm(rooms, t_end_room, idx, room_of, t_end, level,
+                                               active, dt, tuning)
+        for room, slot in changes:
             t = int(end_of_room[room])
             floor = switching.set_holder(st, room, slot, t)
             if floor is not None:
@@ -249,6 +258,36 @@ class Engine:
         st.room_t_ms[rooms] = t_end_room
         out.extend(self._rankings(rooms, t_end_room))
         return out
+
+    def _floor_by_algorithm(self, rooms, t_end_room, idx, room_of, t_end, level, active, dt,
+                            tuning) -> list[tuple[int, int]]:
+        """Floor changes when some rooms run a peer algorithm (DSI, loudest)."""
+        st = self.st
+        algorithm = tuning["algorithm"]
+        room_algorithm = st.tuning["algorithm"][rooms]
+        ours = algorithm == SPEAKERSWITCH
+        sub = {k: v[ours] for k, v in tuning.items()}
+        switching.accumulate_evidence(st, idx[ours], room_of[ours], active[ours], dt[ours], sub)
+        mine = room_algorithm == SPEAKERSWITCH
+        changes = switching.takeovers(st, rooms[mine], t_end_room[mine], idx[ours],
+                                      room_of[ours], t_end[ours], sub)
+        d = algorithm == DSI
+        if d.any():
+            self.dsi.ensure(st.n_slots)
+            dsi.push(self.dsi, idx[d], level[d])
+            for room, t in zip(rooms[room_algorithm == DSI].tolist(),
+                               t_end_room[room_algorithm == DSI].tolist()):
+                new = dsi.decide(st, self.dsi, room, t)
+                if new is not None:
+                    changes.append((room, new))
+        for room in rooms[room_algorithm == LOUDEST].tolist():
+            k = np.flatnonzero((room_of == room) & ~st.muted[idx])
+            if len(k):
+                loudest = k[level[k] == level[k].max()]
+                holder = int(st.holder[room])
+                if holder not in idx[loudest]:   # ties keep the current speaker
+                    changes.append((room, int(idx[loudest[0]])))
+        return changes
 
     def _speaking_reports(self, idx: np.ndarray, room_of: np.ndarray, t_end: np.ndarray,
                           tuning: dict[str, np.ndarray]) -> list[ev.Event]:

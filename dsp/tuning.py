@@ -65,6 +65,11 @@ class Tuning:
     """Evidence drains at this multiple of real time when the challenger stops dominating:
     scattered interjections do not add up to a switch."""
 
+    algorithm: int = 0
+    """Who decides the floor: 0 our evidence engine (`switching.py`), 1 the Volfin-Cohen
+    DSI as deployed in SFUs (`dsi.py`), 2 the loudest participant every frame. The peers
+    exist to be measured against; everything else (video, pin, forwarding) is shared."""
+
     # --- outputs ------------------------------------------------------------------------
     active_speakers: int = 5
     """Length of the ActiveSpeakers list."""
@@ -85,6 +90,9 @@ class Tuning:
     def replace(self, **changes: float) -> "Tuning":
         return dataclasses.replace(self, **changes)
 
+
+ALGORITHMS = ("speakerswitch", "dsi", "loudest")
+SPEAKERSWITCH, DSI, LOUDEST = range(3)
 
 PROFILES: dict[str, Tuning] = {
     "meeting": Tuning(),

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 
-from dsp.tuning import DEFAULT_PROFILE, PROFILES
+from dsp.tuning import ALGORITHMS, DEFAULT_PROFILE, PROFILES
 
 from . import config as config_mod
 from .api import speakerswitch_pb2 as pb
@@ -54,6 +54,9 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     for name, kind in TUNING_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
                        help=f"override the profile's {name}")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default=None,
+                   help="who decides the floor (default speakerswitch; dsi and loudest are "
+                   "the peers it is measured against)")
     p.add_argument("--room", help="room id (default: 'replay', or a fresh one with --server)")
     p.add_argument("--batch-ticks", type=int, default=50, help="ticks per request (50)")
     p.add_argument("--connect-timeout-s", type=float, default=10.0,
@@ -123,7 +126,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_replay(a: argparse.Namespace) -> int:
     from . import replay
 
-    room_config = pb.RoomConfig(profile=a.profile or "")
+    room_config = pb.RoomConfig(profile=a.profile or "", algorithm=a.algorithm or "")
     for name in TUNING_FLAGS:
         value = getattr(a, name)
         if value is not None:

@@ -19,7 +19,7 @@ from dsp.engine import Engine, PcmGroup, Wave
 from dsp.pcm import SAMPLE_RATES_HZ, frame_ms
 from dsp.rfc6464 import SILENCE_LEVEL, split_header_bytes
 from dsp.state import NO_SLOT
-from dsp.tuning import PROFILES, Tuning
+from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
 from .api import speakerswitch_pb2 as pb
 from .config import ServiceConfig
@@ -90,6 +90,8 @@ class _Plan:
 def tuning_for(config: pb.RoomConfig, default_profile: str) -> Tuning:
     base = PROFILES[config.profile or default_profile]
     changes = {k: getattr(config, k) for k in _TUNING_OVERRIDES if config.HasField(k)}
+    if config.algorithm:
+        changes["algorithm"] = ALGORITHMS.index(config.algorithm)
     return base.replace(**changes) if changes else base
 
 
@@ -105,6 +107,9 @@ def _check_config(c: pb.RoomConfig, path: str) -> None:
     if c.profile and c.profile not in PROFILES:
         raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.profile",
                         f"unknown profile {c.profile!r} (known: {', '.join(PROFILES)})")
+    if c.algorithm and c.algorithm not in ALGORITHMS:
+        raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.algorithm",
+                        f"unknown algorithm {c.algorithm!r} (known: {', '.join(ALGORITHMS)})")
     for k, (lo, hi) in _OVERRIDE_RANGES.items():
         if c.HasField(k):
             v = getattr(c, k)
@@ -511,7 +516,8 @@ class RoomRegistry:
         r = room.index
         name = lambda s: room.names.get(int(s), "") if s >= 0 else ""  # noqa: E731
         tuning = self.engine.tuning(r)
-        cfg = pb.RoomConfig(profile=room.config.profile or self.config.profile)
+        cfg = pb.RoomConfig(profile=room.config.profile or self.config.profile,
+                            algorithm=ALGORITHMS[tuning.algorithm])
         for k in _TUNING_OVERRIDES:
             setattr(cfg, k, type(getattr(cfg, k))(getattr(tuning, k)))
         presenters = st.presenters[r]
