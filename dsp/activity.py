@@ -54,6 +54,15 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     active = (voiced & sounding & (snr >= tuning["min_snr_db"])
               & (level_dbov >= tuning["min_level_dbov"]))
 
+    # the participant's own speech level, and whether this frame reaches near it
+    speech = st.speech_level[idx]
+    speech = np.where(np.isnan(speech) & active, level_dbov, speech)
+    a_sp = np.where(level_dbov > speech, _alpha(dt_ms, tuning["speech_level_rise_ms"]),
+                    _alpha(dt_ms, tuning["speech_level_fall_ms"]))
+    speech = np.where(active, speech + a_sp * (level_dbov - speech), speech)
+    st.speech_level[idx] = speech
+    active &= level_dbov >= speech - tuning["speech_margin_db"]
+
     falling = level_dbov < floor
     a_floor = np.where(falling, _alpha(dt_ms, tuning["floor_fall_ms"]),
                        _alpha(dt_ms, tuning["floor_rise_ms"]))

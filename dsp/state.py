@@ -29,6 +29,7 @@ class EngineState:
     # ---- per participant slot
     slot_room: np.ndarray = field(default_factory=lambda: np.full(0, -1, np.int32))
     noise_floor: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    speech_level: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     level_smooth: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     activity: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
@@ -60,7 +61,7 @@ class EngineState:
     forwarding_since: list[dict[int, int]] = field(default_factory=list)
     last_forwarding: list[tuple] = field(default_factory=list)
 
-    SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, level_smooth=-127.0, activity=0.0,
+    SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, speech_level=np.nan, level_smooth=-127.0, activity=0.0,
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
                      onset_ms=0, evidence_ms=0.0, video=True, muted=False, silent=False,
                      last_frame_ms=NEVER_MS, reported_speaking=False, reported_ms=NEVER_MS)

@@ -34,6 +34,15 @@ class Tuning:
     energy_voice_snr_db: float = 14.0
     """With no VAD decision (levels without the V bit), a frame is voiced when this far
     above the noise floor."""
+    speech_level_rise_ms: float = 200.0
+    speech_level_fall_ms: float = 8000.0
+    """Each participant's own speech level: follows its voiced frames up quickly and down
+    slowly, so it sits near the loud part of what that participant says."""
+    speech_margin_db: float = 14.0
+    """Voiced frames this far below the participant's own speech level are not speech from
+    that participant: a breath before a turn, or another talker leaking in through
+    imperfect echo cancellation (20-30 dB down). They neither light its indicator nor
+    keep or win it the floor."""
     activity_attack_ms: float = 60.0
     activity_release_ms: float = 250.0
     """The share of recent speech frames, smoothed: fast up, slower down."""
