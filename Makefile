@@ -9,7 +9,7 @@ PROTO  := proto/speakerswitch/v1/speakerswitch.proto
 GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
 PYTEST_ARGS ?=
 
-.PHONY: run test install proto bench clean
+.PHONY: run test install proto bench bench-quality clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve
@@ -22,6 +22,10 @@ install: $(STAMP) $(GEN)
 
 bench: $(STAMP) $(GEN)
 	$(PY) -m pytest benchmarks/bench_*.py --benchmark-only --benchmark-columns=mean,median,ops $(PYTEST_ARGS)
+
+# Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
+bench-quality: $(STAMP) $(GEN)
+	$(PY) benchmarks/quality/run.py --out benchmarks/quality/RESULTS.md $(QUALITY_ARGS)
 
 # Regenerate the protobuf/gRPC modules from proto/ (one command; the output is committed).
 proto: $(STAMP)

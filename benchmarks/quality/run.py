@@ -1,0 +1,137 @@
+"""Switching quality: every scenario, every algorithm, both input modes, one table.
+
+    python benchmarks/quality/run.py [--corpus DIR] [--out RESULTS.md] [--jobs 2]
+
+Without --corpus, the repository's own scenarios (``speakerswitch scenarios``: 8 types x 3
+seeds x 60 s) are generated once into ``.cache/scenarios`` (deterministic, no network).
+``--corpus`` takes any folder of ``<scenario>/{p*.wav, levels.csv, truth.json}``, such as
+the evaluation kit's development corpus. Each scenario is replayed in-process through the
+same registry path as the server:
+  levels  RFC 6464 levels with the V bit from webrtcvad (levels.csv), as a browser sends
+  pcm     the WAV tracks as 20 ms PCM frames
+for the algorithms speakerswitch (ours, each profile), dsi (Volfin-Cohen as deployed in
+SFUs) and loudest (the loudest participant every frame), and scored by
+``service.evaluate``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+import time
+from multiprocessing import Pool
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from service import evaluate as ev  # noqa: E402
+from service import replay, scenarios  # noqa: E402
+from service.api import speakerswitch_pb2 as pb  # noqa: E402
+from service.rooms import RoomRegistry  # noqa: E402
+
+CACHE = ROOT / ".cache" / "scenarios"
+# (label, algorithm, profile): our engine in each profile, then the peers
+SYSTEMS = (("speakerswitch", "speakerswitch", "meeting"),
+           ("ss-podcast", "speakerswitch", "podcast"),
+           ("ss-debate", "speakerswitch", "debate"),
+           ("dsi", "dsi", "meeting"),
+           ("loudest", "loudest", "meeting"))
+MODES = ("levels", "pcm")
+
+
+def ensure_scenarios(out: pathlib.Path, variants: int, seconds: float) -> pathlib.Path:
+    stamp = out / f".complete-{variants}x{seconds:g}"
+    if not stamp.exists():
+        scenarios.write_all(out, scenarios.TYPES, variants, seconds)
+        stamp.write_text("")
+    return out
+
+
+def decide(scenario_dir: pathlib.Path, mode: str, algorithm: str, profile: str
+           ) -> list[tuple[float, str | None]]:
+    """Replay one scenario in-process; the video switches as (t_ms, speaker)."""
+    ticks = (replay.levels_ticks(scenario_dir / "levels.csv", "bench") if mode == "levels"
+             else replay.wav_ticks(scenario_dir, "bench"))
+    config = pb.RoomConfig(profile=profile, algorithm=algorithm)
+    registry = RoomRegistry()
+    out = []
+    for request in replay.requests(ticks, config):
+        for e in registry.process(request).events:
+            if e.HasField("switch"):
+                out.append((float(e.timestamp_ms), e.switch.speaker_id or None))
+    return out
+
+
+def _score_one(job: tuple[str, str, str, str, str]) -> tuple[str, str, ev.Score]:
+    scenario_dir, mode, label, algorithm, profile = job
+    d = pathlib.Path(scenario_dir)
+    truth = json.loads((d / "truth.json").read_text())
+    truth.setdefault("scenario", d.name)
+    truth.setdefault("type", d.name.rsplit("_", 1)[0])
+    return label, mode, ev.score(truth, decide(d, mode, algorithm, profile))
+
+
+def run(corpus: pathlib.Path, jobs: int = 2, systems=SYSTEMS, modes=MODES
+        ) -> dict[tuple[str, str], list[ev.Score]]:
+    dirs = sorted(p.parent for p in corpus.glob("*/truth.json"))
+    work = [(str(d), m, label, alg, prof) for label, alg, prof in systems for m in modes
+            for d in dirs]
+    results: dict[tuple[str, str], list[ev.Score]] = {}
+    with Pool(jobs) as pool:
+        for label, mode, sc in pool.imap(_score_one, work, chunksize=1):
+            results.setdefault((label, mode), []).append(sc)
+    return results
+
+
+def table(results: dict[tuple[str, str], list[ev.Score]], markdown: bool = False) -> str:
+    """Rows: scenario type x system x mode (then ALL), the evaluate columns."""
+    cols = ("type", "system", "mode") + ev.COLUMNS[1:]
+    rows, labels = [], []
+    types = [t for t, _ in ev.by_type(next(iter(results.values())))]
+    for t in types:
+        for (label, mode), scores in results.items():
+            summary = dict(ev.by_type(scores))[t]
+            rows.append((t, summary))
+            labels.append((label, mode))
+    cells = [ev.table_cells(t, s) for t, s in rows]
+    cells = [[c[0], lab, mode] + c[1:] for c, (lab, mode) in zip(cells, labels)]
+    if markdown:
+        out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        return "\n".join(out + ["| " + " | ".join(c) + " |" for c in cells])
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(cols)]
+    fmt = lambda r: "  ".join(v.ljust(widths[i]) if i < 3 else v.rjust(widths[i])  # noqa: E731
+                              for i, v in enumerate(r))
+    return "\n".join([fmt(cols)] + [fmt(c) for c in cells])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--corpus", help="a scenario folder (default: the repo's scenarios)")
+    ap.add_argument("--out", help="also write the table as markdown here")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--variants", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    a = ap.parse_args(argv)
+    corpus = (pathlib.Path(a.corpus) if a.corpus
+              else ensure_scenarios(CACHE / f"{a.variants}x{a.seconds:g}", a.variants, a.seconds))
+    t0 = time.perf_counter()
+    results = run(corpus, a.jobs)
+    text = table(results)
+    print(text)
+    took = time.perf_counter() - t0
+    print(f"\n{len(next(iter(results.values())))} scenarios x {len(SYSTEMS)} systems x "
+          f"{len(MODES)} modes in {took:.0f} s", file=sys.stderr)
+    if a.out:
+        pathlib.Path(a.out).write_text(
+            f"# Switching quality\n\nCorpus: `{a.corpus or 'speakerswitch scenarios'}` "
+            f"({len(next(iter(results.values())))} scenarios). Machine: {platform.machine()}, "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}. "
+            f"Regenerate with `make bench-quality`.\n\n{table(results, markdown=True)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
