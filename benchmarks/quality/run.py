@@ -80,9 +80,15 @@ def run(corpus: pathlib.Path, jobs: int = 2, systems=SYSTEMS, modes=MODES
     work = [(str(d), m, label, alg, prof) for label, alg, prof in systems for m in modes
             for d in dirs]
     results: dict[tuple[str, str], list[ev.Score]] = {}
-    with Pool(jobs) as pool:
-        for label, mode, sc in pool.imap(_score_one, work, chunksize=1):
-            results.setdefault((label, mode), []).append(sc)
+    if jobs <= 1:
+        scored = map(_score_one, work)
+    else:
+        pool = Pool(jobs)
+        scored = pool.imap(_score_one, work, chunksize=1)
+    for label, mode, sc in scored:
+        results.setdefault((label, mode), []).append(sc)
+    if jobs > 1:
+        pool.close()
     return results
 
 
