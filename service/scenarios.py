@@ -134,7 +134,9 @@ class Scene:
                        start_s - 0.45, "breath")
         t, end = start_s, start_s + seconds
         while end - t > 0.5:
-            t = self.say(p, t, min(self.rng.uniform(1.5, 5.0), end - t)) + self.rng.uniform(0.15, 0.45)
+            t = self.say(p, t, min(self.rng.uniform(1.5, 5.0), end - t))
+            # between sentences: mostly a breath, sometimes a thinking pause
+            t += self.rng.uniform(0.15, 0.45) if self.rng.random() < 0.75 else self.rng.uniform(0.5, 1.2)
         return min(t, end)
 
     def sound(self, p: str, x: np.ndarray, start_s: float, kind: str) -> None:
@@ -213,9 +215,14 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
         s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
         main = s.participants[0]
         s.turn(main, 0.5, seconds - 1.5)
+        pauses = [b for (_a, b), (c, _d) in zip(s.speech[main], s.speech[main][1:])]
         for t in np.arange(2.0, seconds - 2.0, rng.uniform(1.5, 3.0)):
             who = str(rng.choice(s.participants[1:]))
             s.say(who, t + rng.uniform(0, 1.0), rng.uniform(0.15, 0.8))
+        for end_ms in pauses:  # listeners answer at the speaker's pauses, too
+            if rng.random() < 0.5:
+                who = str(rng.choice(s.participants[1:]))
+                s.say(who, end_ms / 1000 + rng.uniform(0.1, 0.4), rng.uniform(0.15, 0.8))
     elif kind == "noise":
         s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
         noisy = s.participants[-2:] if len(s.participants) > 3 else s.participants[-1:]
