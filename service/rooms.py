@@ -118,6 +118,31 @@ def _check_config(c: pb.RoomConfig, path: str) -> None:
                                 f"{v} is outside {lo}..{hi}")
 
 
+class _Membership:
+    """Who a tick leaves in its room, without copying the room's member set."""
+
+    def __init__(self, known: dict[str, int]) -> None:
+        self.known = known
+        self.joins: set[str] = set()
+        self.leaves: set[str] = set()
+
+    def add(self, pid: str) -> None:
+        if pid in self.leaves:
+            self.leaves.discard(pid)
+        elif pid not in self.known:
+            self.joins.add(pid)
+
+    def remove(self, pid: str) -> None:
+        if pid in self.joins:
+            self.joins.discard(pid)
+        elif pid in self.known:
+            self.leaves.add(pid)
+
+    @property
+    def count(self) -> int:
+        return len(self.known) - len(self.leaves) + len(self.joins)
+
+
 class RoomRegistry:
     """All rooms of one server (or one replay), on one engine."""
 
@@ -158,12 +183,15 @@ class RoomRegistry:
     def _process_wave(self, ticks, indexes: list[int], resp: pb.StreamResponse,
                       now_s: float) -> None:
         plans: list[_Plan] = []
+        new_rooms = 0
         for i in indexes:
             try:
-                new_rooms = sum(1 for p in plans if p.room is None)
-                plans.append(self._validate(i, ticks[i], new_rooms))
+                plan = self._validate(i, ticks[i], new_rooms)
             except TickError as e:
                 self._reject(resp, e, i, ticks[i].room_id)
+                continue
+            plans.append(plan)
+            new_rooms += plan.room is None
         if not plans:
             return
         out: list[tuple[Room, list[pb.RoomEvent]]] = []
@@ -249,7 +277,7 @@ class RoomRegistry:
         if tick.duration_ms and tick.duration_ms not in TICK_DURATIONS_MS:
             raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.duration_ms",
                             f"{tick.duration_ms} is not one of {TICK_DURATIONS_MS}")
-        members = set(room.slots) if room else set()
+        members = _Membership(room.slots if room else {})
         for j, e in enumerate(tick.events):
             if e.participant_id or e.type != ET.PARTICIPANT_EVENT_TYPE_UNPIN:
                 _check_id(e.participant_id, f"{path}.events[{j}].participant_id")
@@ -257,7 +285,7 @@ class RoomRegistry:
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.events[{j}].type",
                                 f"unknown or unspecified event type {e.type}")
             if e.type == ET.PARTICIPANT_EVENT_TYPE_LEAVE:
-                members.discard(e.participant_id)
+                members.remove(e.participant_id)
             elif e.type != ET.PARTICIPANT_EVENT_TYPE_UNPIN:
                 members.add(e.participant_id)
 
@@ -328,23 +356,25 @@ class RoomRegistry:
                                     "a participant appears twice")
                 for j, pid in enumerate(roster):
                     _check_id(pid, f"{lp}.roster[{j}]")
-            # the sticky roster, without anyone who left in this tick
-            current = roster if roster is not None else tuple(
-                p for p in (room.roster if room else ()) if p in members)
+            current = roster if roster is not None else (room.roster if room else ())
+            if roster is None and members.leaves:  # the sticky roster, less who left now
+                current = tuple(p for p in current if p not in members.leaves)
             if len(tick.levels.levels) != len(current):
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{lp}.levels",
                                 f"{len(tick.levels.levels)} bytes for a roster of "
                                 f"{len(current)} participants")
-            both = in_tick.intersection(current)
+            both = in_tick.intersection(current) if in_tick else ()
             if both:
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{lp}.roster",
                                 f"participant {sorted(both)[0]!r} also has audio in the tick")
-            members.update(current)
+            if roster is not None:
+                for pid in roster:
+                    members.add(pid)
             roster_levels = tick.levels.levels
 
-        if len(members) > self.config.max_participants_per_room:
+        if members.count > self.config.max_participants_per_room:
             raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}",
-                            f"room would have {len(members)} participants, over "
+                            f"room would have {members.count} participants, over "
                             f"max_participants_per_room={self.config.max_participants_per_room}")
         has_audio = bool(level_ids or pcm or roster_levels)
         if room is not None:
