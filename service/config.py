@@ -32,6 +32,7 @@ class ServiceConfig:
     """Largest request message accepted by gRPC."""
     max_ticks_per_batch: int = 20000
     max_rooms: int = 100000
+    max_rooms_per_tenant: int = 20000
     max_participants_per_room: int = 1000
     watch_queue_events: int = 4096
     """Events buffered per Watch subscriber; one that falls further behind is dropped
@@ -48,7 +49,8 @@ class ServiceConfig:
         if self.profile not in PROFILES:
             raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
         for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
-                     "max_ticks_per_batch", "max_rooms", "max_participants_per_room",
+                     "max_ticks_per_batch", "max_rooms", "max_rooms_per_tenant",
+                     "max_participants_per_room",
                      "watch_queue_events"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")

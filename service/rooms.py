@@ -55,6 +55,10 @@ Watcher = Callable[[pb.RoomEvent], bool]
 """Receives a room's events; returns False to be dropped (e.g. its queue is full)."""
 
 
+RoomKey = tuple[str, str]
+"""(tenant, room_id): the same room id under two tenants is two rooms."""
+
+
 @dataclass
 class Room:
     room_id: str
@@ -70,6 +74,7 @@ class Room:
     sequence: int = 0
     last_seen_s: float = 0.0
     watchers: list[Watcher] = field(default_factory=list)
+    tenant: str = ""
 
 
 @dataclass
@@ -151,13 +156,19 @@ class RoomRegistry:
         self.config = config or ServiceConfig()
         self.metrics = metrics
         self.engine = Engine()
-        self.rooms: dict[str, Room] = {}
-        self._room_waiters: dict[str, list[Callable[[], None]]] = {}
+        self.rooms: dict[RoomKey, Room] = {}
+        self._room_waiters: dict[RoomKey, list[Callable[[], None]]] = {}
+        self._rooms_per_tenant: dict[str, int] = {}
         self._participants = 0
 
     # ------------------------------------------------------------------ processing
-    def process(self, request: pb.StreamRequest, now_s: float = 0.0) -> pb.StreamResponse:
-        """Process one batch; ``now_s`` (wall clock) only dates room activity for GC."""
+    def room(self, room_id: str, tenant: str = "") -> Room | None:
+        return self.rooms.get((tenant, room_id))
+
+    def process(self, request: pb.StreamRequest, now_s: float = 0.0, tenant: str = "",
+                room_allowed: Callable[[str], bool] | None = None) -> pb.StreamResponse:
+        """Process one batch for ``tenant``; ``now_s`` (wall clock) only dates room activity
+        for GC; ``room_allowed`` (the caller's room pattern) refuses other rooms' ticks."""
         resp = pb.StreamResponse(batch_id=request.batch_id)
         ticks = request.ticks
         if len(ticks) > self.config.max_ticks_per_batch:
@@ -175,18 +186,22 @@ class RoomRegistry:
                 waves.append([])
             waves[k].append(i)
         for wave in waves:
-            self._process_wave(ticks, wave, resp, now_s)
+            self._process_wave(ticks, wave, resp, now_s, tenant, room_allowed)
         if self.metrics is not None:
             self.metrics.batches.inc()
         return resp
 
     def _process_wave(self, ticks, indexes: list[int], resp: pb.StreamResponse,
-                      now_s: float) -> None:
+                      now_s: float, tenant: str,
+                      room_allowed: Callable[[str], bool] | None) -> None:
         plans: list[_Plan] = []
         new_rooms = 0
         for i in indexes:
             try:
-                plan = self._validate(i, ticks[i], new_rooms)
+                if room_allowed is not None and not room_allowed(ticks[i].room_id):
+                    raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
+                                    f"room {ticks[i].room_id!r} is outside the token's rooms")
+                plan = self._validate(i, ticks[i], tenant, new_rooms)
             except TickError as e:
                 self._reject(resp, e, i, ticks[i].room_id)
                 continue
@@ -202,7 +217,7 @@ class RoomRegistry:
         roster_slots, roster_bytes = [], []
         pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
         for plan in plans:
-            room, state_events = self._apply_state(plan, now_s)
+            room, state_events = self._apply_state(plan, now_s, tenant)
             out.append((room, state_events))
             tick = plan.tick
             if not (plan.level_ids or plan.pcm or plan.roster_levels):
@@ -263,15 +278,22 @@ class RoomRegistry:
             self.metrics.errors.labels(e.code.name).inc()
 
     # ------------------------------------------------------------------ validation
-    def _validate(self, i: int, tick: pb.RoomTick, new_rooms: int = 0) -> _Plan:
+    def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "", new_rooms: int = 0
+                  ) -> _Plan:
         """Check a tick against its room without changing anything (``new_rooms``: rooms
         that earlier ticks of the same wave will create)."""
         path = f"ticks[{i}]"
         _check_id(tick.room_id, f"{path}.room_id")
-        room = self.rooms.get(tick.room_id)
-        if room is None and len(self.rooms) + new_rooms >= self.config.max_rooms:
-            raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
-                            f"max_rooms={self.config.max_rooms} reached")
+        room = self.rooms.get((tenant, tick.room_id))
+        if room is None:
+            if len(self.rooms) + new_rooms >= self.config.max_rooms:
+                raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
+                                f"limit max_rooms={self.config.max_rooms} reached")
+            if (self._rooms_per_tenant.get(tenant, 0) + new_rooms
+                    >= self.config.max_rooms_per_tenant):
+                raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
+                                f"limit max_rooms_per_tenant="
+                                f"{self.config.max_rooms_per_tenant} reached")
         if tick.HasField("config"):
             _check_config(tick.config, f"{path}.config")
         if tick.duration_ms and tick.duration_ms not in TICK_DURATIONS_MS:
@@ -388,11 +410,12 @@ class RoomRegistry:
                      pcm, roster, roster_levels)
 
     # ------------------------------------------------------------------ state changes
-    def _apply_state(self, plan: _Plan, now_s: float) -> tuple[Room, list[pb.RoomEvent]]:
+    def _apply_state(self, plan: _Plan, now_s: float, tenant: str
+                     ) -> tuple[Room, list[pb.RoomEvent]]:
         """Apply a validated tick's config and events in order, then join the participants
         its audio names. Engine events are converted at once (a leaver's slot is freed)."""
         tick = plan.tick
-        room = plan.room or self._create_room(tick.room_id, tick.config)
+        room = plan.room or self._create_room(tenant, tick.room_id, tick.config)
         room.last_seen_s = now_s
         if plan.room is not None and tick.HasField("config"):
             room.config.CopyFrom(tick.config)
@@ -438,15 +461,16 @@ class RoomRegistry:
         room.last_t_ms = t
         return room, out
 
-    def _create_room(self, room_id: str, config: pb.RoomConfig) -> Room:
+    def _create_room(self, tenant: str, room_id: str, config: pb.RoomConfig) -> Room:
         cfg = pb.RoomConfig()
         cfg.CopyFrom(config)
         index = self.engine.add_room(tuning_for(cfg, self.config.profile))
-        room = Room(room_id, index, cfg)
-        self.rooms[room_id] = room
+        room = Room(room_id, index, cfg, tenant=tenant)
+        self.rooms[(tenant, room_id)] = room
+        self._rooms_per_tenant[tenant] = self._rooms_per_tenant.get(tenant, 0) + 1
         if self.metrics is not None:
             self.metrics.rooms.set(len(self.rooms))
-        for wake in self._room_waiters.pop(room_id, []):
+        for wake in self._room_waiters.pop((tenant, room_id), []):
             wake()
         return room
 
@@ -538,8 +562,8 @@ class RoomRegistry:
             self.metrics.switch_delay.observe(max(0, m.timestamp_ms - sw.speech_onset_ms) / 1000)
 
     # ------------------------------------------------------------------ queries
-    def room_state(self, room_id: str) -> pb.RoomState | None:
-        room = self.rooms.get(room_id)
+    def room_state(self, room_id: str, tenant: str = "") -> pb.RoomState | None:
+        room = self.rooms.get((tenant, room_id))
         if room is None:
             return None
         st = self.engine.st
@@ -571,40 +595,44 @@ class RoomRegistry:
                                     activity=a)
         return out
 
-    def watch(self, room_id: str, watcher: Watcher) -> pb.RoomState | None:
+    def watch(self, room_id: str, watcher: Watcher, tenant: str = "") -> pb.RoomState | None:
         """Subscribe ``watcher`` to a room's events; returns the snapshot it starts from
         (None if the room does not exist: nothing is subscribed)."""
-        snap = self.room_state(room_id)
+        snap = self.room_state(room_id, tenant)
         if snap is not None:
-            self.rooms[room_id].watchers.append(watcher)
+            self.rooms[(tenant, room_id)].watchers.append(watcher)
         return snap
 
-    def unwatch(self, room_id: str, watcher: Watcher) -> None:
-        room = self.rooms.get(room_id)
+    def unwatch(self, room_id: str, watcher: Watcher, tenant: str = "") -> None:
+        room = self.rooms.get((tenant, room_id))
         if room is not None and watcher in room.watchers:
             room.watchers.remove(watcher)
 
-    def when_created(self, room_id: str, wake: Callable[[], None]) -> None:
+    def when_created(self, room_id: str, wake: Callable[[], None], tenant: str = "") -> None:
         """Call ``wake`` once when the room appears."""
-        self._room_waiters.setdefault(room_id, []).append(wake)
+        self._room_waiters.setdefault((tenant, room_id), []).append(wake)
 
-    def cancel_when_created(self, room_id: str, wake: Callable[[], None]) -> None:
-        waiters = self._room_waiters.get(room_id)
+    def cancel_when_created(self, room_id: str, wake: Callable[[], None],
+                            tenant: str = "") -> None:
+        waiters = self._room_waiters.get((tenant, room_id))
         if waiters and wake in waiters:
             waiters.remove(wake)
             if not waiters:
-                del self._room_waiters[room_id]
+                del self._room_waiters[(tenant, room_id)]
 
-    def collect_idle(self, now_s: float) -> list[str]:
-        """Drop rooms with no tick since ``now_s - idle_timeout_s``; returns their ids."""
+    def collect_idle(self, now_s: float) -> list[RoomKey]:
+        """Drop rooms with no tick since ``now_s - idle_timeout_s``; returns their keys."""
         limit = now_s - self.config.idle_timeout_s
-        gone = [rid for rid, room in self.rooms.items() if room.last_seen_s < limit]
-        for rid in gone:
-            self.drop_room(rid)
+        gone = [key for key, room in self.rooms.items() if room.last_seen_s < limit]
+        for key in gone:
+            self.drop_room(key)
         return gone
 
-    def drop_room(self, room_id: str) -> None:
-        room = self.rooms.pop(room_id)
+    def drop_room(self, key: RoomKey) -> None:
+        room = self.rooms.pop(key)
+        self._rooms_per_tenant[room.tenant] -= 1
+        if not self._rooms_per_tenant[room.tenant]:
+            del self._rooms_per_tenant[room.tenant]
         self.engine.remove_room(room.index)
         self._participants -= len(room.slots)
         for w in room.watchers:
@@ -614,4 +642,5 @@ class RoomRegistry:
         if self.metrics is not None:
             self.metrics.rooms.set(len(self.rooms))
             self.metrics.participants.set(self._participants)
-        log.info("room %r dropped after %.0f s idle", room_id, self.config.idle_timeout_s)
+        log.info("room %r of tenant %r dropped after %.0f s idle", room.room_id, room.tenant,
+                 self.config.idle_timeout_s)

@@ -145,11 +145,11 @@ def test_a_watcher_that_gives_up_waiting_leaves_nothing_behind(server, client):
     reader = threading.Thread(target=lambda: pytest.raises(grpc.RpcError, next, watch))
     reader.start()
     deadline = time.monotonic() + 10
-    while not server.call(lambda: "never" in server.running.registry._room_waiters):
+    while not server.call(lambda: ("", "never") in server.running.registry._room_waiters):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     watch.cancel()
     reader.join(10)
-    while server.call(lambda: "never" in server.running.registry._room_waiters):
+    while server.call(lambda: ("", "never") in server.running.registry._room_waiters):
         assert time.monotonic() < deadline, "waiter leaked"
         time.sleep(0.02)
