@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: run test install proto bench bench-quality clean
 
 run: $(STAMP) $(GEN)
-	$(VENV)/bin/speakerswitch serve
+	$(VENV)/bin/speakerswitch serve --insecure-no-auth
 
 test: $(STAMP) $(GEN)
 	$(PY) -m pytest $(PYTEST_ARGS)

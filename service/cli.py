@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 import time
 
@@ -34,6 +35,15 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rooms", type=int)
     p.add_argument("--max-ticks-per-batch", type=int)
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sec = p.add_argument_group("security (see README: Security)")
+    sec.add_argument("--insecure-no-auth", action="store_true", default=None,
+                     help="accept calls without a token (local development only)")
+    sec.add_argument("--jwt-secret-file", help="HS256 secret verifying tokens")
+    sec.add_argument("--jwt-public-key-file", help="PEM public key verifying RS256/ES256 tokens")
+    sec.add_argument("--tls-cert-file", help="serve TLS with this certificate chain")
+    sec.add_argument("--tls-key-file", help="... and this private key")
+    sec.add_argument("--tls-client-ca-file", help="require client certificates from this CA "
+                     "(mutual TLS)")
 
 
 def _replay_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +71,32 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-ticks", type=int, default=50, help="ticks per request (50)")
     p.add_argument("--connect-timeout-s", type=float, default=10.0,
                    help="with --server: how long to wait for it (10)")
+    _client_args(p)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection (with --server)")
+    g.add_argument("--token", default=os.environ.get("SPEAKERSWITCH_TOKEN"),
+                   help="bearer token (default: $SPEAKERSWITCH_TOKEN)")
+    g.add_argument("--tls-ca-file", help="connect with TLS, trusting this CA")
+    g.add_argument("--tls-cert-file", help="client certificate (mutual TLS)")
+    g.add_argument("--tls-key-file", help="client key (mutual TLS)")
+
+
+def _token_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("token", help="issue bearer tokens",
+                       description="Issue a signed bearer token for a tenant.")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    c = tsub.add_parser("create", help="print a new token")
+    c.add_argument("--tenant", required=True)
+    c.add_argument("--grant", required=True, help="comma-separated: publish,watch")
+    c.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (1h)")
+    c.add_argument("--rooms", help="fnmatch pattern of the rooms it may reach")
+    c.add_argument("--key", required=True, metavar="FILE",
+                   help="HS256 secret, or RS256/ES256 private key PEM")
+    c.add_argument("--algorithm", choices=["HS256", "RS256", "ES256"], default="HS256")
+    c.add_argument("--audience")
+    c.add_argument("--issuer")
 
 
 def _sample_parser(sub: argparse._SubParsersAction) -> None:
@@ -103,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _evaluate_parser(sub)
     _scenarios_parser(sub)
+    _token_parser(sub)
     return ap
 
 
@@ -110,7 +147,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from .server import serve
 
     keys = ["host", "port", "metrics_host", "metrics_port", "profile", "idle_timeout_s",
-            "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level"]
+            "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level",
+            "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
+            "tls_key_file", "tls_client_ca_file"]
     try:
         cfg = config_mod.load({k: getattr(a, k) for k in keys}, a.config)
     except (ValueError, OSError) as e:
@@ -137,7 +176,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
         ticks = (replay.levels_ticks(a.levels, room_id) if a.levels
                  else replay.wav_ticks(a.wav_dir, room_id))
         requests = replay.requests(ticks, room_config, a.events, a.batch_ticks)
-        responses = (replay.run_remote(requests, a.server, a.connect_timeout_s) if a.server
+        responses = (replay.run_remote(requests, a.server, a.connect_timeout_s,
+                                       client_options(a)) if a.server
                      else replay.run_local(requests))
         with (contextlib.nullcontext(sys.stdout) if a.out == "-" else open(a.out, "w")) as out:
             n, _ = replay.write_switches(responses, out)
@@ -156,6 +196,28 @@ def cmd_replay(a: argparse.Namespace) -> int:
             return 1
         raise
     print(f"{n} switches in {time.perf_counter() - t0:.2f} s -> {a.out}", file=sys.stderr)
+    return 0
+
+
+def client_options(a: argparse.Namespace) -> dict:
+    return dict(token=a.token, tls_ca_file=a.tls_ca_file, tls_cert_file=a.tls_cert_file,
+                tls_key_file=a.tls_key_file)
+
+
+def cmd_token(a: argparse.Namespace) -> int:
+    from .auth import create_token, parse_duration
+
+    try:
+        with open(a.key, "rb") as f:
+            key = f.read()
+        if a.algorithm == "HS256":
+            key = key.strip()
+        print(create_token(key, a.tenant, [g.strip() for g in a.grant.split(",") if g.strip()],
+                           parse_duration(a.ttl), a.rooms, a.algorithm,
+                           audience=a.audience, issuer=a.issuer))
+    except (OSError, ValueError) as e:
+        print(f"speakerswitch token: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -221,7 +283,7 @@ def cmd_scenarios(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
-            "evaluate": cmd_evaluate, "scenarios": cmd_scenarios}[a.command](a)
+            "evaluate": cmd_evaluate, "scenarios": cmd_scenarios, "token": cmd_token}[a.command](a)
 
 
 if __name__ == "__main__":

@@ -40,20 +40,46 @@ class ServiceConfig:
     grace_s: float = 5.0
     """On SIGTERM/SIGINT: time given to in-flight calls before the server stops."""
     log_level: str = "INFO"
+    # --- security ---------------------------------------------------------------------
+    insecure_no_auth: bool = False
+    """Accept every call without a token, as tenant "" with every grant. For local
+    development only: the server says so loudly in its log."""
+    jwt_secret_file: str = ""
+    """File holding the HS256 secret that signs tokens."""
+    jwt_public_key_file: str = ""
+    """PEM public key verifying RS256/ES256 tokens (the issuer keeps the private key)."""
+    jwt_audience: str = ""
+    jwt_issuer: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    """Serve gRPC over TLS with this certificate chain and key."""
+    tls_client_ca_file: str = ""
+    """With TLS: require client certificates signed by this CA (mutual TLS)."""
+    max_streams_per_tenant: int = 64
+    max_batches_per_s: float = 1000.0
+    """Per-stream rate limit (burst: one second's worth); a batch over it is refused
+    (RESOURCE_EXHAUSTED) and the stream goes on."""
 
     def validate(self) -> "ServiceConfig":
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not a TCP port")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port: {self.metrics_port} is not a TCP port (or -1)")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
         if self.profile not in PROFILES:
             raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
         for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
                      "max_ticks_per_batch", "max_rooms", "max_rooms_per_tenant",
-                     "max_participants_per_room",
-                     "watch_queue_events"):
+                     "max_participants_per_room", "watch_queue_events",
+                     "max_streams_per_tenant", "max_batches_per_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if not self.insecure_no_auth and not (self.jwt_secret_file or self.jwt_public_key_file):
+            raise ValueError("authentication needs jwt_secret_file or jwt_public_key_file "
+                             "(or --insecure-no-auth for local development)")
         return self
 
 
@@ -64,6 +90,12 @@ def _coerce(name: str, value: Any) -> Any:
     kind = type(getattr(ServiceConfig, name))
     if isinstance(value, kind):
         return value
+    if kind is bool and isinstance(value, str):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"{name}: expected true/false, got {value!r}")
     try:
         if kind is int and isinstance(value, str):
             return int(value, 0)

@@ -211,10 +211,11 @@ def run_local(requests: Iterable[pb.StreamRequest],
 
 
 def run_remote(requests: Iterable[pb.StreamRequest], target: str,
-               ready_timeout_s: float = 10.0) -> Iterator[pb.StreamResponse]:
+               ready_timeout_s: float = 10.0, client_options: dict | None = None
+               ) -> Iterator[pb.StreamResponse]:
     from .client import Client
 
-    with Client(target) as client:
+    with Client(target, **(client_options or {})) as client:
         client.wait_ready(ready_timeout_s)
         yield from client.stream(requests)
 

@@ -15,6 +15,7 @@ from prometheus_client import start_http_server
 
 from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
+from .auth import INSECURE, Authenticator, AuthError, Principal
 from .config import ServiceConfig
 from .metrics import Metrics
 from .rooms import RoomRegistry
@@ -46,20 +47,78 @@ class _WatchQueue:
             self.overflowed = True
 
 
+class TokenBucket:
+    """``rate`` per second with a burst of one second's worth; wall clock (a rate limit is
+    about the service's own resources, not media time)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.t = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.rate, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
 class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
-    def __init__(self, registry: RoomRegistry, metrics: Metrics, config: ServiceConfig) -> None:
+    def __init__(self, registry: RoomRegistry, metrics: Metrics, config: ServiceConfig,
+                 authenticator: Authenticator | None) -> None:
         self.registry = registry
         self.metrics = metrics
         self.config = config
+        self.authenticator = authenticator
+        self.streams_per_tenant: dict[str, int] = {}
+
+    async def _principal(self, context, grant: str) -> Principal:
+        """The caller, if its token is good and grants ``grant``; else the call ends with
+        UNAUTHENTICATED or PERMISSION_DENIED (logged without the token)."""
+        try:
+            p = (INSECURE if self.authenticator is None
+                 else self.authenticator.authenticate(context.invocation_metadata()))
+            p.require(grant)
+            return p
+        except AuthError as e:
+            await self._deny(context, e)
+
+    async def _deny(self, context, e: AuthError) -> None:
+        log.warning("denied a call from %s: %s (%s)", context.peer(), e.message, e.code.name)
+        self.metrics.errors.labels(e.code.name).inc()
+        await context.abort(e.code, e.message)
 
     async def Stream(self, request_iterator, context):  # noqa: N802 (gRPC naming)
+        principal = await self._principal(context, "publish")
+        tenant = principal.tenant
         m = self.metrics
+        if self.streams_per_tenant.get(tenant, 0) >= self.config.max_streams_per_tenant:
+            m.errors.labels("RESOURCE_EXHAUSTED").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"limit max_streams_per_tenant="
+                                f"{self.config.max_streams_per_tenant} reached")
+        self.streams_per_tenant[tenant] = self.streams_per_tenant.get(tenant, 0) + 1
+        bucket = TokenBucket(self.config.max_batches_per_s)
+        room_allowed = principal.room_allowed if principal.rooms is not None else None
         m.streams.inc()
         try:
             async for request in request_iterator:
                 t0 = time.perf_counter()
+                now = time.monotonic()
+                if principal.expired():
+                    await self._deny(context, AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                                                        "token expired: reconnect with a new one"))
+                if not bucket.take(now):
+                    m.errors.labels("RESOURCE_EXHAUSTED").inc()
+                    yield pb.StreamResponse(batch_id=request.batch_id, rejections=[pb.Rejection(
+                        code=grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], field="ticks",
+                        message=f"limit max_batches_per_s={self.config.max_batches_per_s:g} "
+                                "exceeded; the batch was not processed")])
+                    continue
                 try:
-                    response = self.registry.process(request, time.monotonic())
+                    response = self.registry.process(request, now, tenant, room_allowed)
                 except Exception:  # a bug must not take the server down with it
                     log.exception("internal error processing batch %d", request.batch_id)
                     m.errors.labels("INTERNAL").inc()
@@ -69,25 +128,34 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                 m.processing_latency.observe(time.perf_counter() - t0)
         finally:
             m.streams.dec()
+            self.streams_per_tenant[tenant] -= 1
+            if not self.streams_per_tenant[tenant]:
+                del self.streams_per_tenant[tenant]
 
     async def Watch(self, request, context):  # noqa: N802
+        principal = await self._principal(context, "watch")
+        tenant = principal.tenant
         if not request.room_id:
             self.metrics.errors.labels("INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "room_id: must not be empty")
+        if not principal.room_allowed(request.room_id):
+            await self._deny(context, AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                                                f"room_id: {request.room_id!r} is outside "
+                                                "the token's rooms"))
         q = _WatchQueue(self.config.watch_queue_events)
-        snap = self.registry.watch(request.room_id, q)
+        snap = self.registry.watch(request.room_id, q, tenant)
         if snap is None:
             if not request.wait_for_room:
                 self.metrics.errors.labels("NOT_FOUND").inc()
                 await context.abort(grpc.StatusCode.NOT_FOUND,
                                     f"room_id: no room {request.room_id!r}")
             created = asyncio.Event()
-            self.registry.when_created(request.room_id, created.set)
+            self.registry.when_created(request.room_id, created.set, tenant)
             try:
                 await created.wait()
             finally:  # a watcher that gives up waiting leaves nothing behind
-                self.registry.cancel_when_created(request.room_id, created.set)
-            snap = self.registry.watch(request.room_id, q)
+                self.registry.cancel_when_created(request.room_id, created.set, tenant)
+            snap = self.registry.watch(request.room_id, q, tenant)
         self.metrics.watchers.inc()
         try:
             yield pb.RoomEvent(room_id=request.room_id, sequence=0,
@@ -104,14 +172,19 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                                 f"watch of room {request.room_id!r} fell more than "
                                 f"{self.config.watch_queue_events} events behind; resubscribe")
         finally:
-            self.registry.unwatch(request.room_id, q)
+            self.registry.unwatch(request.room_id, q, tenant)
             self.metrics.watchers.dec()
 
     async def GetRoom(self, request, context):  # noqa: N802
+        principal = await self._principal(context, "watch")
         if not request.room_id:
             self.metrics.errors.labels("INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "room_id: must not be empty")
-        state = self.registry.room_state(request.room_id)
+        if not principal.room_allowed(request.room_id):
+            await self._deny(context, AuthError(grpc.StatusCode.PERMISSION_DENIED,
+                                                f"room_id: {request.room_id!r} is outside "
+                                                "the token's rooms"))
+        state = self.registry.room_state(request.room_id, principal.tenant)
         if state is None:
             self.metrics.errors.labels("NOT_FOUND").inc()
             await context.abort(grpc.StatusCode.NOT_FOUND, f"room_id: no room {request.room_id!r}")
@@ -144,8 +217,34 @@ async def _collect_idle_rooms(registry: RoomRegistry, every_s: float) -> None:
         registry.collect_idle(time.monotonic())
 
 
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def authenticator_for(config: ServiceConfig) -> Authenticator | None:
+    if config.insecure_no_auth:
+        log.warning("*** --insecure-no-auth: every caller is accepted without a token, with "
+                    "every grant. For local development only; never expose this port. ***")
+        return None
+    return Authenticator(
+        _read(config.jwt_secret_file).strip() if config.jwt_secret_file else None,
+        _read(config.jwt_public_key_file) if config.jwt_public_key_file else None,
+        config.jwt_audience or None, config.jwt_issuer or None)
+
+
+def server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
+    if not config.tls_cert_file:
+        return None
+    ca = _read(config.tls_client_ca_file) if config.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(_read(config.tls_key_file), _read(config.tls_cert_file))],
+        root_certificates=ca, require_client_auth=ca is not None)
+
+
 async def start(config: ServiceConfig) -> RunningServer:
     """Start serving on the configured ports; returns once the ports are bound."""
+    authenticator = authenticator_for(config)
     metrics = Metrics()
     registry = RoomRegistry(config, metrics)
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
@@ -153,13 +252,16 @@ async def start(config: ServiceConfig) -> RunningServer:
             ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_SpeakerSwitchServicer_to_server(
-        SpeakerSwitchService(registry, metrics, config), server)
+        SpeakerSwitchService(registry, metrics, config, authenticator), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
          reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    creds = server_credentials(config)
+    address = f"{config.host}:{config.port}"
+    port = (server.add_secure_port(address, creds) if creds is not None
+            else server.add_insecure_port(address))
     if port == 0:
         raise OSError(f"cannot bind gRPC to {config.host}:{config.port}")
     http = None
@@ -172,7 +274,9 @@ async def start(config: ServiceConfig) -> RunningServer:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     gc_task = asyncio.create_task(_collect_idle_rooms(registry, config.gc_interval_s))
-    log.info("serving gRPC on %s:%d, metrics on %s", config.host, port,
+    log.info("serving gRPC%s on %s:%d, metrics on %s",
+             "" if creds is None else (" (mutual TLS)" if config.tls_client_ca_file else " (TLS)"),
+             config.host, port,
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off")
     return RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
                          http, gc_task)

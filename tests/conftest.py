@@ -62,7 +62,7 @@ class ServerThread:
 
 
 def test_config(**changes) -> ServiceConfig:
-    base = dict(port=0, metrics_port=0, gc_interval_s=0.05)
+    base = dict(port=0, metrics_port=0, gc_interval_s=0.05, insecure_no_auth=True)
     base.update(changes)
     return ServiceConfig(**base)
 

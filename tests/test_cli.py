@@ -85,7 +85,8 @@ def free_port():
 def test_serve_process_becomes_healthy_and_stops_on_sigterm(tmp_path):
     port, mport = free_port(), free_port()
     env = dict(os.environ, SPEAKERSWITCH_METRICS_PORT=str(mport))
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
+                             "--insecure-no-auth"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
@@ -103,7 +104,7 @@ def test_serve_process_becomes_healthy_and_stops_on_sigterm(tmp_path):
 
 
 def test_serve_rejects_bad_settings(capsys):
-    assert main(["serve", "--port", "70000"]) == 2
+    assert main(["serve", "--port", "70000", "--insecure-no-auth"]) == 2
     assert "port: 70000" in capsys.readouterr().err
 
 
