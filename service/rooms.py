@@ -29,6 +29,8 @@ log = logging.getLogger("speakerswitch.rooms")
 
 MAX_ID_BYTES = 128
 DEFAULT_DURATION_MS = 20
+MAX_TIMESTAMP_MS = 2**53
+"""Media time must fit a double exactly; far beyond any RTP-derived clock."""
 TICK_DURATIONS_MS = (10, 20, 30)
 ET = pb.ParticipantEventType
 _VOICE = {pb.VOICE_ACTIVITY_UNSPECIFIED: -1, pb.VOICE_ACTIVITY_ABSENT: 0,
@@ -294,6 +296,9 @@ class RoomRegistry:
                 raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
                                 f"limit max_rooms_per_tenant="
                                 f"{self.config.max_rooms_per_tenant} reached")
+        if not 0 <= tick.timestamp_ms <= MAX_TIMESTAMP_MS:
+            raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.timestamp_ms",
+                            f"{tick.timestamp_ms} is outside 0..2^53")
         if tick.HasField("config"):
             _check_config(tick.config, f"{path}.config")
         if tick.duration_ms and tick.duration_ms not in TICK_DURATIONS_MS:
