@@ -9,7 +9,7 @@ PROTO  := proto/speakerswitch/v1/speakerswitch.proto
 GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
 PYTEST_ARGS ?=
 
-.PHONY: run test install proto bench bench-quality clean
+.PHONY: run test install proto bench bench-quality soak clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth
@@ -26,6 +26,10 @@ bench: $(STAMP) $(GEN)
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
 bench-quality: $(STAMP) $(GEN)
 	$(PY) benchmarks/quality/run.py --out benchmarks/quality/RESULTS.md $(QUALITY_ARGS)
+
+# Soak: 1000 rooms x 8 participants at 50 ticks/s for 10 minutes through a real server.
+soak: $(STAMP) $(GEN)
+	$(PY) benchmarks/soak.py --rooms 1000 --participants 8 --minutes 10 --out benchmarks/SOAK.md
 
 # Regenerate the protobuf/gRPC modules from proto/ (one command; the output is committed).
 proto: $(STAMP)
