@@ -251,3 +251,13 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(pki):
         with Client(srv.target, tls_ca_file=ca, tls_cert_file=str(pki / "rogue.pem"),
                     tls_key_file=str(pki / "rogue.key")) as rogue:
             assert code_of(lambda: rogue.get_room("mtls-room"))[0] == grpc.StatusCode.UNAVAILABLE
+
+
+def test_an_oversized_message_is_resource_exhausted():
+    with ServerThread(test_config(max_message_bytes=4096)) as srv, Client(srv.target) as c:
+        big = pb.StreamRequest(batch_id=1, ticks=script_levels("big", [("a", 0, 2000)], ABC, 2000))
+        assert big.ByteSize() > 4096
+        code, details = code_of(lambda: list(c.stream([big])))
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        small = pb.StreamRequest(batch_id=2, ticks=script_levels("big", [], ABC, 40))
+        assert not list(c.stream([small]))[0].rejections       # the server is fine
