@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROTO  := proto/speakerswitch/v1/speakerswitch.proto
 GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
+TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
 
 .PHONY: run test install proto bench bench-quality soak clean
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth
 
-test: $(STAMP) $(GEN)
+test: $(STAMP) $(GEN) $(TOOLS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Only bootstrap .venv (for using the CLI from it).
@@ -40,6 +41,18 @@ $(GEN): $(PROTO) | $(STAMP)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
+
+# Tools some tests use from Debian's packages (promtool checks deploy/prometheus). Installed
+# when this machine can (root + apt-get); otherwise those tests skip and say why.
+$(TOOLS): | $(PY)
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing promtool (Debian package prometheus)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends prometheus >/dev/null) \
+	    || echo "note: could not install promtool; its tests will be skipped"; \
+	  else echo "note: no promtool and no way to install it here; its tests will be skipped"; fi; }
+	@touch $@
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -131,6 +131,18 @@ def _scenarios_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each (60)")
 
 
+def _health_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("health", help="check a server's gRPC health (exit 0 if SERVING)",
+                       description="A gRPC health check (grpc.health.v1), for container and "
+                       "orchestrator probes: exit 0 when the server reports SERVING, else 1.")
+    p.add_argument("--server", default="127.0.0.1:50051", metavar="HOST:PORT")
+    p.add_argument("--service", default="", help="service name ('' = the whole server)")
+    p.add_argument("--timeout-s", type=float, default=3.0)
+    p.add_argument("--tls-ca-file", help="connect with TLS, trusting this CA")
+    p.add_argument("--tls-cert-file", help="client certificate (mutual TLS)")
+    p.add_argument("--tls-key-file", help="client key (mutual TLS)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speakerswitch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -140,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _evaluate_parser(sub)
     _scenarios_parser(sub)
     _token_parser(sub)
+    _health_parser(sub)
     return ap
 
 
@@ -221,6 +234,25 @@ def cmd_token(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(a: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from .client import Client
+
+    with Client(a.server, tls_ca_file=a.tls_ca_file, tls_cert_file=a.tls_cert_file,
+                tls_key_file=a.tls_key_file) as c:
+        try:
+            reply = health_pb2_grpc.HealthStub(c.channel).Check(
+                health_pb2.HealthCheckRequest(service=a.service), timeout=a.timeout_s)
+        except grpc.RpcError as e:
+            print(f"{a.server}: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{a.server}: {status}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def cmd_sample(a: argparse.Namespace) -> int:
     from .sample import write_sample
 
@@ -283,7 +315,8 @@ def cmd_scenarios(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
-            "evaluate": cmd_evaluate, "scenarios": cmd_scenarios, "token": cmd_token}[a.command](a)
+            "evaluate": cmd_evaluate, "scenarios": cmd_scenarios, "token": cmd_token,
+            "health": cmd_health}[a.command](a)
 
 
 if __name__ == "__main__":

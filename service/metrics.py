@@ -2,7 +2,8 @@
 room or participant ids, whose cardinality a client controls."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (PROCESS_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram,
+                               ProcessCollector)
 
 # Media-time delay from a speaker's detected speech onset to the switch: what a viewer
 # feels. Turn changes should land in the 0.2-0.8 s buckets.
@@ -13,10 +14,19 @@ PROCESSING_BUCKETS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e
                         0.1, 0.25, 1.0)
 
 
+SWITCH_REASONS = ("FIRST_SPEAKER", "DOMINANT_SPEAKER", "VIDEO_ON", "VIDEO_OFF", "LEFT", "PINNED",
+                  "UNPINNED")
+ERROR_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAUTHENTICATED",
+               "NOT_FOUND", "INTERNAL")
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        if registry is None and PROCESS_COLLECTOR is not None:
+            # process_* (CPU, RSS, start time): what restart and saturation alerts read
+            ProcessCollector(registry=r)
         self.switch_delay = Histogram(
             "speakerswitch_switch_delay_seconds",
             "Media time from the new speaker's detected speech onset to the switch decision",
@@ -38,3 +48,11 @@ class Metrics:
                                   registry=r)
         self.streams = Gauge("speakerswitch_streams", "Open media-server streams", registry=r)
         self.watchers = Gauge("speakerswitch_watchers", "Open Watch subscriptions", registry=r)
+        # every label value exists from the start, at 0, so rate() and alerts see a series
+        # before the first event of its kind
+        for kind in ("level", "pcm"):
+            self.frames.labels(kind)
+        for reason in SWITCH_REASONS:
+            self.switches.labels(reason)
+        for code in ERROR_CODES:
+            self.errors.labels(code)

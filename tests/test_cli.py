@@ -133,3 +133,11 @@ def test_replay_events_file_errors_name_the_line(sample_dir, tmp_path, capsys):
     assert replay("--levels", sample_dir / "levels.csv", "--events", events,
                   "--out", tmp_path / "o.jsonl") == 2
     assert "events.jsonl:1: unknown keys ['camera']" in capsys.readouterr().err
+
+
+def test_health_command(server, capsys):
+    assert main(["health", "--server", server.target]) == 0
+    assert "SERVING" in capsys.readouterr().out
+    assert main(["health", "--server", server.target, "--service", "no.such.Service"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert main(["health", "--server", f"127.0.0.1:{free_port()}", "--timeout-s", "0.5"]) == 1

@@ -1,0 +1,148 @@
+"""deploy/: the container files are linted, the Kubernetes manifests validated offline
+against the Kubernetes schemas, the Prometheus files checked with promtool (when
+installed), and every metric the dashboard and the rules query is exported by a running
+server."""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import urllib.request
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from service.api import speakerswitch_pb2 as pb
+from service.client import Client
+
+from conftest import script_levels
+
+DEPLOY = pathlib.Path(__file__).resolve().parent.parent / "deploy"
+ROOT = DEPLOY.parent
+K8S_VERSION = "1.30.0"
+
+
+def dockerfile_stages(path: pathlib.Path) -> list[list[tuple[str, str]]]:
+    """Instructions per stage, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        op, _, arg = line.partition(" ")
+        if op.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((op.upper(), arg.strip()))
+    return stages
+
+
+def test_dockerfile_is_multistage_slim_non_root_with_a_grpc_healthcheck():
+    stages = dockerfile_stages(DEPLOY / "docker" / "Dockerfile")
+    assert len(stages) >= 2
+    final = dict(stages[-1])
+    assert "slim" in final["FROM"]
+    assert final["USER"] not in ("0", "root") and int(final["USER"]) >= 1000
+    assert set(final["EXPOSE"].split()) == {"50051", "9100"}
+    assert "speakerswitch" in final["HEALTHCHECK"] and '"health"' in final["HEALTHCHECK"]
+    assert json.loads(final["ENTRYPOINT"]) == ["speakerswitch", "serve"]
+    for stage in stages:
+        for op, arg in stage:
+            if op == "COPY" and not arg.startswith("--from"):
+                for src in arg.split()[:-1]:
+                    assert (ROOT / src).exists(), f"COPY source {src} is not in the repo"
+
+
+def test_compose_stack_references_existing_files():
+    compose = yaml.safe_load((DEPLOY / "docker" / "compose.yaml").read_text())
+    assert set(compose["services"]) == {"speakerswitch", "prometheus", "grafana"}
+    base = DEPLOY / "docker"
+    build = compose["services"]["speakerswitch"]["build"]
+    assert (base / build["context"] / build["dockerfile"]).is_file()
+    for svc in compose["services"].values():
+        for vol in svc.get("volumes", []):
+            host = vol.split(":")[0]
+            assert (base / host).exists(), f"volume source {host} missing"
+
+
+MANIFESTS = sorted(p for p in (DEPLOY / "kubernetes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
+def test_kubernetes_manifests_validate_against_the_schemas(path):
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            # a CRD: the Kubernetes schemas do not cover it; check what the operator needs
+            assert doc["kind"] == "ServiceMonitor"
+            assert doc["spec"]["endpoints"][0]["port"] == "metrics"
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_deployment_probes_grpc_health_and_outlasts_the_drain():
+    dep = yaml.safe_load((DEPLOY / "kubernetes" / "deployment.yaml").read_text())
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert c["readinessProbe"]["grpc"]["port"] == 50051 == c["livenessProbe"]["grpc"]["port"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert spec["terminationGracePeriodSeconds"] > float(env["SPEAKERSWITCH_GRACE_S"])
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    svc = yaml.safe_load((DEPLOY / "kubernetes" / "service.yaml").read_text())
+    assert {p["name"] for p in svc["spec"]["ports"]} == {"grpc", "metrics"}
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package "
+                    "'prometheus'; make test installs it when it can)")
+@pytest.mark.parametrize("args", [["check", "rules", "rules.yml"],
+                                  ["check", "config", "prometheus.yml"],
+                                  ["check", "config", "prometheus-compose.yml"]])
+def test_promtool_accepts_the_prometheus_files(args):
+    r = subprocess.run([PROMTOOL, *args], cwd=DEPLOY / "prometheus", capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_prometheus_files_parse_and_rules_have_descriptions():
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert {a["alert"] for a in alerts} >= {"SpeakerSwitchProcessingSlow",
+                                           "SpeakerSwitchErrorRateHigh", "SpeakerSwitchNoFrames",
+                                           "SpeakerSwitchRestarting"}
+    assert all(a["annotations"]["summary"] and a["annotations"]["description"] for a in alerts)
+
+
+def queried_metrics() -> set[str]:
+    exprs = [t["expr"] for p in json.loads((DEPLOY / "grafana" / "speakerswitch.json").read_text())
+             ["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    exprs += [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    names = set()
+    for e in exprs:
+        names.update(re.findall(r"\b((?:speakerswitch|process)_[a-z_]+)\b", e))
+    return names
+
+
+def test_every_metric_the_dashboard_and_rules_query_is_exported(server):
+    with Client(server.target) as c:
+        list(c.stream([pb.StreamRequest(batch_id=1, ticks=script_levels(
+            "dash", [("a", 0, 1000), ("b", 1500, 3000)], ["a", "b"], 3000))]))
+    text = urllib.request.urlopen(
+        f"http://127.0.0.1:{server.running.metrics_port}/metrics", timeout=10).read().decode()
+    exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+                if line and not line.startswith("#")}
+    wanted = queried_metrics()
+    assert len(wanted) >= 10
+    assert wanted <= exported, f"queried but not exported: {sorted(wanted - exported)}"
+
+
+def test_metric_label_values_cover_the_proto_enums():
+    from service.metrics import SWITCH_REASONS
+
+    names = {n[len("SWITCH_REASON_"):] for n in pb.SwitchReason.keys()} - {"UNSPECIFIED"}
+    assert set(SWITCH_REASONS) == names
