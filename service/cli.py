@@ -9,6 +9,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from dsp.tuning import ALGORITHMS, DEFAULT_PROFILE, PROFILES
 
 from . import config as config_mod
@@ -71,6 +73,8 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-ticks", type=int, default=50, help="ticks per request (50)")
     p.add_argument("--connect-timeout-s", type=float, default=10.0,
                    help="with --server: how long to wait for it (10)")
+    p.add_argument("--plot", metavar="PNG", help="also draw a timeline picture")
+    p.add_argument("--truth", metavar="JSON", help="ground truth to draw on the timeline")
     _client_args(p)
 
 
@@ -153,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     _scenarios_parser(sub)
     _token_parser(sub)
     _health_parser(sub)
+    _plot_parser(sub)
     return ap
 
 
@@ -188,12 +193,16 @@ def cmd_replay(a: argparse.Namespace) -> int:
     try:
         ticks = (replay.levels_ticks(a.levels, room_id) if a.levels
                  else replay.wav_ticks(a.wav_dir, room_id))
-        requests = replay.requests(ticks, room_config, a.events, a.batch_ticks)
+        requests = _with_progress(replay.requests(ticks, room_config, a.events,
+                                                  a.batch_ticks), t0)
         responses = (replay.run_remote(requests, a.server, a.connect_timeout_s,
                                        client_options(a)) if a.server
                      else replay.run_local(requests))
+        decisions: list = []
         with (contextlib.nullcontext(sys.stdout) if a.out == "-" else open(a.out, "w")) as out:
-            n, _ = replay.write_switches(responses, out)
+            n, _ = replay.write_switches(responses, out, decisions)
+        if a.plot:
+            _plot(a.plot, a.levels, a.wav_dir, decisions, a.truth)
     except (replay.InputError, OSError) as e:
         print(f"speakerswitch replay: {e}", file=sys.stderr)
         return 2
@@ -209,6 +218,72 @@ def cmd_replay(a: argparse.Namespace) -> int:
             return 1
         raise
     print(f"{n} switches in {time.perf_counter() - t0:.2f} s -> {a.out}", file=sys.stderr)
+    return 0
+
+
+def _with_progress(requests, t0: float):
+    """Pass requests through, showing the media time replayed (on a terminal only)."""
+    from .progress import Progress
+
+    bar = Progress("replay", unit=" s of media")
+    try:
+        for req in requests:
+            if req.ticks:
+                media_s = req.ticks[-1].timestamp_ms / 1000
+                speed = media_s / max(time.perf_counter() - t0, 1e-9)
+                bar.update(round(media_s), f"({speed:.0f}x real time)")
+            yield req
+    finally:
+        bar.close()
+
+
+def _plot(png: str, levels_csv: str | None, wav_dir: str | None, decisions: list,
+          truth_path: str | None) -> None:
+    import json
+    import pathlib
+
+    from . import plot
+
+    if levels_csv:
+        levels = plot.levels_by_participant(levels_csv)
+    else:  # the levels a sender would report for these tracks
+        import tempfile
+
+        from .replay import read_wav
+        from .scenarios import levels_rows
+
+        tracks, rate = {}, 16000
+        for path in sorted(pathlib.Path(wav_dir).glob("*.wav")):
+            rate, pcm = read_wav(path)
+            tracks[path.stem] = np.frombuffer(pcm, "<i2") / 32768.0
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
+            f.write("t_ms,participant,level,voice\n")
+            f.writelines(f"{t},{p},{lv},{v}\n" for t, p, lv, v in levels_rows(tracks, rate))
+        levels = plot.levels_by_participant(f.name)
+        os.unlink(f.name)
+    truth = json.loads(pathlib.Path(truth_path).read_text()) if truth_path else None
+    plot.timeline(png, levels, decisions, truth, title=pathlib.Path(levels_csv or wav_dir).name)
+    print(f"timeline -> {png}", file=sys.stderr)
+
+
+def _plot_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="draw a timeline of decisions over levels",
+                       description="Draw a decisions file over the conversation's levels "
+                       "(and the ground truth, if given) as a PNG timeline.")
+    p.add_argument("decisions", metavar="DECISIONS.jsonl")
+    p.add_argument("--levels", required=True, metavar="CSV")
+    p.add_argument("--truth", metavar="JSON")
+    p.add_argument("--out", required=True, metavar="PNG")
+
+
+def cmd_plot(a: argparse.Namespace) -> int:
+    from .evaluate import load_decisions
+
+    try:
+        _plot(a.out, a.levels, None, load_decisions(a.decisions), a.truth)
+    except (OSError, ValueError) as e:
+        print(f"speakerswitch plot: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -271,7 +346,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
     try:
         if pathlib.Path(a.truth).is_dir():
-            scores, missing = ev.score_dir(a.truth, a.decisions)
+            from .progress import Progress
+
+            bar = Progress("evaluate", total=len(list(pathlib.Path(a.truth).glob("*/truth.json"))))
+            scores, missing = ev.score_dir(a.truth, a.decisions, progress=bar.update)
+            bar.close()
             rows = ev.by_type(scores)
             if a.json:
                 print(json.dumps({"by_type": dict(rows[:-1]), "overall": rows[-1][1],
@@ -316,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
             "evaluate": cmd_evaluate, "scenarios": cmd_scenarios, "token": cmd_token,
-            "health": cmd_health}[a.command](a)
+            "health": cmd_health, "plot": cmd_plot}[a.command](a)
 
 
 if __name__ == "__main__":

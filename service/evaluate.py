@@ -218,8 +218,8 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple[str, ...] = COLUMN
     return "\n".join([fmt(list(columns))] + [fmt(c) for c in cells])
 
 
-def score_dir(corpus: str | pathlib.Path, decisions_dir: str | pathlib.Path
-              ) -> tuple[list[Score], list[str]]:
+def score_dir(corpus: str | pathlib.Path, decisions_dir: str | pathlib.Path,
+              progress=None) -> tuple[list[Score], list[str]]:
     """Score ``decisions_dir/<scenario>.jsonl`` against ``corpus/<scenario>/truth.json``;
     a missing decisions file scores as no decisions. -> (scores, missing scenarios)"""
     scores, missing = [], []
@@ -232,6 +232,8 @@ def score_dir(corpus: str | pathlib.Path, decisions_dir: str | pathlib.Path
         if not dec.exists():
             missing.append(name)
         scores.append(score(truth, load_decisions(dec) if dec.exists() else []))
+        if progress is not None:
+            progress(len(scores))
     if not scores:
         raise ValueError(f"{corpus}: no */truth.json")
     return scores, missing

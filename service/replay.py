@@ -228,9 +228,10 @@ def switch_record(event: pb.RoomEvent) -> dict:
             "audio_speaker": sw.audio_speaker_id or None, "score": round(sw.score, 2)}
 
 
-def write_switches(responses: Iterable[pb.StreamResponse], out: IO[str]) -> tuple[int, int]:
-    """Write one JSON line per video switch; raise on a rejected tick.
-    Returns (switches written, responses read)."""
+def write_switches(responses: Iterable[pb.StreamResponse], out: IO[str],
+                   collect: list | None = None) -> tuple[int, int]:
+    """Write one JSON line per video switch (also appended as (t_ms, speaker) to
+    ``collect``); raise on a rejected tick. Returns (switches written, responses read)."""
     n = n_resp = 0
     for resp in responses:
         n_resp += 1
@@ -242,6 +243,8 @@ def write_switches(responses: Iterable[pb.StreamResponse], out: IO[str]) -> tupl
             if e.HasField("switch"):
                 out.write(json.dumps(switch_record(e)) + "\n")
                 n += 1
+                if collect is not None:
+                    collect.append((float(e.timestamp_ms), e.switch.speaker_id or None))
     return n, n_resp
 
 

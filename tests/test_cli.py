@@ -141,3 +141,18 @@ def test_health_command(server, capsys):
     assert main(["health", "--server", server.target, "--service", "no.such.Service"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
     assert main(["health", "--server", f"127.0.0.1:{free_port()}", "--timeout-s", "0.5"]) == 1
+
+
+def test_plot_commands_draw_a_timeline(sample_dir, tmp_path):
+    import struct
+
+    dec, png, png2 = tmp_path / "d.jsonl", tmp_path / "t.png", tmp_path / "w.png"
+    assert replay("--levels", sample_dir / "levels.csv", "--out", dec) == 0
+    assert main(["plot", str(dec), "--levels", str(sample_dir / "levels.csv"),
+                 "--truth", str(sample_dir / "truth.json"), "--out", str(png)]) == 0
+    assert replay("--wav-dir", sample_dir, "--out", tmp_path / "d2.jsonl", "--plot", png2) == 0
+    for p in (png, png2):
+        head = p.read_bytes()[:24]
+        assert head[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = struct.unpack(">II", head[16:24])
+        assert width >= 1000 and height >= 300
