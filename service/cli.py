@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _token_parser(sub)
     _health_parser(sub)
     _plot_parser(sub)
+    _watch_parser(sub)
     return ap
 
 
@@ -264,6 +265,50 @@ def _plot(png: str, levels_csv: str | None, wav_dir: str | None, decisions: list
     truth = json.loads(pathlib.Path(truth_path).read_text()) if truth_path else None
     plot.timeline(png, levels, decisions, truth, title=pathlib.Path(levels_csv or wav_dir).name)
     print(f"timeline -> {png}", file=sys.stderr)
+
+
+def _watch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("watch", help="follow a room live in the terminal",
+                       description="Follow one room: who is shown, the ranked speakers with "
+                       "level bars, recent switches; refreshed in place on a terminal, one "
+                       "line per switch otherwise.")
+    p.add_argument("room")
+    p.add_argument("--server", default="127.0.0.1:50051", metavar="HOST:PORT")
+    p.add_argument("--wait", action="store_true", help="wait for the room to appear")
+    p.add_argument("--max-events", type=int, default=0, help="stop after this many (0: never)")
+    _client_args(p)
+
+
+def cmd_watch(a: argparse.Namespace) -> int:
+    import grpc
+
+    from .client import Client
+    from .watch_view import RoomView
+
+    view = RoomView()
+    live = sys.stdout.isatty()
+    n = 0
+    with Client(a.server, **client_options(a)) as c:
+        try:
+            for event in c.watch(a.room, wait_for_room=a.wait):
+                view.apply(event)
+                n += 1
+                if live:
+                    sys.stdout.write("\x1b[H\x1b[2J" + view.render() + "\n")
+                    sys.stdout.flush()
+                elif event.HasField("snapshot") or event.HasField("switch"):
+                    t, prev, new, reason = (view.switches[0] if event.HasField("switch")
+                                            else (event.timestamp_ms, "", view.shown, "SNAPSHOT"))
+                    print(f"{t / 1000:.2f} s  {prev or '-'} -> {new or '-'}  ({reason})",
+                          flush=True)
+                if a.max_events and n >= a.max_events:
+                    break
+        except grpc.RpcError as e:
+            print(f"speakerswitch watch: {e.code().name}: {e.details()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            pass
+    return 0
 
 
 def _plot_parser(sub: argparse._SubParsersAction) -> None:
@@ -395,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
             "evaluate": cmd_evaluate, "scenarios": cmd_scenarios, "token": cmd_token,
-            "health": cmd_health, "plot": cmd_plot}[a.command](a)
+            "health": cmd_health, "plot": cmd_plot, "watch": cmd_watch}[a.command](a)
 
 
 if __name__ == "__main__":
