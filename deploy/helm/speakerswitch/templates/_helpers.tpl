@@ -1,0 +1,4 @@
+{{- define "speakerswitch.labels" -}}
+app.kubernetes.io/name: speakerswitch
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
