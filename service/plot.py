@@ -60,8 +60,8 @@ def timeline(out: str | pathlib.Path,
     pids = list(truth["participants"]) if truth and "participants" in truth else sorted(levels)
     pids += [p for p in levels if p not in pids]
     colors = dict(zip(pids, _palette(len(pids))))
-    end_ms = max([float(t[-1]) + 20 for t, _, _ in levels.values()] +
-                 [float(truth["duration_ms"])] if truth else [0.0])
+    end_ms = max([float(t[-1]) + 20 for t, _, _ in levels.values()]
+                 + ([float(truth["duration_ms"])] if truth else []) + [1.0])
     n = len(pids)
     fig, axes = plt.subplots(n + 1, 1, sharex=True, figsize=(14, 1.2 + 0.75 * (n + 1)),
                              gridspec_kw={"height_ratios": [1.2] + [1] * n})
