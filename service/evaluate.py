@@ -24,6 +24,8 @@ import pathlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .jsonl import records
+
 EARLY_MS = 200
 """A switch this much ahead of the floor change is a good anticipation, not a false one."""
 FLICKER_MS = 1000
@@ -34,17 +36,12 @@ TYPE_ORDER = ("sample", "turns", "backchannel", "noise", "gains", "overlap", "ec
 
 def load_decisions(path: str | pathlib.Path) -> list[tuple[float, str | None]]:
     out = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                d = json.loads(line)
-                speaker = d["speaker"]
-                out.append((float(d["t_ms"]), None if speaker is None else str(speaker)))
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{n}: not a decision line ({e})") from None
+    for n, d in records(path):
+        try:
+            speaker = d["speaker"]
+            out.append((float(d["t_ms"]), None if speaker is None else str(speaker)))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{n}: not a decision line ({e})") from None
     return out
 
 

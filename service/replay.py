@@ -30,6 +30,7 @@ from dsp.rfc6464 import header_bytes
 
 from .api import speakerswitch_pb2 as pb
 from .config import ServiceConfig
+from .jsonl import records
 from .rooms import RoomRegistry
 
 WAV_FRAME_MS = 20
@@ -87,28 +88,27 @@ EVENT_KEYS = {
 def read_events(path: str | pathlib.Path) -> list[tuple[int, pb.ParticipantEvent]]:
     """The events file as (t_ms, event), in time order (stable)."""
     out = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
+    try:
+        lines = list(records(path))
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    for n, d in lines:
+        try:
+            t, pid = int(d["t_ms"]), str(d["participant"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path}:{n}: need t_ms and participant ({e})") from None
+        unknown = set(d) - {"t_ms", "participant"} - set(EVENT_KEYS)
+        if unknown:
+            raise InputError(f"{path}:{n}: unknown keys {sorted(unknown)} "
+                             f"(known: {', '.join(EVENT_KEYS)})")
+        for key, (if_true, if_false) in EVENT_KEYS.items():
+            if key not in d:
                 continue
-            try:
-                d = json.loads(line)
-                t, pid = int(d["t_ms"]), str(d["participant"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise InputError(f"{path}:{n}: need t_ms and participant ({e})") from None
-            unknown = set(d) - {"t_ms", "participant"} - set(EVENT_KEYS)
-            if unknown:
-                raise InputError(f"{path}:{n}: unknown keys {sorted(unknown)} "
-                                 f"(known: {', '.join(EVENT_KEYS)})")
-            for key, (if_true, if_false) in EVENT_KEYS.items():
-                if key not in d:
-                    continue
-                if not isinstance(d[key], bool) or (if_false is None and not d[key]):
-                    raise InputError(f"{path}:{n}: {key} must be "
-                                     + ("true" if if_false is None else "true or false"))
-                out.append((t, pb.ParticipantEvent(participant_id=pid,
-                                                   type=if_true if d[key] else if_false)))
+            if not isinstance(d[key], bool) or (if_false is None and not d[key]):
+                raise InputError(f"{path}:{n}: {key} must be "
+                                 + ("true" if if_false is None else "true or false"))
+            out.append((t, pb.ParticipantEvent(participant_id=pid,
+                                               type=if_true if d[key] else if_false)))
     out.sort(key=lambda e: e[0])
     return out
 

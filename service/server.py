@@ -132,16 +132,21 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             if not self.streams_per_tenant[tenant]:
                 del self.streams_per_tenant[tenant]
 
-    async def Watch(self, request, context):  # noqa: N802
+    async def _reader(self, context, room_id: str) -> Principal:
+        """A caller that may read ``room_id``: a good token with the watch grant, a room id,
+        and the room inside the token's pattern; else the call ends with the status."""
         principal = await self._principal(context, "watch")
-        tenant = principal.tenant
-        if not request.room_id:
+        if not room_id:
             self.metrics.errors.labels("INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "room_id: must not be empty")
-        if not principal.room_allowed(request.room_id):
-            await self._deny(context, AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                                f"room_id: {request.room_id!r} is outside "
-                                                "the token's rooms"))
+        try:
+            principal.check_room(room_id)
+        except AuthError as e:
+            await self._deny(context, e)
+        return principal
+
+    async def Watch(self, request, context):  # noqa: N802
+        tenant = (await self._reader(context, request.room_id)).tenant
         q = _WatchQueue(self.config.watch_queue_events)
         snap = self.registry.watch(request.room_id, q, tenant)
         if snap is None:
@@ -176,14 +181,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             self.metrics.watchers.dec()
 
     async def GetRoom(self, request, context):  # noqa: N802
-        principal = await self._principal(context, "watch")
-        if not request.room_id:
-            self.metrics.errors.labels("INVALID_ARGUMENT").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "room_id: must not be empty")
-        if not principal.room_allowed(request.room_id):
-            await self._deny(context, AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                                                f"room_id: {request.room_id!r} is outside "
-                                                "the token's rooms"))
+        principal = await self._reader(context, request.room_id)
         state = self.registry.room_state(request.room_id, principal.tenant)
         if state is None:
             self.metrics.errors.labels("NOT_FOUND").inc()
