@@ -92,6 +92,8 @@ class _Plan:
     pcm: dict[tuple[int, int], tuple[list[str], list[bytes]]]
     roster: tuple[str, ...] | None
     roster_levels: bytes
+    steady: bool = False
+    """Only levels in the room's sticky roster order: nothing to apply but the audio."""
 
 
 def tuning_for(config: pb.RoomConfig, default_profile: str) -> Tuning:
@@ -203,7 +205,8 @@ class RoomRegistry:
                 if room_allowed is not None and not room_allowed(ticks[i].room_id):
                     raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
                                     f"room {ticks[i].room_id!r} is outside the token's rooms")
-                plan = self._validate(i, ticks[i], tenant, new_rooms)
+                plan = (self._steady_plan(i, ticks[i], tenant)
+                        or self._validate(i, ticks[i], tenant, new_rooms))
             except TickError as e:
                 self._reject(resp, e, i, ticks[i].room_id)
                 continue
@@ -219,7 +222,12 @@ class RoomRegistry:
         roster_slots, roster_bytes = [], []
         pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
         for plan in plans:
-            room, state_events = self._apply_state(plan, now_s, tenant)
+            if plan.steady:
+                room, state_events = plan.room, []
+                room.last_seen_s = now_s
+                room.last_t_ms = plan.tick.timestamp_ms
+            else:
+                room, state_events = self._apply_state(plan, now_s, tenant)
             out.append((room, state_events))
             tick = plan.tick
             if not (plan.level_ids or plan.pcm or plan.roster_levels):
@@ -280,6 +288,28 @@ class RoomRegistry:
             self.metrics.errors.labels(e.code.name).inc()
 
     # ------------------------------------------------------------------ validation
+    def _steady_plan(self, i: int, tick: pb.RoomTick, tenant: str) -> _Plan | None:
+        """The steady state of a media server (a known room, one RFC 6464 byte per
+        participant in the sticky roster's order, nothing else), checked in a few field
+        reads; anything else, valid or not, takes the full validation (None)."""
+        if tick.events or tick.audio or tick.HasField("config"):
+            return None
+        room = self.rooms.get((tenant, tick.room_id))
+        if room is None or not room.roster:
+            return None
+        lv = tick.levels
+        levels = lv.levels
+        if lv.roster or len(levels) != len(room.roster):
+            return None
+        t, last = tick.timestamp_ms, room.last_audio_t_ms
+        if (last is not None and t <= last) or t > MAX_TIMESTAMP_MS:
+            return None
+        d = tick.duration_ms
+        if d and d not in TICK_DURATIONS_MS:
+            return None
+        return _Plan(i, tick, room, d or DEFAULT_DURATION_MS, [], [], [], {}, None, levels,
+                     steady=True)
+
     def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "", new_rooms: int = 0
                   ) -> _Plan:
         """Check a tick against its room without changing anything (``new_rooms``: rooms
