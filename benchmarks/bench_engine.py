@@ -26,7 +26,8 @@ def level_wave_inputs(n_rooms: int, per_room: int, n_ticks: int, seed: int = 1):
     return levels
 
 
-@pytest.mark.parametrize("n_rooms,per_room", [(10, 10), (100, 10), (1000, 10)])
+@pytest.mark.parametrize("n_rooms,per_room", [(1, 10), (10, 10), (100, 10), (1000, 10),
+                                              (2000, 10)])
 def test_engine_levels(benchmark, n_rooms, per_room):
     """dsp.Engine.step alone, RFC 6464 levels, one wave of all rooms per tick."""
     eng = Engine()
@@ -49,7 +50,7 @@ def test_engine_levels(benchmark, n_rooms, per_room):
     benchmark.extra_info["participant_frames_per_s"] = round(pf)
 
 
-@pytest.mark.parametrize("n_rooms,per_room", [(100, 10), (1000, 10)])
+@pytest.mark.parametrize("n_rooms,per_room", [(100, 10), (1000, 10), (2000, 10)])
 def test_registry_levels_roster_bytes(benchmark, n_rooms, per_room):
     """A whole StreamRequest (one tick per room, LevelVector form) through RoomRegistry."""
     reg = RoomRegistry()
@@ -107,5 +108,27 @@ def test_engine_pcm(benchmark, rate):
                       pcm=[PcmGroup(slots, rate, [f] * len(slots))]))
 
     benchmark(tick)
+    benchmark.extra_info["participant_frames_per_s"] = round(
+        n_rooms * per_room / benchmark.stats.stats.mean)
+
+
+@pytest.mark.parametrize("n_rooms,per_room", [(100, 10), (2000, 10)])
+def test_naive_levels(benchmark, n_rooms, per_room):
+    """The same level-mode logic as a per-participant Python loop (benchmarks/naive.py):
+    the in-run baseline the vectorized engine is compared with."""
+    import naive
+
+    rooms = [naive.Room([naive.Participant() for _ in range(per_room)]) for _ in range(n_rooms)]
+    levels = level_wave_inputs(n_rooms, per_room, 50)
+    dbov = [[[-float(b & 0x7F) for b in room] for room in tick] for tick in levels]
+    voice = [[[int(b >> 7) for b in room] for room in tick] for tick in levels]
+    state = {"k": 0}
+
+    def tick():
+        k = state["k"]
+        state["k"] += 1
+        naive.step_all(rooms, dbov[k % 50], voice[k % 50], (k + 1) * FRAME_MS)
+
+    benchmark.pedantic(tick, rounds=20 if n_rooms > 1000 else 100, iterations=1)
     benchmark.extra_info["participant_frames_per_s"] = round(
         n_rooms * per_room / benchmark.stats.stats.mean)

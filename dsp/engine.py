@@ -15,6 +15,7 @@ import numpy as np
 
 from . import activity, dsi, forwarding, switching
 from . import events as ev
+from .pcm import VAD_RATE_HZ, for_vad
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
 from .state import NEVER_MS, NO_SLOT, EngineState
@@ -216,7 +217,9 @@ class Engine:
             p = pos[g.slots]
             samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
             level[p] = pcm_level_dbov(samples)
-            voice[p] = self.vads.classify(g.slots.tolist(), g.frames, g.sample_rate_hz,
+            vad_frames, vad_rate = for_vad(samples, g.sample_rate_hz) if g.sample_rate_hz > \
+                VAD_RATE_HZ else (g.frames, g.sample_rate_hz)
+            voice[p] = self.vads.classify(g.slots.tolist(), vad_frames, vad_rate,
                                           tuning["vad_mode"][p].astype(int).tolist())
             present[p] = True
         st.last_frame_ms[idx[present]] = t_end[present]

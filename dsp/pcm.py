@@ -26,6 +26,25 @@ def frame_ms(n_bytes: int, sample_rate_hz: int) -> int | None:
     return None
 
 
+VAD_RATE_HZ = 16000
+"""webrtcvad runs at 16 kHz: at 48 kHz it costs about 7x more per frame (20 us against
+2.6 us in the webrtcvad-wheels build) and its speech bands all lie below 4 kHz anyway."""
+
+
+def for_vad(frames: np.ndarray, sample_rate_hz: int) -> tuple[list[bytes], int]:
+    """Frames [n, samples] as webrtcvad input: 32 and 48 kHz are decimated to 16 kHz by
+    averaging 2 or 3 neighbouring samples, one vectorized step for the whole batch (the
+    averaging is a low-pass with its first null at 16 kHz; what folds back lies far above
+    the bands the VAD weighs)."""
+    k = sample_rate_hz // VAD_RATE_HZ
+    if k <= 1:
+        return [f.tobytes() for f in frames], sample_rate_hz
+    n, m = frames.shape
+    down = frames[:, : m - m % k].reshape(n, -1, k).mean(axis=2, dtype=np.float32)
+    down = np.round(down).astype("<i2")
+    return [f.tobytes() for f in down], VAD_RATE_HZ
+
+
 def level_dbov(frames: np.ndarray) -> np.ndarray:
     """RMS level in dBov of each row of an int16 array [n_frames, n_samples].
 

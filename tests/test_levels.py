@@ -46,3 +46,13 @@ def test_header_bytes_round_trip():
 
 def test_dbov_to_level_rounds_half_up_and_clips():
     assert rfc6464.dbov_to_level(np.array([-20.5, -20.4, 3.0, -200.0])).tolist() == [21, 20, 0, 127]
+
+
+def test_vad_input_is_decimated_to_16k_by_averaging():
+    frames = np.arange(2 * 960, dtype=np.int16).reshape(2, 960)
+    out, rate = pcm.for_vad(frames, 48000)
+    assert rate == 16000 and len(out) == 2
+    first = np.frombuffer(out[0], "<i2")
+    assert len(first) == 320 and first[:3].tolist() == [1, 4, 7]   # mean of 0,1,2 / 3,4,5 ...
+    same, rate16 = pcm.for_vad(frames[:, :320], 16000)
+    assert rate16 == 16000 and same[0] == frames[0, :320].tobytes()
