@@ -10,7 +10,7 @@ GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py
 TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
 
-.PHONY: run test install proto bench bench-quality soak clean
+.PHONY: run test install proto bench bench-load bench-quality soak clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth
@@ -27,6 +27,10 @@ bench: $(STAMP) $(GEN)
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
 bench-quality: $(STAMP) $(GEN)
 	$(PY) benchmarks/quality/run.py --out benchmarks/quality/RESULTS.md $(QUALITY_ARGS)
+
+# Load ramp through a real server until it falls behind real time (under 3 minutes).
+bench-load: $(STAMP) $(GEN)
+	$(PY) benchmarks/load.py --out benchmarks/LOAD.md
 
 # Soak: 1000 rooms x 8 participants at 50 ticks/s for 10 minutes through a real server.
 soak: $(STAMP) $(GEN)

@@ -52,12 +52,15 @@ def cpu_s(pid: int) -> float:
 
 
 def levels_for(k: int, n_rooms: int, n: int) -> list[bytes]:
-    """Tick k of every room: participant (k // 150 + room) % n talks (3 s turns), with
-    a syllabic on/off pattern; the others sit at room noise; V bit on speech."""
-    talker = (k // 150 + np.arange(n_rooms)) % n
+    """Tick k of every room: 3 s turns, each room's turns starting at its own phase (rooms
+    are not synchronized in real life), with a syllabic on/off pattern; the others sit at
+    room noise; V bit on speech."""
+    rooms = np.arange(n_rooms)
+    phase = k + 37 * rooms
+    talker = (phase // 150 + rooms) % n
     lv = np.full((n_rooms, n), 68, np.uint8)
-    on = (k % 12) < 9
-    lv[np.arange(n_rooms), talker] = (0x80 | 24) if on else 60
+    on = (phase % 12) < 9
+    lv[rooms, talker] = np.where(on, 0x80 | 24, 60)
     return [row.tobytes() for row in lv]
 
 
@@ -149,6 +152,9 @@ def run(rooms: int, participants: int, seconds: float) -> dict:
                     rtt_p50_ms=round(float(np.percentile(rtt, 50)), 2),
                     rtt_p99_ms=round(float(np.percentile(rtt, 99)), 2),
                     rtt_max_ms=round(float(rtt.max()), 2),
+                    # a growing backlog shows as a later round trip far above the early one
+                    rtt_first_third_p50_ms=round(float(np.median(rtt[: len(rtt) // 3])), 2),
+                    rtt_last_third_p50_ms=round(float(np.median(rtt[-(len(rtt) // 3):])), 2),
                     processing_p50_ms_bucket=proc_q[0.5] * 1000,
                     processing_p99_ms_bucket=proc_q[0.99] * 1000,
                     server_cpu_share=round(server_cpu / wall, 3),
