@@ -22,7 +22,9 @@ test: $(STAMP) $(GEN) $(TOOLS)
 install: $(STAMP) $(GEN)
 
 bench: $(STAMP) $(GEN)
-	$(PY) -m pytest benchmarks/bench_*.py --benchmark-only --benchmark-columns=mean,median,ops $(PYTEST_ARGS)
+	$(PY) -m pytest benchmarks/bench_*.py --benchmark-only --benchmark-columns=mean,median,ops \
+	  --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
+	$(PY) benchmarks/report.py .benchmarks/latest.json > benchmarks/RESULTS.md
 
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
 bench-quality: $(STAMP) $(GEN)

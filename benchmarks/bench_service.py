@@ -1,0 +1,76 @@
+"""Service-level figures (pytest-benchmark): startup to SERVING, and memory per participant.
+Run with ``make bench``."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from service.api import speakerswitch_pb2 as pb
+from service.rooms import RoomRegistry
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def test_startup_to_serving(benchmark):
+    """Wall time from process start to the health check answering SERVING."""
+    def start_once() -> None:
+        port = _free_port()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--insecure-no-auth",
+                                 "--port", str(port), "--metrics-port", "-1",
+                                 "--log-level", "WARNING"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                stub = health_pb2_grpc.HealthStub(ch)
+                while True:
+                    try:
+                        if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == \
+                                health_pb2.HealthCheckResponse.SERVING:
+                            break
+                    except grpc.RpcError:
+                        time.sleep(0.01)
+                    assert time.perf_counter() - t0 < 30
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    benchmark.pedantic(start_once, rounds=3, iterations=1)
+    benchmark.extra_info["seconds_to_serving"] = round(benchmark.stats.stats.mean, 3)
+
+
+def test_memory_per_participant(benchmark):
+    """RSS growth per participant with 10,000 rooms x 10 participants in the registry
+    (engine arrays, VADs, ids), measured once."""
+    def fill() -> float:
+        reg = RoomRegistry()
+        roster = [f"participant-{i}" for i in range(10)]
+        before = _rss_kib()
+        for batch in range(10):
+            req = pb.StreamRequest(batch_id=batch)
+            for r in range(batch * 1000, (batch + 1) * 1000):
+                t = req.ticks.add(room_id=f"room-{r:05d}", timestamp_ms=0, duration_ms=20)
+                t.levels.roster.extend(roster)
+                t.levels.levels = bytes([0x80 | 30] + [70] * 9)
+            reg.process(req)
+        grown = (_rss_kib() - before) * 1024 / 100_000
+        fill.kept = reg  # keep it alive until measured
+        return grown
+    per = benchmark.pedantic(fill, rounds=1, iterations=1)
+    benchmark.extra_info["bytes_per_participant"] = round(per)
+    assert per > 0
