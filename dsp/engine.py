@@ -66,10 +66,14 @@ class Engine:
         self._free_rooms: list[int] = []
 
     # ------------------------------------------------------------------ rooms & members
-    def add_room(self, tuning: Tuning = PROFILES["meeting"]) -> int:
+    def add_room(self, tuning: Tuning = PROFILES["meeting"], ranking_phase_ms: int = 0) -> int:
+        """A new room. ``ranking_phase_ms`` offsets its ActiveSpeakers schedule, so that
+        thousands of rooms do not all rank on the same tick; derive it from something
+        stable (the room id), so a room decides the same whatever else is running."""
         st = self.st
         room = _allocate(self._free_rooms, st.n_rooms, st.grow_rooms, 8)
         st.reset_room(room)
+        st.ranking_phase_ms[room] = ranking_phase_ms
         st.room_used[room] = True
         st.set_tuning(room, tuning)
         return room
@@ -313,8 +317,12 @@ class Engine:
         due = t_end_room - st.ranking_t_ms[rooms] >= st.tuning["active_speakers_interval_ms"][rooms]
         out: list[ev.Event] = []
         # checked (not only emitted) at most once per interval: the ranking is the only
-        # per-room Python on the audio path
+        # per-room Python on the audio path. A room's first check shifts its schedule by
+        # its phase, spreading the rooms' checks over the interval
+        interval = st.tuning["active_speakers_interval_ms"][rooms].astype(np.int64)
+        first = due & (st.ranking_t_ms[rooms] == NEVER_MS) & (interval > 0)
         st.ranking_t_ms[rooms[due]] = t_end_room[due]
+        st.ranking_t_ms[rooms[first]] -= st.ranking_phase_ms[rooms[first]] % interval[first]
         for r, t in zip(rooms[due].tolist(), t_end_room[due].tolist()):
             slots, levels, speaking, act = self.ranking(r)
             key = tuple(zip(slots, speaking))

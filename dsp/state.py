@@ -50,6 +50,7 @@ class EngineState:
     pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     room_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ranking_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ranking_phase_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     tuning: dict[str, np.ndarray] = field(default_factory=dict)
     # ---- per room, Python side (changed only by joins, leaves and ranking emissions)
     room_slots: list[list[int]] = field(default_factory=list)
@@ -66,7 +67,7 @@ class EngineState:
                      onset_ms=0, evidence_ms=0.0, video=True, muted=False, silent=False,
                      last_frame_ms=NEVER_MS, reported_speaking=False, reported_ms=NEVER_MS)
     ROOM_FILL = dict(room_used=False, holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
-                     room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS)
+                     room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0)
 
     def __post_init__(self) -> None:
         for name in FIELDS:

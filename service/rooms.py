@@ -8,6 +8,7 @@ its room exactly as it was and never affects the other rooms of the batch.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,9 @@ log = logging.getLogger("speakerswitch.rooms")
 
 MAX_ID_BYTES = 128
 DEFAULT_DURATION_MS = 20
+RANKING_PHASES_MS = 1000
+"""Rooms spread their ActiveSpeakers checks by a phase taken from the room id's hash: the
+same room always gets the same phase, wherever and beside whatever it runs."""
 MAX_TIMESTAMP_MS = 2**53
 """Media time must fit a double exactly; far beyond any RTP-derived clock."""
 TICK_DURATIONS_MS = (10, 20, 30)
@@ -499,7 +503,8 @@ class RoomRegistry:
     def _create_room(self, tenant: str, room_id: str, config: pb.RoomConfig) -> Room:
         cfg = pb.RoomConfig()
         cfg.CopyFrom(config)
-        index = self.engine.add_room(tuning_for(cfg, self.config.profile))
+        index = self.engine.add_room(tuning_for(cfg, self.config.profile),
+                                     zlib.crc32(room_id.encode()) % RANKING_PHASES_MS)
         room = Room(room_id, index, cfg, tenant=tenant)
         self.rooms[(tenant, room_id)] = room
         self._rooms_per_tenant[tenant] = self._rooms_per_tenant.get(tenant, 0) + 1
