@@ -248,8 +248,6 @@ def _plot(png: str, levels_csv: str | None, wav_dir: str | None, decisions: list
     if levels_csv:
         levels = plot.levels_by_participant(levels_csv)
     else:  # the levels a sender would report for these tracks
-        import tempfile
-
         from .replay import read_wav
         from .scenarios import levels_rows
 
@@ -257,11 +255,7 @@ def _plot(png: str, levels_csv: str | None, wav_dir: str | None, decisions: list
         for path in sorted(pathlib.Path(wav_dir).glob("*.wav")):
             rate, pcm = read_wav(path)
             tracks[path.stem] = np.frombuffer(pcm, "<i2") / 32768.0
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
-            f.write("t_ms,participant,level,voice\n")
-            f.writelines(f"{t},{p},{lv},{v}\n" for t, p, lv, v in levels_rows(tracks, rate))
-        levels = plot.levels_by_participant(f.name)
-        os.unlink(f.name)
+        levels = plot.levels_from_rows(levels_rows(tracks, rate))
     truth = json.loads(pathlib.Path(truth_path).read_text()) if truth_path else None
     plot.timeline(png, levels, decisions, truth, title=pathlib.Path(levels_csv or wav_dir).name)
     print(f"timeline -> {png}", file=sys.stderr)

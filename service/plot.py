@@ -22,16 +22,24 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def levels_by_participant(path: str | pathlib.Path
-                          ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """levels.csv -> {pid: (t_ms, level_dbov, voice)}."""
-    times, rosters, payloads = read_levels_csv(path)
+Levels = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+"""{participant: (t_ms, level_dbov, voice)}"""
+
+
+def levels_from_rows(rows) -> Levels:
+    """(t_ms, participant, RFC 6464 level, V bit) rows -> per-participant arrays."""
     out: dict[str, list] = {}
-    for t, roster, payload in zip(times, rosters, payloads):
-        b = np.frombuffer(payload, np.uint8)
-        for pid, byte in zip(roster, b):
-            out.setdefault(pid, []).append((t, -float(byte & 0x7F), int(byte >> 7)))
-    return {p: tuple(np.array(col) for col in zip(*rows)) for p, rows in out.items()}
+    for t, pid, level, voice in rows:
+        out.setdefault(pid, []).append((t, -float(level), int(voice)))
+    return {p: tuple(np.array(col) for col in zip(*r)) for p, r in out.items()}
+
+
+def levels_by_participant(path: str | pathlib.Path) -> Levels:
+    """levels.csv -> per-participant arrays."""
+    times, rosters, payloads = read_levels_csv(path)
+    return levels_from_rows((t, pid, byte & 0x7F, byte >> 7)
+                            for t, roster, payload in zip(times, rosters, payloads)
+                            for pid, byte in zip(roster, payload))
 
 
 def _bands(ax, segments: Sequence[tuple[float, float, str | None]], y: float, colors: dict,
