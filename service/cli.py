@@ -37,6 +37,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rooms", type=int)
     p.add_argument("--max-ticks-per-batch", type=int)
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--workers", type=int, help="processes sharing the port (1); worker i "
+                   "serves metrics on metrics-port + i")
     sec = p.add_argument_group("security (see README: Security)")
     sec.add_argument("--insecure-no-auth", action="store_true", default=None,
                      help="accept calls without a token (local development only)")
@@ -163,22 +165,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from .server import serve
-
     keys = ["host", "port", "metrics_host", "metrics_port", "profile", "idle_timeout_s",
             "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level",
             "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
-            "tls_key_file", "tls_client_ca_file"]
+            "tls_key_file", "tls_client_ca_file", "workers"]
     try:
         cfg = config_mod.load({k: getattr(a, k) for k in keys}, a.config)
     except (ValueError, OSError) as e:
         print(f"speakerswitch serve: {e}", file=sys.stderr)
         return 2
+    if cfg.workers > 1:
+        return _serve_workers(cfg)
+    _serve_one(cfg)
+    return 0
+
+
+def _serve_one(cfg) -> None:
+    from .server import serve
+
     logging.basicConfig(level=cfg.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(cfg))
-    return 0
+
+
+def _serve_workers(cfg) -> int:
+    """N processes on one port (SO_REUSEPORT: the kernel spreads connections); SIGTERM and
+    SIGINT are passed on to every worker, and we exit when they all have."""
+    import dataclasses
+    import multiprocessing
+    import signal
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(cfg.workers):
+        wcfg = dataclasses.replace(
+            cfg, workers=1, reuse_port=True,
+            metrics_port=cfg.metrics_port + i if cfg.metrics_port > 0 else cfg.metrics_port)
+        p = ctx.Process(target=_serve_one, args=(wcfg,), name=f"speakerswitch-worker-{i}")
+        p.start()
+        procs.append(p)
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1
 
 
 def cmd_replay(a: argparse.Namespace) -> int:

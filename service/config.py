@@ -40,6 +40,11 @@ class ServiceConfig:
     grace_s: float = 5.0
     """On SIGTERM/SIGINT: time given to in-flight calls before the server stops."""
     log_level: str = "INFO"
+    workers: int = 1
+    """Server processes sharing the gRPC port (SO_REUSEPORT); each owns the streams it
+    accepts and their rooms, and serves metrics on metrics_port + its index."""
+    reuse_port: bool = False
+    """Bind the gRPC port with SO_REUSEPORT (set for each worker when workers > 1)."""
     # --- security ---------------------------------------------------------------------
     insecure_no_auth: bool = False
     """Accept every call without a token, as tenant "" with every grant. For local
@@ -65,6 +70,10 @@ class ServiceConfig:
             raise ValueError(f"port: {self.port} is not a TCP port")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port: {self.metrics_port} is not a TCP port (or -1)")
+        if self.workers < 1:
+            raise ValueError(f"workers: must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.port == 0:
+            raise ValueError("workers: several workers need a fixed port (not 0) to share")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file go together")
         if self.tls_client_ca_file and not self.tls_cert_file:

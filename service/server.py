@@ -257,7 +257,7 @@ async def start(config: ServiceConfig) -> RunningServer:
     registry = RoomRegistry(config, metrics)
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.so_reuseport", 0)]
+            ("grpc.so_reuseport", 1 if config.reuse_port else 0)]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_SpeakerSwitchServicer_to_server(
         SpeakerSwitchService(registry, metrics, config, authenticator), server)

@@ -156,3 +156,43 @@ def test_plot_commands_draw_a_timeline(sample_dir, tmp_path):
         assert head[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = struct.unpack(">II", head[16:24])
         assert width >= 1000 and height >= 300
+
+
+def test_serve_with_two_workers_shares_the_port_and_stops_together(sample_dir, tmp_path):
+    import urllib.request
+
+    port, mport = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--insecure-no-auth",
+                             "--port", str(port), "--metrics-port", str(mport), "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        for m in (mport, mport + 1):           # every worker answers on its metrics port
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{m}/metrics", timeout=1).read()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"worker metrics {m} never came up"
+                    time.sleep(0.1)
+        children = [c for c in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+                    if b"spawn_main" in open(f"/proc/{c}/cmdline", "rb").read()]
+        assert len(children) == 2                   # the workers (not multiprocessing's helper)
+        out = tmp_path / "w.jsonl"
+        assert replay("--levels", sample_dir / "levels.csv", "--out", out,
+                      "--server", f"127.0.0.1:{port}") == 0
+        assert len(lines(out)) == 4
+        proc.send_signal(signal.SIGTERM)
+        log, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert log.count(f"serving gRPC on 127.0.0.1:{port}") == 2
+        assert all(not os.path.exists(f"/proc/{c}") for c in children)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_several_workers_need_a_fixed_port(capsys):
+    assert main(["serve", "--insecure-no-auth", "--port", "0", "--workers", "2"]) == 2
+    assert "fixed port" in capsys.readouterr().err
