@@ -74,7 +74,6 @@ class Engine:
         room = _allocate(self._free_rooms, st.n_rooms, st.grow_rooms, 8)
         st.reset_room(room)
         st.ranking_phase_ms[room] = ranking_phase_ms
-        st.room_used[room] = True
         st.set_tuning(room, tuning)
         return room
 

@@ -44,7 +44,6 @@ class EngineState:
     reported_speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     reported_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # ---- per room
-    room_used: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     shown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -66,7 +65,7 @@ class EngineState:
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
                      onset_ms=0, evidence_ms=0.0, video=True, muted=False, silent=False,
                      last_frame_ms=NEVER_MS, reported_speaking=False, reported_ms=NEVER_MS)
-    ROOM_FILL = dict(room_used=False, holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
+    ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0)
 
     def __post_init__(self) -> None:
@@ -79,7 +78,7 @@ class EngineState:
 
     @property
     def n_rooms(self) -> int:
-        return len(self.room_used)
+        return len(self.holder)
 
     def grow_slots(self, n: int) -> None:
         for name, fill in self.SLOT_FILL.items():

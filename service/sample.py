@@ -3,13 +3,12 @@ committed): 19 s, three synthetic voices (a loud talker, a quiet one, one with a
 them), three turn changes and three interjections that must not switch."""
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 
 from . import synth
-from .scenarios import derive_floor, levels_rows
+from .scenarios import derive_floor, write_files
 
 # (participant, start s, length s): the turns take the floor; the short ones never do
 SCRIPT = (("p1", 0.5, 4.0), ("p2", 2.2, 0.4), ("p2", 5.0, 4.0), ("p3", 9.5, 3.5),
@@ -39,13 +38,6 @@ def conversation(seed: int = 1, rate: int = 16000) -> tuple[dict[str, np.ndarray
 
 def write_sample(out: str | pathlib.Path, seed: int = 1, rate: int = 16000) -> dict:
     """Write p*.wav, levels.csv and truth.json into ``out``; returns the truth."""
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     tracks, truth = conversation(seed, rate)
-    for p, x in tracks.items():
-        synth.write_wav(out / f"{p}.wav", x, rate)
-    with open(out / "levels.csv", "w") as f:
-        f.write("t_ms,participant,level,voice\n")
-        f.writelines(f"{t},{p},{lv},{v}\n" for t, p, lv, v in levels_rows(tracks, rate))
-    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    write_files(out, tracks, rate, truth)
     return truth

@@ -301,22 +301,27 @@ def levels_rows(tracks: dict[str, np.ndarray], rate: int) -> list[tuple[int, str
             for k in range(n) for p in pids]
 
 
-def write(out: str | pathlib.Path, name: str, s: Scene) -> dict:
-    """Write the scenario's WAVs, levels.csv and truth.json under ``out/name``."""
-    d = pathlib.Path(out) / name
+def write_files(d: str | pathlib.Path, tracks: dict[str, np.ndarray], rate: int,
+                truth: dict) -> None:
+    """One conversation on disk: p*.wav, levels.csv (as senders report) and truth.json."""
+    d = pathlib.Path(d)
     d.mkdir(parents=True, exist_ok=True)
-    tracks = s.finish()
     for p, x in tracks.items():
-        synth.write_wav(d / f"{p}.wav", x, s.rate)
+        synth.write_wav(d / f"{p}.wav", x, rate)
     with open(d / "levels.csv", "w") as f:
         f.write("t_ms,participant,level,voice\n")
-        f.writelines(f"{t},{p},{lv},{v}\n" for t, p, lv, v in levels_rows(tracks, s.rate))
+        f.writelines(f"{t},{p},{lv},{v}\n" for t, p, lv, v in levels_rows(tracks, rate))
+    (d / "truth.json").write_text(json.dumps(truth, indent=1))
+
+
+def write(out: str | pathlib.Path, name: str, s: Scene) -> dict:
+    """Write the scenario's WAVs, levels.csv and truth.json under ``out/name``."""
     duration_ms = int(s.seconds * 1000)
     floor, changes = derive_floor(s.speech, duration_ms)
     truth = {"scenario": name, "type": name.rsplit("_", 1)[0], "duration_ms": duration_ms,
              "participants": s.participants, "speech": s.speech, "nonspeech": s.nonspeech,
              "floor": floor, "changes": changes}
-    (d / "truth.json").write_text(json.dumps(truth, indent=1))
+    write_files(pathlib.Path(out) / name, s.finish(), s.rate, truth)
     return truth
 
 
