@@ -98,7 +98,11 @@ class Client:
         return self.stub.GetRoom(pb.GetRoomRequest(room_id=room_id), timeout=timeout_s,
                                  metadata=self.metadata)
 
-    def watch(self, room_id: str, wait_for_room: bool = False) -> Iterator[pb.RoomEvent]:
-        """Follow a room: a snapshot event first, then every later event."""
-        return self.stub.Watch(pb.WatchRequest(room_id=room_id, wait_for_room=wait_for_room),
-                               metadata=self.metadata)
+    def watch(self, room_id: str, wait_for_room: bool = False,
+              after_sequence: int | None = None) -> Iterator[pb.RoomEvent]:
+        """Follow a room: a snapshot event first, then every later event; or, resuming with
+        ``after_sequence``, the events after it (no snapshot)."""
+        request = pb.WatchRequest(room_id=room_id, wait_for_room=wait_for_room)
+        if after_sequence is not None:
+            request.after_sequence = after_sequence
+        return self.stub.Watch(request, metadata=self.metadata)

@@ -37,6 +37,9 @@ class ServiceConfig:
     watch_queue_events: int = 4096
     """Events buffered per Watch subscriber; one that falls further behind is dropped
     (RESOURCE_EXHAUSTED) rather than growing memory or slowing the room."""
+    watch_history_events: int = 1024
+    """Events kept per watched room so that a Watch resuming with ``after_sequence`` gets
+    what it missed (about a minute of a busy room's events)."""
     grace_s: float = 5.0
     """On SIGTERM/SIGINT: time given to in-flight calls before the server stops."""
     log_level: str = "INFO"
@@ -82,7 +85,7 @@ class ServiceConfig:
             raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
         for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
                      "max_ticks_per_batch", "max_rooms", "max_rooms_per_tenant",
-                     "max_participants_per_room", "watch_queue_events",
+                     "max_participants_per_room", "watch_queue_events", "watch_history_events",
                      "max_streams_per_tenant", "max_batches_per_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -81,6 +82,8 @@ class Room:
     last_seen_s: float = 0.0
     watchers: list[Watcher] = field(default_factory=list)
     tenant: str = ""
+    history: deque[pb.RoomEvent] | None = None
+    """The room's last events, kept from its first Watch on, for subscribers that resume."""
 
 
 @dataclass
@@ -590,6 +593,8 @@ class RoomRegistry:
             if m.HasField("switch"):
                 self._observe_switch(m)
             resp.events.append(m)
+            if room.history is not None:
+                room.history.append(m)
             if room.watchers:
                 room.watchers[:] = [w for w in room.watchers if w(m)]
 
@@ -640,8 +645,33 @@ class RoomRegistry:
         (None if the room does not exist: nothing is subscribed)."""
         snap = self.room_state(room_id, tenant)
         if snap is not None:
-            self.rooms[(tenant, room_id)].watchers.append(watcher)
+            self._subscribe(self.rooms[(tenant, room_id)], watcher)
         return snap
+
+    def resume(self, room_id: str, watcher: Watcher, after_sequence: int, tenant: str = ""
+               ) -> list[pb.RoomEvent] | None:
+        """Subscribe ``watcher`` from just after ``after_sequence``: returns the retained
+        events it missed (None if the room does not exist: nothing is subscribed). Raises
+        LookupError, subscribing nothing, when those events are no longer all retained."""
+        room = self.rooms.get((tenant, room_id))
+        if room is None:
+            return None
+        history = room.history or ()
+        first = history[0].sequence if history else room.sequence + 1
+        if after_sequence > room.sequence:
+            raise LookupError(f"after_sequence {after_sequence} is past the room's last "
+                              f"sequence {room.sequence}")
+        if after_sequence + 1 < first:
+            raise LookupError(f"events after sequence {after_sequence} are no longer retained "
+                              f"(oldest kept: {first})")
+        missed = [m for m in history if m.sequence > after_sequence]
+        self._subscribe(room, watcher)
+        return missed
+
+    def _subscribe(self, room: Room, watcher: Watcher) -> None:
+        if room.history is None:
+            room.history = deque(maxlen=self.config.watch_history_events)
+        room.watchers.append(watcher)
 
     def unwatch(self, room_id: str, watcher: Watcher, tenant: str = "") -> None:
         room = self.rooms.get((tenant, room_id))

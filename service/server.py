@@ -3,6 +3,7 @@ reflection and the Prometheus endpoint."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -18,34 +19,13 @@ from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
 from .auth import INSECURE, Authenticator, AuthError, Principal
 from .config import ServiceConfig
+from .feed import FeedError, LocalFeed, RoomFeed
 from .metrics import Metrics
 from .rooms import RoomRegistry
 
 log = logging.getLogger("speakerswitch.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpeakerSwitch"].full_name
-
-
-class _WatchQueue:
-    """A bounded queue of one Watch subscriber, fed synchronously by the registry."""
-
-    def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[pb.RoomEvent | None] = asyncio.Queue(maxsize=size)
-        self.overflowed = False
-
-    def __call__(self, event: pb.RoomEvent) -> bool:
-        try:
-            self.queue.put_nowait(event)
-            return True
-        except asyncio.QueueFull:
-            self.overflowed = True
-            return False
-
-    def close(self) -> None:
-        try:
-            self.queue.put_nowait(None)
-        except asyncio.QueueFull:
-            self.overflowed = True
 
 
 class TokenBucket:
@@ -68,8 +48,9 @@ class TokenBucket:
 
 class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
     def __init__(self, registry: RoomRegistry, metrics: Metrics, config: ServiceConfig,
-                 authenticator: Authenticator | None) -> None:
+                 authenticator: Authenticator | None, feed: RoomFeed) -> None:
         self.registry = registry
+        self.feed = feed
         self.metrics = metrics
         self.config = config
         self.authenticator = authenticator
@@ -148,37 +129,18 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
 
     async def Watch(self, request, context):  # noqa: N802
         tenant = (await self._reader(context, request.room_id)).tenant
-        q = _WatchQueue(self.config.watch_queue_events)
-        snap = self.registry.watch(request.room_id, q, tenant)
-        if snap is None:
-            if not request.wait_for_room:
-                self.metrics.errors.labels("NOT_FOUND").inc()
-                await context.abort(grpc.StatusCode.NOT_FOUND,
-                                    f"room_id: no room {request.room_id!r}")
-            created = asyncio.Event()
-            self.registry.when_created(request.room_id, created.set, tenant)
-            try:
-                await created.wait()
-            finally:  # a watcher that gives up waiting leaves nothing behind
-                self.registry.cancel_when_created(request.room_id, created.set, tenant)
-            snap = self.registry.watch(request.room_id, q, tenant)
+        after = request.after_sequence if request.HasField("after_sequence") else None
         self.metrics.watchers.inc()
         try:
-            yield pb.RoomEvent(room_id=request.room_id, sequence=0,
-                               timestamp_ms=snap.timestamp_ms, snapshot=snap)
-            while True:
-                event = await q.queue.get()
-                if event is None:
-                    return  # the room was dropped
-                yield event
-                if q.overflowed and q.queue.empty():
-                    break
-            self.metrics.errors.labels("RESOURCE_EXHAUSTED").inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"watch of room {request.room_id!r} fell more than "
-                                f"{self.config.watch_queue_events} events behind; resubscribe")
+            async with contextlib.aclosing(self.feed.events(
+                    tenant, request.room_id, after_sequence=after,
+                    wait_for_room=request.wait_for_room)) as events:
+                async for event in events:
+                    yield event
+        except FeedError as e:
+            self.metrics.errors.labels(e.code.name).inc()
+            await context.abort(e.code, e.message)
         finally:
-            self.registry.unwatch(request.room_id, q, tenant)
             self.metrics.watchers.dec()
 
     async def GetRoom(self, request, context):  # noqa: N802
@@ -198,6 +160,7 @@ class RunningServer:
     registry: RoomRegistry
     metrics: Metrics
     health: health.aio.HealthServicer
+    feed: RoomFeed
     _http: object | None = None
     _gc_task: asyncio.Task | None = None
 
@@ -255,12 +218,13 @@ async def start(config: ServiceConfig) -> RunningServer:
     authenticator = authenticator_for(config)
     metrics = Metrics()
     registry = RoomRegistry(config, metrics)
+    feed = LocalFeed(registry, config.watch_queue_events)
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0)]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_SpeakerSwitchServicer_to_server(
-        SpeakerSwitchService(registry, metrics, config, authenticator), server)
+        SpeakerSwitchService(registry, metrics, config, authenticator, feed), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -288,7 +252,7 @@ async def start(config: ServiceConfig) -> RunningServer:
              config.host, port,
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off")
     return RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
-                         http, gc_task)
+                         feed, http, gc_task)
 
 
 async def serve(config: ServiceConfig) -> None:

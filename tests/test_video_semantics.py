@@ -241,3 +241,43 @@ def test_watch_reconnect_mid_conversation_has_no_gap_and_no_duplicate(client, se
     seen = [next(again) for _ in newer]
     again.cancel()
     assert [str(e) for e in seen] == [str(e) for e in newer]
+
+
+def test_watch_resumes_after_a_sequence_with_exactly_the_missed_events(client, session):
+    room = RoomDriver(session, "resume-1", ["a", "b", "c"])
+    room.run(1000, talking={"a"})
+    first = client.watch("resume-1")
+    snap = next(first).snapshot
+    room.run(1000, talking={"b"})
+    got = [next(first) for _ in range(len(room.events) - snap.sequence)]
+    first.cancel()
+    last = got[-1].sequence
+    room.run(1500, talking={"c"})          # events while disconnected
+    room.event("c", ET.PARTICIPANT_EVENT_TYPE_VIDEO_OFF)
+    again = client.watch("resume-1", after_sequence=last)
+    missed = [e for e in room.events if e.sequence > last]
+    assert len(missed) > 3 and any(e.HasField("switch") for e in missed)
+    seen = [next(again) for _ in missed]
+    room.run(200, talking={"a"})
+    live = [e for e in room.events if e.sequence > missed[-1].sequence]
+    seen += [next(again) for _ in live]
+    again.cancel()
+    assert not any(e.HasField("snapshot") for e in seen)
+    assert [str(e) for e in seen] == [str(e) for e in missed + live]
+
+
+def test_watch_resume_refuses_events_it_no_longer_has(client, session):
+    import grpc
+    room = RoomDriver(session, "resume-2", ["a", "b"])
+    room.run(1000, talking={"a"})          # nobody watched: nothing retained
+    with pytest.raises(grpc.RpcError) as e:
+        next(client.watch("resume-2", after_sequence=1))
+    assert e.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert "after_sequence" in e.value.details() and "no longer retained" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        next(client.watch("resume-2", after_sequence=len(room.events) + 5))
+    assert e.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert "past the room's last sequence" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        next(client.watch("no-such-room", after_sequence=0))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND

@@ -284,12 +284,14 @@ class SpeakingChanged(_message.Message):
     def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("room_id", "wait_for_room")
+    __slots__ = ("room_id", "wait_for_room", "after_sequence")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     WAIT_FOR_ROOM_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     room_id: str
     wait_for_room: bool
-    def __init__(self, room_id: _Optional[str] = ..., wait_for_room: _Optional[bool] = ...) -> None: ...
+    after_sequence: int
+    def __init__(self, room_id: _Optional[str] = ..., wait_for_room: _Optional[bool] = ..., after_sequence: _Optional[int] = ...) -> None: ...
 
 class GetRoomRequest(_message.Message):
     __slots__ = ("room_id",)

@@ -66,7 +66,8 @@ class SpeakerSwitchServicer:
         """Follow one room's decisions (for a recorder, a UI backend...). The first message is a
         `RoomEvent` carrying a `snapshot` of the room's current state; after it, every event
         with a higher sequence number, in order. Status NOT_FOUND if the room does not exist
-        and `wait_for_room` is false.
+        and `wait_for_room` is false. A subscriber that reconnects sets `after_sequence` to
+        the last sequence it received and gets the events it missed, with no snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
