@@ -31,6 +31,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, help="gRPC port (default 50051)")
     p.add_argument("--metrics-host", help="Prometheus bind address (default 127.0.0.1)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port (default 9100, -1 off)")
+    p.add_argument("--http-host", help="web viewer bind address (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, help="web viewer and HTTP API port (default -1: "
+                   "off; make run uses 8080)")
     p.add_argument("--profile", choices=sorted(PROFILES), help="default room profile")
     p.add_argument("--idle-timeout-s", type=float, help="drop rooms idle this long (300)")
     p.add_argument("--max-participants-per-room", type=int)
@@ -165,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    keys = ["host", "port", "metrics_host", "metrics_port", "profile", "idle_timeout_s",
+    keys = ["host", "port", "metrics_host", "metrics_port", "http_host", "http_port",
+            "profile", "idle_timeout_s",
             "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level",
             "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
             "tls_key_file", "tls_client_ca_file", "workers"]
@@ -201,7 +205,8 @@ def _serve_workers(cfg) -> int:
     for i in range(cfg.workers):
         wcfg = dataclasses.replace(
             cfg, workers=1, reuse_port=True,
-            metrics_port=cfg.metrics_port + i if cfg.metrics_port > 0 else cfg.metrics_port)
+            metrics_port=cfg.metrics_port + i if cfg.metrics_port > 0 else cfg.metrics_port,
+            http_port=cfg.http_port + i if cfg.http_port > 0 else cfg.http_port)
         p = ctx.Process(target=_serve_one, args=(wcfg,), name=f"speakerswitch-worker-{i}")
         p.start()
         procs.append(p)

@@ -22,6 +22,10 @@ class ServiceConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9100
     """Prometheus /metrics port (0: pick a free one, -1: disabled)."""
+    http_host: str = "127.0.0.1"
+    http_port: int = -1
+    """Web viewer and its HTTP API (0: pick a free one, -1: off, the default: the viewer
+    is for development and operators, not something every deployment exposes)."""
     profile: str = "meeting"
     """Tuning profile of rooms that do not choose one."""
     idle_timeout_s: float = 300.0
@@ -73,6 +77,8 @@ class ServiceConfig:
             raise ValueError(f"port: {self.port} is not a TCP port")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics_port: {self.metrics_port} is not a TCP port (or -1)")
+        if not -1 <= self.http_port <= 65535:
+            raise ValueError(f"http_port: {self.http_port} is not a TCP port (or -1)")
         if self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")
         if self.workers > 1 and self.port == 0:

@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -22,6 +23,9 @@ from .config import ServiceConfig
 from .feed import FeedError, LocalFeed, RoomFeed
 from .metrics import Metrics
 from .rooms import RoomRegistry
+
+if TYPE_CHECKING:
+    from .web import WebViewer
 
 log = logging.getLogger("speakerswitch.server")
 
@@ -163,9 +167,13 @@ class RunningServer:
     feed: RoomFeed
     _http: object | None = None
     _gc_task: asyncio.Task | None = None
+    web: WebViewer | None = None
+    """The web viewer and its HTTP API (``http_port`` >= 0), on this event loop."""
 
     async def stop(self, grace_s: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
+        if self.web is not None:
+            await self.web.stop()
         if self._gc_task is not None:
             self._gc_task.cancel()
         await self.server.stop(grace_s)
@@ -251,8 +259,17 @@ async def start(config: ServiceConfig) -> RunningServer:
              "" if creds is None else (" (mutual TLS)" if config.tls_client_ca_file else " (TLS)"),
              config.host, port,
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off")
-    return RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
-                         feed, http, gc_task)
+    running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
+                            feed, http, gc_task)
+    if config.http_port >= 0:
+        from .web import start_viewer
+
+        try:
+            running.web = await start_viewer(running, config, authenticator)
+        except OSError:  # the HTTP port is taken: do not leave gRPC serving behind
+            await running.stop(0)
+            raise
+    return running
 
 
 async def serve(config: ServiceConfig) -> None:
