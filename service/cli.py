@@ -152,6 +152,43 @@ def _health_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-key-file", help="client key (mutual TLS)")
 
 
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="serve with the web viewer and stream a sample "
+                       "conversation through it (with sound in the page)",
+                       description="Start the service with its web viewer, stream the bundled "
+                       "2.7-minute conversation through the gRPC API in real time (looping), "
+                       "and print the room page's address; its Play button plays the "
+                       "conversation in step with the room. Local and unauthenticated.")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (127.0.0.1)")
+    p.add_argument("--port", type=int, default=50051, help="gRPC port (50051; 0: any)")
+    p.add_argument("--http-port", type=int, default=8080, help="viewer port (8080; 0: any)")
+    p.add_argument("--metrics-port", type=int, default=-1, help="Prometheus port (-1: off)")
+    p.add_argument("--speed", type=float, default=1.0, help="x real time (1)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from . import demo
+
+    if a.speed <= 0:
+        print("speakerswitch demo: --speed must be > 0", file=sys.stderr)
+        return 2
+    try:
+        cfg = demo.demo_config(a.host, a.port, a.http_port, a.metrics_port)
+    except ValueError as e:
+        print(f"speakerswitch demo: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(demo.run(cfg, a.speed, open_browser=not a.no_browser))
+    except OSError as e:
+        print(f"speakerswitch demo: {e} (is `make run` or another demo using the port? "
+              "try --port 0 --http-port 0)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speakerswitch", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -164,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _health_parser(sub)
     _plot_parser(sub)
     _watch_parser(sub)
+    _demo_parser(sub)
     return ap
 
 
@@ -476,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     return {"serve": cmd_serve, "replay": cmd_replay, "sample": cmd_sample,
             "evaluate": cmd_evaluate, "scenarios": cmd_scenarios, "token": cmd_token,
-            "health": cmd_health, "plot": cmd_plot, "watch": cmd_watch}[a.command](a)
+            "health": cmd_health, "plot": cmd_plot, "watch": cmd_watch,
+            "demo": cmd_demo}[a.command](a)
 
 
 if __name__ == "__main__":

@@ -576,7 +576,7 @@ class WebViewer:
     async def demo_audio(self, request: web.Request) -> web.FileResponse:
         if self.demo is None:
             raise ApiError(grpc.StatusCode.NOT_FOUND, "demo", "not running a demo")
-        return web.FileResponse(self.demo.audio)
+        return web.FileResponse(self.demo.audio, headers={"Content-Type": "audio/ogg"})
 
 
 async def start_viewer(running: RunningServer, config: ServiceConfig,

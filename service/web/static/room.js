@@ -252,7 +252,7 @@ function renderTiles() {
     node.classList.toggle("muted", p.muted);
     node.querySelector(".fill").style.width = `${Math.round(100 * levelShare(p.level))}%`;
     const cam = node.querySelector("button.cam");
-    cam.textContent = p.video ? "Camera off" : "Camera on";
+    cam.textContent = p.video ? "Stop cam" : "Start cam";
     cam.setAttribute("aria-label", `${p.video ? "turn off" : "turn on"} ${id}'s camera`);
     const pin = node.querySelector("button.pin");
     pin.textContent = id === view.pinned ? "Unpin" : "Pin";
@@ -273,7 +273,7 @@ function makeTile(id) {
       el("button", { type: "button", class: "cam", onclick: () => {
         const p = view.participants.get(id);
         send(id, p && !p.video ? "VIDEO_ON" : "VIDEO_OFF");
-      } }, "Camera off"),
+      } }, "Stop cam"),
       el("button", { type: "button", class: "pin", onclick: () => {
         send(id, view.pinned === id ? "UNPIN" : "PIN");
       } }, "Pin")));
@@ -314,7 +314,7 @@ function renderTimeline() {
   g.font = "10px sans-serif";
   g.fillStyle = "#8b949e";
   g.strokeStyle = "#30363d";
-  for (let t = Math.ceil(start / 10000) * 10000; t <= end; t += 10000) {
+  for (let t = Math.max(0, Math.ceil(start / 10000) * 10000); t <= end; t += 10000) {
     g.beginPath(); g.moveTo(x(t), top); g.lineTo(x(t), h - band - 12); g.stroke();
     g.fillText(seconds(t), x(t) + 2, h - 2);
   }
@@ -346,7 +346,9 @@ function renderTimeline() {
     g.beginPath(); g.moveTo(x(s.t), top - 4); g.lineTo(x(s.t), bandY + band); g.stroke();
     g.setLineDash([]);
     g.fillStyle = "#e6edf3";
-    g.fillText(`${s.speaker || "–"} ${s.reason.toLowerCase().replace("_", " ")}`, x(s.t) + 3, top - 4);
+    const label = `${s.speaker || "–"} ${s.reason.toLowerCase().replace("_", " ")}`;
+    const lw = g.measureText(label).width;
+    g.fillText(label, x(s.t) + 3 + lw > w ? x(s.t) - 3 - lw : x(s.t) + 3, top - 4);
   }
 }
 
@@ -391,7 +393,7 @@ async function setUpDemo() {
     audio.src ||= demo.audio_url;
     await sync();
     await audio.play();
-    button.textContent = "❚❚ Mute";
+    button.textContent = "❚❚ Pause sound";
   };
   setInterval(() => { if (!audio.paused) sync().catch(() => {}); }, 5000);
   setInterval(() => {   // who says what, from the demo's script, at the audio's position
