@@ -182,6 +182,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(demo.run(cfg, a.speed, open_browser=not a.no_browser))
+    except ValueError as e:
+        print(f"speakerswitch demo: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"speakerswitch demo: {e} (is `make run` or another demo using the port? "
               "try --port 0 --http-port 0)", file=sys.stderr)

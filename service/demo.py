@@ -25,12 +25,16 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import replay
 from .api import speakerswitch_pb2 as pb
 from .client import Client
 from .config import ServiceConfig
 from .web import DemoInfo
+
+if TYPE_CHECKING:
+    from .server import RunningServer
 
 log = logging.getLogger("speakerswitch.demo")
 
@@ -132,20 +136,34 @@ def demo_config(host: str = "127.0.0.1", port: int = 50051, http_port: int = 808
                          metrics_port=metrics_port, insecure_no_auth=True).validate()
 
 
-async def run(config: ServiceConfig, speed: float = 1.0, open_browser: bool = True,
-              stop: asyncio.Event | None = None) -> None:
-    """Serve, stream the conversation and wait for SIGINT/SIGTERM (or ``stop``)."""
+async def start_demo(config: ServiceConfig, speed: float = 1.0
+                     ) -> tuple[RunningServer, Streamer]:
+    """The service with its viewer, and the conversation streaming into it."""
     from .server import start
 
     conversation = Conversation.bundled()
     room_id = conversation.script["room_id"]
     running = await start(config)
-    assert running.web is not None
+    if running.web is None:
+        await running.stop(0)
+        raise ValueError("http_port: the demo needs the web viewer (0 or a port)")
     streamer = Streamer(f"127.0.0.1:{running.port}", conversation, room_id, speed)
     running.web.demo = DemoInfo(room_id, conversation.audio, conversation.duration_ms,
                                 streamer.position_ms, conversation.script["lines"])
     streamer.start()
-    url = f"http://{config.http_host}:{running.web.port}/rooms/{room_id}"
+    return running, streamer
+
+
+async def stop_demo(running: RunningServer, streamer: Streamer) -> None:
+    await asyncio.get_running_loop().run_in_executor(None, streamer.stop)
+    await running.stop(0)
+
+
+async def run(config: ServiceConfig, speed: float = 1.0, open_browser: bool = True) -> None:
+    """Serve, stream the conversation, and wait for SIGINT/SIGTERM."""
+    running, streamer = await start_demo(config, speed)
+    assert running.web is not None
+    url = f"http://{config.http_host}:{running.web.port}/rooms/{streamer.room_id}"
     print(f"\n  speakerswitch demo: open {url}\n  and press \u25b6 Play with sound. "
           f"Ctrl-C stops it.\n", flush=True)
     if open_browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -154,13 +172,11 @@ async def run(config: ServiceConfig, speed: float = 1.0, open_browser: bool = Tr
 
         with contextlib.suppress(Exception):
             webbrowser.open(url)
-    stop = stop or asyncio.Event()
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
-        await loop.run_in_executor(None, streamer.stop)
-        await running.stop(0)
+        await stop_demo(running, streamer)

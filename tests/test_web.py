@@ -50,9 +50,10 @@ class Sse:
         self.status = self.resp.status
 
     def next(self) -> tuple[int, dict]:
+        """-> (the event's sequence from its SSE id, the event); the raw id in last_id."""
         event_id, data = None, []
         while True:
-            line = self.resp.fp.readline()
+            line = self.resp.readline()
             if not line:
                 raise EOFError("stream ended")
             line = line.decode().rstrip("\n")
@@ -62,7 +63,8 @@ class Sse:
                 continue
             field, _, value = line.partition(": ")
             if field == "id":
-                event_id = int(value)
+                self.last_id = value
+                event_id = int(value.split("/")[0])
             elif field == "data":
                 data.append(value)
 
@@ -120,11 +122,12 @@ def test_last_event_id_resumes_with_no_gap_and_no_duplicate(viewer):
     before = publish(viewer, "resume", [("b", 2000, 3500)], 2000, start_ms=2000)
     seen = sse.take(3)
     sse.close()  # the browser drops here, having read up to seen[-1]
-    last = seen[-1][0]
+    last, last_id = seen[-1][0], sse.last_id
     assert last == snap_id + 3
+    assert last_id == f"{last}/{viewer.running.web.boot}"
     after = publish(viewer, "resume", [("c", 4000, 5500)], 2000, start_ms=4000)
     missed = [e for e in before + after if e.sequence > last]
-    again = Sse(viewer, "/api/rooms/resume/events", {"Last-Event-ID": str(last)})
+    again = Sse(viewer, "/api/rooms/resume/events", {"Last-Event-ID": last_id})
     got = again.take(len(missed))
     again.close()
     assert [e["kind"] for _, e in got].count("snapshot") == 0
@@ -156,6 +159,28 @@ def test_a_resume_that_cannot_be_honoured_starts_over_from_a_snapshot(viewer):
         event_id, e = sse.next()
         sse.close()
         assert e["kind"] == "snapshot" and event_id == events[-1].sequence
+
+
+def test_an_id_from_another_server_process_starts_over_from_a_snapshot(viewer):
+    events = publish(viewer, "reborn", TURNS[:1], 2000)
+    Sse(viewer, "/api/rooms/reborn/events").close()  # history kept from here
+    n = events[-1].sequence
+    # the same sequence numbered by a server that has since restarted: not this room's
+    sse = Sse(viewer, "/api/rooms/reborn/events", {"Last-Event-ID": f"{n - 2}/0bad0bad"})
+    event_id, e = sse.next()
+    sse.close()
+    assert e["kind"] == "snapshot" and event_id == n
+
+
+def test_a_dropped_room_tells_the_page_to_start_over():
+    with ServerThread(test_config(http_port=0, idle_timeout_s=3600)) as s:
+        publish(s, "gone", TURNS[:1], 2000)
+        sse = Sse(s, "/api/rooms/gone/events")
+        sse.next()
+        s.call(lambda: s.running.registry.drop_room(("", "gone")))
+        assert sse.resp.readline() == b"event: reset\n"
+        assert sse.resp.readline() == b"data: {}\n"
+        sse.close()
 
 
 def test_a_stream_may_wait_for_its_room(viewer):

@@ -29,6 +29,7 @@ import json
 import logging
 import pathlib
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -139,13 +140,23 @@ def event_json(e: pb.RoomEvent) -> dict:
     return out
 
 
-def sse_id(e: pb.RoomEvent) -> int:
-    return e.snapshot.sequence if e.HasField("snapshot") else e.sequence
+def sse_id(e: pb.RoomEvent, boot: str) -> str:
+    """``<sequence>/<boot>``: the room's sequence (a snapshot's is the last it includes),
+    and this server process's boot id. A room that starts over in a restarted server
+    numbers its events from 1 again, so a sequence alone could resume a browser into the
+    wrong room's history; the boot id tells it apart."""
+    return f"{e.snapshot.sequence if e.HasField('snapshot') else e.sequence}/{boot}"
 
 
-def sse_message(e: pb.RoomEvent) -> bytes:
-    return f"id: {sse_id(e)}\ndata: {json.dumps(event_json(e), separators=(',', ':'))}\n\n" \
-        .encode()
+def sse_message(e: pb.RoomEvent, boot: str) -> bytes:
+    data = json.dumps(event_json(e), separators=(",", ":"))
+    return f"id: {sse_id(e, boot)}\ndata: {data}\n\n".encode()
+
+
+RESET = b"event: reset\ndata: {}\n\n"
+"""Sent when a room's feed ends because the room was dropped: its next incarnation will
+number events from 1 again, so the page must start over from a snapshot."""
+_EVENT_ID = re.compile(r"(\d{1,19})(?:/([0-9a-f]{1,32}))?")
 
 
 def _principal_json(p: Principal, auth: bool) -> dict:
@@ -250,7 +261,8 @@ class WebViewer:
         self.demo: DemoInfo | None = None
         self.rates = SwitchRates(lambda: self.running.feed)
         self.port = 0
-        self._streams: set[asyncio.Task] = set()
+        self.boot = secrets.token_hex(4)
+        self._streams: dict[asyncio.Task, asyncio.Queue] = {}
         self._runner: web.AppRunner | None = None
         app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024)
         app.on_response_prepare.append(self._headers)
@@ -279,12 +291,15 @@ class WebViewer:
         log.info("web viewer on http://%s:%d/", host, self.port)
 
     async def stop(self) -> None:
-        """Close the event streams first: they would otherwise hold the shutdown open."""
+        """End the event streams first, cleanly (a browser sees the stream end and
+        reconnects; a cut one is a network error in its console), then the server."""
         self.rates.close()
-        for task in list(self._streams):
-            task.cancel()
+        for queue in self._streams.values():
+            queue.put_nowait(None)
         if self._runner is not None:
             await self._runner.cleanup()
+        for task in list(self._streams):  # any that did not finish in shutdown_timeout
+            task.cancel()
 
     # --------------------------------------------------------------- plumbing
     @web.middleware
@@ -416,18 +431,22 @@ class WebViewer:
         return web.json_response(message_json(st))
 
     # --------------------------------------------------------------- event stream
-    @staticmethod
-    def _after(request: web.Request) -> int | None:
+    def _after(self, request: web.Request) -> int | None:
         """Where to resume: the browser's ``Last-Event-ID`` (set when it reconnects), else
-        ``?after=``; None for a snapshot first."""
+        ``?after=``, each an event id (``<sequence>[/<boot>]``); None for a snapshot first,
+        also when the id comes from another server process (see ``sse_id``)."""
         for name, text in (("Last-Event-ID", request.headers.get("Last-Event-ID")),
                            ("after", request.query.get("after"))):
             if text is None or text == "":
                 continue
-            if not text.isdigit() or len(text) > 19:
+            m = _EVENT_ID.fullmatch(text)
+            if m is None:
                 raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, name,
-                               f"must be an event sequence number (0 or more), got {text!r}")
-            return int(text)
+                               f"must be an event id (a sequence number, 0 or more, "
+                               f"optionally /<boot id>), got {text!r}")
+            if m.group(2) is not None and m.group(2) != self.boot:
+                return None  # numbered by another server process: start over
+            return int(m.group(1))
         return None
 
     @staticmethod
@@ -482,8 +501,8 @@ class WebViewer:
                                            "X-Accel-Buffering": "no"})
         task = asyncio.current_task()
         assert task is not None
-        self._streams.add(task)
         queue: asyncio.Queue[pb.RoomEvent | None] = asyncio.Queue()
+        self._streams[task] = queue
         pump = asyncio.create_task(self._pump(events, first, queue, room_id))
         try:
             await resp.prepare(request)
@@ -494,24 +513,28 @@ class WebViewer:
                 except TimeoutError:
                     await resp.write(b": keepalive\n\n")
                     continue
-                if event is None:
-                    break  # the room was dropped, or this subscriber fell behind
-                await resp.write(sse_message(event))
+                if event is None:  # the room was dropped, or this subscriber fell behind
+                    if pump.done() and pump.result():
+                        await resp.write(RESET)
+                    break
+                await resp.write(sse_message(event, self.boot))
         except ConnectionError:
             pass  # the browser went away
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-            self._streams.discard(task)
+            self._streams.pop(task, None)
         return resp
 
     async def _pump(self, events: AsyncIterator[pb.RoomEvent], first: pb.RoomEvent | None,
-                    queue: asyncio.Queue, room_id: str) -> None:
+                    queue: asyncio.Queue, room_id: str) -> bool:
         """Feed -> queue, so the writer can wait with a keepalive timeout without ever
         cancelling the feed mid-event. A browser that reads slower than the room speaks is
-        dropped like a slow Watch: it reconnects and resumes from where it was."""
+        dropped like a slow Watch: it reconnects and resumes from where it was. Returns
+        True when the room itself is gone (its feed ended)."""
         limit = self.config.watch_queue_events
+        room_gone = False
         try:
             async with contextlib.aclosing(events):
                 if first is not None:
@@ -520,12 +543,14 @@ class WebViewer:
                     if queue.qsize() >= limit:
                         log.info("event stream of room %r fell %d events behind; dropped",
                                  room_id, limit)
-                        break
+                        return False
                     queue.put_nowait(e)
+            room_gone = True
         except FeedError as e:
             log.info("event stream of room %r ended: %s (%s)", room_id, e.message, e.code.name)
         finally:
             queue.put_nowait(None)
+        return room_gone
 
     # --------------------------------------------------------------- state events
     async def post_event(self, request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ const SYNC_TOLERANCE_S = 0.25;
 const roomId = decodeURIComponent(location.pathname.split("/")[2] || "");
 const view = {
   seq: -1,            // last event sequence applied (-1: no snapshot yet)
+  lastEventId: "",    // the stream's id of it ("<sequence>/<server boot id>")
   tMs: 0,             // the room's media time as far as we know
   shown: "", audio: "", pinned: "", presenter: "",
   forwarding: [], ranked: [],
@@ -146,13 +147,20 @@ function setStatus(state, text) {
 function openStream() {
   // A new EventSource sends no Last-Event-ID: say where we are with ?after= instead (the
   // browser's own reconnects send the header, which the server prefers).
-  const after = view.seq >= 0 ? `&after=${view.seq}` : "";
+  const after = view.lastEventId ? `&after=${encodeURIComponent(view.lastEventId)}` : "";
   source = new EventSource(`/api/rooms/${encodeURIComponent(roomId)}/events?wait=1${after}`);
   source.onopen = () => setStatus("waiting", "waiting for the room…");
   source.onmessage = (m) => {
     if (document.getElementById("status").dataset.state !== "live") setStatus("live", "live");
+    view.lastEventId = m.lastEventId;
     apply(JSON.parse(m.data));
   };
+  source.addEventListener("reset", () => {   // the room was dropped: start over
+    source.close();
+    view.lastEventId = "";
+    setStatus("waiting", "waiting for the room…");
+    openStream();
+  });
   source.onerror = () => {
     if (source.readyState === EventSource.CLOSED) {   // refused: check the sign-in, retry
       source.close();
