@@ -10,10 +10,19 @@ GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py
 TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
 
-.PHONY: run test install proto bench bench-load bench-quality soak clean
+.PHONY: run demo demo-data test install proto bench bench-load bench-quality soak clean
 
 run: $(STAMP) $(GEN)
-	$(VENV)/bin/speakerswitch serve --insecure-no-auth
+	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080
+
+# The web viewer with a bundled conversation streaming through it (http://127.0.0.1:8080).
+demo: $(STAMP) $(GEN)
+	$(VENV)/bin/speakerswitch demo
+
+# Rebuild service/demo_data/ from the script in service/demo_build.py (needs Debian's
+# espeak-ng and opus-tools; the output is committed, so only maintainers run this).
+demo-data: $(STAMP)
+	$(PY) -m service.demo_build --out service/demo_data
 
 test: $(STAMP) $(GEN) $(TOOLS)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -48,9 +57,10 @@ $(GEN): $(PROTO) | $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Tools some tests use from Debian's packages (promtool checks deploy/prometheus). Installed
-# when this machine can (root + apt-get); otherwise those tests skip and say why.
-$(TOOLS): | $(PY)
+# Tools some tests use from Debian's packages (promtool checks deploy/prometheus; chromium
+# runs the browser tests). Installed when this machine can (root + apt-get); otherwise
+# those tests skip and say why.
+$(TOOLS): Makefile | $(PY)
 	@command -v promtool >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing promtool (Debian package prometheus)"; \
@@ -58,6 +68,13 @@ $(TOOLS): | $(PY)
 	      --no-install-recommends prometheus >/dev/null) \
 	    || echo "note: could not install promtool; its tests will be skipped"; \
 	  else echo "note: no promtool and no way to install it here; its tests will be skipped"; fi; }
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (Debian package) for the browser tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      --no-install-recommends chromium >/dev/null) \
+	    || echo "note: could not install chromium; the browser tests will be skipped"; \
+	  else echo "note: no chromium and no way to install it here; the browser tests will be skipped"; fi; }
 	@touch $@
 
 $(STAMP): pyproject.toml | $(PY)

@@ -235,10 +235,13 @@ function renderMain() {
   document.getElementById("main-name").textContent = id || "nobody yet";
   document.getElementById("main-pinned").hidden = !(id && id === view.pinned);
   document.getElementById("main-camoff").hidden = !(p && !p.video);
+  // who really holds the floor when the feed cannot (camera off) or may not (a pin) follow
   const holder = view.participants.get(view.audio);
   const floor = document.getElementById("floor-badge");
-  floor.hidden = !(view.audio && view.audio !== id && holder && !holder.video);
-  floor.textContent = `${view.audio} is speaking · camera off`;
+  const camOff = Boolean(holder && !holder.video);
+  floor.hidden = !(view.audio && view.audio !== id && holder);
+  floor.classList.toggle("camoff", camOff);
+  floor.textContent = `${view.audio} is speaking${camOff ? " · camera off" : ""}`;
   floor.dataset.participant = view.audio;
   const pres = document.getElementById("presenting");
   pres.hidden = !view.presenter;
