@@ -503,6 +503,39 @@ class RoomRegistry:
         room.last_t_ms = t
         return room, out
 
+    def restore(self, state: pb.RoomState, tenant: str = "") -> Room:
+        """Recreate a room from the state another process published (failover): members,
+        camera/mute/pin/presentation state, the shown speaker and floor holder, the
+        forwarding set, the sticky roster, and the sequence to continue from. Emits nothing.
+        The next tick must start at or after ``state.timestamp_ms`` (a retried tick that
+        the previous owner already processed is refused, not processed twice)."""
+        config = pb.RoomConfig()
+        config.CopyFrom(state.config)
+        room = self._create_room(tenant, state.room_id, config)
+        t = state.timestamp_ms
+        ranked = {s.participant_id: s.activity for s in state.active_speakers}
+        eng = self.engine
+        for p in state.participants:
+            slot = self._join(room, p.participant_id)
+            eng.restore_participant(
+                slot, t, video=p.video, muted=p.muted, speaking=p.speaking,
+                noise_floor_dbov=None if p.noise_floor_dbov <= -127 else p.noise_floor_dbov,
+                level_dbov=p.level_dbov, activity_share=ranked.get(p.participant_id, 0.0))
+        slot = lambda pid: room.slots.get(pid, NO_SLOT)  # noqa: E731
+        presenters = [slot(p.participant_id) for p in state.participants if p.screen_share]
+        if state.presenter_id in room.slots:  # the one in the main feed presents last
+            presenters.remove(slot(state.presenter_id))
+            presenters.append(slot(state.presenter_id))
+        eng.restore_decisions(room.index, t, shown=slot(state.speaker_id),
+                              holder=slot(state.audio_speaker_id), pinned=slot(state.pinned_id),
+                              presenters=presenters,
+                              forwarding=[slot(p) for p in state.forwarding if p in room.slots])
+        self._set_roster(room, tuple(state.roster))
+        room.sequence = state.sequence
+        room.end_t_ms = t
+        room.last_t_ms = room.last_audio_t_ms = t - 1
+        return room
+
     def _create_room(self, tenant: str, room_id: str, config: pb.RoomConfig) -> Room:
         cfg = pb.RoomConfig()
         cfg.CopyFrom(config)
@@ -624,7 +657,8 @@ class RoomRegistry:
                            speaker_id=name(st.shown[r]), audio_speaker_id=name(st.holder[r]),
                            pinned_id=name(st.pinned[r]), config=cfg,
                            presenter_id=name(presenters[-1]) if presenters else "",
-                           forwarding=[name(s) for s in st.last_forwarding[r]])
+                           forwarding=[name(s) for s in st.last_forwarding[r]],
+                           roster=room.roster)
         for pid, s in room.slots.items():
             # `speaking` as last reported in SpeakingChanged, so a Watch snapshot and the
             # events after it agree
