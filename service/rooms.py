@@ -732,7 +732,7 @@ class RoomRegistry:
             self.drop_room(key)
         return gone
 
-    def drop_room(self, key: RoomKey) -> None:
+    def drop_room(self, key: RoomKey, reason: str = "idle") -> None:
         room = self.rooms.pop(key)
         self._rooms_per_tenant[room.tenant] -= 1
         if not self._rooms_per_tenant[room.tenant]:
@@ -746,5 +746,5 @@ class RoomRegistry:
         if self.metrics is not None:
             self.metrics.rooms.set(len(self.rooms))
             self.metrics.participants.set(self._participants)
-        log.info("room %r of tenant %r dropped after %.0f s idle", room.room_id, room.tenant,
-                 self.config.idle_timeout_s)
+        log.info("room %r of tenant %r dropped (%s)", room.room_id, room.tenant,
+                 f"{self.config.idle_timeout_s:.0f} s idle" if reason == "idle" else reason)
