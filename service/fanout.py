@@ -1,11 +1,11 @@
 """Redis behind several replicas: decision fan-out and failover state.
 
 Each room is served by one replica at a time (the proxy routes by room). After every batch,
-the owner writes, in one MULTI/EXEC transaction per batch, each changed room's new events
+the owner writes, in one atomic script call per batch, each changed room's new events
 to the room's Redis stream (entry id ``0-<sequence>``, so a reader resumes from a sequence
 number with XREAD; length capped) and the room's ``RoomState`` (its decisions: speaker,
 camera/mute/pin state, forwarding set, roster, last sequence) to the room's state key. The
-transaction is written before the batch's response is sent, so whatever a media server
+batch is written before its response is sent, so whatever a media server
 has seen is in Redis.
 
 A ``Watch`` on any replica reads that stream (``RedisFeed``). A replica that receives a
@@ -34,6 +34,25 @@ EVENT_FIELD = b"e"
 READ_BLOCK_MS = 1000
 """XREAD blocks at most this long, so a cancelled subscriber frees its connection soon."""
 READ_COUNT = 512
+PUBLISH_SCRIPT = """
+-- One batch, atomically (a script runs alone in Redis): for each room, its new events
+-- appended to its stream under ids 0-<sequence>, the stream capped, and its state replaced.
+-- KEYS: stream and state key of each room. ARGV: maxlen, ttl_ms, then per room the number
+-- of events, the state, and the (sequence, event) pairs.
+local maxlen, ttl = ARGV[1], tonumber(ARGV[2])
+local a = 3
+for r = 1, #KEYS, 2 do
+  local n = tonumber(ARGV[a])
+  redis.call('SET', KEYS[r + 1], ARGV[a + 1], 'PX', ttl)
+  a = a + 2
+  for _ = 1, n do
+    redis.call('XADD', KEYS[r], 'MAXLEN', '~', maxlen, '0-' .. ARGV[a], 'e', ARGV[a + 1])
+    a = a + 2
+  end
+  redis.call('PEXPIRE', KEYS[r], ttl)
+end
+return #KEYS / 2
+"""
 WAIT_FOR_ROOM_POLL_S = 0.1
 REVALIDATE_AFTER_S = 2.0
 """A room this replica has not been sent for this long (wall time) may have been served by
@@ -41,7 +60,7 @@ another replica meanwhile (a failover, then the proxy moving it back): its seque
 checked against Redis before the next tick, and a newer state there replaces ours."""
 
 
-def _entry_id(sequence: int) -> str:
+def _entry_id(sequence: int) -> str:  # the script writes the same form
     return f"0-{sequence}"
 
 
@@ -59,6 +78,7 @@ class RedisFanout:
         self.stream_events = stream_events
         self.ttl_ms = int(ttl_s * 1000)
         self.metrics = metrics
+        self._publish = self.redis.register_script(PUBLISH_SCRIPT)
 
     async def connect(self) -> None:
         await self.redis.ping()
@@ -91,20 +111,18 @@ class RedisFanout:
         by_room: dict[str, list[pb.RoomEvent]] = {}
         for e in response.events:
             by_room.setdefault(e.room_id, []).append(e)
-        pipe = self.redis.pipeline(transaction=True)
+        keys: list[str] = []
+        args: list[bytes | int | str] = [self.stream_events, self.ttl_ms]
         for room_id, events in by_room.items():
-            stream = self.stream_key(tenant, room_id)
-            for e in events:
-                pipe.xadd(stream, {EVENT_FIELD: e.SerializeToString()},
-                          id=_entry_id(e.sequence), maxlen=self.stream_events,
-                          approximate=True)
-            pipe.pexpire(stream, self.ttl_ms)
             state = registry.room_state(room_id, tenant)
-            if state is not None:
-                pipe.set(self.state_key(tenant, room_id), state.SerializeToString(),
-                         px=self.ttl_ms)
+            if state is None:  # a leave emptied and dropped it in this very batch
+                continue
+            keys += (self.stream_key(tenant, room_id), self.state_key(tenant, room_id))
+            args += (len(events), state.SerializeToString())
+            for e in events:
+                args += (e.sequence, e.SerializeToString())
         try:
-            await pipe.execute()
+            await self._publish(keys=keys, args=args)
         except RedisError as e:  # the media server still gets its decisions
             self._error("publish", e)
 

@@ -659,15 +659,18 @@ class RoomRegistry:
                            presenter_id=name(presenters[-1]) if presenters else "",
                            forwarding=[name(s) for s in st.last_forwarding[r]],
                            roster=room.roster)
-        for pid, s in room.slots.items():
-            # `speaking` as last reported in SpeakingChanged, so a Watch snapshot and the
-            # events after it agree
-            out.participants.add(participant_id=pid, speaking=bool(st.reported_speaking[s]),
-                                 level_dbov=float(st.level_smooth[s]),
-                                 noise_floor_dbov=float(np.nan_to_num(st.noise_floor[s],
-                                                                      nan=-127.0)),
-                                 video=bool(st.video[s]), muted=bool(st.muted[s]),
-                                 screen_share=s in presenters)
+        # `speaking` as last reported in SpeakingChanged, so a Watch snapshot and the events
+        # after it agree; read per column, not per participant (this runs for every room
+        # that changed when decisions are shared through Redis)
+        slots = np.fromiter(room.slots.values(), np.int64, len(room.slots))
+        columns = zip(room.slots, st.reported_speaking[slots].tolist(),
+                      st.level_smooth[slots].tolist(),
+                      np.nan_to_num(st.noise_floor[slots], nan=-127.0).tolist(),
+                      st.video[slots].tolist(), st.muted[slots].tolist(), slots.tolist())
+        add = out.participants.add
+        for pid, speaking, level, floor, video, muted, s in columns:
+            add(participant_id=pid, speaking=speaking, level_dbov=level, noise_floor_dbov=floor,
+                video=video, muted=muted, screen_share=s in presenters)
         slots, levels, speaking, act = self.engine.ranking(r)
         for s, lv, spk, a in zip(slots, levels, speaking, act):
             out.active_speakers.add(participant_id=name(s), level_dbov=lv, speaking=spk,
