@@ -57,24 +57,22 @@ $(GEN): $(PROTO) | $(STAMP)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Tools some tests use from Debian's packages (promtool checks deploy/prometheus; chromium
-# runs the browser tests). Installed when this machine can (root + apt-get); otherwise
-# those tests skip and say why.
+# Tools some tests use from Debian's packages: promtool (package prometheus) checks
+# deploy/prometheus; redis-server and nginx run the scale-out tests;
+# chromium runs the browser tests (tests/test_browser.py). Installed when this
+# machine can (root + apt-get); otherwise those tests skip and say why.
+DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromium:chromium
+
 $(TOOLS): Makefile | $(PY)
-	@command -v promtool >/dev/null 2>&1 || { \
+	@missing=""; for t in $(DEBIAN_TOOLS); do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing promtool (Debian package prometheus)"; \
+	    echo "installing Debian packages:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends prometheus >/dev/null) \
-	    || echo "note: could not install promtool; its tests will be skipped"; \
-	  else echo "note: no promtool and no way to install it here; its tests will be skipped"; fi; }
-	@test -x /usr/bin/chromium || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium (Debian package) for the browser tests"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	      --no-install-recommends chromium >/dev/null) \
-	    || echo "note: could not install chromium; the browser tests will be skipped"; \
-	  else echo "note: no chromium and no way to install it here; the browser tests will be skipped"; fi; }
+	      --no-install-recommends $$missing >/dev/null) \
+	    || echo "note: could not install$$missing; the tests that need them will be skipped"; \
+	  else echo "note: missing$$missing and no way to install here; their tests will be skipped"; fi; fi
 	@touch $@
 
 $(STAMP): pyproject.toml | $(PY)

@@ -78,93 +78,102 @@ def histogram_quantiles(text: str, name: str, qs=(0.5, 0.99)) -> dict[float, flo
 
 
 def run(rooms: int, participants: int, seconds: float) -> dict:
+    """Start a server of our own, drive it, stop it."""
     port, mport = free_port(), free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--insecure-no-auth", "--port", str(port),
          "--metrics-port", str(mport), "--log-level", "WARNING"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}",
-                                        options=[("grpc.max_send_message_length", 64 << 20)])
-        grpc.channel_ready_future(channel).result(timeout=30)
-        stub = pb_grpc.SpeakerSwitchStub(channel)
-        roster = [f"p{i}" for i in range(participants)]
-        sent_at: dict[int, float] = {}
-        outbox: queue.Queue = queue.Queue()
-        n_ticks = int(seconds * 1000 / TICK_MS)
-
-        def requests():
-            while True:
-                r = outbox.get()
-                if r is None:
-                    return
-                yield r
-
-        responses = stub.Stream(requests())
-        stats = dict(frames=0, events=0, switches=0, rejections=0, rtt=[])
-
-        def reader():
-            for resp in responses:
-                stats["rtt"].append(time.perf_counter() - sent_at.pop(resp.batch_id))
-                stats["events"] += len(resp.events)
-                stats["switches"] += sum(1 for e in resp.events if e.HasField("switch"))
-                stats["rejections"] += len(resp.rejections)
-
-        th = threading.Thread(target=reader, daemon=True)
-        th.start()
-        rss = {"start": rss_kib(server.pid)}
-        cpu0 = cpu_s(server.pid)
-        t0 = time.perf_counter()
-        late = 0
-        for k in range(n_ticks):
-            due = t0 + k * TICK_MS / 1000
-            now = time.perf_counter()
-            if now < due:
-                time.sleep(due - now)
-            elif now - due > TICK_MS / 1000:
-                late += 1
-            req = pb.StreamRequest(batch_id=k + 1)
-            for r, lv in enumerate(levels_for(k, rooms, participants)):
-                tick = req.ticks.add(room_id=f"room-{r}", timestamp_ms=k * TICK_MS,
-                                     duration_ms=TICK_MS)
-                tick.levels.levels = lv
-                if k == 0:
-                    tick.levels.roster.extend(roster)
-            sent_at[k + 1] = time.perf_counter()
-            outbox.put(req)
-            stats["frames"] += rooms * participants
-            if k == n_ticks // 2:
-                rss["middle"] = rss_kib(server.pid)
-        outbox.put(None)
-        th.join(60)
-        wall = time.perf_counter() - t0
-        rss["end"] = rss_kib(server.pid)
-        server_cpu = cpu_s(server.pid) - cpu0
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
-        errors = sum(float(v) for v in re.findall(r"^speakerswitch_errors_total\{[^}]*\} (\S+)$",
-                                                  metrics, re.M))
-        proc_q = histogram_quantiles(metrics, "speakerswitch_processing_latency_seconds")
-        rtt = np.array(stats["rtt"]) * 1000
-        return dict(rooms=rooms, participants=participants, seconds=round(wall, 1),
-                    batches=n_ticks, answered=len(stats["rtt"]), late_sends=late,
-                    frames=stats["frames"], events=stats["events"], switches=stats["switches"],
-                    rejections=stats["rejections"], server_errors=errors,
-                    rtt_p50_ms=round(float(np.percentile(rtt, 50)), 2),
-                    rtt_p99_ms=round(float(np.percentile(rtt, 99)), 2),
-                    rtt_max_ms=round(float(rtt.max()), 2),
-                    # a growing backlog shows as a later round trip far above the early one
-                    rtt_first_third_p50_ms=round(float(np.median(rtt[: len(rtt) // 3])), 2),
-                    rtt_last_third_p50_ms=round(float(np.median(rtt[-(len(rtt) // 3):])), 2),
-                    processing_p50_ms_bucket=proc_q[0.5] * 1000,
-                    processing_p99_ms_bucket=proc_q[0.99] * 1000,
-                    server_cpu_share=round(server_cpu / wall, 3),
-                    rss_mib={k: round(v / 1024, 1) for k, v in rss.items()})
+        return drive(f"127.0.0.1:{port}", server.pid, mport, rooms, participants, seconds)
     finally:
         server.terminate()
         try:
             server.wait(15)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def drive(target: str, server_pid: int, metrics_port: int, rooms: int, participants: int,
+          seconds: float) -> dict:
+    """Stream to ``target`` (a server, or a proxy in front of the server ``server_pid``
+    whose metrics are on ``metrics_port``) in real time; measure."""
+    pid, mport = server_pid, metrics_port
+    channel = grpc.insecure_channel(target,
+                                    options=[("grpc.max_send_message_length", 64 << 20)])
+    grpc.channel_ready_future(channel).result(timeout=30)
+    stub = pb_grpc.SpeakerSwitchStub(channel)
+    roster = [f"p{i}" for i in range(participants)]
+    sent_at: dict[int, float] = {}
+    outbox: queue.Queue = queue.Queue()
+    n_ticks = int(seconds * 1000 / TICK_MS)
+
+    def requests():
+        while True:
+            r = outbox.get()
+            if r is None:
+                return
+            yield r
+
+    responses = stub.Stream(requests())
+    stats = dict(frames=0, events=0, switches=0, rejections=0, rtt=[])
+
+    def reader():
+        for resp in responses:
+            stats["rtt"].append(time.perf_counter() - sent_at.pop(resp.batch_id))
+            stats["events"] += len(resp.events)
+            stats["switches"] += sum(1 for e in resp.events if e.HasField("switch"))
+            stats["rejections"] += len(resp.rejections)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    rss = {"start": rss_kib(pid)}
+    cpu0 = cpu_s(pid)
+    t0 = time.perf_counter()
+    late = 0
+    for k in range(n_ticks):
+        due = t0 + k * TICK_MS / 1000
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        elif now - due > TICK_MS / 1000:
+            late += 1
+        req = pb.StreamRequest(batch_id=k + 1)
+        for r, lv in enumerate(levels_for(k, rooms, participants)):
+            tick = req.ticks.add(room_id=f"room-{r}", timestamp_ms=k * TICK_MS,
+                                 duration_ms=TICK_MS)
+            tick.levels.levels = lv
+            if k == 0:
+                tick.levels.roster.extend(roster)
+        sent_at[k + 1] = time.perf_counter()
+        outbox.put(req)
+        stats["frames"] += rooms * participants
+        if k == n_ticks // 2:
+            rss["middle"] = rss_kib(pid)
+    outbox.put(None)
+    th.join(60)
+    wall = time.perf_counter() - t0
+    rss["end"] = rss_kib(pid)
+    server_cpu = cpu_s(pid) - cpu0
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+    errors = sum(float(v) for v in re.findall(r"^speakerswitch_errors_total\{[^}]*\} (\S+)$",
+                                              metrics, re.M))
+    proc_q = histogram_quantiles(metrics, "speakerswitch_processing_latency_seconds")
+    rtt = np.array(stats["rtt"]) * 1000
+    return dict(rooms=rooms, participants=participants, seconds=round(wall, 1),
+                batches=n_ticks, answered=len(stats["rtt"]), late_sends=late,
+                frames=stats["frames"], events=stats["events"], switches=stats["switches"],
+                rejections=stats["rejections"], server_errors=errors,
+                rtt_p50_ms=round(float(np.percentile(rtt, 50)), 2),
+                rtt_p99_ms=round(float(np.percentile(rtt, 99)), 2),
+                rtt_max_ms=round(float(rtt.max()), 2),
+                # a growing backlog shows as a later round trip far above the early one
+                rtt_first_third_p50_ms=round(float(np.median(rtt[: len(rtt) // 3])), 2),
+                rtt_last_third_p50_ms=round(float(np.median(rtt[-(len(rtt) // 3):])), 2),
+                processing_p50_ms_bucket=proc_q[0.5] * 1000,
+                processing_p99_ms_bucket=proc_q[0.99] * 1000,
+                server_cpu_share=round(server_cpu / wall, 3),
+                rss_mib={k: round(v / 1024, 1) for k, v in rss.items()})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -174,6 +174,38 @@ class Engine:
         d = switching.set_presenting(self.st, room, slot, on, t_ms)
         return [d] if d is not None else []
 
+    # ------------------------------------------------------------------ failover
+    def restore_participant(self, slot: int, t_ms: int, *, video: bool, muted: bool,
+                            speaking: bool, noise_floor_dbov: float | None,
+                            level_dbov: float, activity_share: float = 0.0) -> None:
+        """Warm a newly added participant with what another process knew of it (a room
+        moving after a failure): its camera and mute state, and enough of its audio
+        state that a speaker who goes on talking keeps the floor (``t_ms``: when it was
+        last known). Audio history is not needed: the rest rebuilds in a few seconds."""
+        st = self.st
+        st.video[slot], st.muted[slot] = video, muted
+        if noise_floor_dbov is not None:
+            st.noise_floor[slot] = noise_floor_dbov
+        st.level_smooth[slot] = level_dbov
+        st.activity[slot] = activity_share
+        st.speaking[slot] = st.reported_speaking[slot] = speaking
+        if speaking:
+            st.last_active_ms[slot] = st.run_start_ms[slot] = st.onset_ms[slot] = t_ms
+            st.last_frame_ms[slot] = t_ms
+
+    def restore_decisions(self, room: int, t_ms: int, *, shown: int, holder: int,
+                          pinned: int, presenters: list[int], forwarding: list[int]) -> None:
+        """Take over the decisions another process had made for ``room`` (failover), with
+        no events: the first tick here then changes nothing that its audio does not."""
+        st = self.st
+        st.shown[room], st.holder[room], st.pinned[room] = shown, holder, pinned
+        st.presenters[room] = list(presenters)
+        # members count as just admitted: a failover is no reason to churn the SFU's streams
+        st.forwarding[room] = list(forwarding)
+        st.forwarding_since[room] = {s: t_ms for s in forwarding}
+        st.last_forwarding[room] = tuple(forwarding)
+        st.room_t_ms[room] = t_ms
+
     def _with_forwarding(self, room: int, t_ms: int, out: list[ev.Event],
                          started: list[int] | tuple[int, ...] = ()) -> list[ev.Event]:
         f = forwarding.refresh(self.st, room, t_ms, started)

@@ -42,6 +42,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--workers", type=int, help="processes sharing the port (1); worker i "
                    "serves metrics on metrics-port + i")
+    p.add_argument("--redis-url", help="share decisions and room state through this Redis "
+                   "(redis://host:port/db) for several replicas; see README: Scaling out")
+    p.add_argument("--redis-prefix", help="key prefix in Redis (speakerswitch)")
     sec = p.add_argument_group("security (see README: Security)")
     sec.add_argument("--insecure-no-auth", action="store_true", default=None,
                      help="accept calls without a token (local development only)")
@@ -213,7 +216,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
             "profile", "idle_timeout_s",
             "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level",
             "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
-            "tls_key_file", "tls_client_ca_file", "workers"]
+            "tls_key_file", "tls_client_ca_file", "workers", "redis_url", "redis_prefix"]
     try:
         cfg = config_mod.load({k: getattr(a, k) for k in keys}, a.config)
     except (ValueError, OSError) as e:
@@ -221,17 +224,21 @@ def cmd_serve(a: argparse.Namespace) -> int:
         return 2
     if cfg.workers > 1:
         return _serve_workers(cfg)
-    _serve_one(cfg)
-    return 0
+    return _serve_one(cfg)
 
 
-def _serve_one(cfg) -> None:
+def _serve_one(cfg) -> int:
     from .server import serve
 
     logging.basicConfig(level=cfg.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(cfg))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(cfg))
+    except OSError as e:  # a port taken, Redis unreachable: say so, no traceback
+        print(f"speakerswitch serve: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _serve_workers(cfg) -> int:

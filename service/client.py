@@ -1,7 +1,10 @@
 """A small typed client of the speakerswitch gRPC API (used by the CLI and the tests)."""
 from __future__ import annotations
 
+import contextlib
 import queue
+import time
+import zlib
 from collections.abc import Iterable, Iterator
 
 import grpc
@@ -11,6 +14,17 @@ from .api import speakerswitch_pb2_grpc as pb_grpc
 
 
 _END = object()
+
+SHARD_HEADER = "x-speakerswitch-shard"
+"""Request metadata a room-affine proxy hashes on (deploy/nginx, deploy/envoy)."""
+DEFAULT_SHARDS = 16
+
+
+def shard_of(room_id: str, shards: int = DEFAULT_SHARDS) -> int:
+    """The shard of a room: every tick of a room goes down the stream of its shard, and the
+    proxy sends each shard's stream to one replica. CRC-32, so any language can compute it
+    (zlib, java.util.zip.CRC32, Go's hash/crc32)."""
+    return zlib.crc32(room_id.encode()) % shards
 
 
 class StreamSession:
@@ -38,6 +52,72 @@ class StreamSession:
             pass
 
     def __enter__(self) -> "StreamSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ShardedSession:
+    """A media server's stream split by room shard for a room-affine proxy: one stream per
+    shard that has rooms, each opened with the shard in ``x-speakerswitch-shard``. A batch
+    goes out as one request per shard; the responses come back merged, with rejection
+    indexes referring to the caller's ticks. A stream that fails (its replica died) is
+    reopened and its request sent again, up to ``retries`` times: the proxy routes the new
+    stream to a live replica, which takes the rooms over from Redis."""
+
+    def __init__(self, client: "Client", shards: int = DEFAULT_SHARDS, retries: int = 5,
+                 retry_backoff_s: float = 0.05) -> None:
+        self.client, self.shards = client, shards
+        self.retries, self.retry_backoff_s = retries, retry_backoff_s
+        self.sessions: dict[int, StreamSession] = {}
+        self.reconnects = 0
+
+    def _session(self, shard: int) -> StreamSession:
+        s = self.sessions.get(shard)
+        if s is None:
+            s = self.sessions[shard] = self.client.session(((SHARD_HEADER, str(shard)),))
+        return s
+
+    def _send_shard(self, shard: int, ticks: list[pb.RoomTick]) -> pb.StreamResponse:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._session(shard).send(pb.StreamRequest(ticks=ticks))
+            except grpc.RpcError as e:
+                if attempt == self.retries or e.code() not in (
+                        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
+                        grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED):
+                    raise
+                dead = self.sessions.pop(shard)
+                with contextlib.suppress(grpc.RpcError):
+                    dead.close()
+                self.reconnects += 1
+                time.sleep(self.retry_backoff_s * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def send_ticks(self, *ticks: pb.RoomTick) -> pb.StreamResponse:
+        groups: dict[int, list[int]] = {}
+        for i, t in enumerate(ticks):
+            groups.setdefault(shard_of(t.room_id, self.shards), []).append(i)
+        out = pb.StreamResponse()
+        for shard, indexes in groups.items():
+            resp = self._send_shard(shard, [ticks[i] for i in indexes])
+            out.events.extend(resp.events)
+            for r in resp.rejections:
+                if r.field.startswith(f"ticks[{r.tick_index}]"):  # about one tick: renumber
+                    k = r.tick_index
+                    r.tick_index = indexes[k]
+                    r.field = f"ticks[{indexes[k]}]" + r.field[len(f"ticks[{k}]"):]
+                out.rejections.append(r)
+        return out
+
+    def close(self) -> None:
+        for s in self.sessions.values():
+            with contextlib.suppress(grpc.RpcError):
+                s.close()
+        self.sessions.clear()
+
+    def __enter__(self) -> "ShardedSession":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -90,9 +170,13 @@ class Client:
         """Open a media-server stream: one response per request, in order."""
         return self.stub.Stream(iter(requests), metadata=self.metadata)
 
-    def session(self) -> StreamSession:
+    def session(self, extra_metadata: tuple[tuple[str, str], ...] = ()) -> StreamSession:
         """Open a media-server stream to send requests one by one."""
-        return StreamSession(self.stub, self.metadata)
+        return StreamSession(self.stub, (self.metadata or ()) + extra_metadata or None)
+
+    def sharded_session(self, shards: int = DEFAULT_SHARDS) -> ShardedSession:
+        """Streams split by room shard, for replicas behind a room-affine proxy."""
+        return ShardedSession(self, shards)
 
     def get_room(self, room_id: str, timeout_s: float = 10.0) -> pb.RoomState:
         return self.stub.GetRoom(pb.GetRoomRequest(room_id=room_id), timeout=timeout_s,

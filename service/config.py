@@ -52,6 +52,17 @@ class ServiceConfig:
     accepts and their rooms, and serves metrics on metrics_port + its index."""
     reuse_port: bool = False
     """Bind the gRPC port with SO_REUSEPORT (set for each worker when workers > 1)."""
+    # --- scale-out (README "Scaling out") -------------------------------------------------
+    redis_url: str = ""
+    """Redis for several replicas behind a room-affine proxy (e.g. redis://127.0.0.1:6379/0):
+    decisions fan out through it to a Watch on any replica, and a replica that takes over a
+    room restores its decisions from it. Empty: one process, nothing shared."""
+    redis_prefix: str = "speakerswitch"
+    """Key prefix, so several deployments can share one Redis."""
+    redis_stream_events: int = 1024
+    """Events kept per room in its Redis stream (how far back a Watch can resume)."""
+    redis_ttl_s: float = 86400.0
+    """A room's stream and state expire this long after its last change."""
     # --- security ---------------------------------------------------------------------
     insecure_no_auth: bool = False
     """Accept every call without a token, as tenant "" with every grant. For local
@@ -87,12 +98,16 @@ class ServiceConfig:
             raise ValueError("tls_cert_file and tls_key_file go together")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"redis_url: {self.redis_url!r} is not a redis://, rediss:// or "
+                             "unix:// URL")
         if self.profile not in PROFILES:
             raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
         for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
                      "max_ticks_per_batch", "max_rooms", "max_rooms_per_tenant",
                      "max_participants_per_room", "watch_queue_events", "watch_history_events",
-                     "max_streams_per_tenant", "max_batches_per_s"):
+                     "max_streams_per_tenant", "max_batches_per_s", "redis_stream_events",
+                     "redis_ttl_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         if not self.insecure_no_auth and not (self.jwt_secret_file or self.jwt_public_key_file):

@@ -17,7 +17,8 @@ PROCESSING_BUCKETS_S = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e
 SWITCH_REASONS = ("FIRST_SPEAKER", "DOMINANT_SPEAKER", "VIDEO_ON", "VIDEO_OFF", "LEFT", "PINNED",
                   "UNPINNED")
 ERROR_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAUTHENTICATED",
-               "NOT_FOUND", "INTERNAL")
+               "NOT_FOUND", "OUT_OF_RANGE", "UNAVAILABLE", "INTERNAL")
+REDIS_OPS = ("publish", "restore", "watch")
 
 
 class Metrics:
@@ -48,6 +49,12 @@ class Metrics:
                                   registry=r)
         self.streams = Gauge("speakerswitch_streams", "Open media-server streams", registry=r)
         self.watchers = Gauge("speakerswitch_watchers", "Open Watch subscriptions", registry=r)
+        self.rooms_restored = Counter(
+            "speakerswitch_rooms_restored",
+            "Rooms taken over from Redis state (another replica served them before)",
+            registry=r)
+        self.redis_errors = Counter("speakerswitch_redis_errors", "Failed Redis operations",
+                                    ["op"], registry=r)
         # every label value exists from the start, at 0, so rate() and alerts see a series
         # before the first event of its kind
         for kind in ("level", "pcm"):
@@ -56,3 +63,5 @@ class Metrics:
             self.switches.labels(reason)
         for code in ERROR_CODES:
             self.errors.labels(code)
+        for op in REDIS_OPS:
+            self.redis_errors.labels(op)

@@ -503,6 +503,39 @@ class RoomRegistry:
         room.last_t_ms = t
         return room, out
 
+    def restore(self, state: pb.RoomState, tenant: str = "") -> Room:
+        """Recreate a room from the state another process published (failover): members,
+        camera/mute/pin/presentation state, the shown speaker and floor holder, the
+        forwarding set, the sticky roster, and the sequence to continue from. Emits nothing.
+        The next tick must start at or after ``state.timestamp_ms`` (a retried tick that
+        the previous owner already processed is refused, not processed twice)."""
+        config = pb.RoomConfig()
+        config.CopyFrom(state.config)
+        room = self._create_room(tenant, state.room_id, config)
+        t = state.timestamp_ms
+        ranked = {s.participant_id: s.activity for s in state.active_speakers}
+        eng = self.engine
+        for p in state.participants:
+            slot = self._join(room, p.participant_id)
+            eng.restore_participant(
+                slot, t, video=p.video, muted=p.muted, speaking=p.speaking,
+                noise_floor_dbov=None if p.noise_floor_dbov <= -127 else p.noise_floor_dbov,
+                level_dbov=p.level_dbov, activity_share=ranked.get(p.participant_id, 0.0))
+        slot = lambda pid: room.slots.get(pid, NO_SLOT)  # noqa: E731
+        presenters = [slot(p.participant_id) for p in state.participants if p.screen_share]
+        if state.presenter_id in room.slots:  # the one in the main feed presents last
+            presenters.remove(slot(state.presenter_id))
+            presenters.append(slot(state.presenter_id))
+        eng.restore_decisions(room.index, t, shown=slot(state.speaker_id),
+                              holder=slot(state.audio_speaker_id), pinned=slot(state.pinned_id),
+                              presenters=presenters,
+                              forwarding=[slot(p) for p in state.forwarding if p in room.slots])
+        self._set_roster(room, tuple(state.roster))
+        room.sequence = state.sequence
+        room.end_t_ms = t
+        room.last_t_ms = room.last_audio_t_ms = t - 1
+        return room
+
     def _create_room(self, tenant: str, room_id: str, config: pb.RoomConfig) -> Room:
         cfg = pb.RoomConfig()
         cfg.CopyFrom(config)
@@ -624,16 +657,20 @@ class RoomRegistry:
                            speaker_id=name(st.shown[r]), audio_speaker_id=name(st.holder[r]),
                            pinned_id=name(st.pinned[r]), config=cfg,
                            presenter_id=name(presenters[-1]) if presenters else "",
-                           forwarding=[name(s) for s in st.last_forwarding[r]])
-        for pid, s in room.slots.items():
-            # `speaking` as last reported in SpeakingChanged, so a Watch snapshot and the
-            # events after it agree
-            out.participants.add(participant_id=pid, speaking=bool(st.reported_speaking[s]),
-                                 level_dbov=float(st.level_smooth[s]),
-                                 noise_floor_dbov=float(np.nan_to_num(st.noise_floor[s],
-                                                                      nan=-127.0)),
-                                 video=bool(st.video[s]), muted=bool(st.muted[s]),
-                                 screen_share=s in presenters)
+                           forwarding=[name(s) for s in st.last_forwarding[r]],
+                           roster=room.roster)
+        # `speaking` as last reported in SpeakingChanged, so a Watch snapshot and the events
+        # after it agree; read per column, not per participant (this runs for every room
+        # that changed when decisions are shared through Redis)
+        slots = np.fromiter(room.slots.values(), np.int64, len(room.slots))
+        columns = zip(room.slots, st.reported_speaking[slots].tolist(),
+                      st.level_smooth[slots].tolist(),
+                      np.nan_to_num(st.noise_floor[slots], nan=-127.0).tolist(),
+                      st.video[slots].tolist(), st.muted[slots].tolist(), slots.tolist())
+        add = out.participants.add
+        for pid, speaking, level, floor, video, muted, s in columns:
+            add(participant_id=pid, speaking=speaking, level_dbov=level, noise_floor_dbov=floor,
+                video=video, muted=muted, screen_share=s in presenters)
         slots, levels, speaking, act = self.engine.ranking(r)
         for s, lv, spk, a in zip(slots, levels, speaking, act):
             out.active_speakers.add(participant_id=name(s), level_dbov=lv, speaking=spk,
@@ -698,7 +735,7 @@ class RoomRegistry:
             self.drop_room(key)
         return gone
 
-    def drop_room(self, key: RoomKey) -> None:
+    def drop_room(self, key: RoomKey, reason: str = "idle") -> None:
         room = self.rooms.pop(key)
         self._rooms_per_tenant[room.tenant] -= 1
         if not self._rooms_per_tenant[room.tenant]:
@@ -712,5 +749,5 @@ class RoomRegistry:
         if self.metrics is not None:
             self.metrics.rooms.set(len(self.rooms))
             self.metrics.participants.set(self._participants)
-        log.info("room %r of tenant %r dropped after %.0f s idle", room.room_id, room.tenant,
-                 self.config.idle_timeout_s)
+        log.info("room %r of tenant %r dropped (%s)", room.room_id, room.tenant,
+                 f"{self.config.idle_timeout_s:.0f} s idle" if reason == "idle" else reason)

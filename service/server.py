@@ -15,11 +15,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
 from .auth import INSECURE, Authenticator, AuthError, Principal
 from .config import ServiceConfig
+from .fanout import RedisFanout
 from .feed import FeedError, LocalFeed, RoomFeed
 from .metrics import Metrics
 from .rooms import RoomRegistry
@@ -52,9 +54,11 @@ class TokenBucket:
 
 class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
     def __init__(self, registry: RoomRegistry, metrics: Metrics, config: ServiceConfig,
-                 authenticator: Authenticator | None, feed: RoomFeed) -> None:
+                 authenticator: Authenticator | None, feed: RoomFeed,
+                 fanout: RedisFanout | None = None) -> None:
         self.registry = registry
         self.feed = feed
+        self.fanout = fanout
         self.metrics = metrics
         self.config = config
         self.authenticator = authenticator
@@ -103,6 +107,9 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                         message=f"limit max_batches_per_s={self.config.max_batches_per_s:g} "
                                 "exceeded; the batch was not processed")])
                     continue
+                fanout = self.fanout
+                if fanout is not None:
+                    await fanout.restore_missing(self.registry, tenant, request, now)
                 try:
                     response = self.registry.process(request, now, tenant, room_allowed)
                 except Exception:  # a bug must not take the server down with it
@@ -110,6 +117,8 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                     m.errors.labels("INTERNAL").inc()
                     await context.abort(grpc.StatusCode.INTERNAL,
                                         f"internal error processing batch {request.batch_id}")
+                if fanout is not None:  # in Redis before the media server sees it
+                    await fanout.publish(self.registry, tenant, response)
                 yield response
                 m.processing_latency.observe(time.perf_counter() - t0)
         finally:
@@ -150,6 +159,13 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
     async def GetRoom(self, request, context):  # noqa: N802
         principal = await self._reader(context, request.room_id)
         state = self.registry.room_state(request.room_id, principal.tenant)
+        if state is None and self.fanout is not None:  # served by another replica
+            try:
+                state = await self.fanout.state(principal.tenant, request.room_id)
+            except RedisError as e:
+                self.metrics.errors.labels("UNAVAILABLE").inc()
+                await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                    f"event store unavailable: {e}; retry")
         if state is None:
             self.metrics.errors.labels("NOT_FOUND").inc()
             await context.abort(grpc.StatusCode.NOT_FOUND, f"room_id: no room {request.room_id!r}")
@@ -167,6 +183,7 @@ class RunningServer:
     feed: RoomFeed
     _http: object | None = None
     _gc_task: asyncio.Task | None = None
+    fanout: RedisFanout | None = None
     web: WebViewer | None = None
     """The web viewer and its HTTP API (``http_port`` >= 0), on this event loop."""
 
@@ -177,6 +194,8 @@ class RunningServer:
         if self._gc_task is not None:
             self._gc_task.cancel()
         await self.server.stop(grace_s)
+        if self.fanout is not None:
+            await self.fanout.close()
         if self._http is not None:
             self._http.shutdown()
 
@@ -226,13 +245,23 @@ async def start(config: ServiceConfig) -> RunningServer:
     authenticator = authenticator_for(config)
     metrics = Metrics()
     registry = RoomRegistry(config, metrics)
-    feed = LocalFeed(registry, config.watch_queue_events)
+    fanout = None
+    feed: RoomFeed = LocalFeed(registry, config.watch_queue_events)
+    if config.redis_url:
+        fanout = RedisFanout(config.redis_url, config.redis_prefix, config.redis_stream_events,
+                             config.redis_ttl_s, metrics)
+        try:
+            await fanout.connect()
+        except (RedisError, OSError) as e:
+            await fanout.close()
+            raise OSError(f"redis_url: cannot reach {config.redis_url}: {e}") from None
+        feed = fanout
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0)]
     server = grpc.aio.server(options=opts)
     pb_grpc.add_SpeakerSwitchServicer_to_server(
-        SpeakerSwitchService(registry, metrics, config, authenticator, feed), server)
+        SpeakerSwitchService(registry, metrics, config, authenticator, feed, fanout), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -255,12 +284,13 @@ async def start(config: ServiceConfig) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     gc_task = asyncio.create_task(_collect_idle_rooms(registry, config.gc_interval_s))
     gc.freeze()  # what start-up built lives as long as the process: never scan it again
-    log.info("serving gRPC%s on %s:%d, metrics on %s",
+    log.info("serving gRPC%s on %s:%d, metrics on %s%s",
              "" if creds is None else (" (mutual TLS)" if config.tls_client_ca_file else " (TLS)"),
              config.host, port,
-             f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off")
+             f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off",
+             f", decisions shared through {config.redis_url}" if fanout else "")
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
-                            feed, http, gc_task)
+                            feed, http, gc_task, fanout)
     if config.http_port >= 0:
         from .web import start_viewer
 

@@ -68,10 +68,11 @@ def test_compose_stack_references_existing_files():
             assert (base / host).exists(), f"volume source {host} missing"
 
 
-MANIFESTS = sorted(p for p in (DEPLOY / "kubernetes").glob("*.yaml"))
+MANIFESTS = sorted((DEPLOY / "kubernetes").glob("**/*.yaml"))
 
 
-@pytest.mark.parametrize("path", MANIFESTS, ids=[p.name for p in MANIFESTS])
+@pytest.mark.parametrize("path", MANIFESTS,
+                         ids=[str(p.relative_to(DEPLOY / "kubernetes")) for p in MANIFESTS])
 def test_kubernetes_manifests_validate_against_the_schemas(path):
     for doc in yaml.safe_load_all(path.read_text()):
         if doc["apiVersion"].startswith("monitoring.coreos.com/"):
@@ -92,6 +93,39 @@ def test_deployment_probes_grpc_health_and_outlasts_the_drain():
     assert c["resources"]["requests"] and c["resources"]["limits"]
     svc = yaml.safe_load((DEPLOY / "kubernetes" / "service.yaml").read_text())
     assert {p["name"] for p in svc["spec"]["ports"]} == {"grpc", "metrics"}
+
+
+def test_scaleout_proxies_hash_the_header_the_client_sends_onto_the_replicas():
+    from service.client import SHARD_HEADER
+    nginx = (DEPLOY / "nginx" / "nginx.conf").read_text()
+    assert f"hash $http_{SHARD_HEADER.replace('-', '_')} consistent;" in nginx
+    assert "grpc_pass grpc://speakerswitch;" in nginx and "client_max_body_size 0;" in nginx
+    envoy_text = (DEPLOY / "envoy" / "envoy.yaml").read_text()
+    envoy = yaml.safe_load(envoy_text)
+    hcm = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    route = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    assert route["hash_policy"] == [{"header": {"header_name": SHARD_HEADER}}]
+    assert route["timeout"] == "0s"                      # streams are not cut
+    cluster = envoy["static_resources"]["clusters"][0]
+    assert cluster["lb_policy"] == "RING_HASH" and cluster["name"] == route["cluster"]
+    target = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    target = target["address"]["socket_address"]
+    scaleout = DEPLOY / "kubernetes" / "scaleout"
+    svc, sts = yaml.safe_load_all((scaleout / "replicas.yaml").read_text())
+    assert svc["spec"]["clusterIP"] == "None"            # headless: every pod's address
+    assert target["address"] == svc["metadata"]["name"] == sts["spec"]["serviceName"]
+    assert target["port_value"] == next(p["port"] for p in svc["spec"]["ports"]
+                                        if p["name"] == "grpc")
+    env = {e["name"]: e["value"] for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    redis_svc = next(yaml.safe_load_all((scaleout / "redis.yaml").read_text()))
+    assert env["SPEAKERSWITCH_REDIS_URL"] == (f"redis://{redis_svc['metadata']['name']}:"
+                                              f"{redis_svc['spec']['ports'][0]['port']}/0")
+    config_map = next(yaml.safe_load_all((scaleout / "proxy.yaml").read_text()))
+    assert config_map["data"]["envoy.yaml"] == envoy_text  # the shipped file, verbatim
+    # the nginx upstream names are the StatefulSet's pods behind that headless Service
+    pods = {f"{sts['metadata']['name']}-{i}.{svc['metadata']['name']}:{target['port_value']}"
+            for i in range(sts["spec"]["replicas"])}
+    assert set(re.findall(r"server (speakerswitch-\S+)", nginx)) == pods
 
 
 PROMTOOL = shutil.which("promtool")

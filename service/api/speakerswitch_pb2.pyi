@@ -300,7 +300,7 @@ class GetRoomRequest(_message.Message):
     def __init__(self, room_id: _Optional[str] = ...) -> None: ...
 
 class RoomState(_message.Message):
-    __slots__ = ("room_id", "timestamp_ms", "sequence", "speaker_id", "audio_speaker_id", "pinned_id", "participants", "active_speakers", "config", "presenter_id", "forwarding")
+    __slots__ = ("room_id", "timestamp_ms", "sequence", "speaker_id", "audio_speaker_id", "pinned_id", "participants", "active_speakers", "config", "presenter_id", "forwarding", "roster")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +312,7 @@ class RoomState(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     PRESENTER_ID_FIELD_NUMBER: _ClassVar[int]
     FORWARDING_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_FIELD_NUMBER: _ClassVar[int]
     room_id: str
     timestamp_ms: int
     sequence: int
@@ -323,7 +324,8 @@ class RoomState(_message.Message):
     config: RoomConfig
     presenter_id: str
     forwarding: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., audio_speaker_id: _Optional[str] = ..., pinned_id: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[ParticipantState, _Mapping]]] = ..., active_speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ..., presenter_id: _Optional[str] = ..., forwarding: _Optional[_Iterable[str]] = ...) -> None: ...
+    roster: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., audio_speaker_id: _Optional[str] = ..., pinned_id: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[ParticipantState, _Mapping]]] = ..., active_speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ..., presenter_id: _Optional[str] = ..., forwarding: _Optional[_Iterable[str]] = ..., roster: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParticipantState(_message.Message):
     __slots__ = ("participant_id", "speaking", "level_dbov", "noise_floor_dbov", "video", "muted", "screen_share")

@@ -77,7 +77,8 @@ PAGE_EVENTS = ("VIDEO_ON", "VIDEO_OFF", "AUDIO_MUTED", "AUDIO_UNMUTED", "PIN", "
 media server, which knows who is connected."""
 HTTP_STATUS = {grpc.StatusCode.INVALID_ARGUMENT: 400, grpc.StatusCode.OUT_OF_RANGE: 400,
                grpc.StatusCode.UNAUTHENTICATED: 401, grpc.StatusCode.PERMISSION_DENIED: 403,
-               grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.RESOURCE_EXHAUSTED: 429}
+               grpc.StatusCode.NOT_FOUND: 404, grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+               grpc.StatusCode.UNAVAILABLE: 503}
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
