@@ -84,6 +84,7 @@ class Streamer(threading.Thread):
         self.stopping = threading.Event()
         self.started_s: float | None = None
         self.events: list[pb.RoomEvent] = []
+        self.rejected = 0
         self.error: BaseException | None = None
 
     def position_ms(self) -> int | None:
@@ -118,6 +119,7 @@ class Streamer(threading.Thread):
                         if self.stopping.wait(max(0.0, due - time.monotonic())):
                             return
                         response = session.send_ticks(tick)
+                        self.rejected += len(response.rejections)
                         for r in response.rejections:
                             log.warning("tick at %d ms refused: %s: %s", tick.timestamp_ms,
                                         r.field, r.message)
@@ -132,6 +134,9 @@ class Streamer(threading.Thread):
 def demo_config(host: str = "127.0.0.1", port: int = 50051, http_port: int = 8080,
                 metrics_port: int = -1) -> ServiceConfig:
     """A local, unauthenticated service with the viewer on (the demo is for one machine)."""
+    if http_port < 0:
+        raise ValueError(f"http_port: the demo needs the web viewer (a port, or 0 for any), "
+                         f"got {http_port}")
     return ServiceConfig(host=host, port=port, http_host=host, http_port=http_port,
                          metrics_port=metrics_port, insecure_no_auth=True).validate()
 
@@ -144,9 +149,7 @@ async def start_demo(config: ServiceConfig, speed: float = 1.0
     conversation = Conversation.bundled()
     room_id = conversation.script["room_id"]
     running = await start(config)
-    if running.web is None:
-        await running.stop(0)
-        raise ValueError("http_port: the demo needs the web viewer (0 or a port)")
+    assert running.web is not None, "demo_config turns the viewer on"
     streamer = Streamer(f"127.0.0.1:{running.port}", conversation, room_id, speed)
     running.web.demo = DemoInfo(room_id, conversation.audio, conversation.duration_ms,
                                 streamer.position_ms, conversation.script["lines"])

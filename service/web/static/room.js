@@ -7,7 +7,7 @@ import { api, colour, el, initials, seconds, session } from "./common.js";
 const WINDOW_MS = 60000;      // the timeline's span of media time
 const STATE_POLL_MS = 2000;   // roster and camera/mute flags (not in the event stream)
 const REOPEN_MS = 1500;       // after the browser gave up on the stream (e.g. a 5xx)
-const MAX_SWITCHES = 8;
+const MAX_SWITCHES = 5;
 const DB_FLOOR = -80;         // the bottom of level bars and timeline lines
 const SYNC_TOLERANCE_S = 0.25;
 
@@ -329,16 +329,23 @@ function renderTimeline() {
     g.beginPath(); g.moveTo(x(t), top); g.lineTo(x(t), h - band - 12); g.stroke();
     g.fillText(seconds(t), x(t) + 2, h - 2);
   }
+  // ActiveSpeakers comes on change only: a level holds until the next one (a step line)
   for (const [id, series] of view.levels) {
     g.strokeStyle = colour(id);
     g.lineWidth = 1.5;
     g.beginPath();
     let prev = null;
     for (const [t, db] of series) {
-      if (t < start - 1000) continue;
-      if (prev === null || t - prev > 1500) g.moveTo(x(t), y(db)); else g.lineTo(x(t), y(db));
-      prev = t;
+      const xt = x(Math.max(t, start));
+      if (prev === null) {
+        g.moveTo(xt, y(db));
+      } else {
+        g.lineTo(xt, y(prev));
+        g.lineTo(xt, y(db));
+      }
+      prev = db;
     }
+    if (prev !== null) g.lineTo(x(end), y(prev));
     g.stroke();
   }
   const bandY = h - band - 12;
@@ -350,6 +357,8 @@ function renderTimeline() {
     g.fillRect(x(Math.max(t, start)), bandY, x(next) - x(Math.max(t, start)), band);
   }
   g.lineWidth = 1;
+  let nextLabelLeft = Infinity;   // labels are drawn newest first, right to left
+  let row = 0;
   for (const s of view.switches) {
     if (s.t < start) break;
     g.strokeStyle = "#e6edf3";
@@ -359,7 +368,10 @@ function renderTimeline() {
     g.fillStyle = "#e6edf3";
     const label = `${s.speaker || "–"} ${s.reason.toLowerCase().replace("_", " ")}`;
     const lw = g.measureText(label).width;
-    g.fillText(label, x(s.t) + 3 + lw > w ? x(s.t) - 3 - lw : x(s.t) + 3, top - 4);
+    const lx = x(s.t) + 3 + lw > w ? x(s.t) - 3 - lw : x(s.t) + 3;
+    row = lx + lw + 4 > nextLabelLeft ? 1 - row : 0;   // stagger labels that would overlap
+    nextLabelLeft = lx;
+    g.fillText(label, lx, top - 4 + row * 11);
   }
 }
 
