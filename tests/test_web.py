@@ -207,6 +207,20 @@ def test_bad_stream_parameters_are_400_naming_the_field(viewer, path, headers, f
     assert body["code"] == "INVALID_ARGUMENT" and body["field"] == field
 
 
+def test_room_ids_with_any_character_work_percent_encoded(viewer):
+    room = "team/alpha β"
+    events = publish(viewer, room, TURNS[:1], 2000)
+    path = "/api/rooms/team%2Falpha%20%CE%B2"
+    status, _, state = http(viewer, "GET", path)
+    assert (status, state["room_id"], state["sequence"]) == (200, room, events[-1].sequence)
+    sse = Sse(viewer, path + "/events")
+    assert sse.next()[1]["snapshot"]["room_id"] == room
+    sse.close()
+    status, _, body = http(viewer, "POST", path + "/events", {"participant": "b", "type": "PIN"})
+    assert status == 200 and body["events"][0]["room_id"] == room
+    assert http(viewer, "GET", "/rooms/team%2Falpha%20%CE%B2")[0] == 200
+
+
 def test_unknown_room_is_404(viewer):
     for path in ("/api/rooms/nowhere/events", "/api/rooms/nowhere"):
         status, _, body = http(viewer, "GET", path)

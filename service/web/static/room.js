@@ -11,7 +11,7 @@ const MAX_SWITCHES = 5;
 const DB_FLOOR = -80;         // the bottom of level bars and timeline lines
 const SYNC_TOLERANCE_S = 0.25;
 
-const roomId = decodeURIComponent(location.pathname.split("/")[2] || "");
+const roomId = decodeURIComponent(location.pathname.slice("/rooms/".length));
 const view = {
   seq: -1,            // last event sequence applied (-1: no snapshot yet)
   lastEventId: "",    // the stream's id of it ("<sequence>/<server boot id>")
