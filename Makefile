@@ -10,7 +10,7 @@ GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py
 TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
 
-.PHONY: run demo demo-data test install proto bench bench-load bench-quality soak clean
+.PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-scaleout soak clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080
@@ -42,6 +42,10 @@ bench-quality: $(STAMP) $(GEN)
 # Load ramp through a real server until it falls behind real time (under 3 minutes).
 bench-load: $(STAMP) $(GEN)
 	$(PY) benchmarks/load.py --out benchmarks/LOAD.md
+
+# Scale-out: proxy hop, rooms per replica with Redis, failover time (Redis + nginx on loopback).
+bench-scaleout: $(STAMP) $(GEN) $(TOOLS)
+	$(PY) benchmarks/scaleout.py --out benchmarks/SCALEOUT.md
 
 # Soak: 1000 rooms x 8 participants at 50 ticks/s for 10 minutes through a real server.
 soak: $(STAMP) $(GEN)

@@ -92,7 +92,8 @@ class ShardedSession:
                 with contextlib.suppress(grpc.RpcError):
                     dead.close()
                 self.reconnects += 1
-                time.sleep(self.retry_backoff_s * (attempt + 1))
+                # the first retry at once: the proxy has usually marked the replica down
+                time.sleep(self.retry_backoff_s * attempt)
         raise AssertionError("unreachable")
 
     def send_ticks(self, *ticks: pb.RoomTick) -> pb.StreamResponse:

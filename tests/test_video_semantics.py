@@ -219,15 +219,22 @@ def test_active_speakers_carry_activity(session):
     assert last[0].participant_id == "a" and last[0].speaking and 0.6 <= last[0].activity <= 1
 
 
-def test_watch_reconnect_mid_conversation_has_no_gap_and_no_duplicate(client, session):
-    room = RoomDriver(session, "watch-1", ["a", "b", "c"])
-    room.run(1500, talking={"a"})
-    first = client.watch("watch-1")
+def watch_a_while(client, room: RoomDriver, ms: int) -> list[pb.RoomEvent]:
+    """Watch while ``a`` then ``b`` talk ``ms`` each, then disconnect: what the watcher got
+    after its snapshot."""
+    room.run(ms, talking={"a"})
+    first = client.watch(room.room)
     snap = next(first).snapshot
-    room.run(1500, talking={"b"})
+    room.run(ms, talking={"b"})
     got = [next(first) for _ in range(len(room.events) - snap.sequence)]
     first.cancel()
     assert [e.sequence for e in got] == list(range(snap.sequence + 1, len(room.events) + 1))
+    return got
+
+
+def test_watch_reconnect_mid_conversation_has_no_gap_and_no_duplicate(client, session):
+    room = RoomDriver(session, "watch-1", ["a", "b", "c"])
+    watch_a_while(client, room, 1500)
     room.run(1000, talking={"c"})          # events while disconnected
     room.event("b", ET.PARTICIPANT_EVENT_TYPE_SCREEN_SHARE_ON)
     again = client.watch("watch-1")
@@ -245,13 +252,7 @@ def test_watch_reconnect_mid_conversation_has_no_gap_and_no_duplicate(client, se
 
 def test_watch_resumes_after_a_sequence_with_exactly_the_missed_events(client, session):
     room = RoomDriver(session, "resume-1", ["a", "b", "c"])
-    room.run(1000, talking={"a"})
-    first = client.watch("resume-1")
-    snap = next(first).snapshot
-    room.run(1000, talking={"b"})
-    got = [next(first) for _ in range(len(room.events) - snap.sequence)]
-    first.cancel()
-    last = got[-1].sequence
+    last = watch_a_while(client, room, 1000)[-1].sequence
     room.run(1500, talking={"c"})          # events while disconnected
     room.event("c", ET.PARTICIPANT_EVENT_TYPE_VIDEO_OFF)
     again = client.watch("resume-1", after_sequence=last)
