@@ -121,6 +121,8 @@ class RedisFanout:
             args += (len(events), state.SerializeToString())
             for e in events:
                 args += (e.sequence, e.SerializeToString())
+        if not keys:
+            return
         try:
             await self._publish(keys=keys, args=args)
         except RedisError as e:  # the media server still gets its decisions
@@ -138,9 +140,9 @@ class RedisFanout:
                 wanted[tick.room_id] = -1
             elif now_s - room.last_seen_s > REVALIDATE_AFTER_S:
                 wanted[tick.room_id] = room.sequence
-        if not wanted:
+        ids = [r for r in wanted if r]  # an empty id is refused by validation, not looked up
+        if not ids:  # MGET of nothing is a Redis error, not "nothing to restore"
             return
-        ids = [r for r in wanted if r]
         try:
             blobs = await self.redis.mget([self.state_key(tenant, r) for r in ids])
         except RedisError as e:
