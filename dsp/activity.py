@@ -62,6 +62,12 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     speech = np.where(active, speech + a_sp * (level_dbov - speech), speech)
     st.speech_level[idx] = speech
     active &= level_dbov >= speech - tuning["speech_margin_db"]
+    # only runs of speech-like frames count, and a run's first frames count when it is
+    # confirmed: the activity catches up by stepping over the whole run at once
+    run_ms = np.where(active, st.voiced_run_ms[idx] + dt_ms, 0.0)
+    st.voiced_run_ms[idx] = run_ms
+    active &= run_ms >= tuning["min_run_ms"]
+    step_ms = np.where(active & (run_ms - dt_ms < tuning["min_run_ms"]), run_ms, dt_ms)
 
     falling = level_dbov < floor
     a_floor = np.where(falling, _alpha(dt_ms, tuning["floor_fall_ms"]),
@@ -76,13 +82,13 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
 
     act = st.activity[idx]
     target = active.astype(np.float32)
-    a_act = np.where(target > act, _alpha(dt_ms, tuning["activity_attack_ms"]),
+    a_act = np.where(target > act, _alpha(step_ms, tuning["activity_attack_ms"]),
                      _alpha(dt_ms, tuning["activity_release_ms"]))
     new_act = np.where(sounding, act + a_act * (target - act), 0.0)
     st.activity[idx] = new_act
     st.silent[idx] = ~sounding
 
-    t_start = t_end_ms - dt_ms.astype(np.int64)
+    t_start = t_end_ms - step_ms.astype(np.int64)
     new_run = active & (act < ONSET_RESET_ACTIVITY)
     st.run_start_ms[idx[new_run]] = t_start[new_run]
     st.last_active_ms[idx[active]] = t_end_ms[active]

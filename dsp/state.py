@@ -37,6 +37,8 @@ class EngineState:
     run_start_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     onset_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     evidence_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    voiced_run_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """Length of the current run of consecutive speech-like frames."""
     video: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     muted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     silent: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
@@ -63,7 +65,7 @@ class EngineState:
 
     SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, speech_level=np.nan, level_smooth=-127.0, activity=0.0,
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
-                     onset_ms=0, evidence_ms=0.0, video=True, muted=False, silent=False,
+                     onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, video=True, muted=False, silent=False,
                      last_frame_ms=NEVER_MS, reported_speaking=False, reported_ms=NEVER_MS)
     ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0)

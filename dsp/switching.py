@@ -46,7 +46,9 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
     dominant = (st.speaking[idx] & ~is_holder & ~st.muted[idx]
                 & (st.level_smooth[idx] > holder_score + tuning["switch_margin_db"]))
     evidence = st.evidence_ms[idx]
-    evidence = np.where(dominant, np.where(active, evidence + dt_ms, evidence),
+    run_ms = st.voiced_run_ms[idx]  # a run just confirmed brings all its frames
+    speech_ms = np.where(run_ms - dt_ms < tuning["min_run_ms"], run_ms, dt_ms)
+    evidence = np.where(dominant, np.where(active, evidence + speech_ms, evidence),
                         np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0))
     st.evidence_ms[idx] = np.where(is_holder, 0.0, evidence)
 
