@@ -17,6 +17,7 @@ scraped before and after the measured window so warm-up is excluded (``Histogram
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -47,6 +48,8 @@ ROOM_ID_DIGITS = 6
 SERVER_START_TIMEOUT_S = 30.0
 SERVER_STOP_TIMEOUT_S = 15.0
 MAX_MESSAGE_BYTES = 64 << 20
+DRAIN_TIMEOUT_S = 30.0
+"""How long a step waits for a behind server's last answers before counting them missing."""
 
 
 # ---------------------------------------------------------------- wire encoding
@@ -182,6 +185,14 @@ def self_cpu_s() -> float:
     """This process's CPU seconds, every thread (gRPC's included)."""
     t = os.times()
     return t.user + t.system
+
+
+def machine_busy_s() -> float:
+    """CPU seconds all cores of the machine spent busy (not idle or iowait), from
+    /proc/stat: minus our server's and client's share, what other jobs took."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def worker_pids(pid: int) -> list[int]:
@@ -498,7 +509,7 @@ def drive_realtime(server: Server, rooms: int, participants: int, seconds: float
             if k == warm_ticks:
                 hist.start()
                 cpu0 = {p: cpu_s(p) for p in server.pids}
-                me0, tw = self_cpu_s(), time.perf_counter()
+                me0, busy0, tw = self_cpu_s(), machine_busy_s(), time.perf_counter()
             due = t0 + k * TICK_MS / 1000
             now = time.perf_counter()
             if now < due:
@@ -514,18 +525,19 @@ def drive_realtime(server: Server, rooms: int, participants: int, seconds: float
                 rss["middle"] = sum(rss_kib(p) for p in server.pids)
         t_end = time.perf_counter()
         for s in streams:
-            s.wait_answered(n_ticks + 1, 60)
+            s.wait_answered(n_ticks + 1, DRAIN_TIMEOUT_S)
         wall = time.perf_counter() - tw
         client_cpu = self_cpu_s() - me0
+        other_cpu = machine_busy_s() - busy0 - client_cpu
         cpu = {p: cpu_s(p) - c for p, c in cpu0.items()}
         hist.stop()
         rss["end"] = sum(rss_kib(p) for p in server.pids)
     finally:
         for s in streams:
             s.close()
-    rtts = [r for s in streams for (t, r) in s.rtt_s if t >= tw]
-    all_rtts = [r for s in streams for (t, r) in sorted(s.rtt_s)]
-    third = max(1, len(all_rtts) // 3)
+    timed = sorted(x for s in streams for x in s.rtt_s if x[0] >= tw)
+    rtts = [r for _t, r in timed]
+    third = max(1, len(rtts) // 3)
     answered = sum(s.answered for s in streams)
     out = dict(rooms=rooms, participants=participants, streams=len(streams),
                workers=server.workers, seconds=round(t_end - t0, 1),
@@ -533,57 +545,119 @@ def drive_realtime(server: Server, rooms: int, participants: int, seconds: float
                server_errors=hist.errors, stream_errors=sum(s.error is not None for s in streams),
                **rtt_summary(rtts), **hist.summary(),
                # a growing backlog shows as a later round trip far above the early one
-               rtt_first_third_p50_ms=round(float(np.median(all_rtts[:third])) * 1000, 2),
-               rtt_last_third_p50_ms=round(float(np.median(all_rtts[-third:])) * 1000, 2),
+               rtt_first_third_p50_ms=round(float(np.median(rtts[:third])) * 1000, 2),
+               rtt_last_third_p50_ms=round(float(np.median(rtts[-third:])) * 1000, 2),
                server_cpu_share=round(sum(cpu.values()) / wall, 3),
                worker_cpu_share=[round(c / wall, 3) for c in cpu.values()],
                client_cpu_share=round(client_cpu / wall, 3),
+               other_cpu_share=round(max(0.0, other_cpu - sum(cpu.values())) / wall, 3),
                client_encode_ms_per_tick=round(1000 * encode_s / n_ticks, 3),
                rss_mib={k: round(v / 1024, 1) for k, v in rss.items()})
     return out
 
 
+SMALL_STREAMS = 5
+"""Streams of the small deployment: 50 rooms x 50 messages/s is 2500 messages/s, over the
+server's default max_batches_per_s (1000 per stream); 5 streams carry 500/s each."""
+
+
 def drive_per_room(server: Server, rooms: int, participants: int, seconds: float,
-                   warmup_s: float = 1.0) -> dict:
-    """A small deployment: one message per room per tick on one stream, the rooms' sends
-    spread evenly over the 20 ms tick (their media clocks are not aligned)."""
-    enc = TickEncoder(0, rooms, participants)
-    (stream,) = open_balanced(server, 1, [enc])
+                   n_streams: int = SMALL_STREAMS, warmup_s: float = 1.0) -> dict:
+    """A small deployment: one message per room per tick, the rooms spread over
+    ``n_streams`` streams and their sends spread over the 20 ms tick in ``SUBTICKS`` groups
+    (their media clocks are not aligned). 2500 messages/s is too many for the threaded
+    client (a thread hop per message); this one is asyncio (grpc.aio), one loop."""
+    return asyncio.run(_drive_per_room(server, rooms, participants, seconds, n_streams,
+                                       warmup_s))
+
+
+SUBTICKS = 10
+"""Send groups per 20 ms tick in the small deployment (one every 2 ms)."""
+
+
+async def _drive_per_room(server: Server, rooms: int, participants: int, seconds: float,
+                          n_streams: int, warmup_s: float) -> dict:
+    per = -(-rooms // n_streams)
+    encoders = [TickEncoder(s * per, min(per, rooms - s * per), participants)
+                for s in range(n_streams) if s * per < rooms]
+    channels, calls, sent_at, rtt, answered = [], [], [], [], []
+    for i, enc in enumerate(encoders):
+        ch = grpc.aio.insecure_channel(server.target, options=[
+            ("grpc.use_local_subchannel_pool", 1), ("speakerswitch.loadgen_stream", i)])
+        channels.append(ch)
+        call = ch.stream_stream(STREAM_METHOD, request_serializer=None,
+                                response_deserializer=None)()
+        calls.append(call)
+        sent_at.append({})
+        rtt.append([])
+        answered.append(0)
+        await call.write(enc.roster_batch(1, 0))
+        await call.read()
+        answered[i] = 1
+
+    async def reader(i: int) -> None:
+        while True:
+            raw = await calls[i].read()
+            if raw is grpc.aio.EOF:
+                return
+            now = time.perf_counter()
+            t = sent_at[i].pop(response_batch_id(raw), None)
+            if t is not None:
+                rtt[i].append((t, now - t))
+            answered[i] += 1
+
+    readers = [asyncio.create_task(reader(i)) for i in range(len(calls))]
     hist = HistogramWindow(server.metrics_ports)
     n_ticks = int(seconds * 1000 / TICK_MS)
     warm_ticks = int(warmup_s * 1000 / TICK_MS)
-    spacing = TICK_MS / 1000 / rooms
+    late = 0
     try:
         t0 = time.perf_counter()
         for k in range(1, n_ticks + 1):
             if k == warm_ticks:
                 hist.start()
                 cpu0 = {p: cpu_s(p) for p in server.pids}
-                me0, tw = self_cpu_s(), time.perf_counter()
-            first = 2 + (k - 1) * rooms
-            msgs = enc.per_room(first, k)
+                me0, busy0, tw = self_cpu_s(), machine_busy_s(), time.perf_counter()
+            first = 2 + (k - 1) * per
+            msgs = [[(i, first + j, raw) for j, raw in enumerate(enc.per_room(first, k))]
+                    for i, enc in enumerate(encoders)]
+            flat = [m for group in zip(*msgs) for m in group]  # stream-interleaved
+            flat += [m for group in msgs for m in group[len(msgs[-1]):]]
+            step = -(-len(flat) // SUBTICKS)
             base = t0 + k * TICK_MS / 1000
-            for i, raw in enumerate(msgs):
-                now = time.perf_counter()
-                due = base + i * spacing
-                if now < due:
-                    time.sleep(due - now)
-                stream.send(first + i, raw)
+            for g in range(SUBTICKS):
+                due = base + g * TICK_MS / 1000 / SUBTICKS
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                elif delay < -TICK_MS / 1000:
+                    late += 1
+                for i, bid, raw in flat[g * step:(g + 1) * step]:
+                    sent_at[i][bid] = time.perf_counter()
+                    await calls[i].write(raw)
         t_end = time.perf_counter()
-        stream.wait_answered(1 + n_ticks * rooms, 60)
+        for c in calls:
+            await c.done_writing()
+        await asyncio.wait(readers, timeout=DRAIN_TIMEOUT_S)  # a behind server: count what came
         wall = time.perf_counter() - tw
         client_cpu = self_cpu_s() - me0
+        other_cpu = machine_busy_s() - busy0 - client_cpu
         cpu = {p: cpu_s(p) - c for p, c in cpu0.items()}
         hist.stop()
     finally:
-        stream.close()
-    rtts = [r for (t, r) in stream.rtt_s if t >= tw]
-    return dict(rooms=rooms, participants=participants, seconds=round(t_end - t0, 1),
-                messages=1 + n_ticks * rooms, answered=stream.answered,
-                server_errors=hist.errors, stream_errors=int(stream.error is not None),
+        for r in readers:
+            r.cancel()
+        for ch in channels:
+            await ch.close()
+    rtts = [r for per_stream in rtt for (t, r) in per_stream if t >= tw]
+    return dict(rooms=rooms, participants=participants, streams=len(calls),
+                seconds=round(t_end - t0, 1), late_groups=late,
+                messages=sum(1 + n_ticks * e.n_rooms for e in encoders),
+                answered=sum(answered), server_errors=hist.errors,
                 **rtt_summary(rtts), **hist.summary(),
                 server_cpu_share=round(sum(cpu.values()) / wall, 3),
-                client_cpu_share=round(client_cpu / wall, 3))
+                client_cpu_share=round(client_cpu / wall, 3),
+                other_cpu_share=round(max(0.0, other_cpu - sum(cpu.values())) / wall, 3))
 
 
 def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
@@ -595,8 +669,8 @@ def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
     encoders = [TickEncoder(s * rooms_per_stream, rooms_per_stream, participants)
                 for s in range(n_streams)]
     streams = open_balanced(server, n_streams, encoders)
-    # pre-encode a cycle of ticks per stream; a tick's bytes are rebuilt with the next k
-    # on the reader thread only when it is sent (the timestamp must keep increasing)
+    # the next batch is encoded on the reader thread when one is answered (the
+    # timestamps must keep increasing, so it cannot be prepared far ahead)
     next_k = [2] * n_streams
     locks = [threading.Lock() for _ in streams]
     stop = threading.Event()
@@ -624,15 +698,16 @@ def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
         time.sleep(warmup_s)
         n0 = [s.answered for s in streams]
         cpu0 = {p: cpu_s(p) for p in server.pids}
-        me0, tw = self_cpu_s(), time.perf_counter()
+        me0, busy0, tw = self_cpu_s(), machine_busy_s(), time.perf_counter()
         time.sleep(seconds)
         n1 = [s.answered for s in streams]
         wall = time.perf_counter() - tw
         client_cpu = self_cpu_s() - me0
+        other_cpu = machine_busy_s() - busy0 - client_cpu
         cpu = {p: cpu_s(p) - c for p, c in cpu0.items()}
         stop.set()
         for s in streams:
-            s.wait_answered(next_k[streams.index(s)] - 1, 60)
+            s.wait_answered(next_k[streams.index(s)] - 1, DRAIN_TIMEOUT_S)
     finally:
         stop.set()
         for s in streams:
@@ -645,6 +720,7 @@ def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
                 participant_frames_per_s=round(pf),
                 worker_cpu_share=worker_cpu, server_cpu_share=round(sum(cpu.values()) / wall, 3),
                 client_cpu_share=round(client_cpu / wall, 3),
+               other_cpu_share=round(max(0.0, other_cpu - sum(cpu.values())) / wall, 3),
                 # throughput per CPU-second the workers actually got: what each worker
                 # would do with a core of its own
                 pf_per_worker_cpu_s=round(pf / max(1e-9, sum(cpu.values()) / wall)),
