@@ -341,30 +341,38 @@ class HistogramWindow:
         self.before: dict[float, float] = {}
         self.delta: dict[float, float] = {}
         self.errors = 0.0
-        self._errors0 = 0.0
+        self.counts: dict[str, float] = {}
+        self._counts0: dict[str, float] = {}
 
-    def _read(self) -> tuple[dict[float, float], float]:
+    COUNTERS = ("speakerswitch_errors_total", "speakerswitch_frames_total",
+                "speakerswitch_switches_total")
+
+    def _read(self) -> tuple[dict[float, float], dict[str, float]]:
         total: dict[float, float] = {}
-        errors = 0.0
+        counts = dict.fromkeys(self.COUNTERS, 0.0)
         for p in self.ports:
             text = scrape(p)
             for le, c in histogram(text).items():
                 total[le] = total.get(le, 0.0) + c
-            errors += counter(text, "speakerswitch_errors_total")
-        return total, errors
+            for name in self.COUNTERS:
+                counts[name] += counter(text, name)
+        return total, counts
 
     def start(self) -> None:
-        self.before, self._errors0 = self._read()
+        self.before, self._counts0 = self._read()
 
     def stop(self) -> None:
-        after, errors = self._read()
+        after, counts = self._read()
         self.delta = {le: c - self.before.get(le, 0.0) for le, c in after.items()}
-        self.errors = errors - self._errors0
+        self.counts = {k: v - self._counts0[k] for k, v in counts.items()}
+        self.errors = self.counts["speakerswitch_errors_total"]
 
     def summary(self) -> dict:
         p50, p50_le = quantile(self.delta, 0.5)
         p99, p99_le = quantile(self.delta, 0.99)
         return dict(proc_batches=int(max(self.delta.values(), default=0)),
+                    frames=int(self.counts.get("speakerswitch_frames_total", 0)),
+                    switches=int(self.counts.get("speakerswitch_switches_total", 0)),
                     proc_p50_ms=round(p50 * 1000, 2), proc_p99_ms=round(p99 * 1000, 2),
                     proc_p50_le_ms=p50_le * 1000, proc_p99_le_ms=p99_le * 1000)
 
