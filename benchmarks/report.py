@@ -54,8 +54,12 @@ def fmt(v: float | None, unit: str = "", digits: int = 0) -> str:
 
 def disturbed(r: dict) -> str:
     o = r.get("other_cpu_share", 0)
-    return (f"; other jobs took {100 * o:.0f}% of a core meanwhile (figure disturbed, re-run)"
+    return (f"other jobs took {100 * o:.0f}% of a core meanwhile (figure disturbed, re-run)"
             if o > BUSY_MACHINE else "")
+
+
+def join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
 
 
 def targets(benches: dict, load: dict | None) -> list[Row]:
@@ -127,7 +131,7 @@ def server_rows(benches: dict, load: dict | None) -> list[Row]:
                         f"p50 {step['proc_p50_ms']} ms; client rtt p99 {step['rtt_p99_ms']} "
                         f"ms; server CPU {100 * step['server_cpu_share']:.0f}%; sustained "
                         f"max {load.get('sustained_participants', 0):,} participants",
-                        met, "; ".join(why) + disturbed(step)))
+                        met, join(*why, disturbed(step))))
     small = (load or {}).get("small")
     target = "Small deployment, 50 rooms x 6, one message per room per tick: p99 <= 2 ms"
     if small is None:
@@ -143,7 +147,7 @@ def server_rows(benches: dict, load: dict | None) -> list[Row]:
         rows.append(Row(target + when,
                         f"processing p99 {small['proc_p99_ms']} ms (<= "
                         f"{small['proc_p99_le_ms']:g}), p50 {small['proc_p50_ms']} ms; client "
-                        f"rtt p99 {small['rtt_p99_ms']} ms", met, why + disturbed(small)))
+                        f"rtt p99 {small['rtt_p99_ms']} ms", met, join(why, disturbed(small))))
     return rows
 
 
@@ -163,7 +167,8 @@ def scale_row(load: dict | None) -> Row:
         why = (f"the 2 workers and the client used {s['cpu_total_two_workers']} of "
                f"{os.cpu_count()} cores")
     return Row(target, figure, s["ratio"] >= WORKERS_RATIO,
-               why + disturbed(two) + (disturbed(one) if not disturbed(two) else ""))
+               join(why, disturbed(two) and f"2 workers: {disturbed(two)}",
+                    disturbed(one) and f"1 worker: {disturbed(one)}"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         out.append(f"| {b['name']} | {s['median'] * 1000:.3f} ms | {s['mean'] * 1000:.3f} ms | "
                    f"{ex} |")
     out += ["", "## Targets (issue #9)", "",
-            "| target | measured | met | why not |", "|---|---|---|---|"]
+            "| target | measured | met | why not; notes |", "|---|---|---|---|"]
     for r in targets(benches, load):
         verdict = "not measured" if r.met is None else ("**met**" if r.met else "**not met**")
         out.append(f"| {r.target} | {r.figure} | {verdict} | {r.why} |")
