@@ -30,18 +30,25 @@ test: $(STAMP) $(GEN) $(TOOLS)
 # Only bootstrap .venv (for using the CLI from it).
 install: $(STAMP) $(GEN)
 
+# pytest-benchmark suites (engine, registry, naive baseline, protobuf, service), then
+# RESULTS.md with the issue's targets table; its server/worker rows come from the last
+# `make bench-load` (benchmarks/load.json): run that first for figures of one build.
 bench: $(STAMP) $(GEN)
 	$(PY) -m pytest benchmarks/bench_*.py --benchmark-only --benchmark-columns=mean,median,ops \
 	  --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
-	$(PY) benchmarks/report.py .benchmarks/latest.json > benchmarks/RESULTS.md
+	$(PY) benchmarks/report.py .benchmarks/latest.json --load benchmarks/load.json \
+	  > benchmarks/RESULTS.md
 
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
 bench-quality: $(STAMP) $(GEN)
 	$(PY) benchmarks/quality/run.py --out benchmarks/quality/RESULTS.md $(QUALITY_ARGS)
 
-# Load ramp through a real server until it falls behind real time (under 3 minutes).
+# Through real servers (under 3 minutes): real-time ramp to 3000 rooms x 10, the small
+# deployment (50 x 6, a message per room per tick), 1 vs 2 workers. LOAD_ARGS="--only
+# scale" (ramp,small,scale), "--steps 2000", "--seconds 20" ... see benchmarks/load.py.
+LOAD_ARGS ?=
 bench-load: $(STAMP) $(GEN)
-	$(PY) benchmarks/load.py --out benchmarks/LOAD.md
+	$(PY) benchmarks/load.py --out benchmarks/LOAD.md --json benchmarks/load.json $(LOAD_ARGS)
 
 # Scale-out: proxy hop, rooms per replica with Redis, failover time (Redis + nginx on loopback).
 bench-scaleout: $(STAMP) $(GEN) $(TOOLS)
