@@ -30,18 +30,32 @@ ONSET_RESET_ACTIVITY = 0.05
 first frame's time is the onset reported with switches)."""
 
 
+TIME_CONSTANTS = ("speech_level_rise_ms", "speech_level_fall_ms", "floor_fall_ms",
+                  "floor_rise_ms", "level_attack_ms", "level_release_ms",
+                  "activity_attack_ms", "activity_release_ms")
+"""The Tuning fields that are smoothing time constants (see ``coefficients``)."""
+
+
 def _alpha(dt_ms: np.ndarray, tau_ms: np.ndarray) -> np.ndarray:
     """One-pole smoothing coefficient for a step of dt_ms with time constant tau_ms."""
     return -np.expm1(-dt_ms / np.maximum(tau_ms, 1e-3))
 
 
+def coefficients(dt_ms: np.ndarray, tuning: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The smoothing coefficient of every time constant for frames of ``dt_ms``, by field
+    name. They depend only on the frame lengths and the tuning, which rarely change: the
+    engine keeps them between ticks instead of taking 8 exponentials per participant."""
+    return {name: _alpha(dt_ms, tuning[name]) for name in TIME_CONSTANTS}
+
+
 def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.ndarray,
-           dt_ms: np.ndarray, t_end_ms: np.ndarray, tuning: dict[str, np.ndarray]
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           dt_ms: np.ndarray, t_end_ms: np.ndarray, tuning: dict[str, np.ndarray],
+           alpha: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Advance the participants ``idx`` by one frame each.
 
     level_dbov: frame level; voice: int8, 1 voiced, 0 not, -1 unknown; dt_ms, t_end_ms: the
-    frame's length and end (media time); tuning: per-element parameter arrays.
+    frame's length and end (media time); tuning: per-element parameter arrays; alpha:
+    ``coefficients(dt_ms, tuning)``.
     Returns (active, started, stopped) boolean masks over ``idx``.
     """
     floor = st.noise_floor[idx]
@@ -57,27 +71,24 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     # the participant's own speech level, and whether this frame reaches near it
     speech = st.speech_level[idx]
     speech = np.where(np.isnan(speech) & active, level_dbov, speech)
-    a_sp = np.where(level_dbov > speech, _alpha(dt_ms, tuning["speech_level_rise_ms"]),
-                    _alpha(dt_ms, tuning["speech_level_fall_ms"]))
+    a_sp = np.where(level_dbov > speech, alpha["speech_level_rise_ms"],
+                    alpha["speech_level_fall_ms"])
     speech = np.where(active, speech + a_sp * (level_dbov - speech), speech)
     st.speech_level[idx] = speech
     active &= level_dbov >= speech - tuning["speech_margin_db"]
 
     falling = level_dbov < floor
-    a_floor = np.where(falling, _alpha(dt_ms, tuning["floor_fall_ms"]),
-                       _alpha(dt_ms, tuning["floor_rise_ms"]))
+    a_floor = np.where(falling, alpha["floor_fall_ms"], alpha["floor_rise_ms"])
     st.noise_floor[idx] = np.where(sounding, floor + a_floor * (level_dbov - floor), floor)
 
     lv = np.maximum(level_dbov, SMOOTH_FLOOR_DBOV)
     smooth = st.level_smooth[idx]
-    a_lv = np.where(lv > smooth, _alpha(dt_ms, tuning["level_attack_ms"]),
-                    _alpha(dt_ms, tuning["level_release_ms"]))
+    a_lv = np.where(lv > smooth, alpha["level_attack_ms"], alpha["level_release_ms"])
     st.level_smooth[idx] = smooth + a_lv * (lv - smooth)
 
     act = st.activity[idx]
     target = active.astype(np.float32)
-    a_act = np.where(target > act, _alpha(dt_ms, tuning["activity_attack_ms"]),
-                     _alpha(dt_ms, tuning["activity_release_ms"]))
+    a_act = np.where(target > act, alpha["activity_attack_ms"], alpha["activity_release_ms"])
     new_act = np.where(sounding, act + a_act * (target - act), 0.0)
     st.activity[idx] = new_act
     st.silent[idx] = ~sounding
