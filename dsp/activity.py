@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .rfc6464 import SILENCE_DBOV
-from .state import EngineState
+from .state import EngineState, Rows
 
 SMOOTH_FLOOR_DBOV = -100.0
 """Digital silence (-127) is clamped here before smoothing, so a muted or DTX frame drags
@@ -50,15 +50,17 @@ def coefficients(dt_ms: np.ndarray, tuning: dict[str, np.ndarray]) -> dict[str, 
 
 def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.ndarray,
            dt_ms: np.ndarray, t_end_ms: np.ndarray, tuning: dict[str, np.ndarray],
-           alpha: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           alpha: dict[str, np.ndarray], rows: Rows | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Advance the participants ``idx`` by one frame each.
 
     level_dbov: frame level; voice: int8, 1 voiced, 0 not, -1 unknown; dt_ms, t_end_ms: the
     frame's length and end (media time); tuning: per-element parameter arrays; alpha:
-    ``coefficients(dt_ms, tuning)``.
+    ``coefficients(dt_ms, tuning)``; rows: ``idx`` as a slice if contiguous.
     Returns (active, started, stopped) boolean masks over ``idx``.
     """
-    floor = st.noise_floor[idx]
+    rows = idx if rows is None else rows
+    floor = st.noise_floor[rows]
     sounding = level_dbov > SILENCE_DBOV
     floor = np.where(np.isnan(floor) & sounding,
                      np.minimum(level_dbov, INITIAL_FLOOR_DBOV), floor)
@@ -69,39 +71,42 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
               & (level_dbov >= tuning["min_level_dbov"]))
 
     # the participant's own speech level, and whether this frame reaches near it
-    speech = st.speech_level[idx]
+    speech = st.speech_level[rows]
     speech = np.where(np.isnan(speech) & active, level_dbov, speech)
     a_sp = np.where(level_dbov > speech, alpha["speech_level_rise_ms"],
                     alpha["speech_level_fall_ms"])
     speech = np.where(active, speech + a_sp * (level_dbov - speech), speech)
-    st.speech_level[idx] = speech
+    st.speech_level[rows] = speech
     active &= level_dbov >= speech - tuning["speech_margin_db"]
 
     falling = level_dbov < floor
     a_floor = np.where(falling, alpha["floor_fall_ms"], alpha["floor_rise_ms"])
-    st.noise_floor[idx] = np.where(sounding, floor + a_floor * (level_dbov - floor), floor)
+    st.noise_floor[rows] = np.where(sounding, floor + a_floor * (level_dbov - floor), floor)
 
     lv = np.maximum(level_dbov, SMOOTH_FLOOR_DBOV)
-    smooth = st.level_smooth[idx]
+    smooth = st.level_smooth[rows]
     a_lv = np.where(lv > smooth, alpha["level_attack_ms"], alpha["level_release_ms"])
-    st.level_smooth[idx] = smooth + a_lv * (lv - smooth)
+    st.level_smooth[rows] = smooth + a_lv * (lv - smooth)
 
-    act = st.activity[idx]
+    act = st.activity[rows]
+    new_run = active & (act < ONSET_RESET_ACTIVITY)  # before `act` (maybe a view) changes
     target = active.astype(np.float32)
     a_act = np.where(target > act, alpha["activity_attack_ms"], alpha["activity_release_ms"])
     new_act = np.where(sounding, act + a_act * (target - act), 0.0)
-    st.activity[idx] = new_act
-    st.silent[idx] = ~sounding
+    st.activity[rows] = new_act
+    st.silent[rows] = ~sounding
 
-    t_start = t_end_ms - dt_ms.astype(np.int64)
-    new_run = active & (act < ONSET_RESET_ACTIVITY)
-    st.run_start_ms[idx[new_run]] = t_start[new_run]
-    st.last_active_ms[idx[active]] = t_end_ms[active]
+    # subsets by position (flatnonzero), not by boolean mask: several times cheaper
+    k = np.flatnonzero(new_run)
+    st.run_start_ms[idx[k]] = t_end_ms[k] - dt_ms[k].astype(np.int64)
+    k = np.flatnonzero(active)
+    st.last_active_ms[idx[k]] = t_end_ms[k]
 
-    was = st.speaking[idx]
+    was = st.speaking[rows]
     now = sounding & np.where(was, new_act > tuning["speaking_off"],
                               new_act >= tuning["speaking_on"])
-    st.speaking[idx] = now
-    started = now & ~was
-    st.onset_ms[idx[started]] = st.run_start_ms[idx[started]]
-    return active, started, was & ~now
+    started, stopped = now & ~was, was & ~now
+    st.speaking[rows] = now
+    k = idx[np.flatnonzero(started)]
+    st.onset_ms[k] = st.run_start_ms[k]
+    return active, started, stopped

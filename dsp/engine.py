@@ -18,7 +18,7 @@ from . import events as ev
 from .pcm import VAD_RATE_HZ, for_vad
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
-from .state import NEVER_MS, NO_SLOT, NOT_RANKED, EngineState
+from .state import NEVER_MS, NO_SLOT, NOT_RANKED, EngineState, Rows
 from .tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
 
@@ -61,6 +61,7 @@ class _Layout:
     lengths, so a media server sending every room every tick gathers them once."""
     key: tuple
     idx: np.ndarray                 # the slots of the wave's rooms, ascending
+    rows: slice | np.ndarray        # idx as a slice when contiguous: views, not gathers
     room_of: np.ndarray             # their rooms
     pos: np.ndarray                 # slot -> position in idx (per engine slot)
     dt: np.ndarray                  # frame length per slot, ms (float32)
@@ -259,45 +260,43 @@ class Engine:
                                            layout.tuning, layout.alpha)
         t_end = end_of_room[room_of]
 
-        pos = layout.pos
-        level = np.full(len(idx), SILENCE_DBOV, dtype=np.float32)
-        voice = np.zeros(len(idx), dtype=np.int8)
-        present = np.zeros(len(idx), dtype=bool)
-        if len(wave.level_slots):
-            p = pos[wave.level_slots]
-            level[p] = wave.level_dbov
-            voice[p] = wave.level_voice
-            present[p] = True
-        for g in wave.pcm:
-            p = pos[g.slots]
-            samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
-            level[p] = pcm_level_dbov(samples)
-            vad_frames, vad_rate = for_vad(samples, g.sample_rate_hz) if g.sample_rate_hz > \
-                VAD_RATE_HZ else (g.frames, g.sample_rate_hz)
-            voice[p] = self.vads.classify(g.slots.tolist(), vad_frames, vad_rate,
-                                          tuning["vad_mode"][p].astype(int).tolist())
-            present[p] = True
-        st.last_frame_ms[idx[present]] = t_end[present]
-        muted = st.muted[idx]
+        rows = layout.rows
+        if (not wave.pcm and len(wave.level_slots) == len(idx)
+                and np.array_equal(wave.level_slots, idx)):
+            # every participant has a level, in slot order (a server's steady state)
+            level = np.array(wave.level_dbov, dtype=np.float32)
+            voice = np.array(wave.level_voice, dtype=np.int8)
+            present = None
+        else:
+            level, voice, present = self._frames(wave, layout)
+        if present is None:
+            st.last_frame_ms[rows] = t_end
+        else:
+            k = np.flatnonzero(present)
+            st.last_frame_ms[idx[k]] = t_end[k]
+        muted = st.muted[rows]
         level[muted] = SILENCE_DBOV
         voice[muted] = 0
-        timed_out = t_end - st.last_frame_ms[idx] > tuning["no_audio_timeout_ms"]
-        live = present | timed_out
-        if not live.all():  # frozen participants (a short gap in their packets) sit out
-            idx, room_of, t_end, dt = idx[live], room_of[live], t_end[live], dt[live]
-            level, voice = level[live], voice[live]
-            tuning = {k: v[live] for k, v in tuning.items()}
-            alpha = {k: v[live] for k, v in alpha.items()}
+        if present is not None:
+            timed_out = t_end - st.last_frame_ms[rows] > tuning["no_audio_timeout_ms"]
+            live = present | timed_out
+            if not live.all():  # frozen participants (a short gap in their packets) sit out
+                idx, room_of, t_end, dt = idx[live], room_of[live], t_end[live], dt[live]
+                level, voice = level[live], voice[live]
+                tuning = {k: v[live] for k, v in tuning.items()}
+                alpha = {k: v[live] for k, v in alpha.items()}
+                rows = idx
 
         active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning,
-                                                    alpha)
-        out = self._speaking_reports(idx, room_of, t_end, tuning)
+                                                    alpha, rows)
+        out = self._speaking_reports(idx, room_of, t_end, tuning, rows)
         refresh: dict[int, list[int]] = {}
         for k in np.flatnonzero(started).tolist():
             refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
         if layout.all_ours or (tuning["algorithm"] == SPEAKERSWITCH).all():
-            switching.accumulate_evidence(st, idx, room_of, active, dt, tuning)
-            changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning)
+            switching.accumulate_evidence(st, idx, room_of, active, dt, tuning, rows)
+            changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning,
+                                          rows)
         else:
             changes = self._floor_by_algorithm(rooms, t_end_room, idx, room_of, t_end, level,
                                                active, dt, tuning)
@@ -317,6 +316,30 @@ class Engine:
         out.extend(self._rankings(rooms, t_end_room, layout.idx, layout.room_of))
         return out
 
+    def _frames(self, wave: Wave, layout: _Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The wave's level, voice (VAD for PCM) and whether it has a frame, per slot of
+        ``layout.idx``; silence where there is none."""
+        n = len(layout.idx)
+        level = np.full(n, SILENCE_DBOV, dtype=np.float32)
+        voice = np.zeros(n, dtype=np.int8)
+        present = np.zeros(n, dtype=bool)
+        pos = layout.pos
+        if len(wave.level_slots):
+            p = pos[wave.level_slots]
+            level[p] = wave.level_dbov
+            voice[p] = wave.level_voice
+            present[p] = True
+        for g in wave.pcm:
+            p = pos[g.slots]
+            samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
+            level[p] = pcm_level_dbov(samples)
+            vad_frames, vad_rate = for_vad(samples, g.sample_rate_hz) if g.sample_rate_hz > \
+                VAD_RATE_HZ else (g.frames, g.sample_rate_hz)
+            voice[p] = self.vads.classify(g.slots.tolist(), vad_frames, vad_rate,
+                                          layout.tuning["vad_mode"][p].astype(int).tolist())
+            present[p] = True
+        return level, voice, present
+
     def _layout_for(self, rooms: np.ndarray, duration_ms: np.ndarray) -> _Layout:
         """The wave's per-slot gathers, reused while nothing they depend on changed."""
         st = self.st
@@ -335,7 +358,9 @@ class Engine:
             dt, {name: st.tuning[name][room_of] for name in activity.TIME_CONSTANTS})
         pos = np.zeros(st.n_slots, dtype=np.int64)
         pos[idx] = np.arange(len(idx))
-        layout = _Layout(key, idx, room_of, pos, dt, tuning, alpha,
+        contiguous = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
+        rows = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        layout = _Layout(key, idx, rows, room_of, pos, dt, tuning, alpha,
                          bool((st.tuning["algorithm"][rooms] == SPEAKERSWITCH).all()))
         for a in (idx, room_of, pos, dt, *tuning.values(), *alpha.values()):
             a.flags.writeable = False  # shared by every step until the layout changes
@@ -373,14 +398,14 @@ class Engine:
         return changes
 
     def _speaking_reports(self, idx: np.ndarray, room_of: np.ndarray, t_end: np.ndarray,
-                          tuning: dict[str, np.ndarray]) -> list[ev.Event]:
+                          tuning: dict[str, np.ndarray], rows: Rows) -> list[ev.Event]:
         """SpeakingChanged for participants whose state differs from what was last reported,
         at most one per ``speaking_interval_ms``; a stop by digital silence goes out at once."""
         st = self.st
-        speaking = st.speaking[idx]
-        changed = speaking != st.reported_speaking[idx]
-        due = changed & ((t_end - st.reported_ms[idx] >= tuning["speaking_interval_ms"])
-                         | (~speaking & st.silent[idx]))
+        speaking = st.speaking[rows]
+        changed = speaking != st.reported_speaking[rows]
+        due = changed & ((t_end - st.reported_ms[rows] >= tuning["speaking_interval_ms"])
+                         | (~speaking & st.silent[rows]))
         k = np.flatnonzero(due)
         st.reported_speaking[idx[k]] = speaking[k]
         st.reported_ms[idx[k]] = t_end[k]

@@ -16,6 +16,11 @@ NO_SLOT = -1
 NEVER_MS = np.iinfo(np.int64).min // 4
 """'Long ago' for media-time stamps: far enough that any difference with it is huge, near
 enough that subtracting it does not overflow."""
+Rows = slice | np.ndarray
+"""Where a batch's slots sit in the slot arrays: their index array, or the same slots as a
+slice when they are one contiguous run (then reads are views and writes are copies, not
+gathers and scatters). A view changes when its array is written: read what you need
+before writing to the same array."""
 NOT_RANKED = -1
 """An empty place in a room's last ActiveSpeakers ranking (``EngineState.ranked``)."""
 

@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,50 @@ def test_kept_gathers_decide_as_fresh_ones(seed):
     assert kept == fresh
     for name, a in kept_state.items():
         np.testing.assert_array_equal(a, fresh_state[name], err_msg=name)
+
+
+def _dense_run(seed: int, general: bool, monkeypatch) -> tuple[list, dict]:
+    """Every room ticks with every participant: contiguous slots, levels in slot order.
+    ``general``: the same frames in shuffled order, and the slots addressed by index."""
+    if general:
+        layout_for = Engine._layout_for
+
+        def by_index(self, rooms, duration_ms):
+            layout = layout_for(self, rooms, duration_ms)
+            return dataclasses.replace(layout, rows=layout.idx)
+
+        monkeypatch.setattr(Engine, "_layout_for", by_index)
+    rng = np.random.default_rng(seed)
+    eng = Engine()
+    rooms = np.array([eng.add_room(PROFILES[name], ranking_phase_ms=int(rng.integers(0, 1000)))
+                      for name in ("meeting", "podcast", "debate") * 5])
+    slots = np.array([eng.add_participant(r) for r in rooms for _ in range(6)])
+    talker = rng.integers(0, 6, len(rooms))
+    out: list[ev.Event] = []
+    for k in range(500):
+        if k == 250:  # a mute changes who may speak, not the layout
+            out += eng.set_muted(int(slots[3]), True, k * 20)
+        talker = np.where(rng.random(len(rooms)) < 0.03, rng.integers(0, 6, len(rooms)), talker)
+        loud = np.zeros((len(rooms), 6), bool)
+        loud[np.arange(len(rooms)), talker] = True
+        dbov = np.where(loud, -rng.integers(15, 35, loud.shape), -rng.integers(50, 80, loud.shape))
+        voice = (loud | (rng.random(loud.shape) < 0.1)).astype(np.int8).ravel()
+        shuffled = rng.permutation(len(slots))  # drawn in both runs: the same frames
+        order = shuffled if general else np.arange(len(slots))
+        out += eng.step(Wave(rooms=rooms, t_ms=np.full(len(rooms), k * 20),
+                             duration_ms=np.full(len(rooms), 20), level_slots=slots[order],
+                             level_dbov=dbov.ravel().astype(np.float32)[order],
+                             level_voice=voice[order]))
+    st = eng.st
+    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+    return out, state
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contiguous_slots_and_ordered_levels_decide_as_the_general_path(seed, monkeypatch):
+    fast, fast_state = _dense_run(seed, False, monkeypatch)
+    general, general_state = _dense_run(seed, True, monkeypatch)
+    assert sum(isinstance(e, ev.FloorChange) for e in fast) > 20
+    assert fast == general
+    for name, a in fast_state.items():
+        np.testing.assert_array_equal(a, general_state[name], err_msg=name)
