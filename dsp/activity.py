@@ -60,24 +60,31 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     Returns (active, started, stopped) boolean masks over ``idx``.
     """
     rows = idx if rows is None else rows
+    # (the `if`s below skip whole-array work that would change nothing this frame)
     floor = st.noise_floor[rows]
     sounding = level_dbov > SILENCE_DBOV
-    floor = np.where(np.isnan(floor) & sounding,
-                     np.minimum(level_dbov, INITIAL_FLOOR_DBOV), floor)
+    first = np.isnan(floor) & sounding
+    if first.any():
+        floor = np.where(first, np.minimum(level_dbov, INITIAL_FLOOR_DBOV), floor)
 
     snr = level_dbov - floor
-    voiced = np.where(voice < 0, snr >= tuning["energy_voice_snr_db"], voice > 0)
+    unknown = voice < 0
+    voiced = np.where(unknown, snr >= tuning["energy_voice_snr_db"], voice > 0) \
+        if unknown.any() else voice > 0
     active = (voiced & sounding & (snr >= tuning["min_snr_db"])
               & (level_dbov >= tuning["min_level_dbov"]))
 
-    # the participant's own speech level, and whether this frame reaches near it
-    speech = st.speech_level[rows]
-    speech = np.where(np.isnan(speech) & active, level_dbov, speech)
-    a_sp = np.where(level_dbov > speech, alpha["speech_level_rise_ms"],
-                    alpha["speech_level_fall_ms"])
-    speech = np.where(active, speech + a_sp * (level_dbov - speech), speech)
-    st.speech_level[rows] = speech
-    active &= level_dbov >= speech - tuning["speech_margin_db"]
+    # the participant's own speech level (it moves only on speech frames: computed for
+    # those), and whether this frame reaches near it
+    k = np.flatnonzero(active)
+    lv_k = level_dbov[k]
+    speech = st.speech_level[idx[k]]
+    speech = np.where(np.isnan(speech), lv_k, speech)
+    a_sp = np.where(lv_k > speech, alpha["speech_level_rise_ms"][k],
+                    alpha["speech_level_fall_ms"][k])
+    speech = speech + a_sp * (lv_k - speech)
+    st.speech_level[idx[k]] = speech
+    active[k] = lv_k >= speech - tuning["speech_margin_db"][k]
 
     falling = level_dbov < floor
     a_floor = np.where(falling, alpha["floor_fall_ms"], alpha["floor_rise_ms"])

@@ -62,7 +62,8 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     talking_now = slot_t_end_ms - st.last_active_ms[rows] <= tuning["takeover_recency_ms"]
     evidence = np.where(talking_now, st.evidence_ms[rows], 0.0)
     best = np.zeros(st.n_rooms, dtype=np.float32)
-    np.maximum.at(best, room_of, evidence)
+    k = np.flatnonzero(evidence)  # few challengers have any (and none has less than 0)
+    np.maximum.at(best, room_of[k], evidence[k])
     best_r = best[rooms]
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)
