@@ -433,15 +433,16 @@ class Engine:
         rows = self._ranking_rows(due_rooms, idx, room_of)
         changed = np.flatnonzero((rows != st.ranked[due_rooms]).any(axis=1))
         st.ranked[due_rooms[changed]] = rows[changed]
-        out: list[ev.Event] = []
-        for r, t, row in zip(due_rooms[changed].tolist(), due_t[changed].tolist(),
-                             rows[changed]):
-            row = row[row != NOT_RANKED]
-            slots = row >> 1
-            out.append(ev.ActiveSpeakersUpdate(
-                r, t, tuple(slots.tolist()), tuple(st.level_smooth[slots].tolist()),
-                tuple((row & 1).astype(bool).tolist()), tuple(st.activity[slots].tolist())))
-        return out
+        # the events' columns for all changed rooms at once; Python per event only
+        ranked = rows[changed]
+        slots = np.where(ranked != NOT_RANKED, ranked >> 1, 0)
+        columns = zip(due_rooms[changed].tolist(), due_t[changed].tolist(),
+                      (ranked != NOT_RANKED).sum(axis=1).tolist(), slots.tolist(),
+                      st.level_smooth[slots].tolist(), (ranked & 1).astype(bool).tolist(),
+                      st.activity[slots].tolist())
+        return [ev.ActiveSpeakersUpdate(r, t, tuple(s[:n]), tuple(lv[:n]), tuple(b[:n]),
+                                        tuple(a[:n]))
+                for r, t, n, s, lv, b, a in columns]
 
     def _ranking_rows(self, due_rooms: np.ndarray, idx: np.ndarray, room_of: np.ndarray
                       ) -> np.ndarray:
