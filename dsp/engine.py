@@ -18,9 +18,16 @@ from . import events as ev
 from .pcm import VAD_RATE_HZ, for_vad
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
-from .state import NEVER_MS, NO_SLOT, EngineState
-from .tuning import DSI, FIELDS, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
+from .state import NEVER_MS, NO_SLOT, NOT_RANKED, EngineState, Rows
+from .tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
+
+SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_margin_db",
+               "min_run_ms", "activity_attack_ms",
+               "speaking_on", "speaking_off", "switch_margin_db", "evidence_decay",
+               "takeover_recency_ms", "speaking_interval_ms", "no_audio_timeout_ms",
+               "vad_mode", "algorithm")
+"""The Tuning fields read per participant on the audio path (the others per room)."""
 
 
 @dataclass
@@ -46,6 +53,24 @@ class Wave:
     pcm: list[PcmGroup] = field(default_factory=list)
 
 
+@dataclass
+class _Layout:
+    """Which slots a wave of these rooms touches, and their per-slot tuning.
+
+    Gathering ~20 tuning arrays for every participant costs more than the rest of a step;
+    they change only with membership, tuning, the set of rooms in the wave or their frame
+    lengths, so a media server sending every room every tick gathers them once."""
+    key: tuple
+    idx: np.ndarray                 # the slots of the wave's rooms, ascending
+    rows: slice | np.ndarray        # idx as a slice when contiguous: views, not gathers
+    room_of: np.ndarray             # their rooms
+    pos: np.ndarray                 # slot -> position in idx (per engine slot)
+    dt: np.ndarray                  # frame length per slot, ms (float32)
+    tuning: dict[str, np.ndarray]   # SLOT_FIELDS per slot
+    alpha: dict[str, np.ndarray]    # activity.coefficients per slot
+    all_ours: bool                  # every room of the wave runs our floor logic
+
+
 def _allocate(free: list[int], size: int, grow: Callable[[int], None], minimum: int) -> int:
     """A free index; when there is none, the arrays double (amortized O(1) joins)."""
     if not free:
@@ -64,6 +89,8 @@ class Engine:
         self.dsi = dsi.DsiState()
         self._free_slots: list[int] = []
         self._free_rooms: list[int] = []
+        self._layout: _Layout | None = None
+        self._joins = 0
 
     # ------------------------------------------------------------------ rooms & members
     def add_room(self, tuning: Tuning = PROFILES["meeting"], ranking_phase_ms: int = 0) -> int:
@@ -96,6 +123,8 @@ class Engine:
         st = self.st
         slot = _allocate(self._free_slots, st.n_slots, st.grow_slots, 16)
         st.reset_slot(slot, room)
+        self._joins += 1
+        st.joined[slot] = self._joins
         st.room_slots[room].append(slot)
         self.vads.reset(slot, int(st.tuning["vad_mode"][room]))
         self.dsi.reset(slot)
@@ -225,59 +254,50 @@ class Engine:
         if len(rooms) == 0:
             return []
         t_end_room = np.asarray(wave.t_ms, np.int64) + np.asarray(wave.duration_ms, np.int64)
-        touched = np.zeros(st.n_rooms, dtype=bool)
-        touched[rooms] = True
         end_of_room = np.zeros(st.n_rooms, dtype=np.int64)
         end_of_room[rooms] = t_end_room
-        dur_of_room = np.zeros(st.n_rooms, dtype=np.float32)
-        dur_of_room[rooms] = wave.duration_ms
-
-        idx = np.flatnonzero(touched[np.maximum(st.slot_room, 0)] & (st.slot_room >= 0))
-        room_of = st.slot_room[idx].astype(np.int64)
+        layout = self._layout_for(rooms, np.asarray(wave.duration_ms, np.int64))
+        idx, room_of, dt, tuning, alpha = (layout.idx, layout.room_of, layout.dt,
+                                           layout.tuning, layout.alpha)
         t_end = end_of_room[room_of]
-        dt = dur_of_room[room_of]
-        tuning = {name: st.tuning[name][room_of] for name in FIELDS}
 
-        pos = np.zeros(st.n_slots, dtype=np.int64)
-        pos[idx] = np.arange(len(idx))
-        level = np.full(len(idx), SILENCE_DBOV, dtype=np.float32)
-        voice = np.zeros(len(idx), dtype=np.int8)
-        present = np.zeros(len(idx), dtype=bool)
-        if len(wave.level_slots):
-            p = pos[wave.level_slots]
-            level[p] = wave.level_dbov
-            voice[p] = wave.level_voice
-            present[p] = True
-        for g in wave.pcm:
-            p = pos[g.slots]
-            samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
-            level[p] = pcm_level_dbov(samples)
-            vad_frames, vad_rate = for_vad(samples, g.sample_rate_hz) if g.sample_rate_hz > \
-                VAD_RATE_HZ else (g.frames, g.sample_rate_hz)
-            voice[p] = self.vads.classify(g.slots.tolist(), vad_frames, vad_rate,
-                                          tuning["vad_mode"][p].astype(int).tolist())
-            present[p] = True
-        st.last_frame_ms[idx[present]] = t_end[present]
-        muted = st.muted[idx]
+        rows = layout.rows
+        if (not wave.pcm and len(wave.level_slots) == len(idx)
+                and np.array_equal(wave.level_slots, idx)):
+            # every participant has a level, in slot order (a server's steady state)
+            level = np.array(wave.level_dbov, dtype=np.float32)
+            voice = np.array(wave.level_voice, dtype=np.int8)
+            present = None
+        else:
+            level, voice, present = self._frames(wave, layout)
+        if present is None:
+            st.last_frame_ms[rows] = t_end
+        else:
+            k = np.flatnonzero(present)
+            st.last_frame_ms[idx[k]] = t_end[k]
+        muted = st.muted[rows]
         level[muted] = SILENCE_DBOV
         voice[muted] = 0
-        timed_out = t_end - st.last_frame_ms[idx] > tuning["no_audio_timeout_ms"]
-        live = present | timed_out
-        if not live.all():  # frozen participants (a short gap in their packets) sit out
-            idx, room_of, t_end, dt = idx[live], room_of[live], t_end[live], dt[live]
-            level, voice = level[live], voice[live]
-            tuning = {k: v[live] for k, v in tuning.items()}
+        if present is not None:
+            timed_out = t_end - st.last_frame_ms[rows] > tuning["no_audio_timeout_ms"]
+            live = present | timed_out
+            if not live.all():  # frozen participants (a short gap in their packets) sit out
+                idx, room_of, t_end, dt = idx[live], room_of[live], t_end[live], dt[live]
+                level, voice = level[live], voice[live]
+                tuning = {k: v[live] for k, v in tuning.items()}
+                alpha = {k: v[live] for k, v in alpha.items()}
+                rows = idx
 
-        active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning)
-        out = self._speaking_reports(idx, room_of, t_end, tuning)
+        active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning,
+                                                    alpha, rows)
+        out = self._speaking_reports(idx, room_of, t_end, tuning, rows)
         refresh: dict[int, list[int]] = {}
         for k in np.flatnonzero(started).tolist():
             refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
-        algorithm = tuning["algorithm"]
-        ours = algorithm == SPEAKERSWITCH
-        if ours.all():
-            switching.accumulate_evidence(st, idx, room_of, active, dt, tuning)
-            changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning)
+        if layout.all_ours or (tuning["algorithm"] == SPEAKERSWITCH).all():
+            switching.accumulate_evidence(st, idx, room_of, active, dt, tuning, rows)
+            changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning,
+                                          rows)
         else:
             changes = self._floor_by_algorithm(rooms, t_end_room, idx, room_of, t_end, level,
                                                active, dt, tuning)
@@ -294,8 +314,59 @@ class Engine:
             self._with_forwarding(room, int(end_of_room[room]), out, slots)
 
         st.room_t_ms[rooms] = t_end_room
-        out.extend(self._rankings(rooms, t_end_room))
+        out.extend(self._rankings(rooms, t_end_room, layout.idx, layout.room_of))
         return out
+
+    def _frames(self, wave: Wave, layout: _Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The wave's level, voice (VAD for PCM) and whether it has a frame, per slot of
+        ``layout.idx``; silence where there is none."""
+        n = len(layout.idx)
+        level = np.full(n, SILENCE_DBOV, dtype=np.float32)
+        voice = np.zeros(n, dtype=np.int8)
+        present = np.zeros(n, dtype=bool)
+        pos = layout.pos
+        if len(wave.level_slots):
+            p = pos[wave.level_slots]
+            level[p] = wave.level_dbov
+            voice[p] = wave.level_voice
+            present[p] = True
+        for g in wave.pcm:
+            p = pos[g.slots]
+            samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
+            level[p] = pcm_level_dbov(samples)
+            vad_frames, vad_rate = for_vad(samples, g.sample_rate_hz) if g.sample_rate_hz > \
+                VAD_RATE_HZ else (g.frames, g.sample_rate_hz)
+            voice[p] = self.vads.classify(g.slots.tolist(), vad_frames, vad_rate,
+                                          layout.tuning["vad_mode"][p].astype(int).tolist())
+            present[p] = True
+        return level, voice, present
+
+    def _layout_for(self, rooms: np.ndarray, duration_ms: np.ndarray) -> _Layout:
+        """The wave's per-slot gathers, reused while nothing they depend on changed."""
+        st = self.st
+        key = (st.layout_version, rooms.tobytes(), duration_ms.tobytes())
+        if self._layout is not None and self._layout.key == key:
+            return self._layout
+        touched = np.zeros(st.n_rooms, dtype=bool)
+        touched[rooms] = True
+        dur_of_room = np.zeros(st.n_rooms, dtype=np.float32)
+        dur_of_room[rooms] = duration_ms
+        idx = np.flatnonzero(touched[np.maximum(st.slot_room, 0)] & (st.slot_room >= 0))
+        room_of = st.slot_room[idx].astype(np.int64)
+        dt = dur_of_room[room_of]
+        tuning = {name: st.tuning[name][room_of] for name in SLOT_FIELDS}
+        alpha = activity.coefficients(
+            dt, {name: st.tuning[name][room_of] for name in activity.TIME_CONSTANTS})
+        pos = np.zeros(st.n_slots, dtype=np.int64)
+        pos[idx] = np.arange(len(idx))
+        contiguous = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
+        rows = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        layout = _Layout(key, idx, rows, room_of, pos, dt, tuning, alpha,
+                         bool((st.tuning["algorithm"][rooms] == SPEAKERSWITCH).all()))
+        for a in (idx, room_of, pos, dt, *tuning.values(), *alpha.values()):
+            a.flags.writeable = False  # shared by every step until the layout changes
+        self._layout = layout
+        return layout
 
     def _floor_by_algorithm(self, rooms, t_end_room, idx, room_of, t_end, level, active, dt,
                             tuning) -> list[tuple[int, int]]:
@@ -328,40 +399,76 @@ class Engine:
         return changes
 
     def _speaking_reports(self, idx: np.ndarray, room_of: np.ndarray, t_end: np.ndarray,
-                          tuning: dict[str, np.ndarray]) -> list[ev.Event]:
+                          tuning: dict[str, np.ndarray], rows: Rows) -> list[ev.Event]:
         """SpeakingChanged for participants whose state differs from what was last reported,
         at most one per ``speaking_interval_ms``; a stop by digital silence goes out at once."""
         st = self.st
-        speaking = st.speaking[idx]
-        changed = speaking != st.reported_speaking[idx]
-        due = changed & ((t_end - st.reported_ms[idx] >= tuning["speaking_interval_ms"])
-                         | (~speaking & st.silent[idx]))
+        speaking = st.speaking[rows]
+        changed = speaking != st.reported_speaking[rows]
+        due = changed & ((t_end - st.reported_ms[rows] >= tuning["speaking_interval_ms"])
+                         | (~speaking & st.silent[rows]))
         k = np.flatnonzero(due)
         st.reported_speaking[idx[k]] = speaking[k]
         st.reported_ms[idx[k]] = t_end[k]
         return [ev.SpeakingChange(r, t, s, b) for r, t, s, b in
                 zip(room_of[k].tolist(), t_end[k].tolist(), idx[k].tolist(), speaking[k].tolist())]
 
-    def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray) -> list[ev.Event]:
-        """ActiveSpeakers for rooms due one (rate limit) whose ranking changed."""
+    def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray, idx: np.ndarray,
+                  room_of: np.ndarray) -> list[ev.Event]:
+        """ActiveSpeakers for rooms due one (rate limit) whose ranking changed.
+
+        ``idx``/``room_of``: every member of ``rooms`` (frozen ones too). All due rooms are
+        ranked and compared with their last ranking at once; Python runs per event."""
         st = self.st
-        due = t_end_room - st.ranking_t_ms[rooms] >= st.tuning["active_speakers_interval_ms"][rooms]
-        out: list[ev.Event] = []
-        # checked (not only emitted) at most once per interval: the ranking is the only
-        # per-room Python on the audio path. A room's first check shifts its schedule by
-        # its phase, spreading the rooms' checks over the interval
-        interval = st.tuning["active_speakers_interval_ms"][rooms].astype(np.int64)
+        interval_ms = st.tuning["active_speakers_interval_ms"][rooms]
+        due = t_end_room - st.ranking_t_ms[rooms] >= interval_ms
+        if not due.any():
+            return []
+        # checked (not only emitted) at most once per interval. A room's first check shifts
+        # its schedule by its phase, spreading the rooms' checks over the interval
+        interval = interval_ms.astype(np.int64)
         first = due & (st.ranking_t_ms[rooms] == NEVER_MS) & (interval > 0)
         st.ranking_t_ms[rooms[due]] = t_end_room[due]
         st.ranking_t_ms[rooms[first]] -= st.ranking_phase_ms[rooms[first]] % interval[first]
-        for r, t in zip(rooms[due].tolist(), t_end_room[due].tolist()):
-            slots, levels, speaking, act = self.ranking(r)
-            key = tuple(zip(slots, speaking))
-            if key == st.last_ranking[r]:
-                continue
-            st.last_ranking[r] = key
-            out.append(ev.ActiveSpeakersUpdate(r, t, slots, levels, speaking, act))
-        return out
+        due_rooms, due_t = rooms[due], t_end_room[due]
+        rows = self._ranking_rows(due_rooms, idx, room_of)
+        changed = np.flatnonzero((rows != st.ranked[due_rooms]).any(axis=1))
+        st.ranked[due_rooms[changed]] = rows[changed]
+        # the events' columns for all changed rooms at once; Python per event only
+        ranked = rows[changed]
+        slots = np.where(ranked != NOT_RANKED, ranked >> 1, 0)
+        columns = zip(due_rooms[changed].tolist(), due_t[changed].tolist(),
+                      (ranked != NOT_RANKED).sum(axis=1).tolist(), slots.tolist(),
+                      st.level_smooth[slots].tolist(), (ranked & 1).astype(bool).tolist(),
+                      st.activity[slots].tolist())
+        return [ev.ActiveSpeakersUpdate(r, t, tuple(s[:n]), tuple(lv[:n]), tuple(b[:n]),
+                                        tuple(a[:n]))
+                for r, t, n, s, lv, b, a in columns]
+
+    def _ranking_rows(self, due_rooms: np.ndarray, idx: np.ndarray, room_of: np.ndarray
+                      ) -> np.ndarray:
+        """``ranking`` of each of ``due_rooms`` (members ``idx`` in rooms ``room_of``, a
+        superset), encoded as ``EngineState.ranked`` rows, with one sort for all rooms."""
+        st = self.st
+        row_of_room = np.full(st.n_rooms, -1, dtype=np.int64)
+        row_of_room[due_rooms] = np.arange(len(due_rooms))
+        row = row_of_room[room_of]
+        s = idx[row >= 0]
+        row = row[row >= 0]
+        spk = st.speaking[s]
+        keep = spk | (st.last_active_ms[s] > NEVER_MS)
+        s, row, spk = s[keep], row[keep], spk[keep]
+        # the keys of ``ranking`` after the room; its stable sort's last resort, the order
+        # of the member list, is the join order
+        order = np.lexsort((st.joined[s], -st.last_active_ms[s], -st.level_smooth[s] * spk,
+                            ~spk, row))
+        s, row, spk = s[order], row[order], spk[order]
+        starts = np.flatnonzero(np.diff(row, prepend=-1))
+        place = np.arange(len(row)) - np.repeat(starts, np.diff(starts, append=len(row)))
+        top = place < st.tuning["active_speakers"][due_rooms].astype(np.int64)[row]
+        rows = np.full((len(due_rooms), st.ranked.shape[1]), NOT_RANKED, dtype=np.int64)
+        rows[row[top], place[top]] = 2 * s[top] + spk[top]
+        return rows
 
     def ranking(self, room: int) -> tuple[tuple[int, ...], tuple[float, ...], tuple[bool, ...],
                                           tuple[float, ...]]:

@@ -22,8 +22,8 @@ def refresh(st: EngineState, room: int, t_ms: int, started: list[int] | tuple[in
     min_ms = st.tuning["forwarding_min_ms"][room]
     members = st.forwarding[room]
     since = st.forwarding_since[room]
-    present = st.room_slots[room]
-    for s in [s for s in members if s not in present or not st.video[s]]:
+    slot_room = st.slot_room  # membership in O(1), not a scan of a big room's member list
+    for s in [s for s in members if slot_room[s] != room or not st.video[s]]:
         members.remove(s)
         del since[s]
     pin = int(st.pinned[room])
@@ -45,7 +45,7 @@ def refresh(st: EngineState, room: int, t_ms: int, started: list[int] | tuple[in
         since[slot] = t_ms
 
     for s in started:
-        if st.video[s] and s in present:
+        if st.video[s] and slot_room[s] == room:
             admit(s, force=False)
     if main != NO_SLOT and st.video[main] and main not in members:
         admit(main, force=True)

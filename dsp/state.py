@@ -16,6 +16,13 @@ NO_SLOT = -1
 NEVER_MS = np.iinfo(np.int64).min // 4
 """'Long ago' for media-time stamps: far enough that any difference with it is huge, near
 enough that subtracting it does not overflow."""
+Rows = slice | np.ndarray
+"""Where a batch's slots sit in the slot arrays: their index array, or the same slots as a
+slice when they are one contiguous run (then reads are views and writes are copies, not
+gathers and scatters). A view changes when its array is written: read what you need
+before writing to the same array."""
+NOT_RANKED = -1
+"""An empty place in a room's last ActiveSpeakers ranking (``EngineState.ranked``)."""
 
 
 def _grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
@@ -45,6 +52,9 @@ class EngineState:
     last_frame_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     reported_speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     reported_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    joined: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Join order (a counter, larger is later): ties in a ranking go to the earlier joiner,
+    as in the room's member list, without walking that list."""
     # ---- per room
     holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     shown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -53,9 +63,16 @@ class EngineState:
     ranking_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ranking_phase_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     tuning: dict[str, np.ndarray] = field(default_factory=dict)
-    # ---- per room, Python side (changed only by joins, leaves and ranking emissions)
+    ranked: np.ndarray = field(default_factory=lambda: np.full((0, 1), NOT_RANKED, np.int64))
+    """The last ActiveSpeakers ranking sent, one row per room: ``2 * slot + speaking`` per
+    place, NOT_RANKED after its end. As an array, all due rooms are compared at once and
+    Python runs only for the rooms whose ranking changed. As wide as the largest
+    ``active_speakers`` of any room."""
+    layout_version: int = 0
+    """Bumped by every change of membership, rooms or tuning: the engine's per-slot
+    gathers (which slots a wave touches, their tuning) stay valid while it is unchanged."""
+    # ---- per room, Python side (changed only by joins, leaves and presentation changes)
     room_slots: list[list[int]] = field(default_factory=list)
-    last_ranking: list[tuple] = field(default_factory=list)
     presenters: list[list[int]] = field(default_factory=list)
     """Slots presenting, oldest first: the last one is in the main feed."""
     forwarding: list[list[int]] = field(default_factory=list)
@@ -65,8 +82,9 @@ class EngineState:
 
     SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, speech_level=np.nan, level_smooth=-127.0, activity=0.0,
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
-                     onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, video=True, muted=False, silent=False,
-                     last_frame_ms=NEVER_MS, reported_speaking=False, reported_ms=NEVER_MS)
+                     onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, video=True, muted=False,
+                     silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
+                     reported_ms=NEVER_MS, joined=0)
     ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0)
 
@@ -85,15 +103,19 @@ class EngineState:
     def grow_slots(self, n: int) -> None:
         for name, fill in self.SLOT_FILL.items():
             setattr(self, name, _grow(getattr(self, name), n, fill))
+        self.layout_version += 1
 
     def grow_rooms(self, n: int) -> None:
         for name, fill in self.ROOM_FILL.items():
             setattr(self, name, _grow(getattr(self, name), n, fill))
         for name in FIELDS:
             self.tuning[name] = _grow(self.tuning[name], n, 0.0)
+        ranked = np.full((n, self.ranked.shape[1]), NOT_RANKED, np.int64)
+        ranked[: len(self.ranked)] = self.ranked
+        self.ranked = ranked
+        self.layout_version += 1
         while len(self.room_slots) < n:
             self.room_slots.append([])
-            self.last_ranking.append(())
             self.presenters.append([])
             self.forwarding.append([])
             self.forwarding_since.append({})
@@ -103,12 +125,14 @@ class EngineState:
         for name, fill in self.SLOT_FILL.items():
             getattr(self, name)[slot] = fill
         self.slot_room[slot] = room
+        self.layout_version += 1
 
     def reset_room(self, room: int) -> None:
         for name, fill in self.ROOM_FILL.items():
             getattr(self, name)[room] = fill
         self.room_slots[room] = []
-        self.last_ranking[room] = ()
+        self.ranked[room] = NOT_RANKED
+        self.layout_version += 1
         self.presenters[room] = []
         self.forwarding[room] = []
         self.forwarding_since[room] = {}
@@ -117,6 +141,11 @@ class EngineState:
     def set_tuning(self, room: int, tuning: Tuning) -> None:
         for name in FIELDS:
             self.tuning[name][room] = float(getattr(tuning, name))
+        if tuning.active_speakers > self.ranked.shape[1]:
+            wider = np.full((len(self.ranked), tuning.active_speakers), NOT_RANKED, np.int64)
+            wider[:, : self.ranked.shape[1]] = self.ranked
+            self.ranked = wider
+        self.layout_version += 1
 
     def get_tuning(self, room: int) -> Tuning:
         values = {name: self.tuning[name][room] for name in FIELDS}

@@ -26,41 +26,46 @@ from __future__ import annotations
 import numpy as np
 
 from . import events as ev
-from .state import NO_SLOT, EngineState
+from .state import NO_SLOT, EngineState, Rows
 
 
 def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
-                        active: np.ndarray, dt_ms: np.ndarray, tuning: dict[str, np.ndarray]
-                        ) -> None:
-    """Add or drain the evidence of participants ``idx`` (all of their rooms' slots).
+                        active: np.ndarray, dt_ms: np.ndarray, tuning: dict[str, np.ndarray],
+                        rows: Rows | None = None) -> None:
+    """Add or drain the evidence of participants ``idx`` (all of their rooms' slots;
+    ``rows``: the same as a slice if contiguous).
 
     Only frames with speech add evidence; a speaker's unvoiced frames keep it; it drains
     once the speaker stops. (Counting the release tail of the speaking flag would let a
     remark win the floor after its speaker has already fallen silent.)"""
-    holder = st.holder[room_of]
-    has_holder = holder >= 0
-    safe_holder = np.where(has_holder, holder, 0)
+    rows = idx if rows is None else rows
+    # the holder's score per room (a muted or silent holder scores nothing), then per slot
+    has_holder = st.holder >= 0
+    safe_holder = np.where(has_holder, st.holder, 0)
     holder_out = st.muted[safe_holder] | st.silent[safe_holder]
-    holder_score = np.where(has_holder & ~holder_out, st.level_smooth[safe_holder], -np.inf)
-    is_holder = idx == holder
-    dominant = (st.speaking[idx] & ~is_holder & ~st.muted[idx]
-                & (st.level_smooth[idx] > holder_score + tuning["switch_margin_db"]))
-    evidence = st.evidence_ms[idx]
-    run_ms = st.voiced_run_ms[idx]  # a run just confirmed brings all its frames
+    room_score = np.where(has_holder & ~holder_out, st.level_smooth[safe_holder], -np.inf)
+    holder_score = room_score[room_of]
+    is_holder = idx == st.holder[room_of]
+    dominant = (st.speaking[rows] & ~is_holder & ~st.muted[rows]
+                & (st.level_smooth[rows] > holder_score + tuning["switch_margin_db"]))
+    evidence = st.evidence_ms[rows]
+    run_ms = st.voiced_run_ms[rows]  # a run just confirmed brings all its frames
     speech_ms = np.where(run_ms - dt_ms < tuning["min_run_ms"], run_ms, dt_ms)
     evidence = np.where(dominant, np.where(active, evidence + speech_ms, evidence),
                         np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0))
-    st.evidence_ms[idx] = np.where(is_holder, 0.0, evidence)
+    st.evidence_ms[rows] = np.where(is_holder, 0.0, evidence)
 
 
 def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.ndarray,
-              room_of: np.ndarray, slot_t_end_ms: np.ndarray, tuning: dict[str, np.ndarray]
-              ) -> list[tuple[int, int]]:
+              room_of: np.ndarray, slot_t_end_ms: np.ndarray, tuning: dict[str, np.ndarray],
+              rows: Rows | None = None) -> list[tuple[int, int]]:
     """Rooms (of ``rooms``) whose floor changes now, with the new holder's slot."""
-    talking_now = slot_t_end_ms - st.last_active_ms[idx] <= tuning["takeover_recency_ms"]
-    evidence = np.where(talking_now, st.evidence_ms[idx], 0.0)
+    rows = idx if rows is None else rows
+    talking_now = slot_t_end_ms - st.last_active_ms[rows] <= tuning["takeover_recency_ms"]
+    evidence = np.where(talking_now, st.evidence_ms[rows], 0.0)
     best = np.zeros(st.n_rooms, dtype=np.float32)
-    np.maximum.at(best, room_of, evidence)
+    k = np.flatnonzero(evidence)  # few challengers have any (and none has less than 0)
+    np.maximum.at(best, room_of[k], evidence[k])
     best_r = best[rooms]
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)

@@ -99,8 +99,30 @@ class _Plan:
     pcm: dict[tuple[int, int], tuple[list[str], list[bytes]]]
     roster: tuple[str, ...] | None
     roster_levels: bytes
-    steady: bool = False
-    """Only levels in the room's sticky roster order: nothing to apply but the audio."""
+
+
+_Steady = tuple  # (room, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
+"""A tick in a media server's steady state, validated: a plain tuple, as a batch holds
+thousands of them."""
+
+
+def _steady(tick: pb.RoomTick, room: Room | None) -> _Steady | None:
+    """The steady state of a media server (a known room, one RFC 6464 byte per participant
+    in the sticky roster's order, nothing else), checked in a few field reads; anything
+    else, valid or not, takes the full validation (None)."""
+    if room is None or not room.roster or tick.events or tick.audio or tick.HasField("config"):
+        return None
+    lv = tick.levels
+    levels = lv.levels
+    if len(levels) != len(room.roster) or lv.roster:
+        return None
+    t, last = tick.timestamp_ms, room.last_audio_t_ms
+    if (last is not None and t <= last) or t > MAX_TIMESTAMP_MS:
+        return None
+    d = tick.duration_ms
+    if d and d not in TICK_DURATIONS_MS:
+        return None
+    return room, t, d or DEFAULT_DURATION_MS, levels
 
 
 def tuning_for(config: pb.RoomConfig, default_profile: str) -> Tuning:
@@ -168,6 +190,11 @@ class RoomRegistry:
         self.metrics = metrics
         self.engine = Engine()
         self.rooms: dict[RoomKey, Room] = {}
+        self._by_tenant: dict[str, dict[str, Room]] = {}
+        """The same rooms by tenant, then id: no key tuple to build per tick."""
+        self._room_at: dict[int, Room] = {}
+        """Rooms by engine index, for the engine's events."""
+        self._roster_cache: tuple[list[np.ndarray], np.ndarray] | None = None
         self._room_waiters: dict[RoomKey, list[Callable[[], None]]] = {}
         self._rooms_per_tenant: dict[str, int] = {}
         self._participants = 0
@@ -188,37 +215,44 @@ class RoomRegistry:
                                          f"{self.config.max_ticks_per_batch}"), 0, "")
             return resp
         # wave k holds the k-th tick of each room, so a room's ticks run in order
-        waves: list[list[int]] = []
-        seen: dict[str, int] = {}
-        for i, tick in enumerate(ticks):
-            k = seen.get(tick.room_id, 0)
-            seen[tick.room_id] = k + 1
-            if k == len(waves):
-                waves.append([])
-            waves[k].append(i)
+        ids = [tick.room_id for tick in ticks]
+        waves: list[range | list[int]] = []
+        if len(set(ids)) == len(ids):  # the usual batch: one tick per room
+            waves.append(range(len(ids)))
+        else:
+            seen: dict[str, int] = {}
+            for i, room_id in enumerate(ids):
+                k = seen.get(room_id, 0)
+                seen[room_id] = k + 1
+                if k == len(waves):
+                    waves.append([])
+                waves[k].append(i)
         for wave in waves:
-            self._process_wave(ticks, wave, resp, now_s, tenant, room_allowed)
+            self._process_wave(ticks, ids, wave, resp, now_s, tenant, room_allowed)
         if self.metrics is not None:
             self.metrics.batches.inc()
         return resp
 
-    def _process_wave(self, ticks, indexes: list[int], resp: pb.StreamResponse,
-                      now_s: float, tenant: str,
+    def _process_wave(self, ticks, ids: list[str], indexes: range | list[int],
+                      resp: pb.StreamResponse, now_s: float, tenant: str,
                       room_allowed: Callable[[str], bool] | None) -> None:
-        plans: list[_Plan] = []
+        plans: list[_Plan | _Steady] = []
         new_rooms = 0
+        rooms_of_tenant = self._by_tenant.get(tenant, {})
         for i in indexes:
+            tick = ticks[i]
             try:
-                if room_allowed is not None and not room_allowed(ticks[i].room_id):
+                if room_allowed is not None and not room_allowed(ids[i]):
                     raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
-                                    f"room {ticks[i].room_id!r} is outside the token's rooms")
-                plan = (self._steady_plan(i, ticks[i], tenant)
-                        or self._validate(i, ticks[i], tenant, new_rooms))
+                                    f"room {ids[i]!r} is outside the token's rooms")
+                plan = _steady(tick, rooms_of_tenant.get(ids[i]))
+                if plan is None:
+                    plan = self._validate(i, tick, tenant, new_rooms)
+                    new_rooms += plan.room is None
             except TickError as e:
-                self._reject(resp, e, i, ticks[i].room_id)
+                self._reject(resp, e, i, ids[i])
                 continue
             plans.append(plan)
-            new_rooms += plan.room is None
         if not plans:
             return
         out: list[tuple[Room, list[pb.RoomEvent]]] = []
@@ -226,15 +260,22 @@ class RoomRegistry:
         lv_slots: list[int] = []
         lv_dbov: list[float] = []
         lv_voice: list[int] = []
-        roster_slots, roster_bytes = [], []
+        roster_rooms: list[Room] = []
+        roster_bytes: list[bytes] = []
         pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
         for plan in plans:
-            if plan.steady:
-                room, state_events = plan.room, []
+            if type(plan) is tuple:  # _Steady: only audio, a few attributes to set
+                room, t, duration, levels = plan
                 room.last_seen_s = now_s
-                room.last_t_ms = plan.tick.timestamp_ms
-            else:
-                room, state_events = self._apply_state(plan, now_s, tenant)
+                room.last_t_ms = room.last_audio_t_ms = t
+                room.end_t_ms = t + duration
+                rooms.append(room.index)
+                t_ms.append(t)
+                durations.append(duration)
+                roster_rooms.append(room)
+                roster_bytes.append(levels)
+                continue
+            room, state_events = self._apply_state(plan, now_s, tenant)
             out.append((room, state_events))
             tick = plan.tick
             if not (plan.level_ids or plan.pcm or plan.roster_levels):
@@ -246,11 +287,11 @@ class RoomRegistry:
             lv_dbov.extend(plan.level_dbov)
             lv_voice.extend(plan.level_voice)
             if plan.roster_levels:
-                roster_slots.append(room.roster_slots)
+                roster_rooms.append(room)
                 roster_bytes.append(plan.roster_levels)
-            for key, (ids, frames) in plan.pcm.items():
+            for key, (ids_, frames) in plan.pcm.items():
                 g = pcm.setdefault(key, ([], []))
-                g[0].extend(room.slots[p] for p in ids)
+                g[0].extend(room.slots[p] for p in ids_)
                 g[1].extend(frames)
             room.end_t_ms = tick.timestamp_ms + plan.duration_ms
             room.last_audio_t_ms = tick.timestamp_ms
@@ -263,18 +304,21 @@ class RoomRegistry:
                          for (rate, _n), (s, frames) in pcm.items()])
         if roster_bytes:
             dbov, voice = split_header_bytes(b"".join(roster_bytes))
-            wave.level_slots = np.concatenate([wave.level_slots, *roster_slots])
-            wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
-            wave.level_voice = np.concatenate([wave.level_voice, voice])
+            slots = self._roster_slots(roster_rooms)
+            if len(wave.level_slots):
+                wave.level_slots = np.concatenate([wave.level_slots, slots])
+                wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
+                wave.level_voice = np.concatenate([wave.level_voice, voice])
+            else:
+                wave.level_slots, wave.level_dbov, wave.level_voice = slots, dbov, voice
         step_events = self.engine.step(wave) if rooms else []
-        by_index = {room.index: room for room, _ in out}
         for room, msgs in out:
             self._emit(room, msgs, resp)
         grouped: dict[int, list[ev.Event]] = {}
         for e in step_events:
             grouped.setdefault(e.room, []).append(e)
         for index, events in grouped.items():
-            room = by_index[index]
+            room = self._room_at[index]
             msgs: list[pb.RoomEvent] = []
             self._convert(room, events, msgs)
             self._emit(room, msgs, resp)
@@ -288,6 +332,20 @@ class RoomRegistry:
             if n_pcm:
                 m.frames.labels("pcm").inc(n_pcm)
 
+    def _roster_slots(self, rooms: list[Room]) -> np.ndarray:
+        """The slots of these rooms' rosters, end to end: the order of their level bytes.
+        Kept while the rooms and their rosters stay the same (one concatenation of
+        thousands of small arrays per tick is not free)."""
+        key = [room.roster_slots for room in rooms]
+        cached = self._roster_cache
+        if (cached is not None and len(cached[0]) == len(key)
+                and all(a is b for a, b in zip(key, cached[0]))):
+            return cached[1]
+        slots = np.concatenate(key) if key else np.zeros(0, np.int64)
+        slots.flags.writeable = False
+        self._roster_cache = (key, slots)
+        return slots
+
     def _reject(self, resp: pb.StreamResponse, e: TickError, index: int, room_id: str) -> None:
         resp.rejections.add(code=e.code.value[0], tick_index=index, room_id=room_id,
                             field=e.field, message=e.message)
@@ -295,28 +353,6 @@ class RoomRegistry:
             self.metrics.errors.labels(e.code.name).inc()
 
     # ------------------------------------------------------------------ validation
-    def _steady_plan(self, i: int, tick: pb.RoomTick, tenant: str) -> _Plan | None:
-        """The steady state of a media server (a known room, one RFC 6464 byte per
-        participant in the sticky roster's order, nothing else), checked in a few field
-        reads; anything else, valid or not, takes the full validation (None)."""
-        if tick.events or tick.audio or tick.HasField("config"):
-            return None
-        room = self.rooms.get((tenant, tick.room_id))
-        if room is None or not room.roster:
-            return None
-        lv = tick.levels
-        levels = lv.levels
-        if lv.roster or len(levels) != len(room.roster):
-            return None
-        t, last = tick.timestamp_ms, room.last_audio_t_ms
-        if (last is not None and t <= last) or t > MAX_TIMESTAMP_MS:
-            return None
-        d = tick.duration_ms
-        if d and d not in TICK_DURATIONS_MS:
-            return None
-        return _Plan(i, tick, room, d or DEFAULT_DURATION_MS, [], [], [], {}, None, levels,
-                     steady=True)
-
     def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "", new_rooms: int = 0
                   ) -> _Plan:
         """Check a tick against its room without changing anything (``new_rooms``: rooms
@@ -543,6 +579,8 @@ class RoomRegistry:
                                      zlib.crc32(room_id.encode()) % RANKING_PHASES_MS)
         room = Room(room_id, index, cfg, tenant=tenant)
         self.rooms[(tenant, room_id)] = room
+        self._by_tenant.setdefault(tenant, {})[room_id] = room
+        self._room_at[index] = room
         self._rooms_per_tenant[tenant] = self._rooms_per_tenant.get(tenant, 0) + 1
         if self.metrics is not None:
             self.metrics.rooms.set(len(self.rooms))
@@ -737,6 +775,10 @@ class RoomRegistry:
 
     def drop_room(self, key: RoomKey, reason: str = "idle") -> None:
         room = self.rooms.pop(key)
+        del self._by_tenant[room.tenant][room.room_id]
+        if not self._by_tenant[room.tenant]:
+            del self._by_tenant[room.tenant]
+        del self._room_at[room.index]
         self._rooms_per_tenant[room.tenant] -= 1
         if not self._rooms_per_tenant[room.tenant]:
             del self._rooms_per_tenant[room.tenant]

@@ -1,0 +1,154 @@
+"""The engine's fast paths give exactly what the general paths give.
+
+- ActiveSpeakers: all due rooms are ranked with one sort (``Engine._ranking_rows``); the
+  reference is ``Engine.ranking``, one room at a time.
+- Per-slot gathers are kept between steps (``Engine._layout_for``); the reference
+  gathers them afresh every step.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dsp import events as ev
+from dsp.engine import Engine, Wave
+from dsp.state import NEVER_MS, NOT_RANKED
+from dsp.tuning import PROFILES
+
+
+def _churned_engine(rng: np.random.Generator, n_rooms: int = 12) -> Engine:
+    """Rooms whose members joined and left in random order, so that slot numbers no
+    longer follow the join order (the last tie-break of a ranking)."""
+    eng = Engine()
+    rooms = [eng.add_room(PROFILES["meeting"].replace(active_speakers=int(rng.integers(1, 8))))
+             for _ in range(n_rooms)]
+    for _ in range(300):
+        r = rooms[int(rng.integers(n_rooms))]
+        members = eng.st.room_slots[r]
+        if members and rng.random() < 0.4:
+            eng.remove_participant(members[int(rng.integers(len(members)))], 0)
+        else:
+            eng.add_participant(r)
+    return eng
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_rankings_of_all_rooms_at_once_equal_one_room_at_a_time(seed):
+    rng = np.random.default_rng(seed)
+    eng = _churned_engine(rng)
+    st = eng.st
+    used = st.slot_room >= 0
+    n = st.n_slots
+    # few distinct values, so that every key ties somewhere
+    st.speaking[:] = rng.random(n) < 0.4
+    st.last_active_ms[:] = np.where(rng.random(n) < 0.3, NEVER_MS, rng.integers(0, 4, n) * 20)
+    st.level_smooth[:] = rng.choice(np.float32([-127.0, -60.5, -40.25, -30.0]), n)
+    rooms = np.flatnonzero(np.bincount(st.slot_room[used], minlength=st.n_rooms) >= 0)
+    idx = np.flatnonzero(used)
+    rows = eng._ranking_rows(rooms, idx, st.slot_room[idx].astype(np.int64))
+    for row, room in zip(rows, rooms.tolist()):
+        slots, _levels, speaking, _act = eng.ranking(room)
+        assert row[row != NOT_RANKED].tolist() == [2 * s + b for s, b in zip(slots, speaking)]
+        assert (row[len(slots):] == NOT_RANKED).all()
+
+
+def _events_and_state(eng: Engine, fresh_layout: bool, seed: int) -> tuple[list, dict]:
+    rng = np.random.default_rng(seed)
+    rooms = [eng.add_room(PROFILES[name], ranking_phase_ms=int(rng.integers(0, 1000)))
+             for name in ("meeting", "podcast", "debate") * 4]
+    slots = {r: [eng.add_participant(r) for _ in range(int(rng.integers(1, 9)))] for r in rooms}
+    talker = {r: 0 for r in rooms}
+    out: list[ev.Event] = []
+    for k in range(600):
+        if fresh_layout:
+            eng._layout = None
+        if k % 50 == 25:  # membership and tuning change now and then
+            r = rooms[int(rng.integers(len(rooms)))]
+            if len(slots[r]) > 1 and rng.random() < 0.5:
+                out += eng.remove_participant(slots[r].pop(0), k * 20)
+            else:
+                slots[r].append(eng.add_participant(r))
+            eng.set_tuning(rooms[k % len(rooms)], PROFILES["debate"].replace(
+                active_speakers=int(rng.integers(1, 9))))
+        if rng.random() < 0.05:
+            r = rooms[int(rng.integers(len(rooms)))]
+            talker[r] = int(rng.integers(len(slots[r])))
+        # some rooms skip a tick, and some participants' packets are missing
+        wave_rooms = [r for r in rooms if rng.random() < 0.9]
+        lv_slots, dbov, voice = [], [], []
+        for r in wave_rooms:
+            for i, s in enumerate(slots[r]):
+                if rng.random() < 0.05:
+                    continue
+                lv_slots.append(s)
+                loud = i == talker[r] % len(slots[r])
+                dbov.append(-float(rng.integers(15, 35) if loud else rng.integers(50, 80)))
+                voice.append(int(loud or rng.random() < 0.1))
+        out += eng.step(Wave(rooms=np.array(wave_rooms), t_ms=np.full(len(wave_rooms), k * 20),
+                             duration_ms=np.full(len(wave_rooms), 20),
+                             level_slots=np.array(lv_slots, np.int64),
+                             level_dbov=np.array(dbov, np.float32),
+                             level_voice=np.array(voice, np.int8)))
+    st = eng.st
+    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+    state["ranked"] = st.ranked.copy()
+    return out, state
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_kept_gathers_decide_as_fresh_ones(seed):
+    kept, kept_state = _events_and_state(Engine(), False, seed)
+    fresh, fresh_state = _events_and_state(Engine(), True, seed)
+    assert len(kept) > 50 and any(isinstance(e, ev.ActiveSpeakersUpdate) for e in kept)
+    assert kept == fresh
+    for name, a in kept_state.items():
+        np.testing.assert_array_equal(a, fresh_state[name], err_msg=name)
+
+
+def _dense_run(seed: int, general: bool, monkeypatch) -> tuple[list, dict]:
+    """Every room ticks with every participant: contiguous slots, levels in slot order.
+    ``general``: the same frames in shuffled order, and the slots addressed by index."""
+    if general:
+        layout_for = Engine._layout_for
+
+        def by_index(self, rooms, duration_ms):
+            layout = layout_for(self, rooms, duration_ms)
+            return dataclasses.replace(layout, rows=layout.idx)
+
+        monkeypatch.setattr(Engine, "_layout_for", by_index)
+    rng = np.random.default_rng(seed)
+    eng = Engine()
+    rooms = np.array([eng.add_room(PROFILES[name], ranking_phase_ms=int(rng.integers(0, 1000)))
+                      for name in ("meeting", "podcast", "debate") * 5])
+    slots = np.array([eng.add_participant(r) for r in rooms for _ in range(6)])
+    talker = rng.integers(0, 6, len(rooms))
+    out: list[ev.Event] = []
+    for k in range(500):
+        if k == 250:  # a mute changes who may speak, not the layout
+            out += eng.set_muted(int(slots[3]), True, k * 20)
+        talker = np.where(rng.random(len(rooms)) < 0.03, rng.integers(0, 6, len(rooms)), talker)
+        loud = np.zeros((len(rooms), 6), bool)
+        loud[np.arange(len(rooms)), talker] = True
+        dbov = np.where(loud, -rng.integers(15, 35, loud.shape), -rng.integers(50, 80, loud.shape))
+        voice = (loud | (rng.random(loud.shape) < 0.1)).astype(np.int8).ravel()
+        shuffled = rng.permutation(len(slots))  # drawn in both runs: the same frames
+        order = shuffled if general else np.arange(len(slots))
+        out += eng.step(Wave(rooms=rooms, t_ms=np.full(len(rooms), k * 20),
+                             duration_ms=np.full(len(rooms), 20), level_slots=slots[order],
+                             level_dbov=dbov.ravel().astype(np.float32)[order],
+                             level_voice=voice[order]))
+    st = eng.st
+    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+    return out, state
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_contiguous_slots_and_ordered_levels_decide_as_the_general_path(seed, monkeypatch):
+    fast, fast_state = _dense_run(seed, False, monkeypatch)
+    general, general_state = _dense_run(seed, True, monkeypatch)
+    assert sum(isinstance(e, ev.FloorChange) for e in fast) > 20
+    assert fast == general
+    for name, a in fast_state.items():
+        np.testing.assert_array_equal(a, general_state[name], err_msg=name)
