@@ -16,7 +16,6 @@ import os
 import platform
 import queue
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -31,25 +30,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from service.api import speakerswitch_pb2 as pb  # noqa: E402
 from service.api import speakerswitch_pb2_grpc as pb_grpc  # noqa: E402
+from loadgen import cpu_s, free_port, rss_kib  # noqa: E402  (one copy of the process probes)
 
 TICK_MS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def levels_for(k: int, n_rooms: int, n: int) -> list[bytes]:
