@@ -15,6 +15,12 @@ from service.rooms import RoomRegistry
 from service.synth import speech_like, to_int16
 
 FRAME_MS = 20
+WARMUP_TICKS = 25
+"""The synthetic rooms all start at t=0 with their talker already talking, so the first
+~20 ticks carry every room's first ranking, speaking change, floor change, switch and
+forwarding change in the same few ticks (a burst of ~15,000 events at 2000 rooms that
+no steady server sees). Throughput is measured after 500 ms of media time, for the
+engine and the naive baseline alike."""
 
 
 def level_wave_inputs(n_rooms: int, per_room: int, n_ticks: int, seed: int = 1):
@@ -45,7 +51,7 @@ def test_engine_levels(benchmark, n_rooms, per_room):
                       level_dbov=-(b & 0x7F).astype(np.float32),
                       level_voice=(b >> 7).astype(np.int8)))
 
-    benchmark(tick)
+    benchmark.pedantic(tick, rounds=500, warmup_rounds=WARMUP_TICKS)
     pf = n_rooms * per_room / benchmark.stats.stats.mean
     benchmark.extra_info["participant_frames_per_s"] = round(pf)
 
@@ -131,6 +137,7 @@ def test_naive_levels(benchmark, n_rooms, per_room):
         state["k"] += 1
         naive.step_all(rooms, payloads[k % len(payloads)], (k + 1) * FRAME_MS, FRAME_MS)
 
-    benchmark.pedantic(tick, rounds=50 if n_rooms > 1000 else 200, iterations=1)
+    benchmark.pedantic(tick, rounds=50 if n_rooms > 1000 else 200,
+                       warmup_rounds=WARMUP_TICKS)
     benchmark.extra_info["participant_frames_per_s"] = round(
         n_rooms * per_room / benchmark.stats.stats.mean)

@@ -98,7 +98,9 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
 
     falling = level_dbov < floor
     a_floor = np.where(falling, alpha["floor_fall_ms"], alpha["floor_rise_ms"])
-    st.noise_floor[rows] = np.where(sounding, floor + a_floor * (level_dbov - floor), floor)
+    floor_moved = floor + a_floor * (level_dbov - floor)
+    all_sounding = bool(sounding.all())
+    st.noise_floor[rows] = floor_moved if all_sounding else np.where(sounding, floor_moved, floor)
 
     lv = np.maximum(level_dbov, SMOOTH_FLOOR_DBOV)
     smooth = st.level_smooth[rows]
@@ -112,7 +114,9 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     if confirming.size:
         a_act[confirming] = _alpha(step_ms[confirming],
                                    tuning["activity_attack_ms"][confirming])
-    new_act = np.where(sounding, act + a_act * (target - act), 0.0)
+    new_act = act + a_act * (target - act)
+    if not all_sounding:
+        new_act = np.where(sounding, new_act, 0.0)
     st.activity[rows] = new_act
     st.silent[rows] = ~sounding
 
@@ -123,8 +127,8 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     st.last_active_ms[idx[k]] = t_end_ms[k]
 
     was = st.speaking[rows]
-    now = sounding & np.where(was, new_act > tuning["speaking_off"],
-                              new_act >= tuning["speaking_on"])
+    now = sounding & ((was & (new_act > tuning["speaking_off"]))
+                      | (~was & (new_act >= tuning["speaking_on"])))
     started, stopped = now & ~was, was & ~now
     st.speaking[rows] = now
     k = idx[np.flatnonzero(started)]

@@ -72,14 +72,19 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     quiet = ((holder < 0) | st.muted[safe] | st.silent[safe]
              | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
-    out = []
-    for r in rooms[(best_r > 0) & (best_r >= need)].tolist():
-        mine = room_of == r
-        slots = idx[mine]
-        # most evidence wins; among equals the louder one
-        order = np.lexsort((-st.level_smooth[slots], -evidence[mine]))
-        out.append((r, int(slots[order[0]])))
-    return out
+    changing = rooms[(best_r > 0) & (best_r >= need)]
+    if len(changing) == 0:
+        return []
+    # the winner of every changing room with one sort (a scan of the batch per room was
+    # quadratic when thousands of rooms changed at once): by room, most evidence, then
+    # the louder one, then the first in slot order
+    in_changing = np.zeros(st.n_rooms, dtype=bool)
+    in_changing[changing] = True
+    k = np.flatnonzero(in_changing[room_of])
+    k = k[np.lexsort((-st.level_smooth[idx[k]], -evidence[k], room_of[k]))]
+    first = k[np.flatnonzero(np.diff(room_of[k], prepend=-1))]
+    winner = dict(zip(room_of[first].tolist(), idx[first].tolist()))
+    return [(r, winner[r]) for r in changing.tolist()]
 
 
 def best_eligible(st: EngineState, room: int, exclude: int = NO_SLOT) -> int:

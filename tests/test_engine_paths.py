@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dsp import events as ev
+from dsp import switching
 from dsp.engine import Engine, Wave
 from dsp.state import NEVER_MS, NOT_RANKED
 from dsp.tuning import PROFILES
@@ -152,3 +153,37 @@ def test_contiguous_slots_and_ordered_levels_decide_as_the_general_path(seed, mo
     assert fast == general
     for name, a in fast_state.items():
         np.testing.assert_array_equal(a, general_state[name], err_msg=name)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_takeover_winners_of_all_rooms_equal_one_room_at_a_time(seed):
+    """switching.takeovers picks every changing room's new holder with one sort; the
+    reference scans the batch once per room. Evidence and levels tie often here."""
+    rng = np.random.default_rng(seed)
+    eng = _churned_engine(rng, n_rooms=30)
+    st = eng.st
+    idx = np.flatnonzero(st.slot_room >= 0)
+    room_of = st.slot_room[idx].astype(np.int64)
+    rooms = np.unique(room_of)
+    st.evidence_ms[:] = rng.choice(np.float32([0, 0, 200, 400, 1300]), st.n_slots)
+    st.level_smooth[:] = rng.choice(np.float32([-40.0, -30.0]), st.n_slots)
+    st.last_active_ms[:] = rng.choice([0, 1000], st.n_slots)
+    st.holder[rooms] = np.where(rng.random(len(rooms)) < 0.5, -1,
+                                [st.room_slots[r][0] for r in rooms])
+    t_end = np.full(len(rooms), 1000)
+    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0)}
+    got = switching.takeovers(st, rooms, t_end, idx, room_of, np.full(len(idx), 1000), tuning)
+
+    evidence = np.where(1000 - st.last_active_ms[idx] <= 100, st.evidence_ms[idx], 0.0)
+    want = []
+    for r, (room_t, holder) in zip(rooms.tolist(), zip(t_end, st.holder[rooms])):
+        mine = room_of == r
+        best = evidence[mine].max()
+        quiet = holder < 0 or room_t - st.last_active_ms[holder] >= st.tuning["hold_ms"][r]
+        need = st.tuning["min_speech_ms" if quiet else "interrupt_ms"][r]
+        if best > 0 and best >= need:
+            slots = idx[mine]
+            want.append((r, int(slots[np.lexsort((-st.level_smooth[slots],
+                                                  -evidence[mine]))[0]])))
+    assert len(want) > 3
+    assert got == want
