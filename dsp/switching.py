@@ -49,9 +49,11 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
     dominant = (st.speaking[rows] & ~is_holder & ~st.muted[rows]
                 & (st.level_smooth[rows] > holder_score + tuning["switch_margin_db"]))
     evidence = st.evidence_ms[rows]
-    evidence = np.where(dominant, np.where(active, evidence + dt_ms, evidence),
-                        np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0))
-    st.evidence_ms[rows] = np.where(is_holder, 0.0, evidence)
+    updated = np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0)  # drains...
+    k = np.flatnonzero(dominant)  # ...but for the few dominant challengers
+    updated[k] = np.where(active[k], evidence[k] + dt_ms[k], evidence[k])
+    updated[is_holder] = 0.0
+    st.evidence_ms[rows] = updated
 
 
 def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.ndarray,
