@@ -49,11 +49,14 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
     dominant = (st.speaking[rows] & ~is_holder & ~st.muted[rows]
                 & (st.level_smooth[rows] > holder_score + tuning["switch_margin_db"]))
     evidence = st.evidence_ms[rows]
-    run_ms = st.voiced_run_ms[rows]  # a run just confirmed brings all its frames
-    speech_ms = np.where(run_ms - dt_ms < tuning["min_run_ms"], run_ms, dt_ms)
-    evidence = np.where(dominant, np.where(active, evidence + speech_ms, evidence),
-                        np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0))
-    st.evidence_ms[rows] = np.where(is_holder, 0.0, evidence)
+    updated = np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0)  # drains...
+    k = np.flatnonzero(dominant)  # ...but for the few dominant challengers
+    run_ms, step_ms = st.voiced_run_ms[rows][k], dt_ms[k]
+    # A run confirmed on this frame brings all its frames at once.
+    speech_ms = np.where(run_ms - step_ms < tuning["min_run_ms"][k], run_ms, step_ms)
+    updated[k] = np.where(active[k], evidence[k] + speech_ms, evidence[k])
+    updated[is_holder] = 0.0
+    st.evidence_ms[rows] = updated
 
 
 def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.ndarray,
