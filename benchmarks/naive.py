@@ -121,7 +121,7 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
     holder_score = -math.inf
     if holder is not None and not holder.muted and not holder.silent:
         holder_score = holder.smooth
-    best, best_p = 0.0, None
+    best, best_p, outlasted = 0.0, None, False
     for p in live:
         if p is holder:
             p.evidence = 0.0
@@ -135,10 +135,15 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 best_p is None or p.evidence > best
                 or (p.evidence == best and p.smooth > best_p.smooth)):
             best, best_p = p.evidence, p
+        if (t_end - p.last_active <= T.takeover_recency_ms and p.evidence > 0
+                and holder is not None and t_end - holder.last_active >= T.outlast_ms
+                and t_end - p.run_start >= T.interrupt_ms and p.evidence >= T.min_speech_ms):
+            outlasted = True
     quiet = (holder is None or holder.muted or holder.silent
              or t_end - holder.last_active >= T.hold_ms)
     floor_moved = False
-    if best_p is not None and best >= (T.min_speech_ms if quiet else T.interrupt_ms):
+    if best_p is not None and (best >= (T.min_speech_ms if quiet else T.interrupt_ms)
+                               or outlasted):
         previous = room.holder
         room.holder = best_p.slot
         for p in ps:

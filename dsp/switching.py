@@ -7,7 +7,11 @@ evidence reaches
   - ``min_speech_ms`` if the holder has been silent for ``hold_ms`` (a turn change, the
     common case: switch fast), or if nobody holds the floor;
   - ``interrupt_ms`` while the holder is still talking or only pausing briefly (a 'yeah',
-    a cough or a failed interruption never lasts that long).
+    a cough or a failed interruption never lasts that long);
+  - ``min_speech_ms`` also if it has been talking for ``interrupt_ms`` and the holder has
+    been silent for ``outlast_ms``: an interrupter that outlasted the holder need not
+    wait out the whole ``hold_ms`` (in overlapping turn changes that wait was most of the
+    switch delay).
 This is evidence accumulated over time instead of a fixed hold after each switch, the
 shape Volfin & Cohen argue for (Computer Speech & Language 27 (2013) 895-910), kept simple
 enough to vectorize over every room of a batch.
@@ -75,7 +79,22 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     quiet = ((holder < 0) | st.muted[safe] | st.silent[safe]
              | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
-    changing = rooms[(best_r > 0) & (best_r >= need)]
+    ready = (best_r > 0) & (best_r >= need)
+    if k.size:
+        # a challenger that has talked for interrupt_ms and outlasted the holder by
+        # outlast_ms needs no more than the turn-change evidence
+        room_holder = st.holder[room_of[k]]
+        h = np.maximum(room_holder, 0)
+        t_k = slot_t_end_ms[k]
+        out = ((room_holder >= 0)
+               & (t_k - st.last_active_ms[h] >= tuning["outlast_ms"][k])
+               & (t_k - st.run_start_ms[idx[k]] >= tuning["interrupt_ms"][k])
+               & (evidence[k] >= tuning["min_speech_ms"][k]))
+        if out.any():
+            early = np.zeros(st.n_rooms, dtype=bool)
+            early[room_of[k][out]] = True
+            ready |= early[rooms]
+    changing = rooms[ready]
     if len(changing) == 0:
         return []
     # the winner of every changing room with one sort (a scan of the batch per room was

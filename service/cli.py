@@ -18,7 +18,7 @@ from .api import speakerswitch_pb2 as pb
 
 # Flags of `replay` that override the profile, with the RoomConfig field they set.
 TUNING_FLAGS = {"hold_ms": int, "min_speech_ms": int, "interrupt_ms": int,
-                "switch_margin_db": float}
+                "outlast_ms": int, "switch_margin_db": float}
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -42,7 +42,8 @@ _VOICE = {pb.VOICE_ACTIVITY_UNSPECIFIED: -1, pb.VOICE_ACTIVITY_ABSENT: 0,
           pb.VOICE_ACTIVITY_PRESENT: 1}
 _SPEECH_REASONS = (pb.SWITCH_REASON_FIRST_SPEAKER, pb.SWITCH_REASON_DOMINANT_SPEAKER)
 _OVERRIDE_RANGES = {"hold_ms": (0, 60000), "min_speech_ms": (0, 60000),
-                    "interrupt_ms": (0, 60000), "switch_margin_db": (0.0, 60.0),
+                    "interrupt_ms": (0, 60000), "outlast_ms": (0, 60000),
+                    "switch_margin_db": (0.0, 60.0),
                     "active_speakers": (1, 64), "active_speakers_interval_ms": (0, 60000),
                     "forwarding_size": (1, 64), "forwarding_min_ms": (0, 600000),
                     "speaking_interval_ms": (0, 60000), "no_audio_timeout_ms": (20, 600000)}

@@ -155,35 +155,62 @@ def test_contiguous_slots_and_ordered_levels_decide_as_the_general_path(seed, mo
         np.testing.assert_array_equal(a, general_state[name], err_msg=name)
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_takeover_winners_of_all_rooms_equal_one_room_at_a_time(seed):
-    """switching.takeovers picks every changing room's new holder with one sort; the
-    reference scans the batch once per room. Evidence and levels tie often here."""
+def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: float,
+                             last_active: list[int]) -> tuple[list, list, int]:
+    """switching.takeovers on a random state, and the same decided one room at a time;
+    also how many rooms change only because an interrupter outlasted the holder."""
     rng = np.random.default_rng(seed)
     eng = _churned_engine(rng, n_rooms=30)
     st = eng.st
     idx = np.flatnonzero(st.slot_room >= 0)
     room_of = st.slot_room[idx].astype(np.int64)
     rooms = np.unique(room_of)
-    st.evidence_ms[:] = rng.choice(np.float32([0, 0, 200, 400, 1300]), st.n_slots)
+    st.evidence_ms[:] = rng.choice(np.float32([0, 200, 400, 1300]), st.n_slots, p=evidence_p)
     st.level_smooth[:] = rng.choice(np.float32([-40.0, -30.0]), st.n_slots)
-    st.last_active_ms[:] = rng.choice([0, 1000], st.n_slots)
-    st.holder[rooms] = np.where(rng.random(len(rooms)) < 0.5, -1,
-                                [st.room_slots[r][0] for r in rooms])
+    st.last_active_ms[:] = rng.choice(last_active, st.n_slots)
+    st.run_start_ms[:] = rng.choice([-500, 500], st.n_slots)
+    st.holder[rooms] = np.where(rng.random(len(rooms)) < holder_share,
+                                [st.room_slots[r][0] for r in rooms], -1)
     t_end = np.full(len(rooms), 1000)
-    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0)}
+    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0),
+              **{k: st.tuning[k][room_of] for k in ("outlast_ms", "interrupt_ms",
+                                                    "min_speech_ms")}}
     got = switching.takeovers(st, rooms, t_end, idx, room_of, np.full(len(idx), 1000), tuning)
 
     evidence = np.where(1000 - st.last_active_ms[idx] <= 100, st.evidence_ms[idx], 0.0)
-    want = []
+    want, n_outlasted = [], 0
     for r, (room_t, holder) in zip(rooms.tolist(), zip(t_end, st.holder[rooms])):
         mine = room_of == r
         best = evidence[mine].max()
         quiet = holder < 0 or room_t - st.last_active_ms[holder] >= st.tuning["hold_ms"][r]
         need = st.tuning["min_speech_ms" if quiet else "interrupt_ms"][r]
-        if best > 0 and best >= need:
+        outlasted = holder >= 0 and any(
+            e > 0 and room_t - st.last_active_ms[holder] >= st.tuning["outlast_ms"][r]
+            and room_t - st.run_start_ms[s] >= st.tuning["interrupt_ms"][r]
+            and e >= st.tuning["min_speech_ms"][r]
+            for s, e in zip(idx[mine], evidence[mine]))
+        n_outlasted += bool(outlasted and not (best > 0 and best >= need))
+        if best > 0 and (best >= need or outlasted):
             slots = idx[mine]
             want.append((r, int(slots[np.lexsort((-st.level_smooth[slots],
                                                   -evidence[mine]))[0]])))
+    return got, want, n_outlasted
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_takeover_winners_of_all_rooms_equal_one_room_at_a_time(seed):
+    """switching.takeovers picks every changing room's new holder with one sort; the
+    reference scans the batch once per room. Evidence and levels tie often here."""
+    got, want, _ = _takeovers_and_reference(seed, [0.6, 0.15, 0.15, 0.1], 0.5, [0, 1000])
     assert len(want) > 3
+    assert got == want
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_interrupters_that_outlasted_the_holder_take_the_floor_as_one_room_at_a_time(seed):
+    """Holders silent for 300 ms (past outlast_ms, short of hold_ms), challengers with
+    turn-change evidence that started 1.5 s or 0.5 s ago: only the former may switch."""
+    got, want, n_outlasted = _takeovers_and_reference(seed, [0.5, 0.25, 0.25, 0.0], 1.0,
+                                                      [700, 1000])
+    assert n_outlasted >= 3
     assert got == want

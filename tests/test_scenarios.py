@@ -51,6 +51,24 @@ def test_interjection_in_a_breathing_pause_never_switches():
     assert [s for _, s in switches(run(ticks)[0])] == ["a"]
 
 
+def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops():
+    # b talks over a from 1.7 s; a stops at 3 s: b has talked 1.3 s (>= interrupt_ms) and
+    # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (600)
+    ticks = script_levels("r", [("a", 0, 3000), ("b", 1700, 4500)], ABC, 5000)
+    assert switches(run(ticks)[0]) == [(200, "a"), (3260, "b")]
+
+
+def test_a_short_overlap_before_a_turn_change_still_waits_for_the_hold():
+    # b starts only 500 ms before a stops: not yet interrupt_ms of talk when a falls silent
+    ticks = script_levels("r", [("a", 0, 3000), ("b", 2500, 4500)], ABC, 5000)
+    assert switches(run(ticks)[0]) == [(200, "a"), (3600, "b")]
+
+
+def test_a_failed_interruption_that_ends_first_never_switches():
+    ticks = script_levels("r", [("a", 0, 3000), ("b", 1500, 2700)], ABC, 4000)
+    assert switches(run(ticks)[0]) == [(200, "a")]
+
+
 def test_a_participant_with_a_loud_fan_never_takes_the_screen():
     ticks = script_levels("r", [("a", 0, 3000), ("b", 3500, 6000)], ABC, 6000)
     for t in ticks:     # c: steady -38 dBov fan noise, no V bit (energy detection only)

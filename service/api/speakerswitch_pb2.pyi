@@ -136,7 +136,7 @@ class ParticipantEvent(_message.Message):
     def __init__(self, participant_id: _Optional[str] = ..., type: _Optional[_Union[ParticipantEventType, str]] = ...) -> None: ...
 
 class RoomConfig(_message.Message):
-    __slots__ = ("profile", "hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db", "active_speakers", "active_speakers_interval_ms", "forwarding_size", "forwarding_min_ms", "speaking_interval_ms", "no_audio_timeout_ms", "algorithm")
+    __slots__ = ("profile", "hold_ms", "min_speech_ms", "interrupt_ms", "switch_margin_db", "active_speakers", "active_speakers_interval_ms", "forwarding_size", "forwarding_min_ms", "speaking_interval_ms", "no_audio_timeout_ms", "algorithm", "outlast_ms")
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     HOLD_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_SPEECH_MS_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class RoomConfig(_message.Message):
     SPEAKING_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     NO_AUDIO_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    OUTLAST_MS_FIELD_NUMBER: _ClassVar[int]
     profile: str
     hold_ms: int
     min_speech_ms: int
@@ -161,7 +162,8 @@ class RoomConfig(_message.Message):
     speaking_interval_ms: int
     no_audio_timeout_ms: int
     algorithm: str
-    def __init__(self, profile: _Optional[str] = ..., hold_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., interrupt_ms: _Optional[int] = ..., switch_margin_db: _Optional[float] = ..., active_speakers: _Optional[int] = ..., active_speakers_interval_ms: _Optional[int] = ..., forwarding_size: _Optional[int] = ..., forwarding_min_ms: _Optional[int] = ..., speaking_interval_ms: _Optional[int] = ..., no_audio_timeout_ms: _Optional[int] = ..., algorithm: _Optional[str] = ...) -> None: ...
+    outlast_ms: int
+    def __init__(self, profile: _Optional[str] = ..., hold_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., interrupt_ms: _Optional[int] = ..., switch_margin_db: _Optional[float] = ..., active_speakers: _Optional[int] = ..., active_speakers_interval_ms: _Optional[int] = ..., forwarding_size: _Optional[int] = ..., forwarding_min_ms: _Optional[int] = ..., speaking_interval_ms: _Optional[int] = ..., no_audio_timeout_ms: _Optional[int] = ..., algorithm: _Optional[str] = ..., outlast_ms: _Optional[int] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("batch_id", "events", "rejections")
