@@ -195,6 +195,38 @@ def machine_busy_s() -> float:
     return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuWindow:
+    """CPU seconds over a measured stretch of wall time: each server process's, this
+    client's, and what other jobs on the machine took meanwhile (a shared machine)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.server0 = {p: cpu_s(p) for p in pids}
+        self.client0, self.busy0 = self_cpu_s(), machine_busy_s()
+        self.t0 = time.perf_counter()
+
+    def shares(self) -> dict:
+        """Since construction: wall seconds and every CPU share (1.0 = one core)."""
+        wall = time.perf_counter() - self.t0
+        client = self_cpu_s() - self.client0
+        server = [cpu_s(p) - c for p, c in self.server0.items()]
+        other = machine_busy_s() - self.busy0 - client - sum(server)
+        return dict(wall_s=wall, worker_cpu_s=server,
+                    server_cpu_share=round(sum(server) / wall, 3),
+                    worker_cpu_share=[round(c / wall, 3) for c in server],
+                    client_cpu_share=round(client / wall, 3),
+                    other_cpu_share=round(max(0.0, other) / wall, 3))
+
+
+def sleep_until(due: float) -> bool:
+    """Pace a sender to the wall clock: sleep until ``due`` (a perf_counter time); True
+    if it is already more than a tick late (the sender itself fell behind)."""
+    now = time.perf_counter()
+    if now < due:
+        time.sleep(due - now)
+        return False
+    return now - due > TICK_MS / 1000
+
+
 def worker_pids(pid: int) -> list[int]:
     """The serving processes under ``pid``: itself, or its spawned workers (not the
     multiprocessing helpers)."""
@@ -516,14 +548,8 @@ def drive_realtime(server: Server, rooms: int, participants: int, seconds: float
         for k in range(1, n_ticks + 1):
             if k == warm_ticks:
                 hist.start()
-                cpu0 = {p: cpu_s(p) for p in server.pids}
-                me0, busy0, tw = self_cpu_s(), machine_busy_s(), time.perf_counter()
-            due = t0 + k * TICK_MS / 1000
-            now = time.perf_counter()
-            if now < due:
-                time.sleep(due - now)
-            elif now - due > TICK_MS / 1000:
-                late += 1
+                window = CpuWindow(server.pids)
+            late += sleep_until(t0 + k * TICK_MS / 1000)
             for s, enc in zip(streams, encoders):
                 e0 = time.perf_counter()
                 raw = enc.batch(k + 1, k)
@@ -534,16 +560,13 @@ def drive_realtime(server: Server, rooms: int, participants: int, seconds: float
         t_end = time.perf_counter()
         for s in streams:
             s.wait_answered(n_ticks + 1, DRAIN_TIMEOUT_S)
-        wall = time.perf_counter() - tw
-        client_cpu = self_cpu_s() - me0
-        other_cpu = machine_busy_s() - busy0 - client_cpu
-        cpu = {p: cpu_s(p) - c for p, c in cpu0.items()}
+        shares = window.shares()
         hist.stop()
         rss["end"] = sum(rss_kib(p) for p in server.pids)
     finally:
         for s in streams:
             s.close()
-    timed = sorted(x for s in streams for x in s.rtt_s if x[0] >= tw)
+    timed = sorted(x for s in streams for x in s.rtt_s if x[0] >= window.t0)
     rtts = [r for _t, r in timed]
     third = max(1, len(rtts) // 3)
     answered = sum(s.answered for s in streams)
@@ -555,10 +578,7 @@ def drive_realtime(server: Server, rooms: int, participants: int, seconds: float
                # a growing backlog shows as a later round trip far above the early one
                rtt_first_third_p50_ms=round(float(np.median(rtts[:third])) * 1000, 2),
                rtt_last_third_p50_ms=round(float(np.median(rtts[-third:])) * 1000, 2),
-               server_cpu_share=round(sum(cpu.values()) / wall, 3),
-               worker_cpu_share=[round(c / wall, 3) for c in cpu.values()],
-               client_cpu_share=round(client_cpu / wall, 3),
-               other_cpu_share=round(max(0.0, other_cpu - sum(cpu.values())) / wall, 3),
+               **{k: v for k, v in shares.items() if k.endswith("_share")},
                client_encode_ms_per_tick=round(1000 * encode_s / n_ticks, 3),
                rss_mib={k: round(v / 1024, 1) for k, v in rss.items()})
     return out
@@ -624,8 +644,7 @@ async def _drive_per_room(server: Server, rooms: int, participants: int, seconds
         for k in range(1, n_ticks + 1):
             if k == warm_ticks:
                 hist.start()
-                cpu0 = {p: cpu_s(p) for p in server.pids}
-                me0, busy0, tw = self_cpu_s(), machine_busy_s(), time.perf_counter()
+                window = CpuWindow(server.pids)
             first = 2 + (k - 1) * per
             msgs = [[(i, first + j, raw) for j, raw in enumerate(enc.per_room(first, k))]
                     for i, enc in enumerate(encoders)]
@@ -647,25 +666,21 @@ async def _drive_per_room(server: Server, rooms: int, participants: int, seconds
         for c in calls:
             await c.done_writing()
         await asyncio.wait(readers, timeout=DRAIN_TIMEOUT_S)  # a behind server: count what came
-        wall = time.perf_counter() - tw
-        client_cpu = self_cpu_s() - me0
-        other_cpu = machine_busy_s() - busy0 - client_cpu
-        cpu = {p: cpu_s(p) - c for p, c in cpu0.items()}
+        shares = window.shares()
         hist.stop()
     finally:
         for r in readers:
             r.cancel()
         for ch in channels:
             await ch.close()
-    rtts = [r for per_stream in rtt for (t, r) in per_stream if t >= tw]
+    rtts = [r for per_stream in rtt for (t, r) in per_stream if t >= window.t0]
     return dict(rooms=rooms, participants=participants, streams=len(calls),
                 seconds=round(t_end - t0, 1), late_groups=late,
                 messages=sum(1 + n_ticks * e.n_rooms for e in encoders),
                 answered=sum(answered), server_errors=hist.errors,
                 **rtt_summary(rtts), **hist.summary(),
-                server_cpu_share=round(sum(cpu.values()) / wall, 3),
-                client_cpu_share=round(client_cpu / wall, 3),
-                other_cpu_share=round(max(0.0, other_cpu - sum(cpu.values())) / wall, 3))
+                **{k: shares[k] for k in ("server_cpu_share", "client_cpu_share",
+                                          "other_cpu_share")})
 
 
 def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
@@ -705,14 +720,10 @@ def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
                 s.send(k, raw)
         time.sleep(warmup_s)
         n0 = [s.answered for s in streams]
-        cpu0 = {p: cpu_s(p) for p in server.pids}
-        me0, busy0, tw = self_cpu_s(), machine_busy_s(), time.perf_counter()
+        window = CpuWindow(server.pids)
         time.sleep(seconds)
         n1 = [s.answered for s in streams]
-        wall = time.perf_counter() - tw
-        client_cpu = self_cpu_s() - me0
-        other_cpu = machine_busy_s() - busy0 - client_cpu
-        cpu = {p: cpu_s(p) - c for p, c in cpu0.items()}
+        shares = window.shares()
         stop.set()
         for s in streams:
             s.wait_answered(next_k[streams.index(s)] - 1, DRAIN_TIMEOUT_S)
@@ -721,15 +732,13 @@ def drive_saturated(server: Server, rooms_per_stream: int, participants: int,
         for s in streams:
             s.close()
     batches = sum(b - a for a, b in zip(n0, n1))
+    wall = shares["wall_s"]
     pf = batches * rooms_per_stream * participants / wall
-    worker_cpu = [round(c / wall, 3) for c in cpu.values()]
     return dict(workers=server.workers, streams=n_streams, rooms_per_stream=rooms_per_stream,
                 participants=participants, seconds=round(wall, 1), batches=batches,
                 participant_frames_per_s=round(pf),
-                worker_cpu_share=worker_cpu, server_cpu_share=round(sum(cpu.values()) / wall, 3),
-                client_cpu_share=round(client_cpu / wall, 3),
-               other_cpu_share=round(max(0.0, other_cpu - sum(cpu.values())) / wall, 3),
+                **{k: v for k, v in shares.items() if k.endswith("_share")},
                 # throughput per CPU-second the workers actually got: what each worker
                 # would do with a core of its own
-                pf_per_worker_cpu_s=round(pf / max(1e-9, sum(cpu.values()) / wall)),
+                pf_per_worker_cpu_s=round(pf / max(1e-9, sum(shares["worker_cpu_s"]) / wall)),
                 stream_errors=sum(s.error is not None for s in streams))

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from service.api import speakerswitch_pb2 as pb  # noqa: E402
 from service.api import speakerswitch_pb2_grpc as pb_grpc  # noqa: E402
-from loadgen import cpu_s, free_port, rss_kib  # noqa: E402  (one copy of the process probes)
+from loadgen import cpu_s, free_port, rss_kib, sleep_until  # noqa: E402  (one copy)
 
 TICK_MS = 20
 
@@ -116,12 +116,7 @@ def drive(target: str, server_pid: int, metrics_port: int, rooms: int, participa
     t0 = time.perf_counter()
     late = 0
     for k in range(n_ticks):
-        due = t0 + k * TICK_MS / 1000
-        now = time.perf_counter()
-        if now < due:
-            time.sleep(due - now)
-        elif now - due > TICK_MS / 1000:
-            late += 1
+        late += sleep_until(t0 + k * TICK_MS / 1000)
         req = pb.StreamRequest(batch_id=k + 1)
         for r, lv in enumerate(levels_for(k, rooms, participants)):
             tick = req.ticks.add(room_id=f"room-{r}", timestamp_ms=k * TICK_MS,
