@@ -18,7 +18,7 @@ from . import events as ev
 from .pcm import VAD_RATE_HZ, for_vad
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
-from .state import NEVER_MS, NO_SLOT, NOT_RANKED, EngineState, Rows
+from .state import NEVER_MS, NO_SLOT, NOT_RANKED, UNKNOWN, EngineState, Rows
 from .tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
 
@@ -233,6 +233,7 @@ class Engine:
         st.forwarding[room] = list(forwarding)
         st.forwarding_since[room] = {s: t_ms for s in forwarding}
         st.last_forwarding[room] = tuple(forwarding)
+        st.forwarded_main[room] = UNKNOWN  # no copy in st.forwarded: the next refresh runs
         st.room_t_ms[room] = t_ms
 
     def _with_forwarding(self, room: int, t_ms: int, out: list[ev.Event],
@@ -291,9 +292,6 @@ class Engine:
         active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning,
                                                     alpha, rows)
         out = self._speaking_reports(idx, room_of, t_end, tuning, rows)
-        refresh: dict[int, list[int]] = {}
-        for k in np.flatnonzero(started).tolist():
-            refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
         if layout.all_ours or (tuning["algorithm"] == SPEAKERSWITCH).all():
             switching.accumulate_evidence(st, idx, room_of, active, dt, tuning, rows)
             changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning,
@@ -301,6 +299,7 @@ class Engine:
         else:
             changes = self._floor_by_algorithm(rooms, t_end_room, idx, room_of, t_end, level,
                                                active, dt, tuning)
+        floor_moved = []
         for room, slot in changes:
             t = int(end_of_room[room])
             floor = switching.set_holder(st, room, slot, t)
@@ -309,13 +308,30 @@ class Engine:
                 d = switching.update_shown(st, room, t, ev.DOMINANT_SPEAKER)
                 if d is not None:
                     out.append(d)
-                refresh.setdefault(room, [])
+                floor_moved.append(room)
+        refresh = self._forwarding_to_refresh(idx[started], room_of[started])
+        for room in floor_moved:
+            refresh.setdefault(room, [])
         for room, slots in refresh.items():
             self._with_forwarding(room, int(end_of_room[room]), out, slots)
 
         st.room_t_ms[rooms] = t_end_room
         out.extend(self._rankings(rooms, t_end_room, layout.idx, layout.room_of))
         return out
+
+    def _forwarding_to_refresh(self, slots: np.ndarray, room_of: np.ndarray
+                               ) -> dict[int, list[int]]:
+        """The rooms whose forwarding set is to be refreshed for the ``slots`` (in rooms
+        ``room_of``) that started speaking, with those slots; but for rooms that the
+        refresh would leave as they are (most: their one starter leads the set already),
+        found with arrays for all rooms at once."""
+        st = self.st
+        alone = np.bincount(room_of, minlength=st.n_rooms)[room_of] == 1
+        keep = ~(alone & forwarding.unchanged(st, room_of, slots))
+        refresh: dict[int, list[int]] = {}
+        for room, slot in zip(room_of[keep].tolist(), slots[keep].tolist()):
+            refresh.setdefault(room, []).append(slot)
+        return refresh
 
     def _frames(self, wave: Wave, layout: _Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The wave's level, voice (VAD for PCM) and whether it has a frame, per slot of
