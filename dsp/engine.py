@@ -441,14 +441,15 @@ class Engine:
         at most one per ``speaking_interval_ms``; a stop by digital silence goes out at once."""
         st = self.st
         speaking = st.speaking[rows]
-        changed = speaking != st.reported_speaking[rows]
-        due = changed & ((t_end - st.reported_ms[rows] >= tuning["speaking_interval_ms"])
-                         | (~speaking & st.silent[rows]))
-        k = np.flatnonzero(due)
-        st.reported_speaking[idx[k]] = speaking[k]
-        st.reported_ms[idx[k]] = t_end[k]
-        return [ev.SpeakingChange(r, t, s, b) for r, t, s, b in
-                zip(room_of[k].tolist(), t_end[k].tolist(), idx[k].tolist(), speaking[k].tolist())]
+        k = np.flatnonzero(speaking != st.reported_speaking[rows])  # few: the rest on those
+        slots, t, now = idx[k], t_end[k], speaking[k]
+        due = ((t - st.reported_ms[slots] >= tuning["speaking_interval_ms"][k])
+               | (~now & st.silent[slots]))
+        slots, t, now = slots[due], t[due], now[due]
+        st.reported_speaking[slots] = now
+        st.reported_ms[slots] = t
+        return list(map(ev.SpeakingChange, room_of[k[due]].tolist(), t.tolist(), slots.tolist(),
+                        now.tolist()))
 
     def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray, idx: np.ndarray,
                   room_of: np.ndarray) -> list[ev.Event]:

@@ -152,6 +152,8 @@ class EngineState:
         self.last_forwarding[room] = ()
 
     def set_tuning(self, room: int, tuning: Tuning) -> None:
+        if tuning.evidence_decay < 0:  # the floor logic relies on evidence only draining
+            raise ValueError(f"evidence_decay: must be >= 0, got {tuning.evidence_decay}")
         for name in FIELDS:
             self.tuning[name][room] = float(getattr(tuning, name))
         if tuning.active_speakers > self.ranked.shape[1]:
