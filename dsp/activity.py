@@ -85,16 +85,18 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     if first.any():
         floor = np.where(first, np.minimum(level_dbov, INITIAL_FLOOR_DBOV), floor)
 
-    snr = level_dbov - floor
+    # (frames are judged by index subsets from here: few of a batch are voiced, fewer
+    # active, and whole-array masks cost more than the subsets)
     unknown = voice < 0
-    voiced = np.where(unknown, snr >= tuning["energy_voice_snr_db"], voice > 0) \
+    voiced = np.where(unknown, level_dbov - floor >= tuning["energy_voice_snr_db"], voice > 0) \
         if unknown.any() else voice > 0
-    active = (voiced & sounding & (snr >= tuning["min_snr_db"])
-              & (level_dbov >= tuning["min_level_dbov"]))
+    k = np.flatnonzero(voiced)
+    lv_k = level_dbov[k]
+    k = k[sounding[k] & (lv_k - floor[k] >= tuning["min_snr_db"][k])
+          & (lv_k >= tuning["min_level_dbov"][k])]
 
     # the participant's own speech level (it moves only on speech frames: computed for
     # those), and whether this frame reaches near it
-    k = np.flatnonzero(active)
     lv_k = level_dbov[k]
     speech = st.speech_level[idx[k]]
     speech = np.where(np.isnan(speech), lv_k, speech)
@@ -102,13 +104,18 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
                     alpha["speech_level_fall_ms"][k])
     speech = speech + a_sp * (lv_k - speech)
     st.speech_level[idx[k]] = speech
-    active[k] = lv_k >= speech - tuning["speech_margin_db"][k]
+    k = k[lv_k >= speech - tuning["speech_margin_db"][k]]
     # only runs of speech-like frames count; the frame that confirms a run brings the run's
     # earlier frames with it (the activity steps over the whole run at once)
-    run_ms = np.where(active, st.voiced_run_ms[rows] + dt_ms, 0.0)
+    run_ms = np.zeros(len(idx), dtype=np.float32)
+    run_ms[k] = st.voiced_run_ms[idx[k]] + dt_ms[k]
     st.voiced_run_ms[rows] = run_ms
-    active &= run_ms >= tuning["min_run_ms"]
-    confirming = np.flatnonzero(active & (run_ms - dt_ms < tuning["min_run_ms"]))
+    run_k, min_run = run_ms[k], tuning["min_run_ms"][k]
+    confirmed = run_k >= min_run
+    confirming = k[confirmed & (run_k - dt_ms[k] < min_run)]
+    k = k[confirmed]  # the active frames
+    active = np.zeros(len(idx), dtype=bool)
+    active[k] = True
     step_ms = dt_ms
     if confirming.size:
         step_ms = dt_ms.copy()
@@ -124,7 +131,7 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
                                     alpha["level_release_ms"])
 
     act = st.activity[rows]
-    new_run = active & (act < ONSET_RESET_ACTIVITY)  # before `act` (maybe a view) changes
+    new_run = k[act[k] < ONSET_RESET_ACTIVITY]  # before `act` (maybe a view) changes
     target = active.astype(np.float32)
     new_act = _toward(act, target, alpha["activity_attack_ms"], alpha["activity_release_ms"])
     if confirming.size:  # a confirmed run's frames, all at once
@@ -136,10 +143,7 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     st.activity[rows] = new_act
     st.silent[rows] = ~sounding
 
-    # subsets by position (flatnonzero), not by boolean mask: several times cheaper
-    k = np.flatnonzero(new_run)
-    st.run_start_ms[idx[k]] = t_end_ms[k] - step_ms[k].astype(np.int64)
-    k = np.flatnonzero(active)
+    st.run_start_ms[idx[new_run]] = t_end_ms[new_run] - step_ms[new_run].astype(np.int64)
     st.last_active_ms[idx[k]] = t_end_ms[k]
 
     was = st.speaking[rows]
