@@ -76,15 +76,17 @@ def _active_speakers_updates(rooms: np.ndarray, t_ms: np.ndarray, n: np.ndarray,
                              activity: np.ndarray) -> list[ev.ActiveSpeakersUpdate]:
     """One ActiveSpeakersUpdate per row of the per-place columns (``slots`` ...), with its
     first ``n`` places, in row order. Rows of one length are cut and made tuples together
-    (numpy, then ``map``: C loops): cutting each event's four columns in Python cost more
-    than the rest of a ranking (hundreds of rooms change their ranking at once)."""
+    (numpy, then ``map``: C loops), and made into events a column at a time: cutting
+    each event's four columns in Python cost more than the rest of a ranking (hundreds
+    of rooms change their ranking at once)."""
     out: list[ev.ActiveSpeakersUpdate] = []
     order = np.argsort(n, kind="stable")  # rows of one length next to each other
     lengths, starts = np.unique(n[order], return_index=True)
     for length, rows in zip(lengths.tolist(), np.split(order, starts[1:])):
         places = [map(tuple, column[rows, :length].tolist())
                   for column in (slots, levels, speaking, activity)]
-        out += map(ev.ActiveSpeakersUpdate, rooms[rows].tolist(), t_ms[rows].tolist(), *places)
+        out += ev.many(ev.ActiveSpeakersUpdate, rooms[rows].tolist(), t_ms[rows].tolist(),
+                       *places)
     if len(lengths) <= 1:
         return out
     position = np.empty(len(order), dtype=np.int64)
@@ -448,8 +450,8 @@ class Engine:
         slots, t, now = slots[due], t[due], now[due]
         st.reported_speaking[slots] = now
         st.reported_ms[slots] = t
-        return list(map(ev.SpeakingChange, room_of[k[due]].tolist(), t.tolist(), slots.tolist(),
-                        now.tolist()))
+        return ev.many(ev.SpeakingChange, room_of[k[due]].tolist(), t.tolist(), slots.tolist(),
+                       now.tolist())
 
     def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray, idx: np.ndarray,
                   room_of: np.ndarray) -> list[ev.Event]:
