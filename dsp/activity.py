@@ -41,6 +41,24 @@ def _alpha(dt_ms: np.ndarray, tau_ms: np.ndarray) -> np.ndarray:
     return -np.expm1(-dt_ms / np.maximum(tau_ms, 1e-3))
 
 
+def _toward(x: np.ndarray, y: np.ndarray, up: np.ndarray, down: np.ndarray) -> np.ndarray:
+    """``x + np.where(y > x, up, down) * (y - x)``, the one-pole step of ``x`` (float32)
+    toward ``y`` (float32) with a coefficient per direction (finite, float64), to the bit,
+    without the data-dependent ``np.where``: on noisy levels the branch predictor misses
+    half of its picks, which made those selections the slowest lines of a step.
+
+    ``y - x`` is rounded as in that expression and is > 0 exactly where ``y > x``
+    (gradual underflow), so ``up * rising + down * ~rising`` is exactly the coefficient
+    ``np.where`` picks (the other product is a zero)."""
+    d = y - x
+    rising = d > 0
+    step = up * rising
+    step += down * ~rising
+    step *= d
+    step += x
+    return step
+
+
 def coefficients(dt_ms: np.ndarray, tuning: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The smoothing coefficient of every time constant for frames of ``dt_ms``, by field
     name. They depend only on the frame lengths and the tuning, which rarely change: the
@@ -67,16 +85,18 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     if first.any():
         floor = np.where(first, np.minimum(level_dbov, INITIAL_FLOOR_DBOV), floor)
 
-    snr = level_dbov - floor
+    # (frames are judged by index subsets from here: few of a batch are voiced, fewer
+    # active, and whole-array masks cost more than the subsets)
     unknown = voice < 0
-    voiced = np.where(unknown, snr >= tuning["energy_voice_snr_db"], voice > 0) \
+    voiced = np.where(unknown, level_dbov - floor >= tuning["energy_voice_snr_db"], voice > 0) \
         if unknown.any() else voice > 0
-    active = (voiced & sounding & (snr >= tuning["min_snr_db"])
-              & (level_dbov >= tuning["min_level_dbov"]))
+    k = np.flatnonzero(voiced)
+    lv_k = level_dbov[k]
+    k = k[sounding[k] & (lv_k - floor[k] >= tuning["min_snr_db"][k])
+          & (lv_k >= tuning["min_level_dbov"][k])]
 
     # the participant's own speech level (it moves only on speech frames: computed for
     # those), and whether this frame reaches near it
-    k = np.flatnonzero(active)
     lv_k = level_dbov[k]
     speech = st.speech_level[idx[k]]
     speech = np.where(np.isnan(speech), lv_k, speech)
@@ -84,46 +104,46 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
                     alpha["speech_level_fall_ms"][k])
     speech = speech + a_sp * (lv_k - speech)
     st.speech_level[idx[k]] = speech
-    active[k] = lv_k >= speech - tuning["speech_margin_db"][k]
+    k = k[lv_k >= speech - tuning["speech_margin_db"][k]]
     # only runs of speech-like frames count; the frame that confirms a run brings the run's
     # earlier frames with it (the activity steps over the whole run at once)
-    run_ms = np.where(active, st.voiced_run_ms[rows] + dt_ms, 0.0)
+    run_ms = np.zeros(len(idx), dtype=np.float32)
+    run_ms[k] = st.voiced_run_ms[idx[k]] + dt_ms[k]
     st.voiced_run_ms[rows] = run_ms
-    active &= run_ms >= tuning["min_run_ms"]
-    confirming = np.flatnonzero(active & (run_ms - dt_ms < tuning["min_run_ms"]))
+    run_k, min_run = run_ms[k], tuning["min_run_ms"][k]
+    confirmed = run_k >= min_run
+    confirming = k[confirmed & (run_k - dt_ms[k] < min_run)]
+    k = k[confirmed]  # the active frames
+    active = np.zeros(len(idx), dtype=bool)
+    active[k] = True
     step_ms = dt_ms
     if confirming.size:
         step_ms = dt_ms.copy()
         step_ms[confirming] = run_ms[confirming]
 
-    falling = level_dbov < floor
-    a_floor = np.where(falling, alpha["floor_fall_ms"], alpha["floor_rise_ms"])
-    floor_moved = floor + a_floor * (level_dbov - floor)
+    floor_moved = _toward(floor, level_dbov, alpha["floor_rise_ms"], alpha["floor_fall_ms"])
     all_sounding = bool(sounding.all())
     st.noise_floor[rows] = floor_moved if all_sounding else np.where(sounding, floor_moved, floor)
 
     lv = np.maximum(level_dbov, SMOOTH_FLOOR_DBOV)
     smooth = st.level_smooth[rows]
-    a_lv = np.where(lv > smooth, alpha["level_attack_ms"], alpha["level_release_ms"])
-    st.level_smooth[rows] = smooth + a_lv * (lv - smooth)
+    st.level_smooth[rows] = _toward(smooth, lv, alpha["level_attack_ms"],
+                                    alpha["level_release_ms"])
 
     act = st.activity[rows]
-    new_run = active & (act < ONSET_RESET_ACTIVITY)  # before `act` (maybe a view) changes
+    new_run = k[act[k] < ONSET_RESET_ACTIVITY]  # before `act` (maybe a view) changes
     target = active.astype(np.float32)
-    a_act = np.where(target > act, alpha["activity_attack_ms"], alpha["activity_release_ms"])
-    if confirming.size:
-        a_act[confirming] = _alpha(step_ms[confirming],
-                                   tuning["activity_attack_ms"][confirming])
-    new_act = act + a_act * (target - act)
+    new_act = _toward(act, target, alpha["activity_attack_ms"], alpha["activity_release_ms"])
+    if confirming.size:  # a confirmed run's frames, all at once
+        c = confirming
+        new_act[c] = act[c] + (_alpha(step_ms[c], tuning["activity_attack_ms"][c])
+                               * (target[c] - act[c]))
     if not all_sounding:
         new_act = np.where(sounding, new_act, 0.0)
     st.activity[rows] = new_act
     st.silent[rows] = ~sounding
 
-    # subsets by position (flatnonzero), not by boolean mask: several times cheaper
-    k = np.flatnonzero(new_run)
-    st.run_start_ms[idx[k]] = t_end_ms[k] - step_ms[k].astype(np.int64)
-    k = np.flatnonzero(active)
+    st.run_start_ms[idx[new_run]] = t_end_ms[new_run] - step_ms[new_run].astype(np.int64)
     st.last_active_ms[idx[k]] = t_end_ms[k]
 
     was = st.speaking[rows]

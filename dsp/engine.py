@@ -18,7 +18,7 @@ from . import events as ev
 from .pcm import VAD_RATE_HZ, for_vad
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
-from .state import NEVER_MS, NO_SLOT, NOT_RANKED, EngineState, Rows
+from .state import NEVER_MS, NO_SLOT, NOT_RANKED, UNKNOWN, EngineState, Rows
 from .tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
 
@@ -69,6 +69,29 @@ class _Layout:
     tuning: dict[str, np.ndarray]   # SLOT_FIELDS per slot
     alpha: dict[str, np.ndarray]    # activity.coefficients per slot
     all_ours: bool                  # every room of the wave runs our floor logic
+
+
+def _active_speakers_updates(rooms: np.ndarray, t_ms: np.ndarray, n: np.ndarray,
+                             slots: np.ndarray, levels: np.ndarray, speaking: np.ndarray,
+                             activity: np.ndarray) -> list[ev.ActiveSpeakersUpdate]:
+    """One ActiveSpeakersUpdate per row of the per-place columns (``slots`` ...), with its
+    first ``n`` places, in row order. Rows of one length are cut and made tuples together
+    (numpy, then ``map``: C loops), and made into events a column at a time: cutting
+    each event's four columns in Python cost more than the rest of a ranking (hundreds
+    of rooms change their ranking at once)."""
+    out: list[ev.ActiveSpeakersUpdate] = []
+    order = np.argsort(n, kind="stable")  # rows of one length next to each other
+    lengths, starts = np.unique(n[order], return_index=True)
+    for length, rows in zip(lengths.tolist(), np.split(order, starts[1:])):
+        places = [map(tuple, column[rows, :length].tolist())
+                  for column in (slots, levels, speaking, activity)]
+        out += ev.many(ev.ActiveSpeakersUpdate, rooms[rows].tolist(), t_ms[rows].tolist(),
+                       *places)
+    if len(lengths) <= 1:
+        return out
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order))
+    return [out[i] for i in position.tolist()]
 
 
 def _allocate(free: list[int], size: int, grow: Callable[[int], None], minimum: int) -> int:
@@ -233,6 +256,7 @@ class Engine:
         st.forwarding[room] = list(forwarding)
         st.forwarding_since[room] = {s: t_ms for s in forwarding}
         st.last_forwarding[room] = tuple(forwarding)
+        st.forwarded_main[room] = UNKNOWN  # no copy in st.forwarded: the next refresh runs
         st.room_t_ms[room] = t_ms
 
     def _with_forwarding(self, room: int, t_ms: int, out: list[ev.Event],
@@ -291,9 +315,6 @@ class Engine:
         active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning,
                                                     alpha, rows)
         out = self._speaking_reports(idx, room_of, t_end, tuning, rows)
-        refresh: dict[int, list[int]] = {}
-        for k in np.flatnonzero(started).tolist():
-            refresh.setdefault(int(room_of[k]), []).append(int(idx[k]))
         if layout.all_ours or (tuning["algorithm"] == SPEAKERSWITCH).all():
             switching.accumulate_evidence(st, idx, room_of, active, dt, tuning, rows)
             changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning,
@@ -301,6 +322,7 @@ class Engine:
         else:
             changes = self._floor_by_algorithm(rooms, t_end_room, idx, room_of, t_end, level,
                                                active, dt, tuning)
+        floor_moved = []
         for room, slot in changes:
             t = int(end_of_room[room])
             floor = switching.set_holder(st, room, slot, t)
@@ -309,13 +331,30 @@ class Engine:
                 d = switching.update_shown(st, room, t, ev.DOMINANT_SPEAKER)
                 if d is not None:
                     out.append(d)
-                refresh.setdefault(room, [])
+                floor_moved.append(room)
+        refresh = self._forwarding_to_refresh(idx[started], room_of[started])
+        for room in floor_moved:
+            refresh.setdefault(room, [])
         for room, slots in refresh.items():
             self._with_forwarding(room, int(end_of_room[room]), out, slots)
 
         st.room_t_ms[rooms] = t_end_room
         out.extend(self._rankings(rooms, t_end_room, layout.idx, layout.room_of))
         return out
+
+    def _forwarding_to_refresh(self, slots: np.ndarray, room_of: np.ndarray
+                               ) -> dict[int, list[int]]:
+        """The rooms whose forwarding set is to be refreshed for the ``slots`` (in rooms
+        ``room_of``) that started speaking, with those slots; but for rooms that the
+        refresh would leave as they are (most: their one starter leads the set already),
+        found with arrays for all rooms at once."""
+        st = self.st
+        alone = np.bincount(room_of, minlength=st.n_rooms)[room_of] == 1
+        keep = ~(alone & forwarding.unchanged(st, room_of, slots))
+        refresh: dict[int, list[int]] = {}
+        for room, slot in zip(room_of[keep].tolist(), slots[keep].tolist()):
+            refresh.setdefault(room, []).append(slot)
+        return refresh
 
     def _frames(self, wave: Wave, layout: _Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The wave's level, voice (VAD for PCM) and whether it has a frame, per slot of
@@ -404,14 +443,15 @@ class Engine:
         at most one per ``speaking_interval_ms``; a stop by digital silence goes out at once."""
         st = self.st
         speaking = st.speaking[rows]
-        changed = speaking != st.reported_speaking[rows]
-        due = changed & ((t_end - st.reported_ms[rows] >= tuning["speaking_interval_ms"])
-                         | (~speaking & st.silent[rows]))
-        k = np.flatnonzero(due)
-        st.reported_speaking[idx[k]] = speaking[k]
-        st.reported_ms[idx[k]] = t_end[k]
-        return [ev.SpeakingChange(r, t, s, b) for r, t, s, b in
-                zip(room_of[k].tolist(), t_end[k].tolist(), idx[k].tolist(), speaking[k].tolist())]
+        k = np.flatnonzero(speaking != st.reported_speaking[rows])  # few: the rest on those
+        slots, t, now = idx[k], t_end[k], speaking[k]
+        due = ((t - st.reported_ms[slots] >= tuning["speaking_interval_ms"][k])
+               | (~now & st.silent[slots]))
+        slots, t, now = slots[due], t[due], now[due]
+        st.reported_speaking[slots] = now
+        st.reported_ms[slots] = t
+        return ev.many(ev.SpeakingChange, room_of[k[due]].tolist(), t.tolist(), slots.tolist(),
+                       now.tolist())
 
     def _rankings(self, rooms: np.ndarray, t_end_room: np.ndarray, idx: np.ndarray,
                   room_of: np.ndarray) -> list[ev.Event]:
@@ -434,16 +474,12 @@ class Engine:
         rows = self._ranking_rows(due_rooms, idx, room_of)
         changed = np.flatnonzero((rows != st.ranked[due_rooms]).any(axis=1))
         st.ranked[due_rooms[changed]] = rows[changed]
-        # the events' columns for all changed rooms at once; Python per event only
         ranked = rows[changed]
-        slots = np.where(ranked != NOT_RANKED, ranked >> 1, 0)
-        columns = zip(due_rooms[changed].tolist(), due_t[changed].tolist(),
-                      (ranked != NOT_RANKED).sum(axis=1).tolist(), slots.tolist(),
-                      st.level_smooth[slots].tolist(), (ranked & 1).astype(bool).tolist(),
-                      st.activity[slots].tolist())
-        return [ev.ActiveSpeakersUpdate(r, t, tuple(s[:n]), tuple(lv[:n]), tuple(b[:n]),
-                                        tuple(a[:n]))
-                for r, t, n, s, lv, b, a in columns]
+        listed = ranked != NOT_RANKED
+        slots = np.where(listed, ranked >> 1, 0)
+        return _active_speakers_updates(due_rooms[changed], due_t[changed], listed.sum(axis=1),
+                                        slots, st.level_smooth[slots], (ranked & 1) == 1,
+                                        st.activity[slots])
 
     def _ranking_rows(self, due_rooms: np.ndarray, idx: np.ndarray, room_of: np.ndarray
                       ) -> np.ndarray:

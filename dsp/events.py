@@ -2,7 +2,12 @@
 maps them to ids."""
 from __future__ import annotations
 
+import dataclasses
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from typing import TypeVar
 
 # Why the main video feed changed (names match the proto's SwitchReason without prefix).
 FIRST_SPEAKER = "FIRST_SPEAKER"
@@ -79,3 +84,20 @@ class ForwardingChange:
 
 Event = (SpeakingChange | FloorChange | SwitchDecision | ActiveSpeakersUpdate
          | PresentationChange | ForwardingChange)
+
+
+E = TypeVar("E")
+
+
+def many(cls: type[E], first: Sequence, *rest: Iterable) -> list[E]:
+    """``[cls(*row) for row in zip(first, *rest)]``, one column per field (all of them, in
+    order), for the hundreds of events of one kind a step can make at once (rankings,
+    speaking changes). The generated ``__init__`` of a frozen dataclass sets each field
+    through ``object.__setattr__`` (~1 us an event); here each column goes in through
+    its slot, in C loops (~0.3 us an event). The events are the same."""
+    fields = dataclasses.fields(cls)
+    assert len(fields) == 1 + len(rest), f"{cls.__name__}: one column per field"
+    events = list(map(object.__new__, repeat(cls, len(first))))
+    for f, column in zip(fields, (first, *rest)):
+        deque(map(getattr(cls, f.name).__set__, events, column), maxlen=0)
+    return events

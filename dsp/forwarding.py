@@ -10,6 +10,8 @@ in it that long makes room, and if nobody has, the newcomer waits for its next t
 """
 from __future__ import annotations
 
+import numpy as np
+
 from . import events as ev
 from .state import NO_SLOT, EngineState
 
@@ -54,7 +56,45 @@ def refresh(st: EngineState, room: int, t_ms: int, started: list[int] | tuple[in
         members.remove(victim)
         del since[victim]
     order = tuple(([main] if main in members else []) + [s for s in members if s != main])
+    _copy(st, room, members, main)
     if order == st.last_forwarding[room]:
         return None
     st.last_forwarding[room] = order
     return ev.ForwardingChange(room, t_ms, order)
+
+
+def _copy(st: EngineState, room: int, members: list[int], main: int) -> None:
+    """Keep ``st.forwarded`` (the arrays ``unchanged`` reads) equal to the list."""
+    if len(members) > st.forwarded.shape[1]:
+        wider = np.full((len(st.forwarded), len(members)), NO_SLOT, np.int64)
+        wider[:, : st.forwarded.shape[1]] = st.forwarded
+        st.forwarded = wider
+    row = st.forwarded[room]
+    row[:] = NO_SLOT
+    row[: len(members)] = members
+    st.forwarded_main[room] = main
+
+
+def unchanged(st: EngineState, rooms: np.ndarray, started: np.ndarray) -> np.ndarray:
+    """Which of ``rooms`` ``refresh(st, room, t, [slot])`` would leave exactly as they are
+    (no event, no change of state), ``started[i]`` being the one slot of ``rooms[i]``
+    that started speaking (NO_SLOT: none); for all rooms at once, from arrays.
+
+    Since its last refresh (the copy in ``st.forwarded``): no member may have left or
+    turned its camera off, the main feed's participant must be the same and either in
+    the set or without video, the set no larger than N; and the starter must be already
+    first in the set (then ``refresh`` moves it to where it is) or have no video. Then the
+    set, its order and the last one sent are all as that refresh left them, which it
+    would leave again. Conservative: ``refresh`` decides the other rooms."""
+    members = st.forwarded[rooms]
+    listed = members >= 0
+    listed_slot = np.where(listed, members, 0)
+    stay = ~listed | ((st.slot_room[listed_slot] == rooms[:, None]) & st.video[listed_slot])
+    pin = st.pinned[rooms]
+    main = np.where(pin >= 0, pin, st.shown[rooms])
+    main_kept = ((main < 0) | (members == main[:, None]).any(axis=1)
+                 | ~st.video[np.maximum(main, 0)])
+    starter_kept = ((started < 0) | (started == members[:, 0])
+                    | ~st.video[np.maximum(started, 0)])
+    return ((st.forwarded_main[rooms] == main) & stay.all(axis=1) & main_kept & starter_kept
+            & (listed.sum(axis=1) <= st.tuning["forwarding_size"][rooms]))

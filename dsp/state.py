@@ -21,6 +21,8 @@ Rows = slice | np.ndarray
 slice when they are one contiguous run (then reads are views and writes are copies, not
 gathers and scatters). A view changes when its array is written: read what you need
 before writing to the same array."""
+UNKNOWN = -2
+"""``EngineState.forwarded_main`` of a room whose forwarding set was not copied."""
 NOT_RANKED = -1
 """An empty place in a room's last ActiveSpeakers ranking (``EngineState.ranked``)."""
 
@@ -60,9 +62,15 @@ class EngineState:
     shown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     room_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    forwarded_main: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ranking_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ranking_phase_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     tuning: dict[str, np.ndarray] = field(default_factory=dict)
+    forwarded: np.ndarray = field(default_factory=lambda: np.full((0, 1), NO_SLOT, np.int64))
+    """A copy of ``forwarding`` taken by its last refresh, one row per room (NO_SLOT after
+    its end), with the main feed's participant then (``forwarded_main``; UNKNOWN: no copy
+    to trust): the engine tells from them, for all rooms at once, which rooms a refresh
+    would leave as they are (see ``dsp.forwarding.unchanged``)."""
     ranked: np.ndarray = field(default_factory=lambda: np.full((0, 1), NOT_RANKED, np.int64))
     """The last ActiveSpeakers ranking sent, one row per room: ``2 * slot + speaking`` per
     place, NOT_RANKED after its end. As an array, all due rooms are compared at once and
@@ -86,7 +94,8 @@ class EngineState:
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
                      reported_ms=NEVER_MS, joined=0)
     ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
-                     room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0)
+                     room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0,
+                     forwarded_main=UNKNOWN)
 
     def __post_init__(self) -> None:
         for name in FIELDS:
@@ -113,6 +122,9 @@ class EngineState:
         ranked = np.full((n, self.ranked.shape[1]), NOT_RANKED, np.int64)
         ranked[: len(self.ranked)] = self.ranked
         self.ranked = ranked
+        forwarded = np.full((n, self.forwarded.shape[1]), NO_SLOT, np.int64)
+        forwarded[: len(self.forwarded)] = self.forwarded
+        self.forwarded = forwarded
         self.layout_version += 1
         while len(self.room_slots) < n:
             self.room_slots.append([])
@@ -132,6 +144,7 @@ class EngineState:
             getattr(self, name)[room] = fill
         self.room_slots[room] = []
         self.ranked[room] = NOT_RANKED
+        self.forwarded[room] = NO_SLOT
         self.layout_version += 1
         self.presenters[room] = []
         self.forwarding[room] = []
@@ -139,6 +152,8 @@ class EngineState:
         self.last_forwarding[room] = ()
 
     def set_tuning(self, room: int, tuning: Tuning) -> None:
+        if tuning.evidence_decay < 0:  # the floor logic relies on evidence only draining
+            raise ValueError(f"evidence_decay: must be >= 0, got {tuning.evidence_decay}")
         for name in FIELDS:
             self.tuning[name][room] = float(getattr(tuning, name))
         if tuning.active_speakers > self.ranked.shape[1]:

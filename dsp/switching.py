@@ -41,26 +41,33 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
 
     Only frames with speech add evidence; a speaker's unvoiced frames keep it; it drains
     once the speaker stops. (Counting the release tail of the speaking flag would let a
-    remark win the floor after its speaker has already fallen silent.)"""
+    remark win the floor after its speaker has already fallen silent.)
+
+    Evidence at 0 stays there unless its participant dominates (it drains, with
+    ``evidence_decay`` >= 0): only the few speakers and the few with evidence are looked
+    at, not the whole batch."""
     rows = idx if rows is None else rows
-    # the holder's score per room (a muted or silent holder scores nothing), then per slot
+    # the holder's score per room (a muted or silent holder scores nothing)
     has_holder = st.holder >= 0
     safe_holder = np.where(has_holder, st.holder, 0)
     holder_out = st.muted[safe_holder] | st.silent[safe_holder]
     room_score = np.where(has_holder & ~holder_out, st.level_smooth[safe_holder], -np.inf)
-    holder_score = room_score[room_of]
-    is_holder = idx == st.holder[room_of]
-    dominant = (st.speaking[rows] & ~is_holder & ~st.muted[rows]
-                & (st.level_smooth[rows] > holder_score + tuning["switch_margin_db"]))
-    evidence = st.evidence_ms[rows]
-    updated = np.maximum(evidence - tuning["evidence_decay"] * dt_ms, 0.0)  # drains...
-    k = np.flatnonzero(dominant)  # ...but for the few dominant challengers
-    run_ms, step_ms = st.voiced_run_ms[rows][k], dt_ms[k]
+    evidence = st.evidence_ms[rows]  # (maybe a view: every value is computed before writing)
+    # everyone with evidence drains...
+    e = np.flatnonzero(evidence)
+    drained = np.maximum(evidence[e] - tuning["evidence_decay"][e] * dt_ms[e], 0.0)
+    drained[idx[e] == st.holder[room_of[e]]] = 0.0
+    # ...but for the dominant challengers
+    k = np.flatnonzero(st.speaking[rows])
+    slot, room = idx[k], room_of[k]
+    k = k[(slot != st.holder[room]) & ~st.muted[slot]
+          & (st.level_smooth[slot] > room_score[room] + tuning["switch_margin_db"][k])]
+    run_ms, step_ms = st.voiced_run_ms[idx[k]], dt_ms[k]
     # A run confirmed on this frame brings all its frames at once.
     speech_ms = np.where(run_ms - step_ms < tuning["min_run_ms"][k], run_ms, step_ms)
-    updated[k] = np.where(active[k], evidence[k] + speech_ms, evidence[k])
-    updated[is_holder] = 0.0
-    st.evidence_ms[rows] = updated
+    credited = np.where(active[k], evidence[k] + speech_ms, evidence[k])
+    st.evidence_ms[idx[e]] = drained
+    st.evidence_ms[idx[k]] = credited
 
 
 def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.ndarray,
@@ -68,10 +75,14 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
               rows: Rows | None = None) -> list[tuple[int, int]]:
     """Rooms (of ``rooms``) whose floor changes now, with the new holder's slot."""
     rows = idx if rows is None else rows
-    talking_now = slot_t_end_ms - st.last_active_ms[rows] <= tuning["takeover_recency_ms"]
-    evidence = np.where(talking_now, st.evidence_ms[rows], 0.0)
+    # the evidence of those talking now: few challengers have any (none has less than 0),
+    # so who is talking is looked at for those only
+    stored = st.evidence_ms[rows]
+    k = np.flatnonzero(stored)
+    k = k[slot_t_end_ms[k] - st.last_active_ms[idx[k]] <= tuning["takeover_recency_ms"][k]]
+    evidence = np.zeros(len(idx), dtype=np.float32)
+    evidence[k] = stored[k]
     best = np.zeros(st.n_rooms, dtype=np.float32)
-    k = np.flatnonzero(evidence)  # few challengers have any (and none has less than 0)
     np.maximum.at(best, room_of[k], evidence[k])
     best_r = best[rooms]
     holder = st.holder[rooms]

@@ -87,7 +87,7 @@ class Tuning:
     holder's hold ran out."""
     evidence_decay: float = 1.0
     """Evidence drains at this multiple of real time when the challenger stops dominating:
-    scattered interjections do not add up to a switch."""
+    scattered interjections do not add up to a switch. Not negative."""
 
     algorithm: int = 0
     """Who decides the floor: 0 our evidence engine (`switching.py`), 1 the Volfin-Cohen

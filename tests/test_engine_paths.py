@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dsp import events as ev
-from dsp import switching
+from dsp import forwarding, switching
 from dsp.engine import Engine, Wave
 from dsp.state import NEVER_MS, NOT_RANKED
 from dsp.tuning import PROFILES
@@ -214,3 +214,84 @@ def test_interrupters_that_outlasted_the_holder_take_the_floor_as_one_room_at_a_
                                                       [700, 1000])
     assert n_outlasted >= 3
     assert got == want
+
+
+def _forwarding_run(seed: int, prefilter: bool, monkeypatch) -> tuple[list, dict, list]:
+    """Moving talkers in rooms with small forwarding sets, cameras turned off and on, pins,
+    N changed, leaves and joins. ``prefilter`` False: every refresh runs (the reference)."""
+    if not prefilter:
+        monkeypatch.setattr(forwarding, "unchanged",
+                            lambda st, rooms, started: np.zeros(len(rooms), bool))
+    rng = np.random.default_rng(seed)
+    eng = Engine()
+    tunings = [PROFILES[name].replace(forwarding_size=int(rng.integers(1, 4)),
+                                      forwarding_min_ms=float(rng.choice([0, 400, 2000])))
+               for name in ("meeting", "podcast", "debate") * 3]
+    rooms = [eng.add_room(t, ranking_phase_ms=int(rng.integers(0, 1000))) for t in tunings]
+    slots = {r: [eng.add_participant(r) for _ in range(int(rng.integers(2, 8)))] for r in rooms}
+    out: list[ev.Event] = []
+    for k in range(800):
+        t = k * 20
+        r = rooms[int(rng.integers(len(rooms)))]
+        s = slots[r][int(rng.integers(len(slots[r])))]
+        u = rng.random()
+        if u < 0.03:
+            out += eng.set_video(s, not eng.st.video[s], t)
+        elif u < 0.04:
+            out += eng.set_pinned(r, s if eng.st.pinned[r] < 0 else -1, t)
+        elif u < 0.045:
+            eng.set_tuning(r, eng.tuning(r).replace(forwarding_size=int(rng.integers(1, 4))))
+        elif u < 0.05 and len(slots[r]) > 1:
+            slots[r].remove(s)
+            out += eng.remove_participant(s, t)
+        elif u < 0.055:
+            slots[r].append(eng.add_participant(r))
+        elif u < 0.06:
+            out += eng.set_muted(s, not eng.st.muted[s], t)
+        # one to three talkers per room, changing often
+        lv_slots, dbov, voice = [], [], []
+        for room in rooms:
+            for s in slots[room]:
+                loud = rng.random() < 0.3
+                lv_slots.append(s)
+                dbov.append(-float(rng.integers(15, 35) if loud else rng.integers(50, 80)))
+                voice.append(int(loud))
+        out += eng.step(Wave(rooms=np.array(rooms), t_ms=np.full(len(rooms), t),
+                             duration_ms=np.full(len(rooms), 20),
+                             level_slots=np.array(lv_slots, np.int64),
+                             level_dbov=np.array(dbov, np.float32),
+                             level_voice=np.array(voice, np.int8)))
+    st = eng.st
+    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+    lists = [st.forwarding, st.forwarding_since, st.last_forwarding]
+    return out, state, lists
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_forwarding_prefilter_skips_only_refreshes_that_change_nothing(seed, monkeypatch):
+    """Engine.step leaves out the forwarding refreshes that ``forwarding.unchanged`` says
+    would change nothing; the reference runs them all."""
+    fast, fast_state, fast_lists = _forwarding_run(seed, True, monkeypatch)
+    general, general_state, general_lists = _forwarding_run(seed, False, monkeypatch)
+    assert sum(isinstance(e, ev.ForwardingChange) for e in fast) > 50
+    assert fast == general
+    assert fast_lists == general_lists
+    for name, a in fast_state.items():
+        np.testing.assert_array_equal(a, general_state[name], err_msg=name)
+
+
+def test_events_made_by_columns_equal_events_made_one_by_one():
+    """dsp.events.many (a column per field, for the engine's bulk events) makes the same
+    frozen events as calling the class."""
+    rows = {ev.SpeakingChange: [(3, 40, 7, True), (4, 60, 9, False)],
+            ev.ActiveSpeakersUpdate: [(1, 20, (5, 6), (-20.5, -31.0), (True, False),
+                                       (0.5, 0.25)), (2, 20, (), (), (), ())],
+            ev.SwitchDecision: [(1, 20, 5, -1, ev.FIRST_SPEAKER, -20.5, 5, 0, True)]}
+    for cls, values in rows.items():
+        made = ev.many(cls, *(list(column) for column in zip(*values)))
+        assert made == [cls(*row) for row in values]
+        assert [hash(e) for e in made] == [hash(cls(*row)) for row in values]
+        assert [repr(e) for e in made] == [repr(cls(*row)) for row in values]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made[0].room = 0
+    assert ev.many(ev.SpeakingChange, [], [], [], []) == []
