@@ -121,6 +121,7 @@ class Engine:
         thousands of rooms do not all rank on the same tick; derive it from something
         stable (the room id), so a room decides the same whatever else is running."""
         st = self.st
+        st.check_tuning(tuning)  # before a room is taken
         room = _allocate(self._free_rooms, st.n_rooms, st.grow_rooms, 8)
         st.reset_room(room)
         st.ranking_phase_ms[room] = ranking_phase_ms

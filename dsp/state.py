@@ -151,9 +151,16 @@ class EngineState:
         self.forwarding_since[room] = {}
         self.last_forwarding[room] = ()
 
-    def set_tuning(self, room: int, tuning: Tuning) -> None:
+    @staticmethod
+    def check_tuning(tuning: Tuning) -> None:
+        """ValueError naming the field, for a tuning the engine cannot run."""
         if tuning.evidence_decay < 0:  # the floor logic relies on evidence only draining
             raise ValueError(f"evidence_decay: must be >= 0, got {tuning.evidence_decay}")
+        if tuning.forwarding_size < 1:  # the main feed's participant always fits
+            raise ValueError(f"forwarding_size: must be >= 1, got {tuning.forwarding_size}")
+
+    def set_tuning(self, room: int, tuning: Tuning) -> None:
+        self.check_tuning(tuning)
         for name in FIELDS:
             self.tuning[name][room] = float(getattr(tuning, name))
         if tuning.active_speakers > self.ranked.shape[1]:

@@ -295,3 +295,16 @@ def test_events_made_by_columns_equal_events_made_one_by_one():
         with pytest.raises(dataclasses.FrozenInstanceError):
             made[0].room = 0
     assert ev.many(ev.SpeakingChange, [], [], [], []) == []
+
+
+@pytest.mark.parametrize("field,value", [("forwarding_size", 0), ("evidence_decay", -1.0)])
+def test_tuning_the_engine_cannot_run_is_refused_by_name(field, value):
+    eng = Engine()
+    room = eng.add_room()
+    before = eng.tuning(room)
+    with pytest.raises(ValueError, match=field):
+        eng.set_tuning(room, before.replace(**{field: value}))
+    assert eng.tuning(room) == before
+    with pytest.raises(ValueError, match=field):
+        eng.add_room(before.replace(**{field: value}))
+    assert eng.add_room() == room + 1  # the refused room took no index
