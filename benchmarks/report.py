@@ -23,6 +23,9 @@ PCM16_PF_S, PCM48_PF_S = 200_000, 100_000
 SERVER_P99_MS, SMALL_P99_MS = 10.0, 2.0
 MEMORY_BYTES = 2048
 WORKERS_RATIO = 1.7
+SUPERLINEAR = 1.25
+"""The engine's cost per extra participant from 10,000 to 20,000 may exceed its cost per
+extra participant from 1,000 to 10,000 by this factor before it counts as not linear."""
 STARTUP_S = 1.5
 BUSY_MACHINE = 0.10
 """Other jobs' CPU (share of a core) above which a load figure is flagged as disturbed."""
@@ -78,6 +81,7 @@ def targets(benches: dict, load: dict | None) -> list[Row]:
                     ">= 30x the naive loop",
                     f"{fmt(eng and eng / 1e6, ' M pf/s', 2)}, {fmt(ratio, 'x', 1)} naive",
                     met, "; ".join(why)))
+    rows.append(linearity_row(benches))
     p16 = extra(benches, "test_engine_pcm[16000]", "participant_frames_per_s")
     p48 = extra(benches, "test_engine_pcm[48000]", "participant_frames_per_s")
     met = None if p16 is None or p48 is None else p16 >= PCM16_PF_S and p48 >= PCM48_PF_S
@@ -100,6 +104,30 @@ def targets(benches: dict, load: dict | None) -> list[Row]:
                     "" if st is None or st < STARTUP_S else
                     f"{st:.2f} s: import and start-up of the Python process"))
     return rows
+
+
+def mean_ms(benches: dict, name: str) -> float | None:
+    b = benches.get(name)
+    return None if b is None else b["stats"]["mean"] * 1000
+
+
+def linearity_row(benches: dict) -> Row:
+    """Tick time against participants (engine, levels, 10 per room): a fixed cost per
+    tick plus a cost per participant that must not grow with the batch."""
+    sizes = [1, 10, 100, 1000, 2000]
+    ms = {r * 10: mean_ms(benches, f"test_engine_levels[{r}-10]") for r in sizes}
+    target = "Engine cost linear in participants, flat per participant from 10 to 20,000"
+    if any(v is None for v in ms.values()):
+        return Row(target, "not measured", None)
+    fixed = ms[10] - (ms[100] - ms[10]) / 90 * 10
+    mid = (ms[10_000] - ms[1_000]) / 9_000 * 1e6  # ns per extra participant
+    top = (ms[20_000] - ms[10_000]) / 10_000 * 1e6
+    met = top <= SUPERLINEAR * mid
+    return Row(target, f"{fixed:.2f} ms per tick + {top:.0f} ns per participant from 10k to "
+                       f"20k ({mid:.0f} ns from 1k to 10k); {ms[20_000] / 20_000 * 1e6:.0f} ns "
+                       f"per participant in all at 20k", met,
+               "" if met else f"the 10k-20k step costs {top / mid:.2f}x the 1k-10k step per "
+                              "participant: something grows faster than the batch")
 
 
 def server_rows(benches: dict, load: dict | None) -> list[Row]:
