@@ -1,8 +1,9 @@
 """Engine throughput (pytest-benchmark): participant-frames per second through the same
 registry path the server uses, in both input modes. Run with ``make bench``.
 
-The performance issue extends this suite (naive baseline, gRPC load generator); these are
-the first reference numbers.
+The naive per-participant loop (benchmarks/naive.py) runs on the same input in the same
+run: the speed-up is measured, not assumed. benchmarks/report.py turns the figures into
+the targets table of RESULTS.md.
 """
 from __future__ import annotations
 

@@ -23,10 +23,9 @@ formulas, constants and outputs (``dsp.events``):
 Not covered: PCM and webrtcvad, the peer algorithms (DSI, loudest), joins and leaves,
 presentations and the event API (they are per event, not per frame, in both).
 State is plain Python floats (the engine keeps float32 arrays), so after many frames a
-threshold could be crossed one frame apart; the logic is the same. Checked once against
-the engine (200 rooms x 10, 1500 ticks of moving talkers and overlaps, phases spread):
-all 36,831 events equal (room, time, participants, reasons, onsets, rankings), one
-score differing in its third decimal.
+threshold could be crossed one frame apart; the logic is the same.
+tests/test_naive_baseline.py checks that it makes exactly the engine's decisions (40 rooms
+x 6, 1500 ticks of turns, overlaps and remarks: every event equal, scores to 0.1 dB).
 """
 from __future__ import annotations
 
