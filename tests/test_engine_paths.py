@@ -19,6 +19,19 @@ from dsp.state import NEVER_MS, NOT_RANKED
 from dsp.tuning import PROFILES
 
 
+
+def _level_wave(rooms: list[int], t_ms: int, slots: list[int], dbov: list[float],
+                voice: list[int]) -> Wave:
+    """One 20 ms levels wave of ``rooms`` (one frame per listed slot)."""
+    return Wave(rooms=np.array(rooms), t_ms=np.full(len(rooms), t_ms),
+                duration_ms=np.full(len(rooms), 20), level_slots=np.array(slots, np.int64),
+                level_dbov=np.array(dbov, np.float32), level_voice=np.array(voice, np.int8))
+
+
+def _state_copy(st) -> dict[str, np.ndarray]:
+    """Every per-slot and per-room array of the engine state, copied."""
+    return {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+
 def _churned_engine(rng: np.random.Generator, n_rooms: int = 12) -> Engine:
     """Rooms whose members joined and left in random order, so that slot numbers no
     longer follow the join order (the last tie-break of a ranking)."""
@@ -87,13 +100,9 @@ def _events_and_state(eng: Engine, fresh_layout: bool, seed: int) -> tuple[list,
                 loud = i == talker[r] % len(slots[r])
                 dbov.append(-float(rng.integers(15, 35) if loud else rng.integers(50, 80)))
                 voice.append(int(loud or rng.random() < 0.1))
-        out += eng.step(Wave(rooms=np.array(wave_rooms), t_ms=np.full(len(wave_rooms), k * 20),
-                             duration_ms=np.full(len(wave_rooms), 20),
-                             level_slots=np.array(lv_slots, np.int64),
-                             level_dbov=np.array(dbov, np.float32),
-                             level_voice=np.array(voice, np.int8)))
+        out += eng.step(_level_wave(wave_rooms, k * 20, lv_slots, dbov, voice))
     st = eng.st
-    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+    state = _state_copy(st)
     state["ranked"] = st.ranked.copy()
     return out, state
 
@@ -140,9 +149,7 @@ def _dense_run(seed: int, general: bool, monkeypatch) -> tuple[list, dict]:
                              duration_ms=np.full(len(rooms), 20), level_slots=slots[order],
                              level_dbov=dbov.ravel().astype(np.float32)[order],
                              level_voice=voice[order]))
-    st = eng.st
-    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
-    return out, state
+    return out, _state_copy(eng.st)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -256,13 +263,9 @@ def _forwarding_run(seed: int, prefilter: bool, monkeypatch) -> tuple[list, dict
                 lv_slots.append(s)
                 dbov.append(-float(rng.integers(15, 35) if loud else rng.integers(50, 80)))
                 voice.append(int(loud))
-        out += eng.step(Wave(rooms=np.array(rooms), t_ms=np.full(len(rooms), t),
-                             duration_ms=np.full(len(rooms), 20),
-                             level_slots=np.array(lv_slots, np.int64),
-                             level_dbov=np.array(dbov, np.float32),
-                             level_voice=np.array(voice, np.int8)))
+        out += eng.step(_level_wave(rooms, t, lv_slots, dbov, voice))
     st = eng.st
-    state = {name: getattr(st, name).copy() for name in (*st.SLOT_FILL, *st.ROOM_FILL)}
+    state = _state_copy(st)
     lists = [st.forwarding, st.forwarding_since, st.last_forwarding]
     return out, state, lists
 
