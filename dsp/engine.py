@@ -28,6 +28,9 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
                "takeover_recency_ms", "outlast_ms", "interrupt_ms", "min_speech_ms",
                "speaking_interval_ms", "no_audio_timeout_ms", "vad_mode", "algorithm")
 """The Tuning fields read per participant on the audio path (the others per room)."""
+LAYOUT_CACHE_SLOTS = 100_000
+"""Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
+room, or one wave per room of a server sending a message per room, fits many times."""
 
 
 @dataclass
@@ -59,12 +62,12 @@ class _Layout:
 
     Gathering ~20 tuning arrays for every participant costs more than the rest of a step;
     they change only with membership, tuning, the set of rooms in the wave or their frame
-    lengths, so a media server sending every room every tick gathers them once."""
+    lengths, so a media server sending every room every tick gathers them once, and one
+    sending a message per room gathers each room's once."""
     key: tuple
     idx: np.ndarray                 # the slots of the wave's rooms, ascending
     rows: slice | np.ndarray        # idx as a slice when contiguous: views, not gathers
     room_of: np.ndarray             # their rooms
-    pos: np.ndarray                 # slot -> position in idx (per engine slot)
     dt: np.ndarray                  # frame length per slot, ms (float32)
     tuning: dict[str, np.ndarray]   # SLOT_FIELDS per slot
     alpha: dict[str, np.ndarray]    # activity.coefficients per slot
@@ -112,7 +115,8 @@ class Engine:
         self.dsi = dsi.DsiState()
         self._free_slots: list[int] = []
         self._free_rooms: list[int] = []
-        self._layout: _Layout | None = None
+        self._layouts: dict[tuple, _Layout] = {}  # by key; all of one layout_version
+        self._layouts_slots = 0                   # their slots in all (the cache's size)
         self._joins = 0
 
     # ------------------------------------------------------------------ rooms & members
@@ -364,14 +368,14 @@ class Engine:
         level = np.full(n, SILENCE_DBOV, dtype=np.float32)
         voice = np.zeros(n, dtype=np.int8)
         present = np.zeros(n, dtype=bool)
-        pos = layout.pos
+        idx = layout.idx  # ascending: a slot's position in it is a binary search away
         if len(wave.level_slots):
-            p = pos[wave.level_slots]
+            p = np.searchsorted(idx, wave.level_slots)
             level[p] = wave.level_dbov
             voice[p] = wave.level_voice
             present[p] = True
         for g in wave.pcm:
-            p = pos[g.slots]
+            p = np.searchsorted(idx, g.slots)
             samples = np.frombuffer(b"".join(g.frames), dtype="<i2").reshape(len(g.frames), -1)
             level[p] = pcm_level_dbov(samples)
             vad_frames, vad_rate = for_vad(samples, g.sample_rate_hz) if g.sample_rate_hz > \
@@ -385,8 +389,9 @@ class Engine:
         """The wave's per-slot gathers, reused while nothing they depend on changed."""
         st = self.st
         key = (st.layout_version, rooms.tobytes(), duration_ms.tobytes())
-        if self._layout is not None and self._layout.key == key:
-            return self._layout
+        layout = self._layouts.get(key)
+        if layout is not None:
+            return layout
         touched = np.zeros(st.n_rooms, dtype=bool)
         touched[rooms] = True
         dur_of_room = np.zeros(st.n_rooms, dtype=np.float32)
@@ -397,15 +402,18 @@ class Engine:
         tuning = {name: st.tuning[name][room_of] for name in SLOT_FIELDS}
         alpha = activity.coefficients(
             dt, {name: st.tuning[name][room_of] for name in activity.TIME_CONSTANTS})
-        pos = np.zeros(st.n_slots, dtype=np.int64)
-        pos[idx] = np.arange(len(idx))
         contiguous = len(idx) > 0 and idx[-1] - idx[0] + 1 == len(idx)
         rows = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
-        layout = _Layout(key, idx, rows, room_of, pos, dt, tuning, alpha,
+        layout = _Layout(key, idx, rows, room_of, dt, tuning, alpha,
                          bool((st.tuning["algorithm"][rooms] == SPEAKERSWITCH).all()))
-        for a in (idx, room_of, pos, dt, *tuning.values(), *alpha.values()):
+        for a in (idx, room_of, dt, *tuning.values(), *alpha.values()):
             a.flags.writeable = False  # shared by every step until the layout changes
-        self._layout = layout
+        if (self._layouts and next(iter(self._layouts))[0] != st.layout_version
+                or self._layouts_slots + len(idx) > LAYOUT_CACHE_SLOTS):
+            self._layouts.clear()  # stale (membership or tuning changed), or full
+            self._layouts_slots = 0
+        self._layouts[key] = layout
+        self._layouts_slots += len(idx)
         return layout
 
     def _floor_by_algorithm(self, rooms, t_end_room, idx, room_of, t_end, level, active, dt,

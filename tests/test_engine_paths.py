@@ -14,6 +14,7 @@ import pytest
 
 from dsp import events as ev
 from dsp import forwarding, switching
+from dsp import engine as engine_module
 from dsp.engine import Engine, Wave
 from dsp.state import NEVER_MS, NOT_RANKED
 from dsp.tuning import PROFILES
@@ -68,7 +69,10 @@ def test_rankings_of_all_rooms_at_once_equal_one_room_at_a_time(seed):
         assert (row[len(slots):] == NOT_RANKED).all()
 
 
-def _events_and_state(eng: Engine, fresh_layout: bool, seed: int) -> tuple[list, dict]:
+def _events_and_state(eng: Engine, fresh_layout: bool, seed: int, per_room: bool = False
+                      ) -> tuple[list, dict]:
+    """``per_room``: a wave per room (a media server sending a message per room), else one
+    wave of the rooms that have a tick."""
     rng = np.random.default_rng(seed)
     rooms = [eng.add_room(PROFILES[name], ranking_phase_ms=int(rng.integers(0, 1000)))
              for name in ("meeting", "podcast", "debate") * 4]
@@ -77,7 +81,7 @@ def _events_and_state(eng: Engine, fresh_layout: bool, seed: int) -> tuple[list,
     out: list[ev.Event] = []
     for k in range(600):
         if fresh_layout:
-            eng._layout = None
+            eng._layouts.clear()  # every step gathers its layout afresh
         if k % 50 == 25:  # membership and tuning change now and then
             r = rooms[int(rng.integers(len(rooms)))]
             if len(slots[r]) > 1 and rng.random() < 0.5:
@@ -91,26 +95,36 @@ def _events_and_state(eng: Engine, fresh_layout: bool, seed: int) -> tuple[list,
             talker[r] = int(rng.integers(len(slots[r])))
         # some rooms skip a tick, and some participants' packets are missing
         wave_rooms = [r for r in rooms if rng.random() < 0.9]
-        lv_slots, dbov, voice = [], [], []
+        frames = []
         for r in wave_rooms:
             for i, s in enumerate(slots[r]):
                 if rng.random() < 0.05:
                     continue
-                lv_slots.append(s)
                 loud = i == talker[r] % len(slots[r])
-                dbov.append(-float(rng.integers(15, 35) if loud else rng.integers(50, 80)))
-                voice.append(int(loud or rng.random() < 0.1))
-        out += eng.step(_level_wave(wave_rooms, k * 20, lv_slots, dbov, voice))
+                frames.append((r, s, -float(rng.integers(15, 35) if loud else rng.integers(50, 80)),
+                               int(loud or rng.random() < 0.1)))
+        for wave in ([[r] for r in wave_rooms] if per_room else [wave_rooms]):
+            mine = [f for f in frames if f[0] in wave]
+            out += eng.step(_level_wave(wave, k * 20, [f[1] for f in mine],
+                                        [f[2] for f in mine], [f[3] for f in mine]))
     st = eng.st
     state = _state_copy(st)
     state["ranked"] = st.ranked.copy()
     return out, state
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_kept_gathers_decide_as_fresh_ones(seed):
-    kept, kept_state = _events_and_state(Engine(), False, seed)
-    fresh, fresh_state = _events_and_state(Engine(), True, seed)
+@pytest.mark.parametrize("seed,per_room,cache_slots", [
+    (0, False, 100_000), (1, False, 100_000), (2, False, 100_000),
+    (0, True, 100_000), (1, True, 100_000), (2, True, 12)])
+def test_kept_gathers_decide_as_fresh_ones(seed, per_room, cache_slots, monkeypatch):
+    """Layouts kept between steps (one per wave's set of rooms, dropped when membership or
+    tuning change, or when the cache is full) decide exactly as layouts gathered afresh."""
+    monkeypatch.setattr(engine_module, "LAYOUT_CACHE_SLOTS", cache_slots)
+    eng = Engine()
+    kept, kept_state = _events_and_state(eng, False, seed, per_room)
+    assert eng._layouts_slots <= cache_slots
+    assert len(eng._layouts) > (1 if per_room and cache_slots > 1000 else 0)
+    fresh, fresh_state = _events_and_state(Engine(), True, seed, per_room)
     assert len(kept) > 50 and any(isinstance(e, ev.ActiveSpeakersUpdate) for e in kept)
     assert kept == fresh
     for name, a in kept_state.items():
