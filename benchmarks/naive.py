@@ -120,7 +120,8 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
     holder_score = -math.inf
     if holder is not None and not holder.muted and not holder.silent:
         holder_score = holder.smooth
-    best, best_p, outlasted = 0.0, None, False
+    best, best_p = 0.0, None  # the talking challenger with most evidence
+    outlasted = False         # one talking challenger outlasted the holder
     for p in live:
         if p is holder:
             p.evidence = 0.0
@@ -130,27 +131,27 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 p.evidence += p.credit
         else:
             p.evidence = max(p.evidence - T.evidence_decay * dt, 0.0)
-        if t_end - p.last_active <= T.takeover_recency_ms and p.evidence > 0 and (
-                best_p is None or p.evidence > best
-                or (p.evidence == best and p.smooth > best_p.smooth)):
+        if t_end - p.last_active > T.takeover_recency_ms or p.evidence <= 0:
+            continue
+        if best_p is None or p.evidence > best or (p.evidence == best
+                                                   and p.smooth > best_p.smooth):
             best, best_p = p.evidence, p
-        if (t_end - p.last_active <= T.takeover_recency_ms and p.evidence > 0
-                and holder is not None and t_end - holder.last_active >= T.outlast_ms
+        if (holder is not None and t_end - holder.last_active >= T.outlast_ms
                 and t_end - p.run_start >= T.interrupt_ms and p.evidence >= T.min_speech_ms):
             outlasted = True
     quiet = (holder is None or holder.muted or holder.silent
              or t_end - holder.last_active >= T.hold_ms)
-    floor_moved = False
-    if best_p is not None and (best >= (T.min_speech_ms if quiet else T.interrupt_ms)
-                               or outlasted):
+    winner = best_p if best >= (T.min_speech_ms if quiet else T.interrupt_ms) or \
+        outlasted else None
+    floor_moved = winner is not None
+    if floor_moved:
         previous = room.holder
-        room.holder = best_p.slot
+        room.holder = winner.slot
         for p in ps:
             p.evidence = 0.0
-        out.append(ev.FloorChange(room.index, t_end, best_p.slot, previous, best_p.video,
-                                  best_p.smooth, best_p.onset))
+        out.append(ev.FloorChange(room.index, t_end, winner.slot, previous, winner.video,
+                                  winner.smooth, winner.onset))
         _update_shown(room, t_end, out)
-        floor_moved = True
     if started or floor_moved:
         _refresh_forwarding(room, t_end, started, out)
     _ranking(room, t_end, out)

@@ -25,8 +25,8 @@ from .vad import VadBank
 SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_margin_db",
                "min_run_ms", "activity_attack_ms",
                "speaking_on", "speaking_off", "switch_margin_db", "evidence_decay",
-               "takeover_recency_ms", "outlast_ms", "interrupt_ms", "min_speech_ms",
-               "speaking_interval_ms", "no_audio_timeout_ms", "vad_mode", "algorithm")
+               "takeover_recency_ms", "speaking_interval_ms", "no_audio_timeout_ms",
+               "vad_mode", "algorithm")
 """The Tuning fields read per participant on the audio path (the others per room)."""
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
@@ -249,6 +249,9 @@ class Engine:
         if speaking:
             st.last_active_ms[slot] = st.run_start_ms[slot] = st.onset_ms[slot] = t_ms
             st.last_frame_ms[slot] = t_ms
+        elif activity_share >= activity.ONSET_RESET_ACTIVITY:
+            # a run goes on (its next frame starts none): count it from now, not from never
+            st.run_start_ms[slot] = t_ms
 
     def restore_decisions(self, room: int, t_ms: int, *, shown: int, holder: int,
                           pinned: int, presenters: list[int], forwarding: list[int]) -> None:
@@ -353,6 +356,8 @@ class Engine:
         ``room_of``) that started speaking, with those slots; but for rooms that the
         refresh would leave as they are (most: their one starter leads the set already),
         found with arrays for all rooms at once."""
+        if len(slots) == 0:  # most ticks: nobody started
+            return {}
         st = self.st
         alone = np.bincount(room_of, minlength=st.n_rooms)[room_of] == 1
         keep = ~(alone & forwarding.unchanged(st, room_of, slots))

@@ -91,20 +91,21 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
              | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     ready = (best_r > 0) & (best_r >= need)
-    if k.size:
-        # a challenger that has talked for interrupt_ms and outlasted the holder by
-        # outlast_ms needs no more than the turn-change evidence
-        room_holder = st.holder[room_of[k]]
-        h = np.maximum(room_holder, 0)
-        t_k = slot_t_end_ms[k]
-        out = ((room_holder >= 0)
-               & (t_k - st.last_active_ms[h] >= tuning["outlast_ms"][k])
-               & (t_k - st.run_start_ms[idx[k]] >= tuning["interrupt_ms"][k])
-               & (evidence[k] >= tuning["min_speech_ms"][k]))
+    # a challenger that has talked for interrupt_ms and outlasted the holder by outlast_ms
+    # needs no more than the turn-change evidence. The room then goes, as always, to the
+    # challenger with most evidence: the one that outlasted may only be carrying the echo
+    # of the real newcomer. (A room without a holder, or with a muted or silent one, is
+    # quiet already: ready or not by evidence alone.)
+    c = k[evidence[k] >= st.tuning["min_speech_ms"][room_of[k]]]
+    if c.size:
+        r_c = room_of[c]
+        t_c = slot_t_end_ms[c]
+        out = ((t_c - st.last_active_ms[st.holder[r_c]] >= st.tuning["outlast_ms"][r_c])
+               & (t_c - st.run_start_ms[idx[c]] >= st.tuning["interrupt_ms"][r_c]))
         if out.any():
-            early = np.zeros(st.n_rooms, dtype=bool)
-            early[room_of[k][out]] = True
-            ready |= early[rooms]
+            outlasted = np.zeros(st.n_rooms, dtype=bool)
+            outlasted[r_c[out]] = True
+            ready |= outlasted[rooms]
     changing = rooms[ready]
     if len(changing) == 0:
         return []

@@ -73,11 +73,12 @@ class Tuning:
     `min_run_ms`, which makes real turns ~40 ms quicker (measured on three corpora)."""
     outlast_ms: float = 250.0
     """An interrupter that has talked for `interrupt_ms` and is still talking this long
-    after the holder's last speech frame has outlasted it: it needs only `min_speech_ms`,
-    not the holder's full `hold_ms` of silence. Longer than an echo path (30-120 ms) plus
-    the gap between two words, so a leaked copy of the holder never outlasts it; shorter
-    than `hold_ms`, so the interrupter is shown ~350 ms sooner (overlap scenarios: +1.5 to
-    +2 points of accuracy on three corpora, 200-400 ms measured)."""
+    after the holder's last speech frame has outlasted it: the room needs only
+    `min_speech_ms` of evidence, not the holder's full `hold_ms` of silence. It must exceed
+    an echo path (30-120 ms) plus `takeover_recency_ms` (100 ms), so that a leaked copy of
+    the holder never outlasts it; at 250 ms the interrupter is shown ~350 ms sooner
+    (overlap scenarios: +1.5 to +2 points of accuracy on three corpora; 200, 300 and 400
+    ms measured). At or above `hold_ms` it changes nothing."""
     switch_margin_db: float = 3.0
     """A challenger gathers evidence only while this much louder than the holder, so two
     people at similar levels do not trade the floor back and forth."""
@@ -125,7 +126,7 @@ PROFILES: dict[str, Tuning] = {
                       outlast_ms=500.0, switch_margin_db=4.0),
     # Rapid exchanges: follow the voice quickly, accept a few more switches.
     "debate": Tuning(min_speech_ms=150.0, interrupt_ms=800.0, hold_ms=300.0,
-                     outlast_ms=200.0, switch_margin_db=2.0),
+                     switch_margin_db=2.0),
 }
 DEFAULT_PROFILE = "meeting"
 

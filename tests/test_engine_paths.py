@@ -193,9 +193,7 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
     st.holder[rooms] = np.where(rng.random(len(rooms)) < holder_share,
                                 [st.room_slots[r][0] for r in rooms], -1)
     t_end = np.full(len(rooms), 1000)
-    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0),
-              **{k: st.tuning[k][room_of] for k in ("outlast_ms", "interrupt_ms",
-                                                    "min_speech_ms")}}
+    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0)}
     got = switching.takeovers(st, rooms, t_end, idx, room_of, np.full(len(idx), 1000), tuning)
 
     evidence = np.where(1000 - st.last_active_ms[idx] <= 100, st.evidence_ms[idx], 0.0)
@@ -205,16 +203,18 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
         best = evidence[mine].max()
         quiet = holder < 0 or room_t - st.last_active_ms[holder] >= st.tuning["hold_ms"][r]
         need = st.tuning["min_speech_ms" if quiet else "interrupt_ms"][r]
-        outlasted = holder >= 0 and any(
-            e > 0 and room_t - st.last_active_ms[holder] >= st.tuning["outlast_ms"][r]
+        slots = idx[mine]
+        outlasted = np.array([
+            holder >= 0 and e >= st.tuning["min_speech_ms"][r]
+            and room_t - st.last_active_ms[holder] >= st.tuning["outlast_ms"][r]
             and room_t - st.run_start_ms[s] >= st.tuning["interrupt_ms"][r]
-            and e >= st.tuning["min_speech_ms"][r]
-            for s, e in zip(idx[mine], evidence[mine]))
-        n_outlasted += bool(outlasted and not (best > 0 and best >= need))
-        if best > 0 and (best >= need or outlasted):
-            slots = idx[mine]
-            want.append((r, int(slots[np.lexsort((-st.level_smooth[slots],
-                                                  -evidence[mine]))[0]])))
+            for s, e in zip(slots, evidence[mine])], dtype=bool)
+        if not (best > 0 and best >= need):
+            if not outlasted.any():
+                continue
+            n_outlasted += 1  # the room changes because of those; most evidence wins it
+        want.append((r, int(slots[np.lexsort((-st.level_smooth[slots],
+                                              -evidence[mine]))[0]])))
     return got, want, n_outlasted
 
 
@@ -325,3 +325,19 @@ def test_tuning_the_engine_cannot_run_is_refused_by_name(field, value):
     with pytest.raises(ValueError, match=field):
         eng.add_room(before.replace(**{field: value}))
     assert eng.add_room() == room + 1  # the refused room took no index
+
+
+@pytest.mark.parametrize("speaking,activity_share,run_start", [
+    (True, 0.9, 1000), (False, 0.3, 1000), (False, 0.0, NEVER_MS)])
+def test_a_restored_run_counts_from_the_restore_not_from_never(speaking, activity_share,
+                                                              run_start):
+    """A participant restored mid-run (activity above the onset reset) starts no new run
+    with its next frame: without a start, it would count as having talked forever (and
+    outlast the holder at once)."""
+    eng = Engine()
+    room = eng.add_room()
+    slot = eng.add_participant(room)
+    eng.restore_participant(slot, 1000, video=True, muted=False, speaking=speaking,
+                            noise_floor_dbov=-60.0, level_dbov=-30.0,
+                            activity_share=activity_share)
+    assert eng.st.run_start_ms[slot] == run_start

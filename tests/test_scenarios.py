@@ -58,6 +58,7 @@ def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops(
     assert switches(run(ticks)[0]) == [(200, "a"), (3260, "b")]
 
 
+
 def test_a_short_overlap_before_a_turn_change_still_waits_for_the_hold():
     # b starts only 500 ms before a stops: not yet interrupt_ms of talk when a falls silent
     ticks = script_levels("r", [("a", 0, 3000), ("b", 2500, 4500)], ABC, 5000)
