@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import copy as copy_module
 import dataclasses
 
 import numpy as np
@@ -269,6 +270,12 @@ def _forwarding_run(seed: int, prefilter: bool, monkeypatch) -> tuple[list, dict
             slots[r].append(eng.add_participant(r))
         elif u < 0.06:
             out += eng.set_muted(s, not eng.st.muted[s], t)
+        elif u < 0.065:  # a failover: the room's decisions come from another process
+            video = [m for m in slots[r] if eng.st.video[m]]
+            keep = list(rng.permutation(video)[:eng.tuning(r).forwarding_size])
+            main = int(rng.choice(slots[r]))
+            eng.restore_decisions(r, t, shown=main, holder=main, pinned=-1, presenters=[],
+                                  forwarding=[int(m) for m in keep])
         # one to three talkers per room, changing often
         lv_slots, dbov, voice = [], [], []
         for room in rooms:
@@ -282,6 +289,32 @@ def _forwarding_run(seed: int, prefilter: bool, monkeypatch) -> tuple[list, dict
     state = _state_copy(st)
     lists = [st.forwarding, st.forwarding_since, st.last_forwarding]
     return out, state, lists
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_refresh_the_prefilter_skips_would_change_nothing(seed, monkeypatch):
+    """Wherever ``forwarding.unchanged`` lets Engine.step skip a refresh (a room whose one
+    starter it clears), that refresh, run on a copy of the state, makes no event and
+    leaves the set, its times and the last one sent as they were."""
+    checked = []
+    prefilter = forwarding.unchanged
+
+    def checking(st, rooms, started):
+        skip = prefilter(st, rooms, started)
+        alone = np.bincount(rooms)[rooms] == 1
+        for room, slot in zip(rooms[skip & alone].tolist(), started[skip & alone].tolist()):
+            copy = copy_module.deepcopy(st)
+            assert forwarding.refresh(copy, room, int(st.room_t_ms[room]), [slot]) is None
+            assert (copy.forwarding[room], copy.forwarding_since[room],
+                    copy.last_forwarding[room]) == (st.forwarding[room],
+                                                    st.forwarding_since[room],
+                                                    st.last_forwarding[room])
+            checked.append(room)
+        return skip
+
+    monkeypatch.setattr(forwarding, "unchanged", checking)
+    _forwarding_run(seed, True, monkeypatch)
+    assert len(checked) > 50
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -341,3 +374,21 @@ def test_a_restored_run_counts_from_the_restore_not_from_never(speaking, activit
                             noise_floor_dbov=-60.0, level_dbov=-30.0,
                             activity_share=activity_share)
     assert eng.st.run_start_ms[slot] == run_start
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ranking_events_built_by_row_length_come_in_row_order(seed):
+    """_active_speakers_updates groups rows by length to build them; the events must still
+    be those of the rows, each cut at its own length, in the rows' order."""
+    rng = np.random.default_rng(seed)
+    n_rows, width = 40, 6
+    n = rng.integers(0, width + 1, n_rows)
+    columns = (rng.integers(0, 500, (n_rows, width)), rng.normal(-30, 5, (n_rows, width)),
+               rng.random((n_rows, width)) < 0.5, rng.random((n_rows, width)))
+    rooms, t_ms = rng.permutation(n_rows), rng.integers(0, 10_000, n_rows)
+    got = engine_module._active_speakers_updates(rooms, t_ms, n, *columns)
+    want = [ev.ActiveSpeakersUpdate(int(rooms[i]), int(t_ms[i]),
+                                    *(tuple(c[i, :n[i]].tolist()) for c in columns))
+            for i in range(n_rows)]
+    assert len(set(n.tolist())) > 3
+    assert got == want
