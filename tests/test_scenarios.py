@@ -53,21 +53,24 @@ def test_interjection_in_a_breathing_pause_never_switches():
 
 def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops():
     # b talks over a from 1.7 s; a stops at 3 s: b has talked 1.3 s (>= interrupt_ms) and
-    # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (600)
+    # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (800)
     ticks = script_levels("r", [("a", 0, 3000), ("b", 1700, 4500)], ABC, 5000)
-    assert switches(run(ticks)[0]) == [(200, "a"), (3260, "b")]
+    assert switches(run(ticks)[0]) == [(120, "a"), (3260, "b")]
 
 
 
-def test_a_short_overlap_before_a_turn_change_still_waits_for_the_hold():
-    # b starts only 500 ms before a stops: not yet interrupt_ms of talk when a falls silent
-    ticks = script_levels("r", [("a", 0, 3000), ("b", 2500, 4500)], ABC, 5000)
-    assert switches(run(ticks)[0]) == [(200, "a"), (3600, "b")]
+@pytest.mark.parametrize("b_start,switch_ms", [
+    (2900, 3800),   # b has talked 900 ms when a's hold (800 ms) ends: the hold decides
+    (2500, 3700)])  # b reaches interrupt_ms (1.2 s) at 3.7 s, 700 ms into a's silence
+def test_a_short_overlap_switches_at_the_hold_or_once_it_has_talked_interrupt_ms(
+        b_start, switch_ms):
+    ticks = script_levels("r", [("a", 0, 3000), ("b", b_start, 4500)], ABC, 5000)
+    assert switches(run(ticks)[0]) == [(120, "a"), (switch_ms, "b")]
 
 
 def test_a_failed_interruption_that_ends_first_never_switches():
     ticks = script_levels("r", [("a", 0, 3000), ("b", 1500, 2700)], ABC, 4000)
-    assert switches(run(ticks)[0]) == [(200, "a")]
+    assert switches(run(ticks)[0]) == [(120, "a")]
 
 
 def test_a_participant_with_a_loud_fan_never_takes_the_screen():
