@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import events as ev
-from .state import NO_SLOT, EngineState
+from .state import NO_SLOT, EngineState, grown_table
 
 
 def refresh(st: EngineState, room: int, t_ms: int, started: list[int] | tuple[int, ...] = ()
@@ -65,10 +65,7 @@ def refresh(st: EngineState, room: int, t_ms: int, started: list[int] | tuple[in
 
 def _copy(st: EngineState, room: int, members: list[int], main: int) -> None:
     """Keep ``st.forwarded`` (the arrays ``unchanged`` reads) equal to the list."""
-    if len(members) > st.forwarded.shape[1]:
-        wider = np.full((len(st.forwarded), len(members)), NO_SLOT, np.int64)
-        wider[:, : st.forwarded.shape[1]] = st.forwarded
-        st.forwarded = wider
+    st.forwarded = grown_table(st.forwarded, 0, len(members), NO_SLOT)
     row = st.forwarded[room]
     row[:] = NO_SLOT
     row[: len(members)] = members

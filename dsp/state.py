@@ -33,6 +33,16 @@ def _grow(a: np.ndarray, n: int, fill: object) -> np.ndarray:
     return out
 
 
+def grown_table(a: np.ndarray, rows: int, cols: int, fill: int) -> np.ndarray:
+    """The per-room table ``a`` with at least ``rows`` rows and ``cols`` columns (itself if
+    it has them); the new cells hold ``fill``."""
+    if a.shape[0] >= rows and a.shape[1] >= cols:
+        return a
+    out = np.full((max(rows, a.shape[0]), max(cols, a.shape[1])), fill, dtype=a.dtype)
+    out[: a.shape[0], : a.shape[1]] = a
+    return out
+
+
 @dataclass
 class EngineState:
     # ---- per participant slot
@@ -119,12 +129,8 @@ class EngineState:
             setattr(self, name, _grow(getattr(self, name), n, fill))
         for name in FIELDS:
             self.tuning[name] = _grow(self.tuning[name], n, 0.0)
-        ranked = np.full((n, self.ranked.shape[1]), NOT_RANKED, np.int64)
-        ranked[: len(self.ranked)] = self.ranked
-        self.ranked = ranked
-        forwarded = np.full((n, self.forwarded.shape[1]), NO_SLOT, np.int64)
-        forwarded[: len(self.forwarded)] = self.forwarded
-        self.forwarded = forwarded
+        self.ranked = grown_table(self.ranked, n, 1, NOT_RANKED)
+        self.forwarded = grown_table(self.forwarded, n, 1, NO_SLOT)
         self.layout_version += 1
         while len(self.room_slots) < n:
             self.room_slots.append([])
@@ -163,10 +169,7 @@ class EngineState:
         self.check_tuning(tuning)
         for name in FIELDS:
             self.tuning[name][room] = float(getattr(tuning, name))
-        if tuning.active_speakers > self.ranked.shape[1]:
-            wider = np.full((len(self.ranked), tuning.active_speakers), NOT_RANKED, np.int64)
-            wider[:, : self.ranked.shape[1]] = self.ranked
-            self.ranked = wider
+        self.ranked = grown_table(self.ranked, 0, tuning.active_speakers, NOT_RANKED)
         self.layout_version += 1
 
     def get_tuning(self, room: int) -> Tuning:
