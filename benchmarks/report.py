@@ -44,9 +44,10 @@ def extra(benches: dict, name: str, key: str) -> float | None:
     return None if b is None else b.get("extra_info", {}).get(key)
 
 
-def median_ms(benches: dict, name: str) -> float | None:
+def stat_ms(benches: dict, name: str, stat: str = "median") -> float | None:
+    """A timing statistic of benchmark ``name`` ("median", "mean"...), in ms."""
     b = benches.get(name)
-    return None if b is None else b["stats"]["median"] * 1000
+    return None if b is None else b["stats"][stat] * 1000
 
 
 def fmt(v: float | None, unit: str = "", digits: int = 0) -> str:
@@ -106,16 +107,11 @@ def targets(benches: dict, load: dict | None) -> list[Row]:
     return rows
 
 
-def mean_ms(benches: dict, name: str) -> float | None:
-    b = benches.get(name)
-    return None if b is None else b["stats"]["mean"] * 1000
-
-
 def linearity_row(benches: dict) -> Row:
     """Tick time against participants (engine, levels, 10 per room): a fixed cost per
     tick plus a cost per participant that must not grow with the batch."""
     sizes = [1, 10, 100, 1000, 2000]
-    ms = {r * 10: mean_ms(benches, f"test_engine_levels[{r}-10]") for r in sizes}
+    ms = {r * 10: stat_ms(benches, f"test_engine_levels[{r}-10]", "mean") for r in sizes}
     target = "Engine cost linear in participants, flat per participant from 1,000 to 20,000"
     if any(v is None for v in ms.values()):
         return Row(target, "not measured", None)
@@ -148,8 +144,8 @@ def server_rows(benches: dict, load: dict | None) -> list[Row]:
         if not step["keeps_up"]:
             why.append("falls behind real time")
         if step["proc_p99_le_ms"] > SERVER_P99_MS:
-            reg = median_ms(benches, "test_registry_levels_roster_bytes[2000-10]")
-            read = median_ms(benches, "test_decode_and_read_batch")
+            reg = stat_ms(benches, "test_registry_levels_roster_bytes[2000-10]")
+            read = stat_ms(benches, "test_decode_and_read_batch")
             why.append("the registry's processing of one 2000-room batch alone takes "
                        f"{fmt(reg, ' ms', 1)} (median, in-process; of it reading the "
                        f"request's fields {fmt(read, ' ms', 1)}), above the 10 ms budget")
