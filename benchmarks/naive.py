@@ -39,6 +39,7 @@ SILENCE_DBOV = -127.0
 SMOOTH_FLOOR_DBOV = -100.0
 INITIAL_FLOOR_DBOV = -60.0
 ONSET_RESET_ACTIVITY = 0.05
+ONSET_MODULATION_DB = 3.0
 NEVER_MS = -(2**61)
 NO_SLOT = -1
 
@@ -63,6 +64,8 @@ class Participant:
     onset: int = 0
     evidence: float = 0.0
     voiced_run: float = 0.0
+    last_level: float = float("nan")
+    modulation: float = ONSET_MODULATION_DB
     credit: float = 0.0          # speech time this frame adds to the evidence
     last_frame: int = NEVER_MS
     active: bool = False
@@ -131,7 +134,9 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 p.evidence += p.credit
         else:
             p.evidence = max(p.evidence - T.evidence_decay * dt, 0.0)
-        if t_end - p.last_active > T.takeover_recency_ms or p.evidence <= 0:
+        if (t_end - p.last_active > T.takeover_recency_ms or p.evidence <= 0
+                or (p.modulation < T.min_modulation_db and holder is not None
+                    and holder.modulation >= T.min_modulation_db)):
             continue
         if best_p is None or p.evidence > best or (p.evidence == best
                                                    and p.smooth > best_p.smooth):
@@ -172,6 +177,13 @@ def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: 
         p.speech += alpha(dt, T.speech_level_rise_ms if level > p.speech
                           else T.speech_level_fall_ms) * (level - p.speech)
         active = level >= p.speech - T.speech_margin_db
+    if active:
+        if p.voiced_run == 0 and p.activity < ONSET_RESET_ACTIVITY:
+            p.modulation = ONSET_MODULATION_DB
+        else:
+            jump = abs(level - p.last_level) if not math.isnan(p.last_level) else 0.0
+            p.modulation += alpha(dt, T.modulation_ms) * (jump - p.modulation)
+    p.last_level = level
     p.voiced_run = p.voiced_run + dt if active else 0.0
     active = active and p.voiced_run >= T.min_run_ms
     step = p.voiced_run if active and p.voiced_run - dt < T.min_run_ms else dt

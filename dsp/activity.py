@@ -8,7 +8,10 @@ For every participant of a batch at once (no per-participant Python):
 3. the share of active frames is smoothed (fast attack, slower release) and speaking
    starts above one threshold and stops below a lower one; digital silence (RFC 6464 level
    127: a muted microphone) stops it at once, with no lingering "speaking" state;
-4. the level itself is smoothed on a fast-attack / slow-release scale: that is the score
+4. the level jump between frames over the recent speech-like frames is smoothed: how
+   modulated the sound is (speech is, a breath or a hum is not; see
+   ``Tuning.min_modulation_db``);
+5. the level itself is smoothed on a fast-attack / slow-release scale: that is the score
    the floor logic compares between participants.
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .rfc6464 import SILENCE_DBOV
-from .state import EngineState, Rows
+from .state import ONSET_MODULATION_DB, EngineState, Rows
 
 SMOOTH_FLOOR_DBOV = -100.0
 """Digital silence (-127) is clamped here before smoothing, so a muted or DTX frame drags
@@ -32,7 +35,7 @@ first frame's time is the onset reported with switches)."""
 
 TIME_CONSTANTS = ("speech_level_rise_ms", "speech_level_fall_ms", "floor_fall_ms",
                   "floor_rise_ms", "level_attack_ms", "level_release_ms",
-                  "activity_attack_ms", "activity_release_ms")
+                  "activity_attack_ms", "activity_release_ms", "modulation_ms")
 """The Tuning fields that are smoothing time constants (see ``coefficients``)."""
 
 
@@ -105,6 +108,14 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     speech = speech + a_sp * (lv_k - speech)
     st.speech_level[idx[k]] = speech
     k = k[lv_k >= speech - tuning["speech_margin_db"][k]]
+    # how modulated these speech-like frames are: an onset starts at ONSET_MODULATION_DB
+    # (its jump out of the silence before it says nothing about the sound)
+    slots = idx[k]
+    jump = np.abs(level_dbov[k] - st.last_level[slots])
+    mod = st.modulation_db[slots]
+    mod = mod + alpha["modulation_ms"][k] * (np.nan_to_num(jump) - mod)
+    onset = (st.voiced_run_ms[slots] == 0) & (st.activity[slots] < ONSET_RESET_ACTIVITY)
+    st.modulation_db[slots] = np.where(onset, ONSET_MODULATION_DB, mod)
     # only runs of speech-like frames count; the frame that confirms a run brings the run's
     # earlier frames with it (the activity steps over the whole run at once)
     run_ms = np.zeros(len(idx), dtype=np.float32)
@@ -121,6 +132,7 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
         step_ms = dt_ms.copy()
         step_ms[confirming] = run_ms[confirming]
 
+    st.last_level[rows] = level_dbov
     floor_moved = _toward(floor, level_dbov, alpha["floor_rise_ms"], alpha["floor_fall_ms"])
     all_sounding = bool(sounding.all())
     st.noise_floor[rows] = floor_moved if all_sounding else np.where(sounding, floor_moved, floor)

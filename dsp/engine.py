@@ -25,7 +25,8 @@ from .vad import VadBank
 SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_margin_db",
                "min_run_ms", "activity_attack_ms",
                "speaking_on", "speaking_off", "switch_margin_db", "evidence_decay",
-               "takeover_recency_ms", "speaking_interval_ms", "no_audio_timeout_ms",
+               "takeover_recency_ms", "min_modulation_db", "speaking_interval_ms",
+               "no_audio_timeout_ms",
                "vad_mode", "algorithm")
 """The Tuning fields read per participant on the audio path (the others per room)."""
 LAYOUT_CACHE_SLOTS = 100_000

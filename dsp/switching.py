@@ -12,6 +12,8 @@ evidence reaches
     been silent for ``outlast_ms``: an interrupter that outlasted the holder need not
     wait out the whole ``hold_ms`` (in overlapping turn changes that wait was most of the
     switch delay).
+A challenger must also sound like speech: its level modulated by syllables
+(``min_modulation_db``), which a breath before a turn or a hum is not, if the holder's is.
 This is evidence accumulated over time instead of a fixed hold after each switch, the
 shape Volfin & Cohen argue for (Computer Speech & Language 27 (2013) 895-910), kept simple
 enough to vectorize over every room of a batch.
@@ -80,6 +82,13 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     stored = st.evidence_ms[rows]
     k = np.flatnonzero(stored)
     k = k[slot_t_end_ms[k] - st.last_active_ms[idx[k]] <= tuning["takeover_recency_ms"][k]]
+    # ...and, in a room whose holder speaks with modulated levels, those whose levels are
+    # modulated too (levels that are smooth for everyone, e.g. averaged by the sender, are
+    # not judged on it)
+    holder_k = st.holder[room_of[k]]
+    min_mod = tuning["min_modulation_db"][k]
+    k = k[(st.modulation_db[idx[k]] >= min_mod) | (holder_k < 0)
+          | (st.modulation_db[np.maximum(holder_k, 0)] < min_mod)]
     evidence = np.zeros(len(idx), dtype=np.float32)
     evidence[k] = stored[k]
     best = np.zeros(st.n_rooms, dtype=np.float32)

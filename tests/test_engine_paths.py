@@ -191,13 +191,20 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
     st.level_smooth[:] = rng.choice(np.float32([-40.0, -30.0]), st.n_slots)
     st.last_active_ms[:] = rng.choice(last_active, st.n_slots)
     st.run_start_ms[:] = rng.choice([-500, 500], st.n_slots)
+    st.modulation_db[:] = rng.choice(np.float32([1.0, 3.0]), st.n_slots, p=[0.2, 0.8])
     st.holder[rooms] = np.where(rng.random(len(rooms)) < holder_share,
                                 [st.room_slots[r][0] for r in rooms], -1)
     t_end = np.full(len(rooms), 1000)
-    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0)}
+    tuning = {"takeover_recency_ms": np.full(len(idx), 100.0),
+              "min_modulation_db": np.full(len(idx), 1.75)}
     got = switching.takeovers(st, rooms, t_end, idx, room_of, np.full(len(idx), 1000), tuning)
 
-    evidence = np.where(1000 - st.last_active_ms[idx] <= 100, st.evidence_ms[idx], 0.0)
+    # only those talking now, and sounding like speech, count
+    holder_mod = np.where(st.holder[room_of] >= 0,
+                          st.modulation_db[np.maximum(st.holder[room_of], 0)], 0.0)
+    evidence = np.where((1000 - st.last_active_ms[idx] <= 100)
+                        & ((st.modulation_db[idx] >= 1.75) | (holder_mod < 1.75)),
+                        st.evidence_ms[idx], 0.0)
     want, n_outlasted = [], 0
     for r, (room_t, holder) in zip(rooms.tolist(), zip(t_end, st.holder[rooms])):
         mine = room_of == r

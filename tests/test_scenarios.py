@@ -51,6 +51,43 @@ def test_interjection_in_a_breathing_pause_never_switches():
     assert [s for _, s in switches(run(ticks)[0])] == ["a"]
 
 
+SYLLABLES = (22, 28, 34, 26)
+"""RFC 6464 levels (-dBov) of modulated speech, one per 20 ms frame: jumps of 4-8 dB."""
+
+
+def breath_then_turn(holder_syllables: tuple[int, ...]) -> list[pb.RoomTick]:
+    """a talks until 2 s; b breathes in (a smooth voiced swell, 60 -> 48 -> 60, 500 ms) from
+    2.4 s, so that a's hold runs out in the middle of it, then talks from 3 s."""
+    ticks = []
+    for t in range(0, 5000, 20):
+        k = t // 20
+        a = holder_syllables[k % len(holder_syllables)] if t < 2000 else 70
+        if 2400 <= t < 2900:
+            b = 48 + abs(t - 2650) // 21
+        elif t >= 3000:
+            b = SYLLABLES[k % len(SYLLABLES)]
+        else:
+            b = 70
+        ticks.append(level_tick("r", t, {"a": a, "b": b, "c": 70},
+                                {"a": int(a < 70), "b": int(b < 70), "c": 0}, duration_ms=20))
+    return ticks
+
+
+def test_a_smooth_breath_before_a_turn_does_not_take_the_screen():
+    # b's level is unknown before its breath, so only the breath's smoothness tells it from
+    # speech: without that, b would be shown at 2.8 s, 200 ms before it says anything
+    sw = switches(run(breath_then_turn(SYLLABLES))[0])
+    assert [p for _, p in sw] == ["a", "b"]
+    assert 3000 < sw[1][0] <= 3100
+
+
+def test_modulation_is_not_asked_of_a_room_whose_holder_sends_smooth_levels():
+    # levels averaged by the sender are smooth for everyone: the breath is not told apart
+    sw = switches(run(breath_then_turn((25,)))[0])
+    assert [p for _, p in sw] == ["a", "b"]
+    assert 2800 <= sw[1][0] < 2900
+
+
 def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops():
     # b talks over a from 1.7 s; a stops at 3 s: b has talked 1.3 s (>= interrupt_ms) and
     # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (800)
