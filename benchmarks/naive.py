@@ -64,7 +64,7 @@ class Participant:
     onset: int = 0
     evidence: float = 0.0
     voiced_run: float = 0.0
-    last_level: float = float("nan")
+    last_level: float = SILENCE_DBOV
     modulation: float = ONSET_MODULATION_DB
     credit: float = 0.0          # speech time this frame adds to the evidence
     last_frame: int = NEVER_MS
@@ -181,7 +181,7 @@ def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: 
         if p.voiced_run == 0 and p.activity < ONSET_RESET_ACTIVITY:
             p.modulation = ONSET_MODULATION_DB
         else:
-            jump = abs(level - p.last_level) if not math.isnan(p.last_level) else 0.0
+            jump = abs(level - p.last_level)
             p.modulation += alpha(dt, T.modulation_ms) * (jump - p.modulation)
     p.last_level = level
     p.voiced_run = p.voiced_run + dt if active else 0.0

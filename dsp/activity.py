@@ -107,15 +107,16 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
                     alpha["speech_level_fall_ms"][k])
     speech = speech + a_sp * (lv_k - speech)
     st.speech_level[idx[k]] = speech
-    k = k[lv_k >= speech - tuning["speech_margin_db"][k]]
+    near = lv_k >= speech - tuning["speech_margin_db"][k]
+    k, lv_k = k[near], lv_k[near]
     # how modulated these speech-like frames are: an onset starts at ONSET_MODULATION_DB
     # (its jump out of the silence before it says nothing about the sound)
     slots = idx[k]
-    jump = np.abs(level_dbov[k] - st.last_level[slots])
     mod = st.modulation_db[slots]
-    mod = mod + alpha["modulation_ms"][k] * (np.nan_to_num(jump) - mod)
+    mod += alpha["modulation_ms"][k] * (np.abs(lv_k - st.last_level[slots]) - mod)
     onset = (st.voiced_run_ms[slots] == 0) & (st.activity[slots] < ONSET_RESET_ACTIVITY)
-    st.modulation_db[slots] = np.where(onset, ONSET_MODULATION_DB, mod)
+    mod[onset] = ONSET_MODULATION_DB
+    st.modulation_db[slots] = mod
     # only runs of speech-like frames count; the frame that confirms a run brings the run's
     # earlier frames with it (the activity steps over the whole run at once)
     run_ms = np.zeros(len(idx), dtype=np.float32)

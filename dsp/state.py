@@ -65,7 +65,8 @@ class EngineState:
     voiced_run_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """Length of the current run of consecutive speech-like frames."""
     last_level: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    """The level of the participant's previous frame (dBov)."""
+    """The level of the participant's previous frame (dBov; digital silence before its first:
+    a first frame is an onset, whose jump is not counted)."""
     modulation_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """Mean level jump between frames over the recent speech-like frames (see
     ``Tuning.min_modulation_db``)."""
@@ -111,7 +112,7 @@ class EngineState:
 
     SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, speech_level=np.nan, level_smooth=-127.0, activity=0.0,
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
-                     onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=np.nan,
+                     onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
                      modulation_db=ONSET_MODULATION_DB, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
                      reported_ms=NEVER_MS, joined=0)
