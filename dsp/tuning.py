@@ -55,17 +55,18 @@ class Tuning:
     one 20 ms frame to the next. A breath before a turn, a steady hum or a fan is smooth,
     even when the VAD marks it voiced, and a listener's breath is loud enough to pass the
     other gates while its own speech level is not yet known. ``modulation_db`` is the mean
-    jump over a participant's speech-like frames (one-pole, ``modulation_ms``); a challenger
-    below ``min_modulation_db`` takes no floor from a holder above it. (A holder below it
-    means the room's levels are smooth anyway, e.g. averaged by the sender: then nobody
-    is judged on it.) Over the first 200 ms of a sound (espeak-ng
-    evaluation corpus, levels): speech jumps 4.6 dB a frame (5th percentile 2.1), breaths
-    1.4 (90th percentile 2.5). What it did: false switches 0.22 -> 0.15/min on the dev
-    corpus (breaths before turns, 200-250 ms before the turn: outside the 200 ms grace),
-    0.15 -> 0.14 on the confirm draw, 0.21 -> 0.17 on the repo scenarios, whose smoother
-    synthetic speech (2.6 dB) costs a little there (accuracy 95.99 -> 95.94%). Faster
-    (100 ms) or stricter (2 dB) settings removed more breaths but delayed our synthetic
-    speech more."""
+    jump over a participant's speech-like frames (one-pole, ``modulation_ms``); a
+    challenger below ``min_modulation_db`` takes no floor from a holder above it. (A holder
+    below it means the room's levels are smooth anyway, e.g. averaged by the sender: then
+    nobody is judged on it.) Measured with 20 ms frames, as browsers send them; 10 or 30 ms
+    PCM frames make smaller or larger jumps and have not been measured yet. Over the first
+    200 ms of a sound (espeak-ng evaluation corpus, levels): speech jumps 4.6 dB a frame
+    (5th percentile 2.1), breaths 1.4 (90th percentile 2.5). What it did: false switches
+    0.22 -> 0.15/min on the dev corpus (breaths before turns, 200-250 ms before the turn:
+    outside the 200 ms grace), 0.15 -> 0.14 on the confirm draw, 0.21 -> 0.17 on the repo
+    scenarios, whose smoother synthetic speech (2.6 dB) costs a little there (accuracy
+    95.99 -> 95.94%). Faster (100 ms) or stricter (2 dB) settings removed more breaths but
+    delayed our synthetic speech more."""
     activity_attack_ms: float = 60.0
     activity_release_ms: float = 250.0
     """The share of recent speech frames, smoothed: fast up, slower down."""
