@@ -114,13 +114,14 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     slots = idx[k]
     mod = st.modulation_db[slots]
     mod += alpha["modulation_ms"][k] * (np.abs(lv_k - st.last_level[slots]) - mod)
-    onset = (st.voiced_run_ms[slots] == 0) & (st.activity[slots] < ONSET_RESET_ACTIVITY)
+    run_before = st.voiced_run_ms[slots]
+    onset = (run_before == 0) & (st.activity[slots] < ONSET_RESET_ACTIVITY)
     mod[onset] = ONSET_MODULATION_DB
     st.modulation_db[slots] = mod
     # only runs of speech-like frames count; the frame that confirms a run brings the run's
     # earlier frames with it (the activity steps over the whole run at once)
     run_ms = np.zeros(len(idx), dtype=np.float32)
-    run_ms[k] = st.voiced_run_ms[idx[k]] + dt_ms[k]
+    run_ms[k] = run_before + dt_ms[k]
     st.voiced_run_ms[rows] = run_ms
     run_k, min_run = run_ms[k], tuning["min_run_ms"][k]
     confirmed = run_k >= min_run
