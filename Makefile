@@ -10,7 +10,7 @@ GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py
 TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
 
-.PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-scaleout soak clean
+.PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080
@@ -42,6 +42,10 @@ bench: $(STAMP) $(GEN)
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
 bench-quality: $(STAMP) $(GEN)
 	$(PY) benchmarks/quality/run.py --out benchmarks/quality/RESULTS.md $(QUALITY_ARGS)
+
+# The floor rule on the truth's speech spans (perfect detection), hold x evidence sweep.
+bench-oracle: $(STAMP) $(GEN)
+	$(PY) benchmarks/quality/oracle.py --out benchmarks/quality/ORACLE.md $(QUALITY_ARGS)
 
 # Through real servers (under 3 minutes): real-time ramp to 3000 rooms x 10, the small
 # deployment (50 x 6, a message per room per tick), 1 vs 2 workers. LOAD_ARGS="--only
