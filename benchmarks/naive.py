@@ -38,6 +38,7 @@ from dsp.tuning import PROFILES, Tuning
 SILENCE_DBOV = -127.0
 SMOOTH_FLOOR_DBOV = -100.0
 INITIAL_FLOOR_DBOV = -60.0
+INITIAL_SPEECH_MAX_DBOV = -20.0
 ONSET_RESET_ACTIVITY = 0.05
 ONSET_MODULATION_DB = 3.0
 NEVER_MS = -(2**61)
@@ -172,7 +173,7 @@ def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: 
     active = (bool(voice) and sounding and snr >= T.min_snr_db
               and level >= T.min_level_dbov)
     if math.isnan(p.speech) and active:
-        p.speech = level
+        p.speech = min(level, INITIAL_SPEECH_MAX_DBOV)
     if active:
         p.speech += alpha(dt, T.speech_level_rise_ms if level > p.speech
                           else T.speech_level_fall_ms) * (level - p.speech)

@@ -88,6 +88,27 @@ def test_modulation_is_not_asked_of_a_room_whose_holder_sends_smooth_levels():
     assert 2800 <= sw[1][0] < 2900
 
 
+def test_a_door_slam_before_a_first_word_does_not_make_the_speaker_inaudible():
+    # b's first voiced sound is a door slam (-4 dBov, decaying 1 dB a frame); b then speaks
+    # at -24..-30 dBov. Had the slam set b's own speech level, b's voice would sit 20 dB
+    # under it, below the own-speech gate, and b would not be shown for seconds.
+    ticks = []
+    for t in range(0, 8000, 20):
+        k = t // 20
+        a = SYLLABLES[k % len(SYLLABLES)] if t < 5000 else 70
+        if 1000 <= t < 1900:
+            b = 4 + (t - 1000) // 20
+        elif t >= 5500:
+            b = (24, 30, 26, 28)[k % 4]
+        else:
+            b = 70
+        ticks.append(level_tick("r", t, {"a": a, "b": b, "c": 70},
+                                {"a": int(a < 70), "b": int(b < 70), "c": 0}, duration_ms=20))
+    sw = switches(run(ticks)[0])
+    assert [p for _, p in sw] == ["a", "b"]
+    assert 5500 < sw[1][0] <= 5800
+
+
 def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops():
     # b talks over a from 1.7 s; a stops at 3 s: b has talked 1.3 s (>= interrupt_ms) and
     # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (800)
