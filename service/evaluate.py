@@ -215,6 +215,17 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple[str, ...] = COLUMN
     return "\n".join([fmt(list(columns))] + [fmt(c) for c in cells])
 
 
+def load_truth(truth_path: str | pathlib.Path) -> dict:
+    """A scenario's ``truth.json``; its name and type default to its folder's name
+    (``<type>_<n>``)."""
+    truth_path = pathlib.Path(truth_path)
+    name = truth_path.parent.name
+    truth = json.loads(truth_path.read_text())
+    truth.setdefault("scenario", name)
+    truth.setdefault("type", name.rsplit("_", 1)[0])
+    return truth
+
+
 def score_dir(corpus: str | pathlib.Path, decisions_dir: str | pathlib.Path,
               progress=None) -> tuple[list[Score], list[str]]:
     """Score ``decisions_dir/<scenario>.jsonl`` against ``corpus/<scenario>/truth.json``;
@@ -222,9 +233,7 @@ def score_dir(corpus: str | pathlib.Path, decisions_dir: str | pathlib.Path,
     scores, missing = [], []
     for truth_path in sorted(pathlib.Path(corpus).glob("*/truth.json")):
         name = truth_path.parent.name
-        truth = json.loads(truth_path.read_text())
-        truth.setdefault("scenario", name)
-        truth.setdefault("type", name.rsplit("_", 1)[0])
+        truth = load_truth(truth_path)
         dec = pathlib.Path(decisions_dir) / f"{name}.jsonl"
         if not dec.exists():
             missing.append(name)

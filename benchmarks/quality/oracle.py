@@ -21,7 +21,6 @@ Without --corpus the repository's scenarios are used (generated like ``run.py`` 
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -127,12 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     corpus = (pathlib.Path(a.corpus) if a.corpus
               else quality.ensure_scenarios(quality.CACHE / "3x60", 3, 60.0))
-    truths = []
-    for path in sorted(corpus.glob("*/truth.json")):
-        truth = json.loads(path.read_text())
-        truth.setdefault("scenario", path.parent.name)
-        truth.setdefault("type", path.parent.name.rsplit("_", 1)[0])
-        truths.append(truth)
+    truths = [ev.load_truth(path) for path in sorted(corpus.glob("*/truth.json"))]
     text = report(sweep(truths))
     print(text)
     if a.out:

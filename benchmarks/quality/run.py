@@ -16,7 +16,6 @@ SFUs) and loudest (the loudest participant every frame), and scored by
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -68,9 +67,7 @@ def decide(scenario_dir: pathlib.Path, mode: str, algorithm: str, profile: str
 def _score_one(job: tuple[str, str, str, str, str]) -> tuple[str, str, ev.Score]:
     scenario_dir, mode, label, algorithm, profile = job
     d = pathlib.Path(scenario_dir)
-    truth = json.loads((d / "truth.json").read_text())
-    truth.setdefault("scenario", d.name)
-    truth.setdefault("type", d.name.rsplit("_", 1)[0])
+    truth = ev.load_truth(d / "truth.json")
     return label, mode, ev.score(truth, decide(d, mode, algorithm, profile))
 
 
