@@ -59,7 +59,7 @@ class Principal:
                             f"room_id: {room_id!r} is outside the token's rooms")
 
     def expired(self, now_s: float | None = None) -> bool:
-        return self.expires_s is not None and (now_s or time.time()) > self.expires_s + LEEWAY_S
+        return self.expires_s is not None and (time.time() if now_s is None else now_s) > self.expires_s + LEEWAY_S
 
 
 INSECURE = Principal("", frozenset(GRANTS))

@@ -4,25 +4,28 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 
 class Progress:
     def __init__(self, label: str, total: float | None = None, unit: str = "",
-                 stream: TextIO | None = None, min_interval_s: float = 0.1) -> None:
+                 stream: TextIO | None = None, min_interval_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.min_interval_s = min_interval_s
-        self.t0 = time.monotonic()
-        self._last = 0.0
+        self.clock = clock
+        # None, not 0.0: a monotonic clock counts from boot, so "long ago" has no number
+        # (a machine up for less than min_interval_s would never draw its first line).
+        self._last: float | None = None
         self._shown = False
 
     def update(self, done: float, note: str = "", force: bool = False) -> None:
         if not self.enabled:
             return
-        now = time.monotonic()
-        if not force and now - self._last < self.min_interval_s:
+        now = self.clock()
+        if not force and self._last is not None and now - self._last < self.min_interval_s:
             return
         self._last = now
         if self.total:
