@@ -3,8 +3,10 @@ conversation, and small builders of requests."""
 from __future__ import annotations
 
 import asyncio
+import os
 import pathlib
 import threading
+import time
 
 import pytest
 
@@ -13,6 +15,13 @@ from service.api import speakerswitch_pb2 as pb
 from service.client import Client
 from service.config import ServiceConfig
 from service.server import RunningServer, start
+
+
+if os.environ.get("SPEAKERSWITCH_TEST_BOOT_CLOCK"):
+    # Run the suite as on a machine booted a moment ago: the monotonic clock this process
+    # sees starts at 0 (`SPEAKERSWITCH_TEST_BOOT_CLOCK=1 make test`).
+    _real_monotonic, _booted = time.monotonic, time.monotonic()
+    time.monotonic = lambda: _real_monotonic() - _booted
 
 
 class ServerThread:
