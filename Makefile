@@ -9,15 +9,19 @@ PROTO  := proto/speakerswitch/v1/speakerswitch.proto
 GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
 TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
+# Extra arguments for `make run` (speakerswitch serve) and `make demo` (speakerswitch demo),
+# e.g. make demo DEMO_ARGS="--port 0 --http-port 0" when the default ports are taken.
+RUN_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak clean
 
 run: $(STAMP) $(GEN)
-	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080
+	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080 $(RUN_ARGS)
 
 # The web viewer with a bundled conversation streaming through it (http://127.0.0.1:8080).
 demo: $(STAMP) $(GEN)
-	$(VENV)/bin/speakerswitch demo
+	$(VENV)/bin/speakerswitch demo $(DEMO_ARGS)
 
 # Rebuild service/demo_data/ from the script in service/demo_build.py (needs Debian's
 # espeak-ng and opus-tools; the output is committed, so only maintainers run this).
