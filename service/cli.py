@@ -1,4 +1,6 @@
-"""``speakerswitch``: serve, replay, sample, evaluate, scenarios."""
+"""Active-speaker detection and video switching: run the gRPC service, replay and score
+conversations, issue tokens, check health, follow a room, or play the demo. Run
+speakerswitch COMMAND --help for a command's options."""
 from __future__ import annotations
 
 import argparse
