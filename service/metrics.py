@@ -46,6 +46,10 @@ class Metrics:
                               ["kind"], registry=r)
         self.ticks = Counter("speakerswitch_ticks", "Room ticks processed", registry=r)
         self.batches = Counter("speakerswitch_batches", "Stream requests processed", registry=r)
+        self.drains = Counter(
+            "speakerswitch_drains",
+            "Group commits: the stream requests waiting at once, stepped together "
+            "(batches / drains = how many streams share a step)", registry=r)
         self.switches = Counter("speakerswitch_switches", "Main video feed switches",
                                 ["reason"], registry=r)
         self.errors = Counter("speakerswitch_errors", "Rejected ticks and failed calls",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -101,6 +101,19 @@ class _Plan:
     roster: tuple[str, ...] | None
     roster_levels: bytes
 
+
+@dataclass(frozen=True)
+class Batch:
+    """One StreamRequest with who sent it: the unit ``process_many`` steps together."""
+    request: pb.StreamRequest
+    now_s: float = 0.0
+    """Wall clock of its arrival: dates room activity for idle collection only."""
+    tenant: str = ""
+    room_allowed: Callable[[str], bool] | None = None
+    """The caller's room pattern; ticks of other rooms are refused."""
+
+
+_Entry = tuple  # (Batch, its StreamResponse, tick index in the batch, RoomTick)
 
 _Steady = tuple  # (room, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
 """A tick in a media server's steady state, validated: a plain tuple, as a batch holds
@@ -208,55 +221,70 @@ class RoomRegistry:
                 room_allowed: Callable[[str], bool] | None = None) -> pb.StreamResponse:
         """Process one batch for ``tenant``; ``now_s`` (wall clock) only dates room activity
         for GC; ``room_allowed`` (the caller's room pattern) refuses other rooms' ticks."""
-        resp = pb.StreamResponse(batch_id=request.batch_id)
-        ticks = request.ticks
-        if len(ticks) > self.config.max_ticks_per_batch:
-            self._reject(resp, TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ticks",
-                                         f"{len(ticks)} ticks exceed max_ticks_per_batch="
-                                         f"{self.config.max_ticks_per_batch}"), 0, "")
-            return resp
-        # wave k holds the k-th tick of each room, so a room's ticks run in order
-        ids = [tick.room_id for tick in ticks]
-        waves: list[range | list[int]] = []
-        if len(set(ids)) == len(ids):  # the usual batch: one tick per room
-            waves.append(range(len(ids)))
-        else:
-            seen: dict[str, int] = {}
-            for i, room_id in enumerate(ids):
-                k = seen.get(room_id, 0)
-                seen[room_id] = k + 1
+        return self.process_many([Batch(request, now_s, tenant, room_allowed)])[0]
+
+    def process_many(self, batches: Sequence[Batch]) -> list[pb.StreamResponse]:
+        """Process several batches, of any streams and tenants, as one: the first tick of
+        every room in all of them is one engine step, the second tick the next step, and so
+        on. Each batch gets the response it would have got alone, in the order given (a
+        room's ticks run in batch order): a server with a stream per room steps all its
+        rooms once per drain instead of once per message."""
+        responses = [pb.StreamResponse(batch_id=b.request.batch_id) for b in batches]
+        entries: list[_Entry] = []
+        for batch, resp in zip(batches, responses):
+            ticks = batch.request.ticks
+            if len(ticks) > self.config.max_ticks_per_batch:
+                self._reject(resp, TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ticks",
+                                             f"{len(ticks)} ticks exceed max_ticks_per_batch="
+                                             f"{self.config.max_ticks_per_batch}"), 0, "")
+                continue
+            entries.extend([(batch, resp, i, tick) for i, tick in enumerate(ticks)])
+        keys = [(e[0].tenant, e[3].room_id) for e in entries]
+        waves: list[list[_Entry]] = [entries]
+        if len(set(keys)) != len(keys):
+            # wave k holds the k-th tick of each (tenant, room): a room's ticks run in order
+            waves, seen = [], {}
+            for key, entry in zip(keys, entries):
+                k = seen.get(key, 0)
+                seen[key] = k + 1
                 if k == len(waves):
                     waves.append([])
-                waves[k].append(i)
+                waves[k].append(entry)
         for wave in waves:
-            self._process_wave(ticks, ids, wave, resp, now_s, tenant, room_allowed)
+            self._process_wave(wave)
         if self.metrics is not None:
-            self.metrics.batches.inc()
-        return resp
+            self.metrics.batches.inc(len(batches))
+        return responses
 
-    def _process_wave(self, ticks, ids: list[str], indexes: range | list[int],
-                      resp: pb.StreamResponse, now_s: float, tenant: str,
-                      room_allowed: Callable[[str], bool] | None) -> None:
+    def _process_wave(self, entries: list[_Entry]) -> None:
         plans: list[_Plan | _Steady] = []
+        plan_resp: list[pb.StreamResponse] = []
+        plan_batch: list[Batch] = []
         new_rooms = 0
-        rooms_of_tenant = self._by_tenant.get(tenant, {})
-        for i in indexes:
-            tick = ticks[i]
+        new_rooms_of: dict[str, int] = {}
+        for batch, resp, i, tick in entries:
+            tenant, room_id = batch.tenant, tick.room_id
             try:
-                if room_allowed is not None and not room_allowed(ids[i]):
+                if batch.room_allowed is not None and not batch.room_allowed(room_id):
                     raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
-                                    f"room {ids[i]!r} is outside the token's rooms")
-                plan = _steady(tick, rooms_of_tenant.get(ids[i]))
+                                    f"room {room_id!r} is outside the token's rooms")
+                plan = _steady(tick, self._by_tenant.get(tenant, {}).get(room_id))
                 if plan is None:
-                    plan = self._validate(i, tick, tenant, new_rooms)
-                    new_rooms += plan.room is None
+                    plan = self._validate(i, tick, tenant, new_rooms,
+                                          new_rooms_of.get(tenant, 0))
+                    if plan.room is None:
+                        new_rooms += 1
+                        new_rooms_of[tenant] = new_rooms_of.get(tenant, 0) + 1
             except TickError as e:
-                self._reject(resp, e, i, ids[i])
+                self._reject(resp, e, i, room_id)
                 continue
             plans.append(plan)
+            plan_resp.append(resp)
+            plan_batch.append(batch)
         if not plans:
             return
-        out: list[tuple[Room, list[pb.RoomEvent]]] = []
+        out: list[tuple[Room, list[pb.RoomEvent], pb.StreamResponse]] = []
+        resp_of_room: dict[int, pb.StreamResponse] = {}
         rooms, t_ms, durations = [], [], []
         lv_slots: list[int] = []
         lv_dbov: list[float] = []
@@ -264,9 +292,11 @@ class RoomRegistry:
         roster_rooms: list[Room] = []
         roster_bytes: list[bytes] = []
         pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
-        for plan in plans:
+        for plan, resp, batch in zip(plans, plan_resp, plan_batch):
+            now_s = batch.now_s
             if type(plan) is tuple:  # _Steady: only audio, a few attributes to set
                 room, t, duration, levels = plan
+                resp_of_room[room.index] = resp
                 room.last_seen_s = now_s
                 room.last_t_ms = room.last_audio_t_ms = t
                 room.end_t_ms = t + duration
@@ -276,8 +306,9 @@ class RoomRegistry:
                 roster_rooms.append(room)
                 roster_bytes.append(levels)
                 continue
-            room, state_events = self._apply_state(plan, now_s, tenant)
-            out.append((room, state_events))
+            room, state_events = self._apply_state(plan, now_s, batch.tenant)
+            resp_of_room[room.index] = resp
+            out.append((room, state_events, resp))
             tick = plan.tick
             if not (plan.level_ids or plan.pcm or plan.roster_levels):
                 continue  # events only: nobody's audio advances
@@ -313,7 +344,7 @@ class RoomRegistry:
             else:
                 wave.level_slots, wave.level_dbov, wave.level_voice = slots, dbov, voice
         step_events = self.engine.step(wave) if rooms else []
-        for room, msgs in out:
+        for room, msgs, resp in out:
             self._emit(room, msgs, resp)
         grouped: dict[int, list[ev.Event]] = {}
         for e in step_events:
@@ -322,7 +353,7 @@ class RoomRegistry:
             room = self._room_at[index]
             msgs: list[pb.RoomEvent] = []
             self._convert(room, events, msgs)
-            self._emit(room, msgs, resp)
+            self._emit(room, msgs, resp_of_room[index])
         if self.metrics is not None:
             m = self.metrics
             m.ticks.inc(len(plans))
@@ -354,10 +385,11 @@ class RoomRegistry:
             self.metrics.errors.labels(e.code.name).inc()
 
     # ------------------------------------------------------------------ validation
-    def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "", new_rooms: int = 0
-                  ) -> _Plan:
+    def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "", new_rooms: int = 0,
+                  new_rooms_of_tenant: int = 0) -> _Plan:
         """Check a tick against its room without changing anything (``new_rooms``: rooms
-        that earlier ticks of the same wave will create)."""
+        that earlier ticks of the same wave will create, ``new_rooms_of_tenant``: those of
+        them that are this tenant's)."""
         path = f"ticks[{i}]"
         _check_id(tick.room_id, f"{path}.room_id")
         room = self.rooms.get((tenant, tick.room_id))
@@ -365,7 +397,7 @@ class RoomRegistry:
             if len(self.rooms) + new_rooms >= self.config.max_rooms:
                 raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
                                 f"limit max_rooms={self.config.max_rooms} reached")
-            if (self._rooms_per_tenant.get(tenant, 0) + new_rooms
+            if (self._rooms_per_tenant.get(tenant, 0) + new_rooms_of_tenant
                     >= self.config.max_rooms_per_tenant):
                 raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
                                 f"limit max_rooms_per_tenant="

@@ -24,7 +24,8 @@ from .config import ServiceConfig
 from .fanout import RedisFanout
 from .feed import FeedError, LocalFeed, RoomFeed
 from .metrics import Metrics
-from .rooms import RoomRegistry
+from .group_commit import GroupCommit
+from .rooms import Batch, RoomRegistry
 
 if TYPE_CHECKING:
     from .web import WebViewer
@@ -63,6 +64,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         self.config = config
         self.authenticator = authenticator
         self.streams_per_tenant: dict[str, int] = {}
+        self.group_commit = GroupCommit(registry, metrics)
 
     async def _principal(self, context, grant: str) -> Principal:
         """The caller, if its token is good and grants ``grant``; else the call ends with
@@ -111,7 +113,8 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                 if fanout is not None:
                     await fanout.restore_missing(self.registry, tenant, request, now)
                 try:
-                    response = self.registry.process(request, now, tenant, room_allowed)
+                    response = await self.group_commit.process(
+                        Batch(request, now, tenant, room_allowed))
                 except Exception:  # a bug must not take the server down with it
                     log.exception("internal error processing batch %d", request.batch_id)
                     m.errors.labels("INTERNAL").inc()
