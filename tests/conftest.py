@@ -17,9 +17,9 @@ from service.config import ServiceConfig
 from service.server import RunningServer, start
 
 
-if os.environ.get("SPEAKERSWITCH_TEST_BOOT_CLOCK"):
+if os.environ.get("TEST_MONOTONIC_FROM_ZERO"):
     # Run the suite as on a machine booted a moment ago: the monotonic clock this process
-    # sees starts at 0 (`SPEAKERSWITCH_TEST_BOOT_CLOCK=1 make test`).
+    # sees starts at 0 (`TEST_MONOTONIC_FROM_ZERO=1 make test`).
     _real_monotonic, _booted = time.monotonic, time.monotonic()
     time.monotonic = lambda: _real_monotonic() - _booted
 
