@@ -74,3 +74,61 @@ def test_memory_per_participant(benchmark):
     per = benchmark.pedantic(fill, rounds=1, iterations=1)
     benchmark.extra_info["bytes_per_participant"] = round(per)
     assert per > 0
+
+
+PER_ROOM_ROOMS, PER_ROOM_PARTICIPANTS = 50, 10
+"""The shape media servers send: a stream per room, a message per room per 20 ms tick."""
+
+
+def _per_room_requests(k: int) -> list[pb.StreamRequest]:
+    """Tick ``k`` of every room, one request each (roster form, the first tick names it)."""
+    roster = [f"p{i}" for i in range(PER_ROOM_PARTICIPANTS)]
+    out = []
+    for r in range(PER_ROOM_ROOMS):
+        req = pb.StreamRequest(batch_id=k + 1)
+        t = req.ticks.add(room_id=f"room-{r:03d}", timestamp_ms=20 * k, duration_ms=20)
+        if k == 0:
+            t.levels.roster.extend(roster)
+        speaker = (k // 100 + r) % PER_ROOM_PARTICIPANTS
+        t.levels.levels = bytes((0x80 | 25) if i == speaker else 70
+                                for i in range(PER_ROOM_PARTICIPANTS))
+        out.append(req)
+    return out
+
+
+def _run_per_room(benchmark, together: bool) -> None:
+    from service.rooms import Batch
+
+    rounds = 400
+    reg = RoomRegistry()
+    ticks = [_per_room_requests(k) for k in range(rounds + 11)]  # media time only goes on
+    reg.process_many([Batch(r) for r in ticks[0]])
+    next_tick = iter(ticks[1:])
+
+    def one_tick() -> None:
+        requests = next(next_tick)
+        if together:
+            reg.process_many([Batch(r) for r in requests])
+        else:
+            for r in requests:
+                reg.process(r)
+    benchmark.pedantic(one_tick, rounds=rounds, iterations=1, warmup_rounds=10)
+    state = reg.room_state("room-000")
+    assert state is not None and state.timestamp_ms == 20 * (rounds + 10) + 20
+    per_message_us = benchmark.stats.stats.median / PER_ROOM_ROOMS * 1e6
+    benchmark.extra_info["messages_per_tick"] = PER_ROOM_ROOMS
+    benchmark.extra_info["us_per_message"] = round(per_message_us, 1)
+    benchmark.extra_info["pf_per_s"] = round(PER_ROOM_ROOMS * PER_ROOM_PARTICIPANTS
+                                             / benchmark.stats.stats.median)
+
+
+def test_per_room_messages_one_call_each(benchmark):
+    """50 rooms x 10, a request per room per tick, each its own RoomRegistry.process call:
+    what a server without group commit does."""
+    _run_per_room(benchmark, together=False)
+
+
+def test_per_room_messages_group_commit(benchmark):
+    """The same 50 requests stepped together (RoomRegistry.process_many): what the server
+    does with the requests that wait at once."""
+    _run_per_room(benchmark, together=True)
