@@ -148,7 +148,8 @@ def split_words(piece: str) -> list[str]:
 
 def speakerswitch_uses(piece: str, bare: bool = False) -> list[tuple[str, list[str], str]]:
     """(command, flags, text) for each ``speakerswitch COMMAND ...`` in a piece; with
-    ``bare``, a piece that starts with a command name (``serve --workers 2``) counts too."""
+    ``bare``, a piece that starts with a command name (``serve --workers 2``) counts too.
+    A command the CLI does not have comes back as ``"?" + its words``."""
     words = piece.split()
     uses = []
     starts = [i + 1 for i, w in enumerate(words)
@@ -158,6 +159,8 @@ def speakerswitch_uses(piece: str, bare: bool = False) -> list[tuple[str, list[s
     for start in starts:
         found = match_command(words[start:])
         if found is None:
+            if start < len(words) and re.fullmatch(r"[a-z][a-z-]*", words[start]):
+                uses.append(("?" + " ".join(words[start:start + 2]), [], piece))
             continue
         command, n = found
         rest = words[start + n:]
@@ -226,6 +229,10 @@ def test_the_docs_name_only_flags_the_cli_has():
         for piece in pieces(code):
             for command, flags, text in speakerswitch_uses(piece, bare=inline):
                 seen += 1
+                if command.startswith("?"):
+                    problems.append(f"{where}: speakerswitch has no command {command[1:]!r} "
+                                    f"(in {text!r})")
+                    continue
                 for flag in flags:
                     if flag not in options(COMMANDS[command]):
                         problems.append(f"{where}: `speakerswitch {command}` has no {flag} "
@@ -260,6 +267,11 @@ def test_the_docs_name_only_make_targets_and_variables_the_makefile_has():
                     for line in recipe.splitlines():
                         if f"$({var})" in line:
                             for command, _, _ in speakerswitch_uses(line):
+                                if command not in COMMANDS:
+                                    problems.append(f"Makefile: make {target} runs "
+                                                    f"speakerswitch {command[1:]}: no such "
+                                                    "command")
+                                    continue
                                 for flag in flags_in(value.split()):
                                     if flag not in options(COMMANDS[command]):
                                         problems.append(
