@@ -35,6 +35,16 @@ class ServiceConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     """Largest request message accepted by gRPC."""
     max_ticks_per_batch: int = 20000
+    max_entries_per_batch: int = 50000
+    """Audio frames, RFC 6464 level bytes, roster names and events of all ticks of one
+    request together; a batch over it is refused whole (INVALID_ARGUMENT) before any of it
+    is applied. Bounds a request's work and its response (an event in, at most a few out:
+    50,000 events with 128-byte ids answer in under max_message_bytes); 2,000 rooms of 10
+    in one tick are 20,000 entries."""
+    max_events_per_tick: int = 4096
+    """Participant events (join, leave, video, pin ...) in one tick; a tick over it is
+    refused (INVALID_ARGUMENT), the rest of its batch goes on. A full room joining at once
+    with its cameras and mutes stated fits."""
     max_rooms: int = 100000
     max_rooms_per_tenant: int = 20000
     max_participants_per_room: int = 1000
@@ -104,7 +114,8 @@ class ServiceConfig:
         if self.profile not in PROFILES:
             raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
         for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
-                     "max_ticks_per_batch", "max_rooms", "max_rooms_per_tenant",
+                     "max_ticks_per_batch", "max_entries_per_batch", "max_events_per_tick",
+                     "max_rooms", "max_rooms_per_tenant",
                      "max_participants_per_room", "watch_queue_events", "watch_history_events",
                      "max_streams_per_tenant", "max_batches_per_s", "redis_stream_events",
                      "redis_ttl_s"):
@@ -142,13 +153,23 @@ def load(overrides: Mapping[str, Any] | None = None, config_file: str | None = N
     """Merge the sources, later ones winning; unknown keys are errors, not typos ignored."""
     values: dict[str, Any] = {}
     if config_file:
-        with open(config_file, "rb") as f:
-            data = tomllib.load(f)
+        try:
+            with open(config_file, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise OSError(e.errno, f"{config_file}: {e.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{config_file}: not valid TOML ({e})") from None
         data = data.get("server", data)
+        if not isinstance(data, dict):
+            raise ValueError(f"{config_file}: [server] must be a table of settings")
         for k, v in data.items():
             if k not in FIELDS:
                 raise ValueError(f"{config_file}: unknown setting {k!r}")
-            values[k] = _coerce(k, v)
+            try:
+                values[k] = _coerce(k, v)
+            except ValueError as e:
+                raise ValueError(f"{config_file}: {e}") from None
     env = os.environ if env is None else env
     for k, v in env.items():
         if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG":

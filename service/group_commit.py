@@ -4,12 +4,14 @@ A media server usually opens a stream per room (or per SFU worker) and sends a m
 room every 20 ms. Stepped one by one, each message pays the engine's fixed cost; the rooms
 would rather share it. Batches are queued and drained on the next turn of the event loop,
 so an idle server adds no latency (nothing else is waiting, the drain runs at once), and a
-busy one steps whatever arrived while it was stepping the previous drain.
+busy one steps whatever arrived while it was stepping the previous drain. A drain yields
+to other calls every SLICE_S of work, between engine steps, so no batch holds the loop.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from .api import speakerswitch_pb2 as pb
 from .metrics import Metrics
@@ -18,42 +20,65 @@ from .rooms import Batch, RoomRegistry
 log = logging.getLogger("speakerswitch.group_commit")
 
 
+SLICE_S = 0.01
+"""Work done on the event loop before other calls get a turn: a tenant's 20,000-tick batch
+then delays another tenant's GetRoom or a health check by about this much, not seconds."""
+
+
 class GroupCommit:
-    def __init__(self, registry: RoomRegistry, metrics: Metrics | None = None) -> None:
+    def __init__(self, registry: RoomRegistry, metrics: Metrics | None = None,
+                 clock=time.perf_counter) -> None:
         self.registry = registry
         self.metrics = metrics
+        self.clock = clock
         self._pending: list[tuple[Batch, asyncio.Future]] = []
-        self._scheduled = False
+        self._draining: asyncio.Task | None = None
 
     async def process(self, batch: Batch) -> pb.StreamResponse:
         """``RoomRegistry.process`` for one batch, stepped together with the others."""
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
+        done = asyncio.get_running_loop().create_future()
         self._pending.append((batch, done))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._drain)
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
         return await done
 
-    def _drain(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, []
-        if self.metrics is not None:
-            self.metrics.drains.inc()
+    async def _drain(self) -> None:
+        """Step what is waiting, again and again until nothing is: one drain at a time, so
+        a room's ticks always run in the order their batches arrived."""
         try:
-            responses = self.registry.process_many([batch for batch, _ in pending])
-        except Exception:  # a bug: find the batch it belongs to, fail only that one
-            log.exception("internal error stepping %d batches together; retrying one by one",
-                          len(pending))
-            for batch, done in pending:
+            while self._pending:
+                pending, self._pending = self._pending, []
+                if self.metrics is not None:
+                    self.metrics.drains.inc()
                 try:
-                    _resolve(done, self.registry.process_many([batch])[0])
-                except Exception as e:
-                    if not done.done():
-                        done.set_exception(e)
-            return
-        for (_, done), response in zip(pending, responses):
-            _resolve(done, response)
+                    responses = await self._sliced(pending)
+                except Exception:  # a bug: find the batch it belongs to, fail only that one
+                    log.exception("internal error stepping %d batches together; retrying "
+                                  "one by one", len(pending))
+                    for one in pending:
+                        try:
+                            _resolve(one[1], (await self._sliced([one]))[0])
+                        except Exception as e:
+                            if not one[1].done():
+                                one[1].set_exception(e)
+                    continue
+                for (_, done), response in zip(pending, responses):
+                    _resolve(done, response)
+        finally:
+            self._draining = None
+
+    async def _sliced(self, pending: list[tuple[Batch, asyncio.Future]]
+                      ) -> list[pb.StreamResponse]:
+        steps = self.registry.process_steps([batch for batch, _ in pending])
+        slice_end = self.clock() + SLICE_S
+        while True:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                return finished.value
+            if self.clock() > slice_end:
+                await asyncio.sleep(0)  # let other calls in
+                slice_end = self.clock() + SLICE_S
 
 
 def _resolve(done: asyncio.Future, response: pb.StreamResponse) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -37,6 +37,10 @@ same room always gets the same phase, wherever and beside whatever it runs."""
 MAX_TIMESTAMP_MS = 2**53
 """Media time must fit a double exactly; far beyond any RTP-derived clock."""
 TICK_DURATIONS_MS = (10, 20, 30)
+MAX_TICKS_PER_STEP = 4096
+"""Rooms stepped in one engine call at most: a wave of 20,000 new rooms is five steps, so
+a server that yields between steps never holds its event loop for the whole wave; a media
+server's usual batch (a few thousand rooms) stays one step."""
 ET = pb.ParticipantEventType
 _VOICE = {pb.VOICE_ACTIVITY_UNSPECIFIED: -1, pb.VOICE_ACTIVITY_ABSENT: 0,
           pb.VOICE_ACTIVITY_PRESENT: 1}
@@ -139,6 +143,37 @@ def _steady(tick: pb.RoomTick, room: Room | None) -> _Steady | None:
     return room, t, d or DEFAULT_DURATION_MS, levels
 
 
+EVENTS_BEFORE_SIZE_CHECK = 1000
+"""Responses with fewer events are far below any max_message_bytes (an event with the
+longest ids and a full forwarding set is under 9 KB): their size is not computed."""
+RESPONSE_MARGIN_BYTES = 1024
+"""Kept free under max_message_bytes for the response's own fields and framing."""
+
+
+def _fit(resp: pb.StreamResponse, max_bytes: int) -> None:
+    """Leave out the events after those that fit ``max_bytes`` (they were decided and sent
+    to watchers: Watch and GetRoom have them) and say how many were left out."""
+    if resp.ByteSize() <= max_bytes - RESPONSE_MARGIN_BYTES:
+        return
+    framed = [_framed_bytes(e.ByteSize()) for e in resp.events]
+    budget = max_bytes - RESPONSE_MARGIN_BYTES - (resp.ByteSize() - sum(framed))
+    kept = 0
+    for size in framed:
+        budget -= size
+        if budget < 0:
+            break
+        kept += 1
+    resp.events_omitted = len(resp.events) - kept
+    del resp.events[kept:]
+    log.warning("batch %d: %d events left out of its response (max_message_bytes=%d)",
+                resp.batch_id, resp.events_omitted, max_bytes)
+
+
+def _framed_bytes(size: int) -> int:
+    """An embedded message's bytes in its parent: a one-byte tag, the length as a varint."""
+    return 1 + max(1, (size.bit_length() + 6) // 7) + size
+
+
 def tuning_for(config: pb.RoomConfig, default_profile: str) -> Tuning:
     base = PROFILES[config.profile or default_profile]
     changes = {k: getattr(config, k) for k in _TUNING_OVERRIDES if config.HasField(k)}
@@ -229,16 +264,28 @@ class RoomRegistry:
         on. Each batch gets the response it would have got alone, in the order given (a
         room's ticks run in batch order): a server with a stream per room steps all its
         rooms once per drain instead of once per message."""
+        steps = self.process_steps(batches)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def process_steps(self, batches: Sequence[Batch]
+                      ) -> Generator[None, None, list[pb.StreamResponse]]:
+        """``process_many`` one engine step at a time: it yields after each step, so that a
+        server can let other calls in between (a batch of 20,000 ticks of one room is
+        20,000 steps), and returns the responses. Other batches must not be processed
+        until it is done: they would run between a room's ticks."""
         responses = [pb.StreamResponse(batch_id=b.request.batch_id) for b in batches]
         entries: list[_Entry] = []
         for batch, resp in zip(batches, responses):
-            ticks = batch.request.ticks
-            if len(ticks) > self.config.max_ticks_per_batch:
-                self._reject(resp, TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ticks",
-                                             f"{len(ticks)} ticks exceed max_ticks_per_batch="
-                                             f"{self.config.max_ticks_per_batch}"), 0, "")
+            refusal = self._over_budget(batch.request)
+            if refusal is not None:
+                self._reject(resp, refusal, 0, "")
                 continue
-            entries.extend([(batch, resp, i, tick) for i, tick in enumerate(ticks)])
+            entries.extend([(batch, resp, i, tick) for i, tick
+                            in enumerate(batch.request.ticks)])
         keys = [(e[0].tenant, e[3].room_id) for e in entries]
         waves: list[list[_Entry]] = [entries]
         if len(set(keys)) != len(keys):
@@ -251,10 +298,39 @@ class RoomRegistry:
                     waves.append([])
                 waves[k].append(entry)
         for wave in waves:
-            self._process_wave(wave)
+            # rooms are independent: a wave of many rooms may be stepped in parts
+            for start in range(0, max(len(wave), 1), MAX_TICKS_PER_STEP):
+                self._process_wave(wave[start:start + MAX_TICKS_PER_STEP])
+                yield
+        for resp in responses:
+            if len(resp.events) > EVENTS_BEFORE_SIZE_CHECK:
+                _fit(resp, self.config.max_message_bytes)
         if self.metrics is not None:
             self.metrics.batches.inc(len(batches))
         return responses
+
+    def _over_budget(self, request: pb.StreamRequest) -> TickError | None:
+        """A batch over a whole-batch limit, refused before any of it is applied."""
+        cfg = self.config
+        ticks = request.ticks
+        if len(ticks) > cfg.max_ticks_per_batch:
+            return TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ticks",
+                             f"{len(ticks)} ticks exceed max_ticks_per_batch="
+                             f"{cfg.max_ticks_per_batch}")
+        # every entry takes at least a byte on the wire: a small batch cannot be over, and
+        # the count (a Python loop over the ticks) is only paid by the large ones
+        if request.ByteSize() <= cfg.max_entries_per_batch:
+            return None
+        n = 0
+        for t in ticks:
+            lv = t.levels
+            n += len(t.audio) + len(t.events) + len(lv.roster) + len(lv.levels)
+        if n > cfg.max_entries_per_batch:
+            return TickError(grpc.StatusCode.INVALID_ARGUMENT, "ticks",
+                             f"{n} entries (audio frames, level bytes, roster names and "
+                             f"events) exceed max_entries_per_batch="
+                             f"{cfg.max_entries_per_batch}; send smaller batches")
+        return None
 
     def _process_wave(self, entries: list[_Entry]) -> None:
         plans: list[_Plan | _Steady] = []
@@ -410,6 +486,10 @@ class RoomRegistry:
         if tick.duration_ms and tick.duration_ms not in TICK_DURATIONS_MS:
             raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.duration_ms",
                             f"{tick.duration_ms} is not one of {TICK_DURATIONS_MS}")
+        if len(tick.events) > self.config.max_events_per_tick:
+            raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.events",
+                            f"{len(tick.events)} events exceed max_events_per_tick="
+                            f"{self.config.max_events_per_tick}")
         members = _Membership(room.slots if room else {})
         for j, e in enumerate(tick.events):
             if e.participant_id or e.type != ET.PARTICIPANT_EVENT_TYPE_UNPIN:

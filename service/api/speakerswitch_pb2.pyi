@@ -166,14 +166,16 @@ class RoomConfig(_message.Message):
     def __init__(self, profile: _Optional[str] = ..., hold_ms: _Optional[int] = ..., min_speech_ms: _Optional[int] = ..., interrupt_ms: _Optional[int] = ..., switch_margin_db: _Optional[float] = ..., active_speakers: _Optional[int] = ..., active_speakers_interval_ms: _Optional[int] = ..., forwarding_size: _Optional[int] = ..., forwarding_min_ms: _Optional[int] = ..., speaking_interval_ms: _Optional[int] = ..., no_audio_timeout_ms: _Optional[int] = ..., algorithm: _Optional[str] = ..., outlast_ms: _Optional[int] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
-    __slots__ = ("batch_id", "events", "rejections")
+    __slots__ = ("batch_id", "events", "rejections", "events_omitted")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     events: _containers.RepeatedCompositeFieldContainer[RoomEvent]
     rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
-    def __init__(self, batch_id: _Optional[int] = ..., events: _Optional[_Iterable[_Union[RoomEvent, _Mapping]]] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+    events_omitted: int
+    def __init__(self, batch_id: _Optional[int] = ..., events: _Optional[_Iterable[_Union[RoomEvent, _Mapping]]] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., events_omitted: _Optional[int] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("code", "tick_index", "room_id", "field", "message")
