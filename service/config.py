@@ -48,6 +48,14 @@ class ServiceConfig:
     max_rooms: int = 100000
     max_rooms_per_tenant: int = 20000
     max_participants_per_room: int = 1000
+    max_participants: int = 0
+    """Participants in all rooms of this server together; a join over it is refused
+    (RESOURCE_EXHAUSTED) for its tick while the rooms already here go on. 0: derived from
+    the memory the process may use (the container's cgroup limit or the machine's memory;
+    service/memory.py): a 2 GiB pod holds 131,072."""
+    max_participants_per_tenant: int = 0
+    """The same, per tenant, so that one tenant cannot take the others' share (0: as
+    max_participants; set it lower when several tenants share a server)."""
     watch_queue_events: int = 4096
     """Events buffered per Watch subscriber; one that falls further behind is dropped
     (RESOURCE_EXHAUSTED) rather than growing memory or slowing the room."""
@@ -121,6 +129,10 @@ class ServiceConfig:
                      "redis_ttl_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("max_participants", "max_participants_per_tenant"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0 (0: derived from memory), got "
+                                 f"{getattr(self, name)}")
         if not self.insecure_no_auth and not (self.jwt_secret_file or self.jwt_public_key_file):
             raise ValueError("authentication needs jwt_secret_file or jwt_public_key_file "
                              "(or --insecure-no-auth for local development)")

@@ -25,6 +25,10 @@ SWITCH_REASONS = ("FIRST_SPEAKER", "DOMINANT_SPEAKER", "VIDEO_ON", "VIDEO_OFF", 
 ERROR_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAUTHENTICATED",
                "NOT_FOUND", "OUT_OF_RANGE", "UNAVAILABLE", "INTERNAL")
 REDIS_OPS = ("publish", "restore", "watch")
+LIMITS = ("max_ticks_per_batch", "max_entries_per_batch", "max_events_per_tick", "max_rooms",
+          "max_rooms_per_tenant", "max_participants_per_room", "max_participants",
+          "max_participants_per_tenant")
+"""The configured limits a tick or batch can be refused by (ServiceConfig field names)."""
 
 
 class Metrics:
@@ -46,6 +50,10 @@ class Metrics:
                               ["kind"], registry=r)
         self.ticks = Counter("speakerswitch_ticks", "Room ticks processed", registry=r)
         self.batches = Counter("speakerswitch_batches", "Stream requests processed", registry=r)
+        self.limit_rejections = Counter(
+            "speakerswitch_limit_rejections",
+            "Ticks and calls refused by a configured limit, by the limit's name",
+            ["limit"], registry=r)
         self.drains = Counter(
             "speakerswitch_drains",
             "Group commits: the stream requests waiting at once, stepped together "
@@ -75,3 +83,5 @@ class Metrics:
             self.errors.labels(code)
         for op in REDIS_OPS:
             self.redis_errors.labels(op)
+        for limit in LIMITS:
+            self.limit_rejections.labels(limit)

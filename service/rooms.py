@@ -25,6 +25,7 @@ from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
 from .api import speakerswitch_pb2 as pb
 from .config import ServiceConfig
+from .memory import default_max_participants
 from .metrics import Metrics
 
 log = logging.getLogger("speakerswitch.rooms")
@@ -230,6 +231,25 @@ class _Membership:
         return len(self.known) - len(self.leaves) + len(self.joins)
 
 
+class _Growth:
+    """Rooms and participants that the ticks of a wave validated so far will add: limits
+    hold for the wave as a whole, before any of it is applied."""
+
+    def __init__(self) -> None:
+        self.rooms = 0
+        self.rooms_of: dict[str, int] = {}
+        self.participants = 0
+        self.participants_of: dict[str, int] = {}
+
+    def add(self, tenant: str, new_room: bool, joins: int) -> None:
+        if new_room:
+            self.rooms += 1
+            self.rooms_of[tenant] = self.rooms_of.get(tenant, 0) + 1
+        if joins:  # joins less leaves: may be negative
+            self.participants += joins
+            self.participants_of[tenant] = self.participants_of.get(tenant, 0) + joins
+
+
 class RoomRegistry:
     """All rooms of one server (or one replay), on one engine."""
 
@@ -247,6 +267,10 @@ class RoomRegistry:
         self._room_waiters: dict[RoomKey, list[Callable[[], None]]] = {}
         self._rooms_per_tenant: dict[str, int] = {}
         self._participants = 0
+        self._participants_of: dict[str, int] = {}
+        self.max_participants = self.config.max_participants or default_max_participants()
+        self.max_participants_per_tenant = (self.config.max_participants_per_tenant
+                                            or self.max_participants)
 
     # ------------------------------------------------------------------ processing
     def room(self, room_id: str, tenant: str = "") -> Room | None:
@@ -314,6 +338,7 @@ class RoomRegistry:
         cfg = self.config
         ticks = request.ticks
         if len(ticks) > cfg.max_ticks_per_batch:
+            self._limit_hit("max_ticks_per_batch")
             return TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, "ticks",
                              f"{len(ticks)} ticks exceed max_ticks_per_batch="
                              f"{cfg.max_ticks_per_batch}")
@@ -326,6 +351,7 @@ class RoomRegistry:
             lv = t.levels
             n += len(t.audio) + len(t.events) + len(lv.roster) + len(lv.levels)
         if n > cfg.max_entries_per_batch:
+            self._limit_hit("max_entries_per_batch")
             return TickError(grpc.StatusCode.INVALID_ARGUMENT, "ticks",
                              f"{n} entries (audio frames, level bytes, roster names and "
                              f"events) exceed max_entries_per_batch="
@@ -336,8 +362,7 @@ class RoomRegistry:
         plans: list[_Plan | _Steady] = []
         plan_resp: list[pb.StreamResponse] = []
         plan_batch: list[Batch] = []
-        new_rooms = 0
-        new_rooms_of: dict[str, int] = {}
+        growth = _Growth()
         for batch, resp, i, tick in entries:
             tenant, room_id = batch.tenant, tick.room_id
             try:
@@ -346,11 +371,7 @@ class RoomRegistry:
                                     f"room {room_id!r} is outside the token's rooms")
                 plan = _steady(tick, self._by_tenant.get(tenant, {}).get(room_id))
                 if plan is None:
-                    plan = self._validate(i, tick, tenant, new_rooms,
-                                          new_rooms_of.get(tenant, 0))
-                    if plan.room is None:
-                        new_rooms += 1
-                        new_rooms_of[tenant] = new_rooms_of.get(tenant, 0) + 1
+                    plan = self._validate(i, tick, tenant, growth)
             except TickError as e:
                 self._reject(resp, e, i, room_id)
                 continue
@@ -461,20 +482,48 @@ class RoomRegistry:
             self.metrics.errors.labels(e.code.name).inc()
 
     # ------------------------------------------------------------------ validation
-    def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "", new_rooms: int = 0,
-                  new_rooms_of_tenant: int = 0) -> _Plan:
-        """Check a tick against its room without changing anything (``new_rooms``: rooms
-        that earlier ticks of the same wave will create, ``new_rooms_of_tenant``: those of
-        them that are this tenant's)."""
+    def _check_participants(self, path: str, tenant: str, joins: int, growth: _Growth
+                            ) -> None:
+        """Memory is bounded by participants: server-wide and per tenant, so that one tenant
+        cannot take what the others need. A join over either is refused for its tick
+        (``joins``: the tick's joins less its leaves; ``growth``: the same of the wave's
+        earlier ticks, which are applied before it)."""
+        total = self._participants + growth.participants + joins
+        if total > self.max_participants:
+            self._limit_hit("max_participants")
+            raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, path,
+                            f"{joins} more participants would exceed the server's "
+                            f"max_participants={self.max_participants}")
+        of_tenant = (self._participants_of.get(tenant, 0) + growth.participants_of.get(tenant, 0)
+                     + joins)
+        if of_tenant > self.max_participants_per_tenant:
+            self._limit_hit("max_participants_per_tenant")
+            raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, path,
+                            f"{joins} more participants would exceed the tenant's "
+                            f"max_participants_per_tenant={self.max_participants_per_tenant}")
+
+    def _limit_hit(self, limit: str) -> None:
+        if self.metrics is not None:
+            self.metrics.limit_rejections.labels(limit).inc()
+
+    def _validate(self, i: int, tick: pb.RoomTick, tenant: str = "",
+                  growth: _Growth | None = None) -> _Plan:
+        """Check a tick against its room without changing anything (``growth``: the rooms
+        and participants that earlier ticks of the same wave will add; this tick's are
+        added to it when it passes)."""
+        growth = growth if growth is not None else _Growth()
+        new_rooms, new_rooms_of_tenant = growth.rooms, growth.rooms_of.get(tenant, 0)
         path = f"ticks[{i}]"
         _check_id(tick.room_id, f"{path}.room_id")
         room = self.rooms.get((tenant, tick.room_id))
         if room is None:
             if len(self.rooms) + new_rooms >= self.config.max_rooms:
+                self._limit_hit("max_rooms")
                 raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
                                 f"limit max_rooms={self.config.max_rooms} reached")
             if (self._rooms_per_tenant.get(tenant, 0) + new_rooms_of_tenant
                     >= self.config.max_rooms_per_tenant):
+                self._limit_hit("max_rooms_per_tenant")
                 raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}.room_id",
                                 f"limit max_rooms_per_tenant="
                                 f"{self.config.max_rooms_per_tenant} reached")
@@ -487,6 +536,7 @@ class RoomRegistry:
             raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.duration_ms",
                             f"{tick.duration_ms} is not one of {TICK_DURATIONS_MS}")
         if len(tick.events) > self.config.max_events_per_tick:
+            self._limit_hit("max_events_per_tick")
             raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.events",
                             f"{len(tick.events)} events exceed max_events_per_tick="
                             f"{self.config.max_events_per_tick}")
@@ -586,9 +636,13 @@ class RoomRegistry:
             roster_levels = tick.levels.levels
 
         if members.count > self.config.max_participants_per_room:
+            self._limit_hit("max_participants_per_room")
             raise TickError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{path}",
                             f"room would have {members.count} participants, over "
                             f"max_participants_per_room={self.config.max_participants_per_room}")
+        joins = len(members.joins)
+        if joins:
+            self._check_participants(path, tenant, joins - len(members.leaves), growth)
         has_audio = bool(level_ids or pcm or roster_levels)
         if room is not None:
             last = room.last_audio_t_ms if has_audio else room.last_t_ms
@@ -597,6 +651,7 @@ class RoomRegistry:
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.timestamp_ms",
                                 f"{tick.timestamp_ms} does not advance past {last}, the room's "
                                 "previous tick (media time must increase)")
+        growth.add(tenant, room is None, joins - len(members.leaves))
         return _Plan(i, tick, room, duration, level_ids, level_dbov, level_voice,
                      pcm, roster, roster_levels)
 
@@ -710,6 +765,7 @@ class RoomRegistry:
         room.slots[pid] = slot
         room.names[slot] = pid
         self._participants += 1
+        self._participants_of[room.tenant] = self._participants_of.get(room.tenant, 0) + 1
         if self.metrics is not None:
             self.metrics.participants.set(self._participants)
         return slot
@@ -718,6 +774,7 @@ class RoomRegistry:
         slot = room.slots.pop(pid)
         del room.names[slot]
         self._participants -= 1
+        self._participants_of[room.tenant] -= 1
         if self.metrics is not None:
             self.metrics.participants.set(self._participants)
         if pid in room.roster:
@@ -897,6 +954,11 @@ class RoomRegistry:
             del self._rooms_per_tenant[room.tenant]
         self.engine.remove_room(room.index)
         self._participants -= len(room.slots)
+        left = self._participants_of.get(room.tenant, 0) - len(room.slots)
+        if left > 0:
+            self._participants_of[room.tenant] = left
+        else:
+            self._participants_of.pop(room.tenant, None)
         for w in room.watchers:
             close = getattr(w, "close", None)
             if close is not None:

@@ -292,6 +292,10 @@ async def start(config: ServiceConfig) -> RunningServer:
              config.host, port,
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off",
              f", decisions shared through {config.redis_url}" if fanout else "")
+    log.info("limits: max_participants=%d%s, per tenant %d, max_rooms=%d",
+             registry.max_participants,
+             "" if config.max_participants else " (from the memory limit)",
+             registry.max_participants_per_tenant, config.max_rooms)
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
                             feed, http, gc_task, fanout)
     if config.http_port >= 0:
