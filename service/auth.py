@@ -136,6 +136,36 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
                     "('Bearer <token>')")
 
 
+def key_algorithm(key: bytes) -> tuple[str, str]:
+    """The algorithm a token signed with ``key`` uses, and what the key is: an RSA private
+    key PEM signs RS256, an EC P-256 one ES256, anything that is not PEM is an HS256
+    secret. A PEM that cannot sign (a public key, a certificate, another curve, a
+    passphrase) is a ValueError saying what it is."""
+    if b"-----BEGIN" not in key:
+        return "HS256", "a shared secret (not PEM)"
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if b"PUBLIC KEY-----" in key or b"CERTIFICATE-----" in key:
+        raise ValueError("a public key or certificate: tokens are signed with the private key "
+                         "(the server verifies them with the public one)")
+    try:
+        private = serialization.load_pem_private_key(key, password=None)
+    except TypeError:
+        raise ValueError("an encrypted private key: give it without a passphrase") from None
+    except ValueError as e:
+        raise ValueError(f"PEM, but not a private key that can be read ({e})") from None
+    if isinstance(private, rsa.RSAPrivateKey):
+        return "RS256", f"an RSA private key ({private.key_size} bits)"
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        if private.curve.name != "secp256r1":
+            raise ValueError(f"an EC private key on {private.curve.name}: ES256 needs P-256 "
+                             "(secp256r1)")
+        return "ES256", "an EC P-256 private key"
+    raise ValueError(f"a {type(private).__name__.lstrip('_')}: RS256 needs an RSA private "
+                     "key, ES256 an EC P-256 one")
+
+
 def create_token(key: bytes, tenant: str, grants: Sequence[str], ttl_s: float,
                  rooms: str | None = None, algorithm: str = "HS256",
                  now_s: float | None = None, audience: str | None = None,

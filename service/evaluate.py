@@ -215,12 +215,46 @@ def format_table(rows: list[tuple[str, dict]], columns: tuple[str, ...] = COLUMN
     return "\n".join([fmt(list(columns))] + [fmt(c) for c in cells])
 
 
+def _is_ms(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x == x  # not NaN
+
+
+def read_truth(path: str | pathlib.Path) -> dict:
+    """A ``truth.json`` as written by ``speakerswitch sample``/``scenarios``, checked enough
+    that scoring and plotting cannot trip on it: ValueError names the file."""
+    path = pathlib.Path(path)
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text (is it a truth.json?)") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON ({e}); is it a truth.json?") from None
+    shape = ("a truth.json is an object with duration_ms, floor [[start_ms, end_ms, pid], "
+             "...] and changes [[t_ms, from, to], ...]")
+    if not isinstance(truth, dict) or not all(k in truth for k in ("duration_ms", "floor",
+                                                                    "changes")):
+        raise ValueError(f"{path}: not a truth.json ({shape})")
+    floor, changes, speech = truth["floor"], truth["changes"], truth.get("speech", {})
+    if not (_is_ms(truth["duration_ms"])
+            and isinstance(floor, list) and isinstance(changes, list)
+            and all(isinstance(f, list) and len(f) == 3 and _is_ms(f[0]) and _is_ms(f[1])
+                    for f in floor)
+            and all(isinstance(c, list) and len(c) == 3 and _is_ms(c[0]) for c in changes)
+            and isinstance(truth.get("participants", []), list)
+            and isinstance(speech, dict)
+            and all(isinstance(s, list) and all(isinstance(x, list) and len(x) == 2
+                                                and _is_ms(x[0]) and _is_ms(x[1]) for x in s)
+                    for s in speech.values())):
+        raise ValueError(f"{path}: malformed truth ({shape})")
+    return truth
+
+
 def load_truth(truth_path: str | pathlib.Path) -> dict:
     """A scenario's ``truth.json``; its name and type default to its folder's name
     (``<type>_<n>``)."""
     truth_path = pathlib.Path(truth_path)
     name = truth_path.parent.name
-    truth = json.loads(truth_path.read_text())
+    truth = read_truth(truth_path)
     truth.setdefault("scenario", name)
     truth.setdefault("type", name.rsplit("_", 1)[0])
     return truth

@@ -9,8 +9,12 @@ from collections.abc import Iterator
 
 def records(path: str | pathlib.Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) per record; ValueError names the file and line."""
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
+    with open(path, encoding="utf-8-sig") as f:  # -sig: a BOM some editors write
+        try:
+            lines = list(f)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not UTF-8 text (is it a JSON Lines file?)") from None
+        for n, line in enumerate(lines, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue

@@ -15,6 +15,17 @@ import numpy as np
 from .replay import read_levels_csv
 
 
+def require_matplotlib():
+    """matplotlib, or an ImportError saying which extra installs it (it is optional)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("drawing needs matplotlib, which the `plot` extra installs: "
+                          "pip install 'speakerswitch[plot]' (in a checkout: "
+                          "pip install -e '.[plot]')") from None
+    return matplotlib
+
+
 def _palette(n: int) -> list:
     import matplotlib
 
@@ -60,8 +71,7 @@ def timeline(out: str | pathlib.Path,
              levels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
              decisions: Sequence[tuple[float, str | None]], truth: dict | None = None,
              title: str = "") -> pathlib.Path:
-    import matplotlib
-
+    matplotlib = require_matplotlib()
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

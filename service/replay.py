@@ -18,9 +18,10 @@ from __future__ import annotations
 import csv
 import json
 import pathlib
+import struct
 import uuid
 import wave
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 import numpy as np
@@ -31,7 +32,7 @@ from dsp.rfc6464 import header_bytes
 from .api import speakerswitch_pb2 as pb
 from .config import ServiceConfig
 from .jsonl import records
-from .rooms import RoomRegistry
+from .rooms import MAX_TIMESTAMP_MS, RoomRegistry
 
 WAV_FRAME_MS = 20
 DEFAULT_BATCH_TICKS = 50
@@ -47,21 +48,30 @@ def read_levels_csv(path: str | pathlib.Path) -> tuple[list[int], list[tuple[str
                                                         list[bytes]]:
     """-> (tick times, roster per tick, RFC 6464 bytes per tick)."""
     by_t: dict[int, list[tuple[str, int, int]]] = {}
-    with open(path, newline="") as f:
+    # utf-8-sig: a spreadsheet's CSV export starts with a byte-order mark
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        head = next(reader, None)
-        if head != ["t_ms", "participant", "level", "voice"]:
-            raise InputError(f"{path}: header must be t_ms,participant,level,voice, got {head}")
-        for n, row in enumerate(reader, 2):
-            try:
-                t, pid, level, voice = row
-                t_i, lv, v = int(t), int(level), int(voice)
-            except ValueError:
-                raise InputError(f"{path}:{n}: bad row {row}") from None
-            if not 0 <= lv <= 127 or v not in (0, 1) or not pid:
-                raise InputError(f"{path}:{n}: level must be 0..127, voice 0/1, participant "
-                                 f"non-empty: {row}")
-            by_t.setdefault(t_i, []).append((pid, lv, v))
+        try:
+            head = next(reader, None)
+            if head != ["t_ms", "participant", "level", "voice"]:
+                raise InputError(f"{path}: header must be t_ms,participant,level,voice, "
+                                 f"got {head}")
+            for n, row in enumerate(reader, 2):
+                try:
+                    t, pid, level, voice = row
+                    t_i, lv, v = int(t), int(level), int(voice)
+                except ValueError:
+                    raise InputError(f"{path}:{n}: bad row {row}") from None
+                if not 0 <= lv <= 127 or v not in (0, 1) or not pid:
+                    raise InputError(f"{path}:{n}: level must be 0..127, voice 0/1, "
+                                     f"participant non-empty: {row}")
+                if not 0 <= t_i <= MAX_TIMESTAMP_MS:
+                    raise InputError(f"{path}:{n}: t_ms must be 0..{MAX_TIMESTAMP_MS}: {row}")
+                by_t.setdefault(t_i, []).append((pid, lv, v))
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text (is it a levels CSV?)") from None
+        except csv.Error as e:
+            raise InputError(f"{path}:{reader.line_num}: not CSV ({e})") from None
     times = sorted(by_t)
     rosters, payloads = [], []
     for t in times:
@@ -85,8 +95,10 @@ EVENT_KEYS = {
 }
 
 
-def read_events(path: str | pathlib.Path) -> list[tuple[int, pb.ParticipantEvent]]:
-    """The events file as (t_ms, event), in time order (stable)."""
+def read_events(path: str | pathlib.Path, first_lines: dict[str, int] | None = None
+                ) -> list[tuple[int, pb.ParticipantEvent]]:
+    """The events file as (t_ms, event), in time order (stable); ``first_lines`` gets the
+    line each participant is first named on."""
     out = []
     try:
         lines = list(records(path))
@@ -95,8 +107,12 @@ def read_events(path: str | pathlib.Path) -> list[tuple[int, pb.ParticipantEvent
     for n, d in lines:
         try:
             t, pid = int(d["t_ms"]), str(d["participant"])
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError) as e:
             raise InputError(f"{path}:{n}: need t_ms and participant ({e})") from None
+        if not 0 <= t <= MAX_TIMESTAMP_MS:
+            raise InputError(f"{path}:{n}: t_ms must be 0..{MAX_TIMESTAMP_MS}, got {t}")
+        if first_lines is not None:
+            first_lines.setdefault(pid, n)
         unknown = set(d) - {"t_ms", "participant"} - set(EVENT_KEYS)
         if unknown:
             raise InputError(f"{path}:{n}: unknown keys {sorted(unknown)} "
@@ -147,7 +163,13 @@ def levels_ticks(path: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick
 
 
 def read_wav(path: pathlib.Path) -> tuple[int, bytes]:
-    with wave.open(str(path), "rb") as w:
+    try:
+        w = wave.open(str(path), "rb")
+    except EOFError:  # the wave module's word for a file cut short (or empty)
+        raise InputError(f"{path}: not a WAV file (empty or cut short)") from None
+    except (wave.Error, struct.error) as e:
+        raise InputError(f"{path}: not a WAV file ({e})") from None
+    with w:
         if w.getnchannels() != 1 or w.getsampwidth() != 2:
             raise InputError(f"{path}: must be mono 16-bit PCM")
         rate = w.getframerate()
@@ -157,6 +179,9 @@ def read_wav(path: pathlib.Path) -> tuple[int, bytes]:
 
 
 def wav_ticks(folder: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick]:
+    if not pathlib.Path(folder).is_dir():
+        raise InputError(f"{folder}: " + ("not a directory" if pathlib.Path(folder).exists()
+                                          else "no such directory"))
     paths = sorted(pathlib.Path(folder).glob("*.wav"))
     if not paths:
         raise InputError(f"{folder}: no .wav files")
@@ -180,12 +205,35 @@ def wav_ticks(folder: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick]
 
 def requests(ticks: Iterable[pb.RoomTick], config: pb.RoomConfig | None = None,
              events_path: str | pathlib.Path | None = None,
-             batch_ticks: int = DEFAULT_BATCH_TICKS) -> Iterator[pb.StreamRequest]:
+             batch_ticks: int = DEFAULT_BATCH_TICKS,
+             warn: Callable[[str], None] | None = None) -> Iterator[pb.StreamRequest]:
     """Ticks (with the events file merged in) batched into requests; the room config goes
-    with the first tick."""
+    with the first tick. ``warn`` is told of events naming a participant that no tick
+    has (a typo, most likely: the engine ignores their events)."""
     if events_path is not None:
-        ticks = with_events(ticks, read_events(events_path))
+        first_lines: dict[str, int] = {}
+        events = read_events(events_path, first_lines)
+        if warn is not None:
+            ticks = _warn_unknown(ticks, first_lines, events_path, warn)
+        ticks = with_events(ticks, events)
     return _batches(ticks, config, batch_ticks)
+
+
+def _warn_unknown(ticks: Iterable[pb.RoomTick], first_lines: dict[str, int],
+                  path: str | pathlib.Path, warn: Callable[[str], None]
+                  ) -> Iterator[pb.RoomTick]:
+    """Pass the ticks through; once they are all seen, warn of each participant of the
+    events file that none of them had."""
+    seen: set[str] = set()
+    for tick in ticks:
+        seen.update(tick.levels.roster)   # levels: the roster comes when it changes
+        seen.update(a.participant_id for a in tick.audio)
+        yield tick
+    for pid, n in sorted(first_lines.items(), key=lambda kv: kv[1]):
+        if pid not in seen:
+            known = ", ".join(sorted(seen)[:8]) + (", ..." if len(seen) > 8 else "")
+            warn(f"{path}:{n}: participant {pid!r} is in none of the conversation's tracks "
+                 f"({known or 'none'}); a typo?")
 
 
 def _batches(ticks: Iterable[pb.RoomTick], config: pb.RoomConfig | None,

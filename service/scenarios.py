@@ -336,18 +336,62 @@ def write_all(out: str | pathlib.Path, types: tuple[str, ...] = TYPES, variants:
     return names
 
 
+MIN_SECONDS, MAX_SECONDS = 5.0, 600.0
+"""--seconds: a shorter scene holds no turn to judge (and `large` needs 4 s to place its
+coughs); a longer one is built in memory as float tracks (`large`: up to 20 participants,
+about 0.3 GB a minute) before it is written."""
+
+
+def seconds_arg(text: str) -> float:
+    """argparse type of --seconds: MIN_SECONDS..MAX_SECONDS."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not MIN_SECONDS <= v <= MAX_SECONDS:  # also refuses NaN
+        raise argparse.ArgumentTypeError(f"{text} is outside {MIN_SECONDS:g}..{MAX_SECONDS:g}")
+    return v
+
+
+def variants_arg(text: str) -> int:
+    """argparse type of --variants: at least 1 (0 would write nothing)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not >= 1")
+    return v
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="speakerswitch scenarios", description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--types", default=",".join(TYPES))
-    ap.add_argument("--variants", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--variants", type=variants_arg, default=3)
+    ap.add_argument("--seconds", type=seconds_arg, default=60.0)
     a = ap.parse_args(argv)
     types = tuple(t for t in a.types.split(",") if t)
     bad = [t for t in types if t not in TYPES]
-    if bad:
-        print(f"unknown types {bad} (known: {', '.join(TYPES)})", file=sys.stderr)
+    if bad or not types:
+        print(f"speakerswitch scenarios: --types: {f'unknown {bad}' if bad else 'none given'} "
+              f"(known: {', '.join(TYPES)})", file=sys.stderr)
         return 2
-    names = write_all(a.out, types, a.variants, a.seconds)
+    out = pathlib.Path(a.out)
+    if out.exists() and not out.is_dir():
+        print(f"speakerswitch scenarios: --out: {out} is a file, not a directory",
+              file=sys.stderr)
+        return 2
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails before any work
+        names = write_all(out, types, a.variants, a.seconds)
+    except OSError as e:  # an unwritable --out
+        print(f"speakerswitch scenarios: --out: {e.filename or out}: {e.strerror or e}",
+              file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"speakerswitch scenarios: --seconds {a.seconds:g}: not enough memory for "
+              "scenes this long (try fewer seconds)", file=sys.stderr)
+        return 2
     print(f"wrote {len(names)} scenarios to {a.out}", file=sys.stderr)
     return 0
