@@ -248,6 +248,8 @@ class Server:
     stops it (SIGTERM, then SIGKILL) on the way out, also on errors and Ctrl-C."""
     workers: int = 1
     extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    """Extra environment (SPEAKERSWITCH_* settings that have no flag)."""
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen | None = None
@@ -268,7 +270,7 @@ class Server:
             [sys.executable, "-m", "service.cli", "serve", "--insecure-no-auth",
              "--port", str(self.port), "--metrics-port", str(self.metrics_port),
              "--log-level", "WARNING", "--workers", str(self.workers), *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **self.env},
             cwd=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
         try:
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -673,8 +675,12 @@ async def _drive_per_room(server: Server, rooms: int, participants: int, seconds
             r.cancel()
         for ch in channels:
             await ch.close()
-    rtts = [r for per_stream in rtt for (t, r) in per_stream if t >= window.t0]
+    timed = sorted((t, r) for per_stream in rtt for (t, r) in per_stream if t >= window.t0)
+    rtts = [r for _, r in timed]
+    third = max(1, len(rtts) // 3)
     return dict(rooms=rooms, participants=participants, streams=len(calls),
+                rtt_first_third_p50_ms=round(1000 * float(np.median(rtts[:third] or [0])), 2),
+                rtt_last_third_p50_ms=round(1000 * float(np.median(rtts[-third:] or [0])), 2),
                 seconds=round(t_end - t0, 1), late_groups=late,
                 messages=sum(1 + n_ticks * e.n_rooms for e in encoders),
                 answered=sum(answered), server_errors=hist.errors,
