@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak clean
+.PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080 $(RUN_ARGS)
@@ -61,6 +61,11 @@ bench-load: $(STAMP) $(GEN)
 # Scale-out: proxy hop, rooms per replica with Redis, failover time (Redis + nginx on loopback).
 bench-scaleout: $(STAMP) $(GEN) $(TOOLS)
 	$(PY) benchmarks/scaleout.py --out benchmarks/SCALEOUT.md
+
+# What a hostile tenant can do, measured (under 2 minutes): another tenant's latency while
+# one sends maximal batches, threads under 500 idle metrics connections, RSS after two waves.
+attack: $(STAMP) $(GEN)
+	$(PY) benchmarks/attack.py --out benchmarks/ATTACK.md
 
 # Soak: 1000 rooms x 8 participants at 50 ticks/s for 10 minutes through a real server.
 soak: $(STAMP) $(GEN)

@@ -267,7 +267,8 @@ class Server:
         self.port = free_port()
         self.metrics_port = free_port_block(self.workers)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--insecure-no-auth",
+            [sys.executable, "-m", "service.cli", "serve",
+             *(() if "--jwt-secret-file" in self.extra_args else ("--insecure-no-auth",)),
              "--port", str(self.port), "--metrics-port", str(self.metrics_port),
              "--log-level", "WARNING", "--workers", str(self.workers), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **self.env},

@@ -20,9 +20,12 @@ from .rooms import Batch, RoomRegistry
 log = logging.getLogger("speakerswitch.group_commit")
 
 
-SLICE_S = 0.01
-"""Work done on the event loop before other calls get a turn: a tenant's 20,000-tick batch
-then delays another tenant's GetRoom or a health check by about this much, not seconds."""
+SLICE_S = 0.002
+"""Work done on the event loop before other calls get a turn (between engine steps, so a
+step of thousands of rooms is never cut). A call needs a few turns of the loop to be read,
+handled and answered: with 2 ms slices another tenant's GetRoom or a health check waits
+tens of milliseconds behind a 50,000-entry batch instead of seconds (benchmarks/ATTACK.md);
+10 ms slices made it ~75 ms."""
 
 
 class GroupCommit:
