@@ -731,7 +731,12 @@ def client_options(a: argparse.Namespace) -> dict:
 
 
 def _client_files_problem(a: argparse.Namespace) -> str | None:
-    """A --tls-* file of a client command that cannot be read: one line naming the flag."""
+    """A --tls-* file of a client command that cannot be read, or a --token gRPC would
+    refuse as metadata (after printing its own noise): one line naming the flag."""
+    token = getattr(a, "token", None)
+    if token and not all(33 <= ord(c) <= 126 for c in token):
+        return ("--token: not a bearer token (printable ASCII without spaces; from "
+                "$SPEAKERSWITCH_TOKEN if not given)")
     if a.tls_key_file and not a.tls_cert_file or a.tls_cert_file and not a.tls_key_file:
         return "--tls-cert-file and --tls-key-file go together (mutual TLS)"
     for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):

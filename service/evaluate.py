@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import pathlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -39,7 +40,10 @@ def load_decisions(path: str | pathlib.Path) -> list[tuple[float, str | None]]:
     for n, d in records(path):
         try:
             speaker = d["speaker"]
-            out.append((float(d["t_ms"]), None if speaker is None else str(speaker)))
+            t_ms = float(d["t_ms"])
+            if not math.isfinite(t_ms):
+                raise ValueError(f"t_ms {d['t_ms']!r} is not a finite number")
+            out.append((t_ms, None if speaker is None else str(speaker)))
         except (ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}:{n}: not a decision line ({e})") from None
     return out
