@@ -166,7 +166,10 @@ def test_main_tile_follows_each_turn_and_never_shows_a_camera_off_speaker(deskto
         expect(page.locator('[data-participant="a"] .flags')).to_have_text("camera off")
         expect(page.locator("#switches li").first).to_contain_text("a → b VIDEO_OFF")
         state = viewer_state(page)
-        assert state["shown"] == ["a", "b", "a", "b"]  # the first batch is in the snapshot
+        # the page may wake between two steps of the first batch (a drain lets other calls
+        # in every few ms), so its snapshot may come before the first switch: nobody shown
+        shown = state["shown"][1:] if state["shown"][:1] == [""] else state["shown"]
+        assert shown == ["a", "b", "a", "b"]
         assert "c" not in state["shown"] and state["gaps"] == 0
         room.close()
     assert desktop.errors == []
