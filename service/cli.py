@@ -104,6 +104,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--idle-timeout-s", type=_number(float, above=0),
                    help="drop rooms idle this long (300)")
     p.add_argument("--max-participants-per-room", type=int)
+    p.add_argument("--max-participants", type=int, help="participants in all rooms together "
+                   "(default 0: derived from the memory limit, cgroup-aware)")
+    p.add_argument("--max-participants-per-tenant", type=int,
+                   help="the same per tenant (default 0: as --max-participants)")
     p.add_argument("--max-rooms", type=int)
     p.add_argument("--max-ticks-per-batch", type=int)
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -462,7 +466,8 @@ def _tls_pair_fits(cert_file: str, key_file: str) -> bool:
 def cmd_serve(a: argparse.Namespace) -> int:
     keys = ["host", "port", "metrics_host", "metrics_port", "http_host", "http_port",
             "profile", "idle_timeout_s",
-            "max_participants_per_room", "max_rooms", "max_ticks_per_batch", "log_level",
+            "max_participants_per_room", "max_participants", "max_participants_per_tenant",
+            "max_rooms", "max_ticks_per_batch", "log_level",
             "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
             "tls_key_file", "tls_client_ca_file", "workers", "redis_url", "redis_prefix"]
     try:

@@ -127,10 +127,10 @@ class ServiceConfig:
                      "max_participants_per_room", "watch_queue_events", "watch_history_events",
                      "max_streams_per_tenant", "max_batches_per_s", "redis_stream_events",
                      "redis_ttl_s"):
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:  # NaN is not > 0 either
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         for name in ("max_participants", "max_participants_per_tenant"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0 (0: derived from memory), got "
                                  f"{getattr(self, name)}")
         if not self.insecure_no_auth and not (self.jwt_secret_file or self.jwt_public_key_file):

@@ -51,3 +51,13 @@ def test_the_shipped_example_file_matches_the_embedded_defaults():
     path = pathlib.Path(__file__).resolve().parent.parent / "deploy" / "speakerswitch.toml"
     insecure = {"insecure_no_auth": True}
     assert config.load(insecure, config_file=str(path), env={}) == config.load(insecure, env={})
+
+
+def test_nan_is_not_a_positive_number():
+    import pytest
+
+    for key in ("SPEAKERSWITCH_IDLE_TIMEOUT_S", "SPEAKERSWITCH_MAX_BATCHES_PER_S"):
+        with pytest.raises(ValueError, match="must be > 0, got nan"):
+            config.load({"insecure_no_auth": True}, env={key: "nan"})
+    with pytest.raises(ValueError, match="max_participants: must be >= 0"):
+        config.load({"insecure_no_auth": True, "max_participants": -1}, env={})
