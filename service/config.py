@@ -35,12 +35,12 @@ class ServiceConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     """Largest request message accepted by gRPC."""
     max_ticks_per_batch: int = 20000
-    max_entries_per_batch: int = 50000
+    max_entries_per_batch: int = 200000
     """Audio frames, RFC 6464 level bytes, roster names and events of all ticks of one
     request together; a batch over it is refused whole (INVALID_ARGUMENT) before any of it
-    is applied. Bounds a request's work and its response (an event in, at most a few out:
-    50,000 events with 128-byte ids answer in under max_message_bytes); 2,000 rooms of 10
-    in one tick are 20,000 entries."""
+    is applied. Bounds one request's work (which a drain slices, so it never holds other
+    calls) and memory; 2,000 rooms of 10 in one tick are 20,000 entries. A request smaller
+    in bytes than this cannot be over it, so a media server's batches are never counted."""
     max_events_per_tick: int = 4096
     """Participant events (join, leave, video, pin ...) in one tick; a tick over it is
     refused (INVALID_ARGUMENT), the rest of its batch goes on. A full room joining at once

@@ -47,7 +47,8 @@ def test_the_largest_accepted_batch_of_events_answers_within_the_send_limit():
     """Pins flipping on every event, as many as the budgets allow, with the longest ids and
     a full forwarding set: the response fits max_message_bytes, with the events that did not
     fit counted (they are in the room's history, as Watch gives them)."""
-    cfg = ServiceConfig(max_message_bytes=4 * 1024 * 1024, watch_history_events=100_000)
+    cfg = ServiceConfig(max_message_bytes=4 * 1024 * 1024, max_entries_per_batch=50_000,
+                        watch_history_events=100_000)
     reg = RoomRegistry(cfg)
     room = "r" * 128
     members = [f"{i:04d}".rjust(128, "p") for i in range(10)]
