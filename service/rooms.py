@@ -183,12 +183,17 @@ def tuning_for(config: pb.RoomConfig, default_profile: str) -> Tuning:
     return base.replace(**changes) if changes else base
 
 
-def _check_id(value: str, path: str) -> None:
+def check_id(value: str, path: str) -> None:
+    """A room or participant id is 1..MAX_ID_BYTES bytes (UTF-8), wherever it comes from:
+    Stream, GetRoom, Watch, the HTTP API. Raises TickError (INVALID_ARGUMENT)."""
     if not value:
         raise TickError(grpc.StatusCode.INVALID_ARGUMENT, path, "must not be empty")
-    if len(value.encode()) > MAX_ID_BYTES:
+    if len(value) > MAX_ID_BYTES or len(value.encode()) > MAX_ID_BYTES:
         raise TickError(grpc.StatusCode.INVALID_ARGUMENT, path,
                         f"longer than {MAX_ID_BYTES} bytes")
+
+
+_check_id = check_id
 
 
 def _check_config(c: pb.RoomConfig, path: str) -> None:
@@ -359,25 +364,30 @@ class RoomRegistry:
         return None
 
     def _process_wave(self, entries: list[_Entry]) -> None:
-        plans: list[_Plan | _Steady] = []
-        plan_resp: list[pb.StreamResponse] = []
-        plan_batch: list[Batch] = []
+        # Validate every tick first (a refused tick changes nothing), then apply. A media
+        # server's steady ticks (known room, roster levels only) are checked in a few field
+        # reads and kept as tuples: this loop runs for every room of every tick.
+        plans: list[tuple[_Plan | _Steady, pb.StreamResponse, Batch]] = []
         growth = _Growth()
+        batch_of: Batch | None = None
+        rooms_of: dict[str, Room] = {}
+        allowed = None
         for batch, resp, i, tick in entries:
-            tenant, room_id = batch.tenant, tick.room_id
+            if batch is not batch_of:
+                batch_of, allowed = batch, batch.room_allowed
+                rooms_of = self._by_tenant.get(batch.tenant, {})
+            room_id = tick.room_id
             try:
-                if batch.room_allowed is not None and not batch.room_allowed(room_id):
+                if allowed is not None and not allowed(room_id):
                     raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
                                     f"room {room_id!r} is outside the token's rooms")
-                plan = _steady(tick, self._by_tenant.get(tenant, {}).get(room_id))
+                plan = _steady(tick, rooms_of.get(room_id))
                 if plan is None:
-                    plan = self._validate(i, tick, tenant, growth)
+                    plan = self._validate(i, tick, batch.tenant, growth)
             except TickError as e:
                 self._reject(resp, e, i, room_id)
                 continue
-            plans.append(plan)
-            plan_resp.append(resp)
-            plan_batch.append(batch)
+            plans.append((plan, resp, batch))
         if not plans:
             return
         out: list[tuple[Room, list[pb.RoomEvent], pb.StreamResponse]] = []
@@ -389,21 +399,23 @@ class RoomRegistry:
         roster_rooms: list[Room] = []
         roster_bytes: list[bytes] = []
         pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
-        for plan, resp, batch in zip(plans, plan_resp, plan_batch):
-            now_s = batch.now_s
+        add_room, add_t, add_duration = rooms.append, t_ms.append, durations.append
+        add_roster_room, add_roster_bytes = roster_rooms.append, roster_bytes.append
+        for plan, resp, batch in plans:
             if type(plan) is tuple:  # _Steady: only audio, a few attributes to set
                 room, t, duration, levels = plan
-                resp_of_room[room.index] = resp
-                room.last_seen_s = now_s
+                index = room.index
+                resp_of_room[index] = resp
+                room.last_seen_s = batch.now_s
                 room.last_t_ms = room.last_audio_t_ms = t
                 room.end_t_ms = t + duration
-                rooms.append(room.index)
-                t_ms.append(t)
-                durations.append(duration)
-                roster_rooms.append(room)
-                roster_bytes.append(levels)
+                add_room(index)
+                add_t(t)
+                add_duration(duration)
+                add_roster_room(room)
+                add_roster_bytes(levels)
                 continue
-            room, state_events = self._apply_state(plan, now_s, batch.tenant)
+            room, state_events = self._apply_state(plan, batch.now_s, batch.tenant)
             resp_of_room[room.index] = resp
             out.append((room, state_events, resp))
             tick = plan.tick
