@@ -29,7 +29,18 @@ GRANTS = ("publish", "watch")
 SYMMETRIC = ("HS256",)
 ASYMMETRIC = ("RS256", "ES256")
 LEEWAY_S = 30
-"""Clock skew tolerated on exp/nbf between the token issuer and us."""
+"""Clock skew tolerated on exp/nbf between the token issuer and us (jwt_leeway_s)."""
+CLIP_BYTES = 64
+"""Client input quoted in a status message or a log line is cut to this many bytes."""
+
+
+def clip(text: str, limit: int = CLIP_BYTES) -> str:
+    """``text`` (client input) quoted for a status message or a log line: its repr, cut to
+    ``limit`` bytes of it, with its full length when it was cut."""
+    if len(text) <= limit // 4 or len(text.encode()) <= limit:
+        return repr(text)
+    head = text.encode()[:limit].decode(errors="ignore")
+    return f"{head!r}... ({len(text.encode())} bytes)"
 
 
 class AuthError(Exception):
@@ -44,6 +55,8 @@ class Principal:
     grants: frozenset[str]
     rooms: str | None = None
     expires_s: float | None = None
+    leeway_s: float = LEEWAY_S
+    """Clock skew tolerated past ``expires_s``: the token is good until ``ends_s``."""
 
     def require(self, grant: str) -> None:
         if grant not in self.grants:
@@ -56,10 +69,17 @@ class Principal:
     def check_room(self, room_id: str) -> None:
         if not self.room_allowed(room_id):
             raise AuthError(grpc.StatusCode.PERMISSION_DENIED,
-                            f"room_id: {room_id!r} is outside the token's rooms")
+                            f"room_id: {clip(room_id)} is outside the token's rooms")
+
+    @property
+    def ends_s(self) -> float | None:
+        """When the token stops being good (wall clock, seconds since the epoch): a call it
+        opened ends then."""
+        return None if self.expires_s is None else self.expires_s + self.leeway_s
 
     def expired(self, now_s: float | None = None) -> bool:
-        return self.expires_s is not None and (time.time() if now_s is None else now_s) > self.expires_s + LEEWAY_S
+        ends = self.ends_s
+        return ends is not None and (time.time() if now_s is None else now_s) > ends
 
 
 INSECURE = Principal("", frozenset(GRANTS))
@@ -70,7 +90,8 @@ class Authenticator:
     """Verifies tokens with an HS256 secret and/or a public key (RS256/ES256)."""
 
     def __init__(self, hs256_secret: bytes | None = None, public_key: bytes | None = None,
-                 audience: str | None = None, issuer: str | None = None) -> None:
+                 audience: str | None = None, issuer: str | None = None,
+                 leeway_s: float = LEEWAY_S) -> None:
         if not hs256_secret and not public_key:
             raise ValueError("authentication needs a JWT secret or public key "
                              "(or --insecure-no-auth for local development)")
@@ -80,6 +101,7 @@ class Authenticator:
         if public_key:
             self.keys.append((public_key, ASYMMETRIC))
         self.audience, self.issuer = audience, issuer
+        self.leeway_s = leeway_s
 
     def authenticate(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Principal:
         token = bearer_token(metadata)
@@ -92,7 +114,7 @@ class Authenticator:
             try:
                 claims = jwt.decode(token, key, algorithms=list(algorithms),
                                     audience=self.audience, issuer=self.issuer,
-                                    leeway=LEEWAY_S,
+                                    leeway=self.leeway_s,
                                     options={"require": ["exp", "tenant", "grants"]})
                 break
             except jwt.ExpiredSignatureError:
@@ -101,7 +123,7 @@ class Authenticator:
                 error = type(e).__name__
         if claims is None:
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, f"invalid token ({error})")
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, self.leeway_s)
 
 
 def _header_alg(token: str) -> str:
@@ -111,7 +133,7 @@ def _header_alg(token: str) -> str:
         raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "malformed token") from None
 
 
-def principal_from_claims(claims: dict) -> Principal:
+def principal_from_claims(claims: dict, leeway_s: float = LEEWAY_S) -> Principal:
     tenant, grants, rooms = claims.get("tenant"), claims.get("grants"), claims.get("rooms")
     if not isinstance(tenant, str) or not tenant or len(tenant.encode()) > 128:
         raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "token claim 'tenant' must be 1..128 bytes")
@@ -120,7 +142,7 @@ def principal_from_claims(claims: dict) -> Principal:
                         f"token claim 'grants' must be a list of {', '.join(GRANTS)}")
     if rooms is not None and not isinstance(rooms, str):
         raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "token claim 'rooms' must be a string")
-    return Principal(tenant, frozenset(grants), rooms, float(claims["exp"]))
+    return Principal(tenant, frozenset(grants), rooms, float(claims["exp"]), leeway_s)
 
 
 def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:

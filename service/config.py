@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -91,15 +92,33 @@ class ServiceConfig:
     """PEM public key verifying RS256/ES256 tokens (the issuer keeps the private key)."""
     jwt_audience: str = ""
     jwt_issuer: str = ""
+    jwt_leeway_s: float = 30.0
+    """Clock skew tolerated between the token issuer and this server: a token is accepted
+    until its exp plus this, and a call it opened (Stream, Watch, the viewer's event stream)
+    ends then with UNAUTHENTICATED, whether or not messages flow."""
     tls_cert_file: str = ""
     tls_key_file: str = ""
     """Serve gRPC over TLS with this certificate chain and key."""
     tls_client_ca_file: str = ""
     """With TLS: require client certificates signed by this CA (mutual TLS)."""
+    insecure_http: bool = False
+    """With TLS configured, the web viewer serves HTTPS with the same certificate (and
+    client CA). Without TLS, this lets it serve plain HTTP on an address other than loopback
+    (behind a proxy that terminates TLS); without it such a bind is refused when tokens are
+    required, as they would cross the network in clear."""
     max_streams_per_tenant: int = 64
     max_batches_per_s: float = 1000.0
     """Per-stream rate limit (burst: one second's worth); a batch over it is refused
     (RESOURCE_EXHAUSTED) and the stream goes on."""
+    max_watchers_per_tenant: int = 256
+    """Watch calls and viewer event streams (SSE) one tenant may hold open at once, those
+    waiting for their room included; one more is refused (RESOURCE_EXHAUSTED, HTTP 429)."""
+    watch_bytes_per_tenant: int = 64 * 1024 * 1024
+    """Bytes of events queued for one tenant's watchers together (an event counts once for
+    each watcher it waits for, at its encoded size plus 64 bytes). When an event would take
+    the tenant over it, the tenant's slowest watcher (the most bytes queued) is dropped
+    with RESOURCE_EXHAUSTED, its queue freed; a watcher is also dropped when its own queue
+    exceeds watch_queue_events."""
 
     def validate(self) -> "ServiceConfig":
         if not 0 <= self.port <= 65535:
@@ -116,6 +135,17 @@ class ServiceConfig:
             raise ValueError("tls_cert_file and tls_key_file go together")
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file/tls_key_file")
+        for name in ("max_watchers_per_tenant", "watch_bytes_per_tenant"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.jwt_leeway_s <= 3600:
+            raise ValueError(f"jwt_leeway_s: must be 0..3600, got {self.jwt_leeway_s}")
+        if (self.http_port >= 0 and not self.tls_cert_file and not self.insecure_http
+                and not self.insecure_no_auth and not is_loopback(self.http_host)):
+            raise ValueError(
+                f"http_host: {self.http_host!r} is not a loopback address, and the web viewer "
+                "would carry tokens over plain HTTP: set tls_cert_file/tls_key_file (it then "
+                "serves HTTPS with them), or insecure_http behind a proxy that terminates TLS")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"redis_url: {self.redis_url!r} is not a redis://, rediss:// or "
                              "unix:// URL")
@@ -137,6 +167,16 @@ class ServiceConfig:
             raise ValueError("authentication needs jwt_secret_file or jwt_public_key_file "
                              "(or --insecure-no-auth for local development)")
         return self
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` only reaches this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ServiceConfig)}

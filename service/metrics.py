@@ -2,8 +2,18 @@
 room or participant ids, whose cardinality a client controls."""
 from __future__ import annotations
 
+import asyncio
+import gzip
+import logging
+import os
+import time
+from urllib.parse import parse_qs, urlsplit
+
 from prometheus_client import (PROCESS_COLLECTOR, CollectorRegistry, Counter, Gauge, Histogram,
                                ProcessCollector)
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger("speakerswitch.metrics")
 
 # Media-time delay from a speaker's detected speech onset to the switch: what a viewer
 # feels. Turn changes should land in the 0.2-0.8 s buckets.
@@ -27,7 +37,8 @@ ERROR_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "U
 REDIS_OPS = ("publish", "restore", "watch")
 LIMITS = ("max_ticks_per_batch", "max_entries_per_batch", "max_events_per_tick", "max_rooms",
           "max_rooms_per_tenant", "max_participants_per_room", "max_participants",
-          "max_participants_per_tenant")
+          "max_participants_per_tenant", "max_watchers_per_tenant", "watch_queue_events",
+          "watch_bytes_per_tenant")
 """The configured limits a tick or batch can be refused by (ServiceConfig field names)."""
 
 
@@ -85,3 +96,134 @@ class Metrics:
             self.redis_errors.labels(op)
         for limit in LIMITS:
             self.limit_rejections.labels(limit)
+
+
+class LogLimiter:
+    """Repeated warnings of one kind (denied calls, malformed requests, dropped watchers)
+    at most ``burst`` lines per ``interval_s``; the next line after a quiet spell says how
+    many were left out, so a flood of bad calls cannot fill the disk through the log."""
+
+    def __init__(self, interval_s: float = 10.0, burst: int = 20, clock=time.monotonic) -> None:
+        self.interval_s, self.burst, self.clock = interval_s, burst, clock
+        self._windows: dict[str, list] = {}  # kind -> [window start, lines, left out]
+
+    def warning(self, logger: logging.Logger, kind: str, msg: str, *args) -> bool:
+        """Log ``msg % args`` at WARNING unless ``kind`` is over its rate; True if logged."""
+        now = self.clock()
+        w = self._windows.get(kind)
+        if w is None or now - w[0] >= self.interval_s:
+            left_out = w[2] if w is not None else 0
+            self._windows[kind] = [now, 1, 0]
+            if left_out:
+                msg += " (%d more like it in the last %.0f s were not logged)"
+                args = (*args, left_out, now - w[0])
+            logger.warning(msg, *args, stacklevel=2)
+            return True
+        if w[1] < self.burst:
+            w[1] += 1
+            logger.warning(msg, *args, stacklevel=2)
+            return True
+        w[2] += 1
+        return False
+
+
+METRICS_HEADER_TIMEOUT_S = 5.0
+"""A connection to the metrics port that has not sent its request headers this long after
+connecting is closed (a scraper sends them at once)."""
+METRICS_MAX_HEADER_BYTES = 16 * 1024
+METRICS_MAX_CONNECTIONS = 64
+"""Connections to the metrics port at once; the next one closes the oldest still waiting
+for its request (a scraper uses one connection at a time, and sends its request at once)."""
+
+
+class MetricsServer:
+    """``GET /metrics`` (any path, as prometheus_client's server) served on the event loop:
+    no thread per connection. Each connection answers one request and closes; headers must
+    arrive within METRICS_HEADER_TIMEOUT_S; at most METRICS_MAX_CONNECTIONS are open at
+    once. Content negotiation (OpenMetrics), gzip and ``?name[]=`` as prometheus_client."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._conns: dict[asyncio.StreamWriter, bool] = {}
+        """Open connections, oldest first: True while they wait for their request."""
+
+    async def start(self, host: str, port: int) -> int:
+        try:
+            self._server = await asyncio.start_server(
+                self._serve, host, port, limit=METRICS_MAX_HEADER_BYTES, reuse_address=True)
+        except OSError as e:  # the errno alone, as prometheus_client's server said it
+            raise OSError(e.errno, os.strerror(e.errno) if e.errno else str(e)) from None
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for w in list(self._conns):
+                w.transport.abort()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._conns) >= METRICS_MAX_CONNECTIONS:
+            idle = next((w for w, waiting in self._conns.items() if waiting), None)
+            if idle is None:
+                writer.transport.abort()
+                return
+            idle.transport.abort()
+            self._conns.pop(idle, None)
+        self._conns[writer] = True
+        try:
+            async with asyncio.timeout(METRICS_HEADER_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+            self._conns[writer] = False
+            writer.write(self._response(head))
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            pass
+        except Exception:  # never let a scrape take anything down with it
+            log.exception("metrics request failed")
+        finally:
+            self._conns.pop(writer, None)
+            writer.close()
+
+    def _response(self, head: bytes) -> bytes:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return _http(400, "text/plain", b"bad request\n")
+        method, target = parts[0], parts[1]
+        if method not in ("GET", "HEAD"):
+            return _http(405, "text/plain", b"GET only\n", {"Allow": "GET, HEAD"})
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        url = urlsplit(target)
+        if url.path == "/favicon.ico":
+            return _http(200, "text/plain", b"")
+        registry = self.registry
+        names = parse_qs(url.query).get("name[]")
+        if names:
+            registry = registry.restricted_registry(names)
+        encoder, content_type = choose_encoder(headers.get("accept"))
+        body = encoder(registry)
+        extra = {}
+        if "gzip" in headers.get("accept-encoding", ""):
+            body, extra = gzip.compress(body), {"Content-Encoding": "gzip"}
+        return _http(200, content_type, b"" if method == "HEAD" else body, extra,
+                     length=len(body))
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}
+
+
+def _http(status: int, content_type: str, body: bytes, headers: dict | None = None,
+          length: int | None = None) -> bytes:
+    lines = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Type: {content_type}",
+             f"Content-Length: {len(body) if length is None else length}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import logging
 import signal
@@ -14,18 +15,17 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
-from .auth import INSECURE, Authenticator, AuthError, Principal
+from .auth import INSECURE, Authenticator, AuthError, Principal, clip
 from .config import ServiceConfig
 from .fanout import RedisFanout
-from .feed import FeedError, LocalFeed, RoomFeed
-from .metrics import Metrics
+from .feed import FeedError, LocalFeed, RoomFeed, WatchSlots, subscribe
+from .metrics import LogLimiter, Metrics, MetricsServer
 from .group_commit import GroupCommit
-from .rooms import Batch, RoomRegistry
+from .rooms import Batch, RoomRegistry, TickError, check_id
 
 if TYPE_CHECKING:
     from .web import WebViewer
@@ -33,6 +33,98 @@ if TYPE_CHECKING:
 log = logging.getLogger("speakerswitch.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpeakerSwitch"].full_name
+GRANT_OF = {f"/{SERVICE_NAME}/Stream": "publish", f"/{SERVICE_NAME}/Watch": "watch",
+            f"/{SERVICE_NAME}/GetRoom": "watch"}
+"""The grant each method needs (health checking and reflection need none)."""
+TOKEN_EXPIRED = "token expired: reconnect with a new one"
+
+
+class _Call:
+    """A call being served: who made it, and how to end it from outside its handler (its
+    token expired; its watcher was dropped while the handler waited to write to a client
+    that does not read). The status is sent first, then the handler is cancelled."""
+
+    def __init__(self, context, principal: Principal, metrics: Metrics) -> None:
+        self.context, self.principal, self.metrics = context, principal, metrics
+        self.task = asyncio.current_task()
+        self.ending = False
+        self.finished = False
+        self.timer: asyncio.TimerHandle | None = None
+        self._ender: asyncio.Task | None = None
+        context.add_done_callback(self._done)
+        ends = principal.ends_s
+        if ends is not None:
+            self.timer = asyncio.get_running_loop().call_later(
+                max(0.0, ends - time.time()), self.end, grpc.StatusCode.UNAUTHENTICATED,
+                TOKEN_EXPIRED)
+
+    def _done(self, _context) -> None:
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def end(self, code: grpc.StatusCode, message: str) -> None:
+        """End the call with this status now, wherever its handler is (callable from a
+        timer or the registry's processing: it only schedules)."""
+        if self.ending or self.finished:
+            return
+        self.ending = True
+        self.metrics.errors.labels(code.name).inc()
+        self._ender = asyncio.get_running_loop().create_task(self._end(code, message))
+
+    async def _end(self, code: grpc.StatusCode, message: str) -> None:
+        try:
+            await self.context.abort(code, message)
+        except grpc.aio.AbortError:
+            pass  # the status is sent: now stop the handler
+        except Exception:  # noqa: BLE001 - the handler ended the call itself meanwhile
+            return
+        if self.task is not None:
+            self.task.cancel()
+
+
+_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("speakerswitch_call")
+"""The call the current task serves (each gRPC call runs in a task of its own)."""
+
+
+class _Malformed:
+    """What a stream request that does not decode becomes (the Stream handler's message
+    iterator refuses it: INVALID_ARGUMENT, no traceback)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _lenient(deserialize):
+    def decode(raw: bytes):
+        try:
+            return deserialize(raw)
+        except Exception:  # noqa: BLE001 - DecodeError, or anything a bad message raises
+            return _Malformed(len(raw))
+    return decode
+
+
+class Guard(grpc.aio.ServerInterceptor):
+    """The service's methods check the caller's token before the request is decoded: an
+    unauthenticated caller never reaches the protobuf parser, and a request that does not
+    decode is INVALID_ARGUMENT "malformed request" (one rate-limited WARNING line), not an
+    UNKNOWN with a traceback. Unary requests (GetRoom, Watch) arrive as bytes and are
+    decoded after authentication; Stream authenticates before it reads its first message,
+    and its messages are decoded leniently."""
+
+    def __init__(self, service: SpeakerSwitchService) -> None:
+        self.service = service
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = await continuation(handler_call_details)
+            grant = GRANT_OF.get(method)
+            if handler is not None and grant is not None:
+                handler = self._handlers[method] = self.service.guarded(handler, grant)
+        return handler
 
 
 class TokenBucket:
@@ -56,7 +148,8 @@ class TokenBucket:
 class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
     def __init__(self, registry: RoomRegistry, metrics: Metrics, config: ServiceConfig,
                  authenticator: Authenticator | None, feed: RoomFeed,
-                 fanout: RedisFanout | None = None) -> None:
+                 fanout: RedisFanout | None = None,
+                 watch_slots: WatchSlots | None = None) -> None:
         self.registry = registry
         self.feed = feed
         self.fanout = fanout
@@ -65,22 +158,96 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         self.authenticator = authenticator
         self.streams_per_tenant: dict[str, int] = {}
         self.group_commit = GroupCommit(registry, metrics)
+        self.watch_slots = watch_slots or WatchSlots(config.max_watchers_per_tenant, metrics)
+        self._log = LogLimiter()
 
     async def _principal(self, context, grant: str) -> Principal:
         """The caller, if its token is good and grants ``grant``; else the call ends with
-        UNAUTHENTICATED or PERMISSION_DENIED (logged without the token)."""
+        UNAUTHENTICATED or PERMISSION_DENIED (logged without the token). The call then ends
+        by itself with UNAUTHENTICATED when the token expires (a timer: whether or not
+        messages flow)."""
+        call = _CALL.get(None)
+        if call is not None and call.context is context:
+            p = call.principal  # authenticated by Guard, before the request was decoded
+        else:
+            try:
+                p = (INSECURE if self.authenticator is None
+                     else self.authenticator.authenticate(context.invocation_metadata()))
+            except AuthError as e:
+                await self._deny(context, e)
+            _CALL.set(_Call(context, p, self.metrics))
         try:
-            p = (INSECURE if self.authenticator is None
-                 else self.authenticator.authenticate(context.invocation_metadata()))
             p.require(grant)
-            return p
         except AuthError as e:
             await self._deny(context, e)
+        return p
 
     async def _deny(self, context, e: AuthError) -> None:
-        log.warning("denied a call from %s: %s (%s)", context.peer(), e.message, e.code.name)
+        self._log.warning(log, f"denied {e.code.name}", "denied a call from %s: %s (%s)",
+                          context.peer(), e.message, e.code.name)
         self.metrics.errors.labels(e.code.name).inc()
-        await context.abort(e.code, e.message)
+        await self._abort(context, e.code, e.message)
+
+    async def _abort(self, context, code: grpc.StatusCode, message: str) -> None:
+        """``context.abort``, unless the call is already being ended from outside (a token
+        expiry, a dropped watcher): then wait for that."""
+        call = _CALL.get(None)
+        if call is not None and call.context is context and call.ending:
+            await asyncio.Future()  # cancelled once the status is sent
+        await context.abort(code, message)
+
+    # ------------------------------------------------------------ before decoding
+    def guarded(self, handler: grpc.RpcMethodHandler, grant: str) -> grpc.RpcMethodHandler:
+        """``handler`` (one of this service's) with the token checked before its request
+        is decoded (see Guard)."""
+        serialize = handler.response_serializer
+        decode = handler.request_deserializer
+        if handler.request_streaming:
+            behavior = handler.stream_stream
+
+            async def stream_stream(requests, context):  # grpc wants an async generator
+                async with contextlib.aclosing(
+                        behavior(self._decoded(requests, context), context)) as responses:
+                    async for response in responses:
+                        yield response
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream, request_deserializer=_lenient(decode),
+                response_serializer=serialize)
+        if handler.response_streaming:
+            behavior = handler.unary_stream
+
+            async def unary_stream(raw, context):
+                request = await self._decode(raw, decode, context, grant)
+                async with contextlib.aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        yield response
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, request_deserializer=None, response_serializer=serialize)
+        behavior = handler.unary_unary
+
+        async def unary_unary(raw, context):
+            return await behavior(await self._decode(raw, decode, context, grant), context)
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, request_deserializer=None, response_serializer=serialize)
+
+    async def _decode(self, raw: bytes, decode, context, grant: str):
+        await self._principal(context, grant)
+        try:
+            return decode(raw)
+        except Exception:  # noqa: BLE001 - DecodeError, or anything a bad message raises
+            await self._malformed(context, len(raw))
+
+    async def _decoded(self, requests, context):
+        async for request in requests:
+            if type(request) is _Malformed:
+                await self._malformed(context, request.size)
+            yield request
+
+    async def _malformed(self, context, size: int) -> None:
+        self._log.warning(log, "malformed", "malformed request from %s (%d bytes): refused "
+                          "(INVALID_ARGUMENT)", context.peer(), size)
+        self.metrics.errors.labels("INVALID_ARGUMENT").inc()
+        await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, "malformed request")
 
     async def Stream(self, request_iterator, context):  # noqa: N802 (gRPC naming)
         principal = await self._principal(context, "publish")
@@ -134,9 +301,11 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         """A caller that may read ``room_id``: a good token with the watch grant, a room id,
         and the room inside the token's pattern; else the call ends with the status."""
         principal = await self._principal(context, "watch")
-        if not room_id:
-            self.metrics.errors.labels("INVALID_ARGUMENT").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "room_id: must not be empty")
+        try:
+            check_id(room_id, "room_id")  # 1..128 bytes, as in Stream
+        except TickError as e:
+            self.metrics.errors.labels(e.code.name).inc()
+            await self._abort(context, e.code, str(e))
         try:
             principal.check_room(room_id)
         except AuthError as e:
@@ -146,18 +315,29 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
     async def Watch(self, request, context):  # noqa: N802
         tenant = (await self._reader(context, request.room_id)).tenant
         after = request.after_sequence if request.HasField("after_sequence") else None
+        try:
+            self.watch_slots.take(tenant)  # max_watchers_per_tenant
+        except FeedError as e:
+            self.metrics.errors.labels(e.code.name).inc()
+            await self._abort(context, e.code, e.message)
+        call = _CALL.get(None)
         self.metrics.watchers.inc()
         try:
-            async with contextlib.aclosing(self.feed.events(
-                    tenant, request.room_id, after_sequence=after,
-                    wait_for_room=request.wait_for_room)) as events:
+            # a watcher that falls behind is ended from outside its handler, which may be
+            # stuck writing to a client that does not read
+            async with contextlib.aclosing(subscribe(
+                    self.feed, tenant, request.room_id, after_sequence=after,
+                    wait_for_room=request.wait_for_room,
+                    on_drop=None if call is None else lambda e: call.end(e.code, e.message)
+                    )) as events:
                 async for event in events:
                     yield event
         except FeedError as e:
             self.metrics.errors.labels(e.code.name).inc()
-            await context.abort(e.code, e.message)
+            await self._abort(context, e.code, e.message)
         finally:
             self.metrics.watchers.dec()
+            self.watch_slots.release(tenant)
 
     async def GetRoom(self, request, context):  # noqa: N802
         principal = await self._reader(context, request.room_id)
@@ -171,7 +351,8 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                                     f"event store unavailable: {e}; retry")
         if state is None:
             self.metrics.errors.labels("NOT_FOUND").inc()
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"room_id: no room {request.room_id!r}")
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"room_id: no room {clip(request.room_id)}")
         return state
 
 
@@ -184,11 +365,13 @@ class RunningServer:
     metrics: Metrics
     health: health.aio.HealthServicer
     feed: RoomFeed
-    _http: object | None = None
+    _http: MetricsServer | None = None
     _gc_task: asyncio.Task | None = None
     fanout: RedisFanout | None = None
     web: WebViewer | None = None
     """The web viewer and its HTTP API (``http_port`` >= 0), on this event loop."""
+    watch_slots: WatchSlots | None = None
+    """Open Watch calls and viewer event streams per tenant (max_watchers_per_tenant)."""
 
     async def stop(self, grace_s: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -200,7 +383,7 @@ class RunningServer:
         if self.fanout is not None:
             await self.fanout.close()
         if self._http is not None:
-            self._http.shutdown()
+            await self._http.close()
 
 
 async def _collect_idle_rooms(registry: RoomRegistry, every_s: float) -> None:
@@ -222,7 +405,7 @@ def authenticator_for(config: ServiceConfig) -> Authenticator | None:
     return Authenticator(
         _read(config.jwt_secret_file).strip() if config.jwt_secret_file else None,
         _read(config.jwt_public_key_file) if config.jwt_public_key_file else None,
-        config.jwt_audience or None, config.jwt_issuer or None)
+        config.jwt_audience or None, config.jwt_issuer or None, config.jwt_leeway_s)
 
 
 def server_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
@@ -249,7 +432,8 @@ async def start(config: ServiceConfig) -> RunningServer:
     metrics = Metrics()
     registry = RoomRegistry(config, metrics)
     fanout = None
-    feed: RoomFeed = LocalFeed(registry, config.watch_queue_events)
+    feed: RoomFeed = LocalFeed(registry, config.watch_queue_events,
+                               config.watch_bytes_per_tenant)
     if config.redis_url:
         fanout = RedisFanout(config.redis_url, config.redis_prefix, config.redis_stream_events,
                              config.redis_ttl_s, metrics)
@@ -262,9 +446,11 @@ async def start(config: ServiceConfig) -> RunningServer:
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 1 if config.reuse_port else 0)]
-    server = grpc.aio.server(options=opts)
-    pb_grpc.add_SpeakerSwitchServicer_to_server(
-        SpeakerSwitchService(registry, metrics, config, authenticator, feed, fanout), server)
+    watch_slots = WatchSlots(config.max_watchers_per_tenant, metrics)
+    service = SpeakerSwitchService(registry, metrics, config, authenticator, feed, fanout,
+                                   watch_slots)
+    server = grpc.aio.server(options=opts, interceptors=[Guard(service)])
+    pb_grpc.add_SpeakerSwitchServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -278,10 +464,9 @@ async def start(config: ServiceConfig) -> RunningServer:
         raise OSError(f"cannot bind gRPC to {config.host}:{config.port}")
     http = None
     metrics_port = None
-    if config.metrics_port >= 0:
-        http, _thread = start_http_server(config.metrics_port, config.metrics_host,
-                                          registry=metrics.registry)
-        metrics_port = http.server_port
+    if config.metrics_port >= 0:  # on this event loop: no thread per connection
+        http = MetricsServer(metrics.registry)
+        metrics_port = await http.start(config.metrics_host, config.metrics_port)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -297,14 +482,14 @@ async def start(config: ServiceConfig) -> RunningServer:
              "" if config.max_participants else " (from the memory limit)",
              registry.max_participants_per_tenant, config.max_rooms)
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
-                            feed, http, gc_task, fanout)
+                            feed, http, gc_task, fanout, watch_slots=watch_slots)
     if config.http_port >= 0:
         from .web import start_viewer
 
         try:
             running.web = await start_viewer(running, config, authenticator)
-        except OSError:  # the HTTP port is taken: do not leave gRPC serving behind
-            await running.stop(0)
+        except (OSError, ValueError):  # the HTTP port is taken, or plain HTTP refused: do
+            await running.stop(0)        # not leave gRPC serving behind
             raise
     return running
 

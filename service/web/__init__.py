@@ -30,6 +30,7 @@ import logging
 import pathlib
 import re
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -40,10 +41,11 @@ import grpc
 from aiohttp import web
 
 from ..api import speakerswitch_pb2 as pb
-from ..auth import INSECURE, Authenticator, AuthError, Principal
-from ..config import ServiceConfig
-from ..feed import FeedError
-from ..rooms import MAX_ID_BYTES
+from ..auth import INSECURE, Authenticator, AuthError, Principal, clip
+from ..config import ServiceConfig, is_loopback
+from ..feed import FeedError, subscribe
+from ..metrics import LogLimiter
+from ..rooms import TickError, check_id
 
 if TYPE_CHECKING:
     from ..server import RunningServer
@@ -157,6 +159,43 @@ def sse_message(e: pb.RoomEvent, boot: str) -> bytes:
 RESET = b"event: reset\ndata: {}\n\n"
 """Sent when a room's feed ends because the room was dropped: its next incarnation will
 number events from 1 again, so the page must start over from a snapshot."""
+TOKEN_EXPIRED = "token expired: reconnect with a new one"
+
+
+def error_event(code: grpc.StatusCode, message: str) -> bytes:
+    """Sent before an event stream ends early (its token expired, it fell behind): the
+    gRPC status a Watch would have ended with. The browser then reconnects, and resumes or
+    is asked to sign in again."""
+    data = json.dumps({"code": code.name, "message": message}, separators=(",", ":"))
+    return f"event: error\ndata: {data}\n\n".encode()
+
+
+@dataclass
+class _End:
+    """Queued to an event stream's writer: end with this error event."""
+    code: grpc.StatusCode
+    message: str
+
+
+@dataclass
+class _EventStream:
+    """One open event stream: its writer task and what the writer waits on."""
+    task: asyncio.Task
+    queue: asyncio.Queue
+    writing: bool = False
+    ending: bool = False
+
+    def end(self, code: grpc.StatusCode, message: str) -> None:
+        """End the stream with an error event; a writer stuck writing to a browser that
+        does not read is cut instead (callable from a timer or the feed: it only
+        schedules)."""
+        if self.ending:
+            return
+        self.ending = True
+        if self.writing:
+            self.task.cancel()
+        else:
+            self.queue.put_nowait(_End(code, message))
 _EVENT_ID = re.compile(r"(\d{1,19})(?:/([0-9a-f]{1,32}))?")
 
 
@@ -262,9 +301,11 @@ class WebViewer:
         self.demo: DemoInfo | None = None
         self.rates = SwitchRates(lambda: self.running.feed)
         self.port = 0
+        self.scheme = "http"
         self.boot = secrets.token_hex(4)
         self._streams: dict[asyncio.Task, asyncio.Queue] = {}
         self._runner: web.AppRunner | None = None
+        self._log = LogLimiter()
         app = web.Application(middlewares=[self._errors], client_max_size=64 * 1024)
         app.on_response_prepare.append(self._headers)
         r = app.router
@@ -284,13 +325,34 @@ class WebViewer:
         self.app = app
 
     # --------------------------------------------------------------- lifecycle
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The gRPC port's TLS (certificate, and client CA for mutual TLS), if it has any.
+        Without TLS, a bind beyond loopback is refused unless insecure_http says a proxy
+        terminates TLS (or there are no tokens to protect: insecure_no_auth)."""
+        cfg = self.config
+        if not cfg.tls_cert_file:
+            if not (is_loopback(cfg.http_host) or cfg.insecure_http or cfg.insecure_no_auth):
+                raise ValueError(f"http_host: {cfg.http_host!r} is not a loopback address, "
+                                 "and the web viewer would carry tokens over plain HTTP: set "
+                                 "tls_cert_file/tls_key_file, or insecure_http behind a proxy "
+                                 "that terminates TLS")
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cfg.tls_cert_file, cfg.tls_key_file)
+        if cfg.tls_client_ca_file:
+            ctx.load_verify_locations(cfg.tls_client_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
     async def start(self, host: str, port: int) -> None:
+        ssl_context = self.ssl_context()
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         self.port = self._runner.addresses[0][1]
-        log.info("web viewer on http://%s:%d/", host, self.port)
+        self.scheme = "http" if ssl_context is None else "https"
+        log.info("web viewer on %s://%s:%d/", self.scheme, host, self.port)
 
     async def stop(self) -> None:
         """End the event streams first, cleanly (a browser sees the stream end and
@@ -310,8 +372,9 @@ class WebViewer:
             return await handler(request)
         except ApiError as e:
             if e.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                log.warning("denied an HTTP request from %s: %s (%s)", request.remote,
-                            e.message, e.code.name)
+                self._log.warning(log, f"denied {e.code.name}",
+                                  "denied an HTTP request from %s: %s (%s)", request.remote,
+                                  e.message, e.code.name)
             if self.running.metrics is not None:
                 self.running.metrics.errors.labels(e.code.name).inc()
             return e.response()
@@ -351,12 +414,13 @@ class WebViewer:
     @staticmethod
     def room_id(request: web.Request, principal: Principal) -> str:
         room_id = request.match_info["room_id"]
-        if len(room_id.encode()) > MAX_ID_BYTES:
-            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "room_id",
-                           f"longer than {MAX_ID_BYTES} bytes")
+        try:
+            check_id(room_id, "room_id")  # 1..128 bytes, as in gRPC
+        except TickError as e:
+            raise ApiError(e.code, e.field, e.message) from None
         if not principal.room_allowed(room_id):
             raise ApiError(grpc.StatusCode.PERMISSION_DENIED, "room_id",
-                           f"{room_id!r} is outside the token's rooms")
+                           f"{clip(room_id)} is outside the token's rooms")
         return room_id
 
     @staticmethod
@@ -366,7 +430,7 @@ class WebViewer:
         the SameSite cookie."""
         if request.content_type != "application/json":
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Type",
-                           f"must be application/json, got {request.content_type!r}")
+                           f"must be application/json, got {clip(request.content_type)}")
         try:
             body = json.loads(await request.text())
         except (ValueError, UnicodeDecodeError) as e:
@@ -429,7 +493,7 @@ class WebViewer:
         room_id = self.room_id(request, p)
         st = self.running.registry.room_state(room_id, p.tenant)
         if st is None:
-            raise ApiError(grpc.StatusCode.NOT_FOUND, "room_id", f"no room {room_id!r}")
+            raise ApiError(grpc.StatusCode.NOT_FOUND, "room_id", f"no room {clip(room_id)}")
         return web.json_response(message_json(st))
 
     # --------------------------------------------------------------- event stream
@@ -445,7 +509,7 @@ class WebViewer:
             if m is None:
                 raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, name,
                                f"must be an event id (a sequence number, 0 or more, "
-                               f"optionally /<boot id>), got {text!r}")
+                               f"optionally /<boot id>), got {clip(text)}")
             if m.group(2) is not None and m.group(2) != self.boot:
                 return None  # numbered by another server process: start over
             return int(m.group(1))
@@ -456,29 +520,31 @@ class WebViewer:
         text = request.query.get(name, "0")
         if text not in ("0", "1", "true", "false"):
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, name,
-                           f"must be 0, 1, true or false, got {text!r}")
+                           f"must be 0, 1, true or false, got {clip(text)}")
         return text in ("1", "true")
 
     async def _subscription(self, tenant: str, room_id: str, after: int | None,
-                            wait: bool) -> AsyncIterator[pb.RoomEvent]:
+                            wait: bool, on_drop: Callable[[FeedError], None] | None = None
+                            ) -> AsyncIterator[pb.RoomEvent]:
         """The room's feed from ``after``; when the events after it are gone (too old, or
         the room is a new one since the server restarted), from a snapshot instead: the
         page then starts over, which is always correct."""
         feed = self.running.feed
         if after is not None:
             try:
-                async with contextlib.aclosing(feed.events(
-                        tenant, room_id, after_sequence=after, wait_for_room=wait)) as events:
+                async with contextlib.aclosing(subscribe(
+                        feed, tenant, room_id, after_sequence=after, wait_for_room=wait,
+                        on_drop=on_drop)) as events:
                     async for e in events:
                         yield e
                 return
             except FeedError as e:
                 if e.code != grpc.StatusCode.OUT_OF_RANGE:
                     raise
-                log.info("room %r: cannot resume after %d (%s); sending a snapshot",
-                         room_id, after, e.message)
-        async with contextlib.aclosing(feed.events(tenant, room_id,
-                                                   wait_for_room=wait)) as events:
+                log.info("room %s: cannot resume after %d (%s); sending a snapshot",
+                         clip(room_id), after, e.message)
+        async with contextlib.aclosing(subscribe(feed, tenant, room_id, wait_for_room=wait,
+                                                 on_drop=on_drop)) as events:
             async for e in events:
                 yield e
 
@@ -487,7 +553,28 @@ class WebViewer:
         room_id = self.room_id(request, p)
         after = self._after(request)
         wait = self._flag(request, "wait")
-        events = self._subscription(p.tenant, room_id, after, wait)
+        slots = self.running.watch_slots
+        if slots is not None:
+            try:
+                slots.take(p.tenant)  # max_watchers_per_tenant, shared with gRPC Watch
+            except FeedError as e:
+                raise ApiError(e.code, "tenant", e.message) from None
+        try:
+            return await self._event_stream(request, p, room_id, after, wait)
+        finally:
+            if slots is not None:
+                slots.release(p.tenant)
+
+    async def _event_stream(self, request: web.Request, p: Principal, room_id: str,
+                            after: int | None, wait: bool) -> web.StreamResponse:
+        task = asyncio.current_task()
+        assert task is not None
+        # the pump hands the writer one event at a time: a backlog stays in the feed, where
+        # it is counted against the tenant's budget and dropped when over it
+        queue: asyncio.Queue[pb.RoomEvent | _End | None] = asyncio.Queue()
+        stream = _EventStream(task, queue)
+        events = self._subscription(p.tenant, room_id, after, wait,
+                                    on_drop=lambda e: stream.end(e.code, e.message))
         first: pb.RoomEvent | None = None
         if not wait:  # an unknown room is a 404 before the stream starts
             try:
@@ -497,32 +584,47 @@ class WebViewer:
                 raise ApiError(e.code, "room_id", e.message.removeprefix("room_id: ")) from None
             except StopAsyncIteration:
                 raise ApiError(grpc.StatusCode.NOT_FOUND, "room_id",
-                               f"room {room_id!r} was just dropped") from None
+                               f"room {clip(room_id)} was just dropped") from None
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-        task = asyncio.current_task()
-        assert task is not None
-        queue: asyncio.Queue[pb.RoomEvent | None] = asyncio.Queue()
         self._streams[task] = queue
+        loop = asyncio.get_running_loop()
+        expiry = (None if p.ends_s is None else loop.call_later(
+            max(0.0, p.ends_s - time.time()), stream.end, grpc.StatusCode.UNAUTHENTICATED,
+            TOKEN_EXPIRED))
         pump = asyncio.create_task(self._pump(events, first, queue, room_id))
+
+        async def write(data: bytes) -> None:
+            stream.writing = True
+            await resp.write(data)
+            stream.writing = False
+
         try:
             await resp.prepare(request)
-            await resp.write(f"retry: {RETRY_MS}\n\n".encode())
+            await write(f"retry: {RETRY_MS}\n\n".encode())
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        item = await queue.get()
                 except TimeoutError:
-                    await resp.write(b": keepalive\n\n")
+                    await write(b": keepalive\n\n")
                     continue
-                if event is None:  # the room was dropped, or this subscriber fell behind
-                    if pump.done() and pump.result():
-                        await resp.write(RESET)
+                queue.task_done()
+                if item is None:  # the room was dropped, or the server stops
+                    if pump.done() and not pump.cancelled() and pump.result():
+                        await write(RESET)
                     break
-                await resp.write(sse_message(event, self.boot))
+                if type(item) is _End:  # the token expired, or this stream fell behind
+                    stream.ending = True
+                    await write(error_event(item.code, item.message))
+                    break
+                await write(sse_message(item, self.boot))
         except ConnectionError:
             pass  # the browser went away
         finally:
+            if expiry is not None:
+                expiry.cancel()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
@@ -531,27 +633,28 @@ class WebViewer:
 
     async def _pump(self, events: AsyncIterator[pb.RoomEvent], first: pb.RoomEvent | None,
                     queue: asyncio.Queue, room_id: str) -> bool:
-        """Feed -> queue, so the writer can wait with a keepalive timeout without ever
-        cancelling the feed mid-event. A browser that reads slower than the room speaks is
-        dropped like a slow Watch: it reconnects and resumes from where it was. Returns
-        True when the room itself is gone (its feed ended)."""
-        limit = self.config.watch_queue_events
+        """Feed -> writer, one event at a time, so the writer can wait with a keepalive
+        timeout without ever cancelling the feed mid-event. A browser that reads slower
+        than the room speaks is dropped like a slow Watch (the feed's bounds): it gets an
+        error event, reconnects and resumes from where it was. Returns True when the room
+        itself is gone (its feed ended)."""
         room_gone = False
+        end: _End | None = None
         try:
             async with contextlib.aclosing(events):
                 if first is not None:
                     queue.put_nowait(first)
+                    await queue.join()
                 async for e in events:
-                    if queue.qsize() >= limit:
-                        log.info("event stream of room %r fell %d events behind; dropped",
-                                 room_id, limit)
-                        return False
                     queue.put_nowait(e)
+                    await queue.join()
             room_gone = True
         except FeedError as e:
-            log.info("event stream of room %r ended: %s (%s)", room_id, e.message, e.code.name)
+            log.info("event stream of room %s ended: %s (%s)", clip(room_id), e.message,
+                     e.code.name)
+            end = _End(e.code, e.message)
         finally:
-            queue.put_nowait(None)
+            queue.put_nowait(end)
         return room_gone
 
     # --------------------------------------------------------------- state events
@@ -564,23 +667,29 @@ class WebViewer:
         body = await self.json_body(request)
         unknown = sorted(set(body) - {"participant", "type"})
         if unknown:
-            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, unknown[0],
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, unknown[0][:64],
                            "unknown field (known: participant, type)")
         kind = body.get("type")
         if kind not in PAGE_EVENTS:
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "type",
-                           f"must be one of {', '.join(PAGE_EVENTS)}, got {kind!r}")
+                           f"must be one of {', '.join(PAGE_EVENTS)}, got "
+                           f"{clip(kind) if isinstance(kind, str) else type(kind).__name__}")
         pid = body.get("participant", "")
         if not isinstance(pid, str) or (not pid and kind != "UNPIN"):
             raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "participant",
                            "must be a participant id (a non-empty string)")
+        if pid:
+            try:
+                check_id(pid, "participant")  # 1..128 bytes, as in gRPC
+            except TickError as e:
+                raise ApiError(e.code, e.field, e.message) from None
         registry = self.running.registry
         room = registry.room(room_id, p.tenant)
         if room is None:
-            raise ApiError(grpc.StatusCode.NOT_FOUND, "room_id", f"no room {room_id!r}")
+            raise ApiError(grpc.StatusCode.NOT_FOUND, "room_id", f"no room {clip(room_id)}")
         if kind != "UNPIN" and pid not in room.slots:
             raise ApiError(grpc.StatusCode.NOT_FOUND, "participant",
-                           f"no participant {pid!r} in room {room_id!r}")
+                           f"no participant {clip(pid)} in room {clip(room_id)}")
         # at the room's current media time: an events-only tick may repeat it, and the
         # media server's next audio tick still advances past it
         tick = pb.RoomTick(room_id=room_id, timestamp_ms=room.last_t_ms or 0)
