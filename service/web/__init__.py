@@ -160,6 +160,9 @@ RESET = b"event: reset\ndata: {}\n\n"
 """Sent when a room's feed ends because the room was dropped: its next incarnation will
 number events from 1 again, so the page must start over from a snapshot."""
 TOKEN_EXPIRED = "token expired: reconnect with a new one"
+WRITE_GRACE_S = 1.0
+"""An event stream that must end (token expired, fell behind) while a write to its browser
+is pending is cut if the write has not finished this much later."""
 
 
 def error_event(code: grpc.StatusCode, message: str) -> bytes:
@@ -186,16 +189,19 @@ class _EventStream:
     ending: bool = False
 
     def end(self, code: grpc.StatusCode, message: str) -> None:
-        """End the stream with an error event; a writer stuck writing to a browser that
-        does not read is cut instead (callable from a timer or the feed: it only
-        schedules)."""
+        """End the stream with an error event; a writer still stuck writing to a browser
+        that does not read WRITE_GRACE_S later is cut instead (callable from a timer or the
+        feed: it only schedules)."""
         if self.ending:
             return
         self.ending = True
+        self.queue.put_nowait(_End(code, message))
+        if self.writing:
+            asyncio.get_running_loop().call_later(WRITE_GRACE_S, self._cut)
+
+    def _cut(self) -> None:
         if self.writing:
             self.task.cancel()
-        else:
-            self.queue.put_nowait(_End(code, message))
 _EVENT_ID = re.compile(r"(\d{1,19})(?:/([0-9a-f]{1,32}))?")
 
 
@@ -619,6 +625,8 @@ class WebViewer:
                     stream.ending = True
                     await write(error_event(item.code, item.message))
                     break
+                if stream.ending:  # an _End is queued behind this event: skip to it
+                    continue
                 await write(sse_message(item, self.boot))
         except ConnectionError:
             pass  # the browser went away
