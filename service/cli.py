@@ -125,6 +125,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     sec.add_argument("--tls-key-file", help="... and this private key")
     sec.add_argument("--tls-client-ca-file", help="require client certificates from this CA "
                      "(mutual TLS)")
+    sec.add_argument("--insecure-http", action="store_true", default=None,
+                     help="let the web viewer serve plain HTTP beyond loopback without TLS "
+                     "(behind a TLS-terminating proxy)")
 
 
 def _replay_parser(sub: argparse._SubParsersAction) -> None:
@@ -469,7 +472,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
             "max_participants_per_room", "max_participants", "max_participants_per_tenant",
             "max_rooms", "max_ticks_per_batch", "log_level",
             "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
-            "tls_key_file", "tls_client_ca_file", "workers", "redis_url", "redis_prefix"]
+            "tls_key_file", "tls_client_ca_file", "insecure_http", "workers", "redis_url",
+            "redis_prefix"]
     try:
         cfg = config_mod.load({k: getattr(a, k) for k in keys}, a.config)
     except OSError as e:

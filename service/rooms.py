@@ -24,6 +24,7 @@ from dsp.state import NO_SLOT
 from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
 from .api import speakerswitch_pb2 as pb
+from .auth import clip
 from .config import ServiceConfig
 from .memory import default_max_participants
 from .metrics import Metrics
@@ -199,10 +200,10 @@ _check_id = check_id
 def _check_config(c: pb.RoomConfig, path: str) -> None:
     if c.profile and c.profile not in PROFILES:
         raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.profile",
-                        f"unknown profile {c.profile!r} (known: {', '.join(PROFILES)})")
+                        f"unknown profile {clip(c.profile)} (known: {', '.join(PROFILES)})")
     if c.algorithm and c.algorithm not in ALGORITHMS:
         raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{path}.algorithm",
-                        f"unknown algorithm {c.algorithm!r} (known: {', '.join(ALGORITHMS)})")
+                        f"unknown algorithm {clip(c.algorithm)} (known: {', '.join(ALGORITHMS)})")
     for k, (lo, hi) in _OVERRIDE_RANGES.items():
         if c.HasField(k):
             v = getattr(c, k)
@@ -380,7 +381,7 @@ class RoomRegistry:
             try:
                 if allowed is not None and not allowed(room_id):
                     raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
-                                    f"room {room_id!r} is outside the token's rooms")
+                                    f"room {clip(room_id)} is outside the token's rooms")
                 plan = _steady(tick, rooms_of.get(room_id))
                 if plan is None:
                     plan = self._validate(i, tick, batch.tenant, growth)
@@ -574,7 +575,7 @@ class RoomRegistry:
             _check_id(pid, f"{ap}.participant_id")
             if pid in in_tick:
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{ap}.participant_id",
-                                f"participant {pid!r} appears twice in the tick")
+                                f"participant {clip(pid)} appears twice in the tick")
             in_tick.add(pid)
             kind = a.WhichOneof("payload")
             if kind == "level":
@@ -641,7 +642,7 @@ class RoomRegistry:
             both = in_tick.intersection(current) if in_tick else ()
             if both:
                 raise TickError(grpc.StatusCode.INVALID_ARGUMENT, f"{lp}.roster",
-                                f"participant {sorted(both)[0]!r} also has audio in the tick")
+                                f"participant {clip(sorted(both)[0])} also has audio in the tick")
             if roster is not None:
                 for pid in roster:
                     members.add(pid)

@@ -111,3 +111,13 @@ def test_a_huge_batch_does_not_hold_other_calls():
     assert len(waits) >= 5, f"the batch took {took['huge']:.2f} s: too short to measure"
     # unsliced, a call waits for the whole batch (seconds); sliced, for one slice
     assert max(waits) < min(1.0, took["huge"] / 3), (max(waits), took["huge"])
+
+
+def test_rejections_quote_at_most_64_bytes_of_client_input():
+    reg = RoomRegistry(ServiceConfig())
+    tick = level_tick("r", 0, {"a": 30}, config=pb.RoomConfig(profile="x" * 5000))
+    outside = level_tick("y" * 100, 0, {"a": 30})
+    resp = reg.process(pb.StreamRequest(ticks=[tick]))
+    resp2 = reg.process(pb.StreamRequest(ticks=[outside]), room_allowed=lambda r: False)
+    for r in [*resp.rejections, *resp2.rejections]:
+        assert len(r.message) < 200 and "bytes)" in r.message, r.message
