@@ -108,6 +108,19 @@ def small(seconds: float, steps: list[int]) -> dict:
         if not r["keeps_up"]:
             break
     first = rows[0]
+    # the same load on a bare grpc.aio server: what the framework alone costs per message
+    with lg.Server(command=(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                         "echo_server.py"),),
+                   env={"PYTHONPATH": os.path.join(os.path.dirname(
+                       os.path.abspath(__file__)), "..")}) as echo:
+        e = lg.drive_per_room(echo, first["rooms"], SMALL_PARTICIPANTS, seconds,
+                              n_streams=first["rooms"])
+    first["echo"] = {k: e[k] for k in ("server_cpu_share", "client_cpu_share",
+                                       "other_cpu_share", "proc_p99_ms", "rtt_p50_ms",
+                                       "rtt_p99_ms")}
+    print(f"  the same on a bare grpc.aio echo server: server cpu "
+          f"{100 * e['server_cpu_share']:.0f}%  rtt p50 {e['rtt_p50_ms']} ms  other jobs "
+          f"{100 * e['other_cpu_share']:.0f}%", flush=True)
     first["ok"] = (first["keeps_up"] and first["server_cpu_share"] <= SMALL_CPU_SHARE
                    and first["proc_p99_le_ms"] <= SMALL_P99_MS)
     first["steps"] = rows
@@ -202,7 +215,13 @@ def markdown(d: dict) -> str:
                 f"- answered {r['answered']}/{r['messages']}, server errors "
                 f"{r['server_errors']:g}, send groups late by over a tick "
                 f"{r['late_groups']} (a starved client sends in bursts); "
-                f"{'**meets**' if r['ok'] else '**misses**'} the targets", "",
+                f"{'**meets**' if r['ok'] else '**misses**'} the targets",
+                *([f"- baseline, the same load on a bare grpc.aio server that only echoes "
+                   f"each batch_id (benchmarks/echo_server.py): server CPU "
+                   f"{100 * r['echo']['server_cpu_share']:.0f}%, rtt p50 "
+                   f"{r['echo']['rtt_p50_ms']} ms (other jobs "
+                   f"{100 * r['echo']['other_cpu_share']:.0f}%): the framework's share of "
+                   "ours"] if r.get("echo") else []), "",
                 "| rooms (a stream each) | messages/s | processing p50 ms | p99 ms (bound) | "
                 "rtt p50 ms | rtt p99 ms | server CPU | client CPU | other jobs' CPU | keeps up |",
                 "|---|---|---|---|---|---|---|---|---|---|"]

@@ -250,6 +250,8 @@ class Server:
     extra_args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     """Extra environment (SPEAKERSWITCH_* settings that have no flag)."""
+    command: tuple[str, ...] = ("-m", "service.cli", "serve")
+    """What runs: the real server, or benchmarks/echo_server.py (the framework's floor)."""
     port: int = 0
     metrics_port: int = 0
     proc: subprocess.Popen | None = None
@@ -267,7 +269,7 @@ class Server:
         self.port = free_port()
         self.metrics_port = free_port_block(self.workers)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve",
+            [sys.executable, *self.command,
              *(() if "--jwt-secret-file" in self.extra_args else ("--insecure-no-auth",)),
              "--port", str(self.port), "--metrics-port", str(self.metrics_port),
              "--log-level", "WARNING", "--workers", str(self.workers), *self.extra_args],
