@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +14,22 @@ from typing import Any
 from dsp.tuning import PROFILES
 
 ENV_PREFIX = "SPEAKERSWITCH_"
+CLIENT_ENV = frozenset({"SPEAKERSWITCH_TOKEN", "SPEAKERSWITCH_CONFIG"})
+"""SPEAKERSWITCH_* variables that are not server settings: the clients' default token (a
+shell may export it beside a server), the config file's path."""
+_SERVICE_LINK_NAME = re.compile(
+    r"(?:.+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_.+)?|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)")
+_SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://", re.IGNORECASE)
+"""Kubernetes gives every pod, for each Service X in its namespace, X_SERVICE_HOST,
+X_SERVICE_PORT[_NAME], X_PORT=tcp://ip:port and X_PORT_<port>_<PROTO>[_PROTO|_PORT|_ADDR].
+A Service named speakerswitch (or speakerswitch-proxy, -metrics ...) therefore sets
+SPEAKERSWITCH_* variables that are not settings; SPEAKERSWITCH_PORT=tcp://10.96.0.10:50051
+even collides with the port setting. These shapes are ignored, never parsed."""
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """A Kubernetes service-link variable (by its name's shape, or a tcp:// value)."""
+    return bool(_SERVICE_LINK_NAME.fullmatch(name) or _SERVICE_LINK_VALUE.match(value))
 
 
 @dataclass(frozen=True)
@@ -224,11 +242,17 @@ def load(overrides: Mapping[str, Any] | None = None, config_file: str | None = N
                 raise ValueError(f"{config_file}: {e}") from None
     env = os.environ if env is None else env
     for k, v in env.items():
-        if k.startswith(ENV_PREFIX) and k != ENV_PREFIX + "CONFIG":
-            name = k[len(ENV_PREFIX):].lower()
-            if name not in FIELDS:
-                raise ValueError(f"environment: unknown setting {k}")
-            values[name] = _coerce(name, v)
+        if not k.startswith(ENV_PREFIX) or k in CLIENT_ENV:
+            continue
+        if is_service_link(k, v):
+            logging.getLogger("speakerswitch.config").info(
+                "ignoring %s: a Kubernetes service link, not a setting", k)
+            continue
+        name = k[len(ENV_PREFIX):].lower()
+        if name not in FIELDS:
+            raise ValueError(f"environment: unknown setting {k} (settings: "
+                             f"{ENV_PREFIX}<KEY> for the keys of README: Configuration)")
+        values[name] = _coerce(name, v)
     for k, v in (overrides or {}).items():
         if v is not None:
             values[k] = _coerce(k, v)
