@@ -213,3 +213,50 @@ def test_helm_chart_renders_valid_manifests(tmp_path):
     for doc in yaml.safe_load_all(r.stdout):
         if doc and not doc["apiVersion"].startswith("monitoring.coreos.com/"):
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+# --- pod specs: no service-link variables (issue 18) ------------------------------------------
+
+def pod_specs(node, where: str):
+    """(where, pod spec) for every pod template (Deployment, StatefulSet, Job, CronJob ...)
+    and bare Pod in a parsed document."""
+    if isinstance(node, dict):
+        if node.get("kind") == "Pod" and isinstance(node.get("spec"), dict):
+            yield where, node["spec"]
+        tpl = node.get("template")
+        if isinstance(tpl, dict) and isinstance(tpl.get("spec"), dict) \
+                and "containers" in tpl["spec"]:
+            yield where, tpl["spec"]
+        for key, value in node.items():
+            yield from pod_specs(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from pod_specs(value, f"{where}[{i}]")
+
+
+def deploy_documents():
+    """(file, index, document) for every YAML document under deploy/; in Helm templates the
+    lines holding ``{{ }}`` are dropped first (what is left of a pod spec still parses)."""
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml")):
+        text = path.read_text()
+        if "{{" in text:
+            text = "\n".join(line for line in text.splitlines() if "{{" not in line)
+        for i, doc in enumerate(yaml.safe_load_all(text)):
+            yield path.relative_to(DEPLOY), i, doc
+
+
+def test_every_pod_spec_disables_service_links():
+    found, missing = [], []
+    for path, i, doc in deploy_documents():
+        for where, spec in pod_specs(doc, f"{path}#{i}"):
+            found.append(where)
+            if spec.get("enableServiceLinks") is not False:
+                missing.append(where)
+    assert len(found) >= 5, found    # single, replicas, proxy, redis, Helm
+    assert not missing, f"pod specs without enableServiceLinks: false: {missing}"
+
+
+def test_the_helm_pod_template_disables_service_links_in_its_text():
+    text = (DEPLOY / "helm" / "speakerswitch" / "templates" / "deployment.yaml").read_text()
+    pod = text.split("  template:", 1)[1]
+    assert re.search(r"^    spec:\n(?:      .*\n)*?      enableServiceLinks: false$", pod, re.M)
