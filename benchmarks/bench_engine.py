@@ -55,6 +55,7 @@ def test_engine_levels(benchmark, n_rooms, per_room):
     benchmark.pedantic(tick, rounds=500, warmup_rounds=WARMUP_TICKS)
     pf = n_rooms * per_room / benchmark.stats.stats.mean
     benchmark.extra_info["participant_frames_per_s"] = round(pf)
+    benchmark.extra_info["kernel"] = eng.kernel  # "c" (dsp/_kernel.c) or "numpy"
 
 
 @pytest.mark.parametrize("n_rooms,per_room", [(100, 10), (1000, 10), (2000, 10)])

@@ -8,6 +8,7 @@ speaking change) and per room that is due an ActiveSpeakers ranking.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,18 @@ from .state import NEVER_MS, NO_SLOT, NOT_RANKED, UNKNOWN, EngineState, Rows
 from .tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
 
+try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it can be
+    from . import _kernel
+except ImportError:  # no C compiler at install time: the numpy path, the same decisions
+    _kernel = None
+if _kernel is not None and getattr(_kernel, "ABI", None) != 1:
+    _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
+KERNEL = "c" if _kernel is not None and os.environ.get("DSP_KERNEL", "") != "numpy" \
+    else "numpy"
+"""The level path ``Engine.step`` runs: "c" (dsp/_kernel.c, one call per wave) when it is
+built, else "numpy"; DSP_KERNEL=numpy forces numpy (tests compare the two). Both give
+byte-identical decisions (tests/test_engine_paths.py)."""
+
 SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_margin_db",
                "min_run_ms", "activity_attack_ms",
                "speaking_on", "speaking_off", "switch_margin_db", "evidence_decay",
@@ -29,6 +42,8 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
                "no_audio_timeout_ms",
                "vad_mode", "algorithm")
 """The Tuning fields read per participant on the audio path (the others per room)."""
+ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms",
+               "active_speakers_interval_ms", "active_speakers", "forwarding_size")
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
 room, or one wave per room of a server sending a message per room, fits many times."""
@@ -73,6 +88,20 @@ class _Layout:
     tuning: dict[str, np.ndarray]   # SLOT_FIELDS per slot
     alpha: dict[str, np.ndarray]    # activity.coefficients per slot
     all_ours: bool                  # every room of the wave runs our floor logic
+    pos: np.ndarray = None          # position of each slot's room in the wave's rooms
+    tun: np.ndarray = None          # SLOT_FIELDS[:14] x slots (_kernel.advance's table)
+    coef: np.ndarray = None         # activity.TIME_CONSTANTS x slots
+    room_tun: np.ndarray = None     # ROOM_FIELDS x rooms of the wave
+    live: np.ndarray = None         # _kernel.advance's outputs (scratch)
+    active: np.ndarray = None
+    started: np.ndarray = None
+    reports: np.ndarray = None
+    refresh: np.ndarray = None
+    changes: np.ndarray = None
+    due: np.ndarray = None
+    t_end_room: np.ndarray = None
+    members: np.ndarray = None      # idx grouped by room (of the wave) ...
+    member_start: np.ndarray = None  # ... room p's from member_start[p]
 
 
 def _active_speakers_updates(rooms: np.ndarray, t_ms: np.ndarray, n: np.ndarray,
@@ -119,6 +148,7 @@ class Engine:
         self._layouts: dict[tuple, _Layout] = {}  # by key; all of one layout_version
         self._layouts_slots = 0                   # their slots in all (the cache's size)
         self._joins = 0
+        self.kernel = KERNEL  # "c" or "numpy"; a test may set it per engine
 
     # ------------------------------------------------------------------ rooms & members
     def add_room(self, tuning: Tuning = PROFILES["meeting"], ranking_phase_ms: int = 0) -> int:
@@ -282,6 +312,109 @@ class Engine:
         A participant of these rooms with no frame in the wave keeps its state (packet
         loss) until ``no_audio_timeout_ms`` after its last frame; then it is advanced as
         digital silence, which stops it speaking at once."""
+        if self.kernel == "c":
+            return self._step_kernel(wave)
+        return self._step_numpy(wave)
+
+    def _step_kernel(self, wave: Wave) -> list[ev.Event]:
+        """``step`` with the compiled kernel: activity, speaking reports, floor evidence
+        and takeovers (rooms of our algorithm), the forwarding prefilter and the ranking
+        check in one call; Python for the events only."""
+        st = self.st
+        rooms = np.asarray(wave.rooms, dtype=np.int64)
+        if len(rooms) == 0:
+            return []
+        duration_ms = np.asarray(wave.duration_ms, np.int64)
+        layout = self._layout_for(rooms, duration_ms)
+        t_end_room = layout.t_end_room
+        args = (layout.idx, layout.pos, layout.dt)
+        state = (layout.all_ours, layout.tun, layout.coef, layout.room_tun, layout.members,
+                 layout.member_start,
+                 st.noise_floor, st.speech_level, st.level_smooth, st.activity, st.speaking,
+                 st.last_active_ms, st.run_start_ms, st.onset_ms, st.evidence_ms,
+                 st.voiced_run_ms, st.last_level, st.modulation_db, st.muted, st.silent,
+                 st.last_frame_ms, st.reported_speaking, st.reported_ms, st.joined, st.holder,
+                 st.room_t_ms, st.ranking_t_ms, st.ranking_phase_ms, st.ranked,
+                 st.slot_room, st.video, st.pinned, st.shown, st.forwarded, st.forwarded_main,
+                 t_end_room, layout.live, layout.active, layout.started, layout.refresh,
+                 layout.reports,
+                 layout.changes, layout.due)
+        t_ms = np.asarray(wave.t_ms, np.int64)
+        level, voice = wave.level_dbov, wave.level_voice
+        n_rep = -1
+        if not wave.pcm:
+            # every participant has a level, in slot order (a server's steady state)?
+            n_rep, n_start, n_chg, n_due = _kernel.advance(
+                *args, np.asarray(wave.level_slots, np.int64), np.asarray(level, np.float32),
+                np.asarray(voice, np.int8), None, rooms, t_ms, duration_ms, *state)
+        if n_rep < 0:
+            level, voice, present = self._frames(wave, layout)
+            n_rep, n_start, n_chg, n_due = _kernel.advance(
+                *args, layout.idx, level, voice, present, rooms, t_ms, duration_ms, *state)
+        out: list[ev.Event] = []
+        idx, room_of, pos = layout.idx, layout.room_of, layout.pos
+        if n_rep:
+            k = layout.reports[:n_rep]
+            slots = idx[k]
+            out = ev.many(ev.SpeakingChange, room_of[k].tolist(), t_end_room[pos[k]].tolist(),
+                          slots.tolist(), st.speaking[slots].tolist())
+        if layout.all_ours:
+            changes = layout.changes[:n_chg].tolist()
+        else:
+            live = layout.live
+            level = np.where(st.muted[idx], SILENCE_DBOV, np.asarray(level, np.float32))
+            changes = self._floor_by_algorithm(
+                rooms, t_end_room, idx[live], room_of[live], t_end_room[pos[live]],
+                level[live], layout.active[live], layout.dt[live],
+                {k: v[live] for k, v in layout.tuning.items()})
+            where = {r: p for p, r in enumerate(rooms.tolist())}
+            changes = [(where[room], slot) for room, slot in changes]
+        if n_start or changes:
+            self._floor_and_forwarding(rooms, t_end_room, idx, room_of, layout.started[:n_start],
+                                       layout.refresh[:n_start], changes, out)
+        if n_due:
+            due = layout.due[:n_due]
+            due_rooms = rooms[due]
+            ranked = st.ranked[due_rooms]
+            listed = ranked != NOT_RANKED
+            slots = np.where(listed, ranked >> 1, 0)
+            out += _active_speakers_updates(due_rooms, t_end_room[due], listed.sum(axis=1),
+                                            slots, st.level_smooth[slots], (ranked & 1) == 1,
+                                            st.activity[slots])
+        return out
+
+    def _floor_and_forwarding(self, rooms, t_end_room, idx, room_of, started, refresh_flags,
+                              changes, out) -> None:
+        """The floor ``changes`` (wave room position, new holder) and the forwarding sets
+        of the rooms whose floor moved or where someone ``started`` speaking (those of
+        ``refresh_flags``, which the kernel judged before any floor moved)."""
+        st = self.st
+        floor_moved = []
+        for p, slot in changes:
+            room, t = int(rooms[p]), int(t_end_room[p])
+            floor = switching.set_holder(st, room, slot, t)
+            if floor is not None:
+                out.append(floor)
+                d = switching.update_shown(st, room, t, ev.DOMINANT_SPEAKER)
+                if d is not None:
+                    out.append(d)
+                floor_moved.append(room)
+        if floor_moved:  # the main feeds may have moved: judge again
+            refresh = self._forwarding_to_refresh(idx[started], room_of[started])
+        else:
+            refresh = {}
+            started = started[refresh_flags]
+            for room, slot in zip(room_of[started].tolist(), idx[started].tolist()):
+                refresh.setdefault(room, []).append(slot)
+        for room in floor_moved:
+            refresh.setdefault(room, [])
+        if refresh:
+            end = dict(zip(rooms.tolist(), t_end_room.tolist()))
+            for room, slots in refresh.items():
+                self._with_forwarding(room, end[room], out, slots)
+
+    def _step_numpy(self, wave: Wave) -> list[ev.Event]:
+        """``step`` as batches of array operations (without the compiled kernel)."""
         st = self.st
         rooms = np.asarray(wave.rooms, dtype=np.int64)
         if len(rooms) == 0:
@@ -412,6 +545,26 @@ class Engine:
         rows = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
         layout = _Layout(key, idx, rows, room_of, dt, tuning, alpha,
                          bool((st.tuning["algorithm"][rooms] == SPEAKERSWITCH).all()))
+        pos_of_room = np.zeros(st.n_rooms, dtype=np.int64)
+        pos_of_room[rooms] = np.arange(len(rooms))
+        n = len(idx)
+        layout.pos = pos_of_room[room_of]
+        layout.tun = np.array([tuning[name] for name in SLOT_FIELDS[:14]], dtype=np.float64)
+        layout.coef = np.array([alpha[name] for name in activity.TIME_CONSTANTS],
+                               dtype=np.float64)
+        layout.room_tun = np.array([st.tuning[name][rooms] for name in ROOM_FIELDS],
+                                   dtype=np.float64)
+        layout.live = np.zeros(n, dtype=bool)
+        layout.active = np.zeros(n, dtype=bool)
+        layout.started = np.zeros(n, dtype=np.int64)
+        layout.reports = np.zeros(n, dtype=np.int64)
+        layout.refresh = np.zeros(n, dtype=bool)
+        layout.changes = np.zeros((len(rooms), 2), dtype=np.int64)
+        layout.due = np.zeros(len(rooms), dtype=np.int64)
+        layout.t_end_room = np.zeros(len(rooms), dtype=np.int64)
+        by_room = np.argsort(layout.pos, kind="stable")
+        layout.members = idx[by_room]
+        layout.member_start = np.searchsorted(layout.pos[by_room], np.arange(len(rooms) + 1))
         for a in (idx, room_of, dt, *tuning.values(), *alpha.values()):
             a.flags.writeable = False  # shared by every step until the layout changes
         if (self._layouts and next(iter(self._layouts))[0] != st.layout_version

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import copy as copy_module
 import dataclasses
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from dsp import forwarding, switching
 from dsp import engine as engine_module
 from dsp.engine import Engine, Wave
 from dsp.state import NEVER_MS, NOT_RANKED
-from dsp.tuning import PROFILES
+from dsp.tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH
 
 
 
@@ -245,12 +248,18 @@ def test_interrupters_that_outlasted_the_holder_take_the_floor_as_one_room_at_a_
     assert got == want
 
 
-def _forwarding_run(seed: int, prefilter: bool, monkeypatch) -> tuple[list, dict, list]:
+def _forwarding_run(seed: int, prefilter: bool, monkeypatch, kernel: str | None = None
+                    ) -> tuple[list, dict, list]:
     """Moving talkers in rooms with small forwarding sets, cameras turned off and on, pins,
-    N changed, leaves and joins. ``prefilter`` False: every refresh runs (the reference)."""
+    N changed, leaves and joins. ``prefilter`` False: every refresh runs (the reference),
+    on the numpy path (the compiled kernel has its own prefilter, which the default
+    engine runs). ``kernel``: the path to run ("c" or "numpy"), else the default."""
     if not prefilter:
         monkeypatch.setattr(forwarding, "unchanged",
                             lambda st, rooms, started: np.zeros(len(rooms), bool))
+        kernel = "numpy"
+    if kernel is not None:
+        monkeypatch.setattr(engine_module, "KERNEL", kernel)
     rng = np.random.default_rng(seed)
     eng = Engine()
     tunings = [PROFILES[name].replace(forwarding_size=int(rng.integers(1, 4)),
@@ -302,7 +311,8 @@ def _forwarding_run(seed: int, prefilter: bool, monkeypatch) -> tuple[list, dict
 def test_every_refresh_the_prefilter_skips_would_change_nothing(seed, monkeypatch):
     """Wherever ``forwarding.unchanged`` lets Engine.step skip a refresh (a room whose one
     starter it clears), that refresh, run on a copy of the state, makes no event and
-    leaves the set, its times and the last one sent as they were."""
+    leaves the set, its times and the last one sent as they were. On the numpy path: the
+    compiled kernel judges the same without calling it (the next test checks it)."""
     checked = []
     prefilter = forwarding.unchanged
 
@@ -320,14 +330,15 @@ def test_every_refresh_the_prefilter_skips_would_change_nothing(seed, monkeypatc
         return skip
 
     monkeypatch.setattr(forwarding, "unchanged", checking)
-    _forwarding_run(seed, True, monkeypatch)
+    _forwarding_run(seed, True, monkeypatch, kernel="numpy")
     assert len(checked) > 50
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_forwarding_prefilter_skips_only_refreshes_that_change_nothing(seed, monkeypatch):
-    """Engine.step leaves out the forwarding refreshes that ``forwarding.unchanged`` says
-    would change nothing; the reference runs them all."""
+    """Engine.step leaves out the forwarding refreshes that ``forwarding.unchanged`` (or
+    the compiled kernel's equivalent, on the default path) says would change nothing; the
+    reference runs them all."""
     fast, fast_state, fast_lists = _forwarding_run(seed, True, monkeypatch)
     general, general_state, general_lists = _forwarding_run(seed, False, monkeypatch)
     assert sum(isinstance(e, ev.ForwardingChange) for e in fast) > 50
@@ -399,3 +410,108 @@ def test_ranking_events_built_by_row_length_come_in_row_order(seed):
             for i in range(n_rows)]
     assert len(set(n.tolist())) > 3
     assert got == want
+
+
+def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
+    """Rooms of every profile and algorithm (ours, DSI, loudest) in one wave or a wave
+    per room, with packet loss and long gaps (the no-audio timeout), unknown voice,
+    mutes, cameras, pins, presenters, tuning changes, leaves, joins and a restored room,
+    on the level path ``kernel``."""
+    monkeypatch.setattr(engine_module, "KERNEL", kernel)
+    rng = np.random.default_rng(seed)
+    eng = Engine()
+    assert eng.kernel == kernel
+    tunings = [PROFILES[name].replace(algorithm=algorithm,
+                                      active_speakers=int(rng.integers(1, 6)),
+                                      forwarding_size=int(rng.integers(1, 5)))
+               for name in ("meeting", "podcast", "debate")
+               for algorithm in (SPEAKERSWITCH, SPEAKERSWITCH, DSI, LOUDEST)]
+    rooms = [eng.add_room(t, ranking_phase_ms=int(rng.integers(0, 1000))) for t in tunings]
+    slots = {r: [eng.add_participant(r) for _ in range(int(rng.integers(1, 9)))] for r in rooms}
+    talkers = {r: {0} for r in rooms}
+    gap = {r: -1 for r in rooms}   # a participant index whose packets stop for a while
+    out: list[ev.Event] = []
+    for k in range(900):
+        t = k * 20
+        r = rooms[int(rng.integers(len(rooms)))]
+        s = slots[r][int(rng.integers(len(slots[r])))]
+        u = rng.random()
+        if u < 0.02:
+            out += eng.set_muted(s, not eng.st.muted[s], t)
+        elif u < 0.04:
+            out += eng.set_video(s, not eng.st.video[s], t)
+        elif u < 0.045:
+            out += eng.set_pinned(r, s if eng.st.pinned[r] < 0 else -1, t)
+        elif u < 0.05:
+            out += eng.set_presenting(s, s not in eng.st.presenters[r], t)
+        elif u < 0.055:
+            eng.set_tuning(r, eng.tuning(r).replace(active_speakers=int(rng.integers(1, 6))))
+        elif u < 0.065 and len(slots[r]) > 1:
+            slots[r].remove(s)
+            out += eng.remove_participant(s, t)
+        elif u < 0.075:
+            slots[r].append(eng.add_participant(r))
+        elif u < 0.078:
+            main = int(rng.choice(slots[r]))
+            eng.restore_decisions(r, t, shown=main, holder=main, pinned=-1, presenters=[],
+                                  forwarding=[main])
+        if rng.random() < 0.04:
+            r = rooms[int(rng.integers(len(rooms)))]
+            talkers[r] = set(rng.integers(0, 8, int(rng.integers(0, 3))).tolist())
+        if rng.random() < 0.01:
+            r = rooms[int(rng.integers(len(rooms)))]
+            gap[r] = -1 if gap[r] >= 0 else int(rng.integers(0, 8))
+        wave_rooms = [r for r in rooms if rng.random() < 0.9]
+        frames = []
+        for r in wave_rooms:
+            for i, s in enumerate(slots[r]):
+                if i == gap[r] or rng.random() < 0.04:
+                    continue  # packet loss
+                loud = i in talkers[r]
+                dbov = -float(rng.integers(12, 38) if loud else rng.integers(45, 90))
+                if rng.random() < 0.01:
+                    dbov = -127.0  # digital silence
+                voice = int(rng.choice([-1, 0, 1])) if rng.random() < 0.2 else int(loud)
+                frames.append((r, s, dbov, voice))
+        per_room = k % 7 == 3
+        for wave in ([[r] for r in wave_rooms] if per_room else [wave_rooms]):
+            if not wave:
+                continue
+            mine = [f for f in frames if f[0] in wave]
+            if rng.random() < 0.5:  # not in slot order, as a client may send them
+                mine = [mine[j] for j in rng.permutation(len(mine))]
+            out += eng.step(_level_wave(wave, t, [f[1] for f in mine],
+                                        [f[2] for f in mine], [f[3] for f in mine]))
+    state = _state_copy(eng.st)
+    state["ranked"] = eng.st.ranked.copy()
+    return out, state
+
+
+@pytest.mark.skipif(engine_module._kernel is None, reason="dsp._kernel is not built")
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_kernel_decides_as_the_numpy_path(seed, monkeypatch):
+    """dsp/_kernel.c (Engine.step's default when built) makes exactly the events and
+    the state that the numpy path makes, bit for bit."""
+    fast, fast_state = _mixed_run("c", seed, monkeypatch)
+    reference, reference_state = _mixed_run("numpy", seed, monkeypatch)
+    kinds = {type(e) for e in reference}
+    assert {ev.SpeakingChange, ev.FloorChange, ev.ActiveSpeakersUpdate,
+            ev.ForwardingChange} <= kinds, kinds
+    assert len(reference) > 500
+    assert fast == reference
+    for name, a in fast_state.items():
+        np.testing.assert_array_equal(a, reference_state[name], err_msg=name)
+        assert a.tobytes() == reference_state[name].tobytes(), name
+
+
+def test_dsp_kernel_numpy_forces_the_numpy_path():
+    """DSP_KERNEL=numpy (not a SPEAKERSWITCH_* name: serve refuses unknown ones) makes
+    the engine run numpy even where the kernel is built."""
+    code = "import dsp.engine as e; print(e.KERNEL, e.Engine().kernel)"
+    env = {k: v for k, v in os.environ.items() if k != "DSP_KERNEL"}
+    forced = subprocess.run([sys.executable, "-c", code], env={**env, "DSP_KERNEL": "numpy"},
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert forced == ["numpy", "numpy"]
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert default == ["c" if engine_module._kernel is not None else "numpy"] * 2
