@@ -12,7 +12,14 @@ from __future__ import annotations
 import wave
 
 import numpy as np
-from scipy import signal
+
+
+def _scipy_signal():
+    """scipy.signal, imported on first use: it takes ~0.7 s to import, and the server (whose
+    CLI names the scenario types) never synthesizes anything."""
+    from scipy import signal
+
+    return signal
 
 FULL_SCALE = 32768.0
 # (F1, F2) in Hz of a few vowels (Peterson & Barney 1952 averages, rounded)
@@ -36,12 +43,12 @@ def unit_rms(x: np.ndarray) -> np.ndarray:
 def _resonator(x: np.ndarray, freq_hz: float, bandwidth_hz: float, rate: int) -> np.ndarray:
     r = np.exp(-np.pi * bandwidth_hz / rate)
     theta = 2 * np.pi * freq_hz / rate
-    return signal.lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], x)
+    return _scipy_signal().lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], x)
 
 
 def _band(x: np.ndarray, lo: float, hi: float, rate: int, order: int = 2) -> np.ndarray:
     hi = min(hi, 0.45 * rate)
-    return signal.sosfilt(signal.butter(order, [lo, hi], "bandpass", fs=rate, output="sos"), x)
+    return _scipy_signal().sosfilt(_scipy_signal().butter(order, [lo, hi], "bandpass", fs=rate, output="sos"), x)
 
 
 def speech_like(rng: np.random.Generator, seconds: float, rate: int, f0_hz: float,
@@ -89,17 +96,17 @@ def noise(rng: np.random.Generator, n: int, level_dbov: float, kind: str = "pink
     low-passed noise)."""
     w = rng.standard_normal(n + rate // 2)
     if kind == "pink":
-        x = signal.lfilter(PINK_B, PINK_A, w)[rate // 2:]
+        x = _scipy_signal().lfilter(PINK_B, PINK_A, w)[rate // 2:]
     elif kind == "brown":
-        x = signal.lfilter([1.0], [1.0, -0.995], w)[rate // 2:]
-        x = signal.sosfilt(signal.butter(2, 30, "highpass", fs=rate, output="sos"), x)
+        x = _scipy_signal().lfilter([1.0], [1.0, -0.995], w)[rate // 2:]
+        x = _scipy_signal().sosfilt(_scipy_signal().butter(2, 30, "highpass", fs=rate, output="sos"), x)
     elif kind == "fan":
         t = np.arange(n) / rate
         f0 = rng.uniform(50, 120)
         wobble = 1 + 0.003 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t)
         phase = 2 * np.pi * f0 * np.cumsum(wobble) / rate
         tone = sum(k ** -1.2 * np.sin(k * phase + rng.uniform(0, 6)) for k in range(1, 8))
-        broadband = signal.sosfilt(signal.butter(4, rng.uniform(700, 2000), "lowpass", fs=rate,
+        broadband = _scipy_signal().sosfilt(_scipy_signal().butter(4, rng.uniform(700, 2000), "lowpass", fs=rate,
                                                  output="sos"), w[:n])
         x = 0.5 * unit_rms(tone) + 0.5 * unit_rms(broadband)
     else:
