@@ -99,7 +99,7 @@ $(TOOLS): Makefile | $(PY)
 	  else echo "note: missing$$missing and no way to install here; their tests will be skipped"; fi; fi
 	@touch $@
 
-$(STAMP): pyproject.toml setup.py dsp/_kernel.c | $(PY)
+$(STAMP): pyproject.toml setup.py dsp/_kernel.c service/_wire.c | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

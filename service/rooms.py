@@ -23,6 +23,7 @@ from dsp.rfc6464 import SILENCE_LEVEL, split_header_bytes
 from dsp.state import NO_SLOT
 from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
+from . import wire
 from .api import speakerswitch_pb2 as pb
 from .auth import clip
 from .config import ServiceConfig
@@ -119,7 +120,9 @@ class Batch:
     """The caller's room pattern; ticks of other rooms are refused."""
 
 
-_Entry = tuple  # (Batch, its StreamResponse, tick index in the batch, RoomTick)
+_Entry = tuple
+"""(Batch, its StreamResponse, tick index in the batch, the RoomTick or its
+``wire.SteadyTick``, room id)"""
 
 _Steady = tuple  # (room, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
 """A tick in a media server's steady state, validated: a plain tuple, as a batch holds
@@ -137,7 +140,7 @@ def _steady(tick: pb.RoomTick, room: Room | None) -> _Steady | None:
     if len(levels) != len(room.roster) or lv.roster:
         return None
     t, last = tick.timestamp_ms, room.last_audio_t_ms
-    if (last is not None and t <= last) or t > MAX_TIMESTAMP_MS:
+    if (last is not None and t <= last) or not 0 <= t <= MAX_TIMESTAMP_MS:
         return None
     d = tick.duration_ms
     if d and d not in TICK_DURATIONS_MS:
@@ -314,9 +317,17 @@ class RoomRegistry:
             if refusal is not None:
                 self._reject(resp, refusal, 0, "")
                 continue
-            entries.extend([(batch, resp, i, tick) for i, tick
-                            in enumerate(batch.request.ticks)])
-        keys = [(e[0].tenant, e[3].room_id) for e in entries]
+            ticks = batch.request.ticks
+            # read from the bytes even for one tick: 2 us against 4 us through protobuf
+            read = wire.steady_ticks(batch.request.SerializeToString())
+            if read is None:
+                entries.extend([(batch, resp, i, tick, tick.room_id)
+                                for i, tick in enumerate(ticks)])
+            else:
+                entries.extend([(batch, resp, i, tick, tick[0]) if tick is not None
+                                else (batch, resp, i, ticks[i], ticks[i].room_id)
+                                for i, tick in enumerate(read)])
+        keys = [(e[0].tenant, e[4]) for e in entries]
         waves: list[list[_Entry]] = [entries]
         if len(set(keys)) != len(keys):
             # wave k holds the k-th tick of each (tenant, room): a room's ticks run in order
@@ -373,16 +384,30 @@ class RoomRegistry:
         batch_of: Batch | None = None
         rooms_of: dict[str, Room] = {}
         allowed = None
-        for batch, resp, i, tick in entries:
+        for batch, resp, i, tick, room_id in entries:
             if batch is not batch_of:
                 batch_of, allowed = batch, batch.room_allowed
                 rooms_of = self._by_tenant.get(batch.tenant, {})
-            room_id = tick.room_id
             try:
                 if allowed is not None and not allowed(room_id):
                     raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
                                     f"room {clip(room_id)} is outside the token's rooms")
-                plan = _steady(tick, rooms_of.get(room_id))
+                if type(tick) is tuple:  # read from the bytes: _steady's remaining checks,
+                    # inlined, as this runs for every room of every tick
+                    room = rooms_of.get(room_id)
+                    if room is not None and room.roster:
+                        _, t, d, levels = tick
+                        last = room.last_audio_t_ms
+                        if (len(levels) == len(room.roster) and (last is None or t > last)
+                                and 0 <= t <= MAX_TIMESTAMP_MS
+                                and (not d or d in TICK_DURATIONS_MS)):
+                            plans.append(((room, t, d or DEFAULT_DURATION_MS, levels),
+                                          resp, batch))
+                            continue
+                    plan = None
+                    tick = batch.request.ticks[i]
+                else:
+                    plan = _steady(tick, rooms_of.get(room_id))
                 if plan is None:
                     plan = self._validate(i, tick, batch.tenant, growth)
             except TickError as e:

@@ -1,8 +1,9 @@
-"""RoomRegistry's steady-state fast path gives exactly what the full validation gives.
+"""RoomRegistry's steady-state fast paths give exactly what the full validation gives.
 
 A media server's usual tick (a known room, RFC 6464 bytes in the sticky roster's order,
-nothing else) skips ``_validate`` and ``_apply_state``, and the rooms' roster slots are
-kept concatenated between batches. Random batches of many rooms (joins, leaves, events,
+nothing else) skips ``_validate`` and ``_apply_state``, is read from the request's bytes
+when service/_wire.c is built, and the rooms' roster slots are kept concatenated between
+batches. Random batches of many rooms (joins, leaves, events,
 roster changes, bad ticks, two tenants, a room pattern) must give byte-identical
 responses and room states with both shortcuts turned off.
 """
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from service import rooms as rooms_mod
+from service import wire
 from service.api import speakerswitch_pb2 as pb
 from service.rooms import RoomRegistry
 
@@ -86,14 +88,39 @@ def _run(seed: int) -> list[bytes]:
 def test_steady_path_and_kept_roster_slots_change_nothing(seed, monkeypatch):
     fast = _run(seed)
     assert sum(b"rejections" in m or len(m) > 40 for m in fast) > 10  # the batches decide
+    monkeypatch.setattr(wire, "enabled", False)
+    assert _run(seed) == fast  # steady ticks read through protobuf
     monkeypatch.setattr(rooms_mod, "_steady", lambda tick, room: None)
     monkeypatch.setattr(RoomRegistry, "_roster_slots", lambda self, rooms: np.concatenate(
         [r.roster_slots for r in rooms]))
     assert _run(seed) == fast
 
 
+@pytest.mark.skipif(wire._wire is None, reason="service/_wire.c is not built here")
+def test_steady_ticks_are_read_from_the_bytes(monkeypatch):
+    """With the scanner built, most ticks of these batches are read from their bytes and
+    neither ``_steady`` nor ``_validate`` sees them."""
+    calls = {"read": 0, "protobuf": 0}
+    scan = wire.steady_ticks
+
+    def counting_scan(raw):
+        read = scan(raw)
+        calls["read"] += sum(t is not None for t in read)
+        return read
+
+    def counting_steady(tick, room):
+        calls["protobuf"] += 1
+        return None
+
+    monkeypatch.setattr(wire, "steady_ticks", counting_scan)
+    monkeypatch.setattr(rooms_mod, "_steady", counting_steady)
+    _run(0)
+    assert calls["read"] > 10 * calls["protobuf"] > 0
+
+
 def test_steady_ticks_take_the_fast_path(monkeypatch):
     """The comparison above is not vacuous: most ticks of these batches are steady."""
+    monkeypatch.setattr(wire, "enabled", False)
     calls = {"steady": 0, "full": 0}
     steady, validate = rooms_mod._steady, RoomRegistry._validate
 

@@ -1,0 +1,33 @@
+"""A StreamRequest's steady ticks, read from its bytes by service/_wire.c when it is built.
+
+A steady tick (a known room's levels in the sticky roster's order, nothing else) is what a
+media server sends for almost every room and tick; reading its four fields through the
+protobuf objects cost more than the engine step of a 2,000-room batch. Without a C compiler
+the extension is not built and every tick takes the protobuf path (the same responses).
+"""
+from __future__ import annotations
+
+try:
+    from . import _wire
+except ImportError:  # not built (no compiler at install time)
+    _wire = None
+if _wire is not None and getattr(_wire, "ABI", None) != 1:
+    _wire = None  # a stale build of an older service/_wire.c (rebuild: pip install -e .)
+
+SteadyTick = tuple  # (room_id, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
+
+enabled = _wire is not None
+"""Whether ``steady_ticks`` reads ticks (tests turn it off to compare with the protobuf
+path)."""
+
+
+def steady_ticks(serialized: bytes) -> list[SteadyTick | None] | None:
+    """Per tick of the serialized StreamRequest: its SteadyTick, or None where the tick has
+    anything else (events, audio, config, a roster, unknown fields) and must be read through
+    protobuf. None if the scanner is not built or turned off."""
+    if not enabled:
+        return None
+    try:
+        return _wire.steady_ticks(serialized)
+    except ValueError:  # not from protobuf's serializer: let protobuf say what is wrong
+        return None

@@ -1,0 +1,151 @@
+"""service/_wire.c reads a StreamRequest's steady ticks exactly as protobuf does.
+
+Each tick is either read (room id, timestamp, duration, level bytes: the same values the
+protobuf objects give) or left to protobuf (None) because it has anything else. The
+registry's responses are the same either way (tests/test_registry_paths.py); here the
+scanner itself, on hand-made ticks, random requests and random bytes.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from service import wire
+from service.api import speakerswitch_pb2 as pb
+
+pytestmark = pytest.mark.skipif(wire._wire is None, reason="service/_wire.c is not built here")
+ET = pb.ParticipantEventType
+
+
+def scan(request: pb.StreamRequest) -> list:
+    return wire._wire.steady_ticks(request.SerializeToString())
+
+
+def steady_tick(**fields) -> pb.StreamRequest:
+    q = pb.StreamRequest(batch_id=7)
+    q.ticks.add(**fields)
+    return q
+
+
+def test_a_steady_tick_is_read_with_its_four_fields():
+    q = steady_tick(room_id="salle-é", timestamp_ms=123456789012, duration_ms=20,
+                    levels=pb.LevelVector(levels=b"\x80\x7f\x20"))
+    assert scan(q) == [("salle-é", 123456789012, 20, b"\x80\x7f\x20")]
+
+
+def test_fields_at_their_defaults_are_read_as_protobuf_reads_them():
+    """proto3 leaves zero values off the wire: no timestamp is 0, no duration is 0."""
+    q = steady_tick(room_id="r", levels=pb.LevelVector(levels=b"\x10"))
+    assert scan(q) == [("r", 0, 0, b"\x10")]
+    assert scan(steady_tick(room_id="r", timestamp_ms=-40,
+                            levels=pb.LevelVector(levels=b"\x10")))[0][1] == -40
+    # levels present but empty: read as b"" (as protobuf does); the registry then finds
+    # that its length is not the roster's and takes the full validation
+    assert scan(steady_tick(room_id="r", levels=pb.LevelVector())) == [("r", 0, 0, b"")]
+    assert scan(steady_tick(room_id="r")) == [None]   # no levels at all
+
+
+@pytest.mark.parametrize("extra", [
+    {"events": [pb.ParticipantEvent(participant_id="a", type=ET.PARTICIPANT_EVENT_TYPE_PIN)]},
+    {"audio": [pb.ParticipantAudio(participant_id="a", level=pb.AudioLevel(level=30))]},
+    {"config": pb.RoomConfig(profile="debate")},
+    {"levels": pb.LevelVector(roster=["a"], levels=b"\x10")},
+    {"room_id": ""},
+])
+def test_anything_else_is_left_to_protobuf(extra):
+    fields = {"room_id": "r", "timestamp_ms": 20, "levels": pb.LevelVector(levels=b"\x10")}
+    fields.update(extra)
+    assert scan(steady_tick(**fields)) == [None]
+
+
+def test_repeated_or_unknown_fields_are_left_to_protobuf():
+    raw = steady_tick(room_id="r", timestamp_ms=20,
+                      levels=pb.LevelVector(levels=b"\x10")).SerializeToString()
+    tick = raw[raw.index(b"\x12"):]          # the tick's tag, length and body
+    body = tick[2:]
+    for more in (b"\x10\x28",                # timestamp_ms again (protobuf: the last wins)
+                 b"\x0a\x01s",               # room_id again
+                 b"\x78\x01",                # field 15: unknown to this version
+                 b"\x10\x80\x80\x80\x80\x10"):
+        new = body + more
+        assert wire._wire.steady_ticks(b"\x12" + bytes([len(new)]) + new) == [None]
+    # a duration that does not fit uint32 is truncated by protobuf: left to it
+    big = body + b"\x18\x80\x80\x80\x80\x20"
+    assert wire._wire.steady_ticks(b"\x12" + bytes([len(big)]) + big) == [None]
+
+
+def test_other_request_fields_are_skipped_and_ticks_keep_their_order():
+    q = pb.StreamRequest(batch_id=2**40)
+    q.ticks.add(room_id="a", timestamp_ms=20, levels=pb.LevelVector(levels=b"\x01"))
+    q.ticks.add(room_id="b", timestamp_ms=20, config=pb.RoomConfig(profile="debate"),
+                levels=pb.LevelVector(levels=b"\x02"))
+    q.ticks.add(room_id="c", timestamp_ms=40, duration_ms=10,
+                levels=pb.LevelVector(levels=b"\x03\x04"))
+    raw = q.SerializeToString() + b"\x79" + b"\x00" * 8 + b"\x7d\x00\x00\x00\x00"  # unknown
+    assert wire._wire.steady_ticks(raw) == [("a", 20, 0, b"\x01"), None,
+                                            ("c", 40, 10, b"\x03\x04")]
+
+
+@pytest.mark.parametrize("raw", [b"\x12", b"\x12\x05\x0a", b"\x12\x03\x0a\x09r",
+                                 b"\x08", b"\x08\x80", b"\x0b", b"\x12\x02\x32\x05"])
+def test_malformed_bytes_are_a_value_error(raw):
+    with pytest.raises(ValueError):
+        wire._wire.steady_ticks(raw)
+
+
+def test_not_bytes_is_a_type_error():
+    with pytest.raises(TypeError):
+        wire._wire.steady_ticks("text")
+
+
+_ids = st.text(min_size=0, max_size=12)
+_levels = st.binary(max_size=12)
+
+
+@st.composite
+def requests(draw) -> pb.StreamRequest:
+    q = pb.StreamRequest(batch_id=draw(st.integers(0, 2**64 - 1)))
+    for _ in range(draw(st.integers(0, 6))):
+        t = q.ticks.add(room_id=draw(_ids),
+                        timestamp_ms=draw(st.integers(-2**63, 2**63 - 1)),
+                        duration_ms=draw(st.integers(0, 2**32 - 1)))
+        if draw(st.booleans()):
+            t.levels.levels = draw(_levels)
+        if draw(st.integers(0, 4)) == 0:
+            t.levels.roster.extend(draw(st.lists(_ids, max_size=3)))
+        if draw(st.integers(0, 4)) == 0:
+            t.events.add(participant_id=draw(_ids), type=ET.PARTICIPANT_EVENT_TYPE_PIN)
+        if draw(st.integers(0, 5)) == 0:
+            t.audio.add(participant_id=draw(_ids)).level.level = 30
+        if draw(st.integers(0, 5)) == 0:
+            t.config.hold_ms = draw(st.integers(0, 60000))
+    return q
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests())
+def test_random_requests_read_as_protobuf_reads_them(q):
+    read = scan(q)
+    assert len(read) == len(q.ticks)
+    for tick, got in zip(q.ticks, read):
+        only_levels = (not tick.events and not tick.audio and not tick.HasField("config")
+                       and tick.HasField("levels") and not tick.levels.roster
+                       and tick.room_id != "")
+        if only_levels:
+            assert got == (tick.room_id, tick.timestamp_ms, tick.duration_ms,
+                           tick.levels.levels)
+        else:
+            assert got is None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_crash(raw):
+    try:
+        read = wire._wire.steady_ticks(raw)
+    except ValueError:
+        return
+    assert isinstance(read, list)
+    for t in read:
+        assert t is None or (isinstance(t, tuple) and len(t) == 4)
