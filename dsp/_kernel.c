@@ -641,7 +641,18 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernel(void)
 {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "ABI", ABI_VERSION) < 0) {
+    if (m == NULL)
+        return NULL;
+    /* the constants compiled in, so that a test can hold them to dsp's Python ones */
+    PyObject *constants = Py_BuildValue(
+        "{s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
+        "NOT_RANKED", (long long)NOT_RANKED, "SILENCE_DBOV", (double)SILENCE,
+        "SMOOTH_FLOOR_DBOV", (double)SMOOTH_FLOOR, "INITIAL_FLOOR_DBOV", (double)INITIAL_FLOOR,
+        "INITIAL_SPEECH_MAX_DBOV", (double)INITIAL_SPEECH_MAX,
+        "ONSET_RESET_ACTIVITY", (double)ONSET_RESET, "ONSET_MODULATION_DB", (double)ONSET_MOD);
+    if (PyModule_AddIntConstant(m, "ABI", ABI_VERSION) < 0 || constants == NULL
+        || PyModule_AddObject(m, "CONSTANTS", constants) < 0) {
+        Py_XDECREF(constants);
         Py_DECREF(m);
         return NULL;
     }

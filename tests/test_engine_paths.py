@@ -515,3 +515,21 @@ def test_dsp_kernel_numpy_forces_the_numpy_path():
     default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True).stdout.split()
     assert default == ["c" if engine_module._kernel is not None else "numpy"] * 2
+
+
+@pytest.mark.skipif(engine_module._kernel is None, reason="dsp/_kernel.c is not built here")
+def test_the_kernels_constants_are_dsps():
+    """dsp/_kernel.c compiles in the constants of the rule it implements: a change to one
+    of them in Python must be made in C too, or the two paths would part."""
+    from dsp import activity, rfc6464, state
+    c = engine_module._kernel.CONSTANTS
+    python = {"NEVER_MS": state.NEVER_MS, "NOT_RANKED": state.NOT_RANKED,
+              "SILENCE_DBOV": rfc6464.SILENCE_DBOV,
+              "SMOOTH_FLOOR_DBOV": activity.SMOOTH_FLOOR_DBOV,
+              "INITIAL_FLOOR_DBOV": activity.INITIAL_FLOOR_DBOV,
+              "INITIAL_SPEECH_MAX_DBOV": activity.INITIAL_SPEECH_MAX_DBOV,
+              "ONSET_RESET_ACTIVITY": activity.ONSET_RESET_ACTIVITY,
+              "ONSET_MODULATION_DB": state.ONSET_MODULATION_DB}
+    assert set(c) == set(python)
+    for name, value in python.items():  # the state is float32: compare as float32
+        assert np.float32(c[name]) == np.float32(value), name
