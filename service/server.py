@@ -372,6 +372,9 @@ class RunningServer:
     """The web viewer and its HTTP API (``http_port`` >= 0), on this event loop."""
     watch_slots: WatchSlots | None = None
     """Open Watch calls and viewer event streams per tenant (max_watchers_per_tenant)."""
+    group_commit: GroupCommit | None = None
+    """The one way into the registry while serving (Stream and the HTTP API's events), so
+    that nothing runs between a sliced batch's engine steps."""
 
     async def stop(self, grace_s: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
@@ -482,7 +485,8 @@ async def start(config: ServiceConfig) -> RunningServer:
              "" if config.max_participants else " (from the memory limit)",
              registry.max_participants_per_tenant, config.max_rooms)
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
-                            feed, http, gc_task, fanout, watch_slots=watch_slots)
+                            feed, http, gc_task, fanout, watch_slots=watch_slots,
+                            group_commit=service.group_commit)
     if config.http_port >= 0:
         from .web import start_viewer
 

@@ -264,6 +264,33 @@ def test_a_pin_click_is_a_participant_event_and_its_decision_reaches_the_stream(
     sse.close()
 
 
+def test_a_page_event_is_stepped_by_the_group_commit_like_a_stream_batch(viewer,
+                                                                           monkeypatch):
+    """Not by calling the registry directly: a drain of a big batch yields between its
+    engine steps, and an event processed then would run between a room's ticks."""
+    from service.group_commit import GroupCommit
+    from service.rooms import RoomRegistry
+
+    publish(viewer, "gc-order", TURNS, 6000)
+    seen = []
+    process = GroupCommit.process
+
+    async def counting(self, batch):
+        seen.append([t.room_id for t in batch.request.ticks])
+        return await process(self, batch)
+
+    def direct(*a, **k):
+        raise AssertionError("RoomRegistry.process called directly while serving")
+
+    monkeypatch.setattr(GroupCommit, "process", counting)
+    monkeypatch.setattr(RoomRegistry, "process", direct)
+    status, _, body = http(viewer, "POST", "/api/rooms/gc-order/events",
+                           {"participant": "a", "type": "PIN"})
+    assert status == 200, body
+    assert seen == [["gc-order"]]
+    assert [e["switch"]["reason"] for e in body["events"] if e["kind"] == "switch"] == ["PINNED"]
+
+
 def test_camera_off_of_the_shown_speaker_moves_the_feed_at_once(viewer):
     publish(viewer, "cam", TURNS[:2], 4000)
     status, _, body = http(viewer, "POST", "/api/rooms/cam/events",

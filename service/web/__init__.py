@@ -45,7 +45,7 @@ from ..auth import INSECURE, Authenticator, AuthError, Principal, clip
 from ..config import ServiceConfig, is_loopback
 from ..feed import FeedError, subscribe
 from ..metrics import LogLimiter
-from ..rooms import TickError, check_id
+from ..rooms import Batch, TickError, check_id
 
 if TYPE_CHECKING:
     from ..server import RunningServer
@@ -703,8 +703,9 @@ class WebViewer:
         tick = pb.RoomTick(room_id=room_id, timestamp_ms=room.last_t_ms or 0)
         tick.events.add(participant_id=pid,
                         type=pb.ParticipantEventType.Value("PARTICIPANT_EVENT_TYPE_" + kind))
-        result = registry.process(pb.StreamRequest(ticks=[tick]), time.monotonic(), p.tenant,
-                                  p.room_allowed if p.rooms is not None else None)
+        result = await self.running.group_commit.process(Batch(
+            pb.StreamRequest(ticks=[tick]), time.monotonic(), p.tenant,
+            p.room_allowed if p.rooms is not None else None))
         if result.rejections:
             r = result.rejections[0]
             raise ApiError(_CODES.get(r.code, grpc.StatusCode.INVALID_ARGUMENT), r.field,
