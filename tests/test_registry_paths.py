@@ -118,6 +118,24 @@ def test_steady_ticks_are_read_from_the_bytes(monkeypatch):
     assert calls["read"] > 10 * calls["protobuf"] > 0
 
 
+@pytest.mark.skipif(wire._wire is None, reason="service/_wire.c is not built here")
+def test_steady_batches_are_stepped_as_columns_and_the_others_fall_back(monkeypatch):
+    """Batches whose every tick is steady (one per room) take ``_step_steady``; a batch
+    with anything else is declined by it, unchanged, and takes the general path. Both
+    kinds occur here, so the comparison above covers both."""
+    taken = {True: 0, False: 0}
+    step_steady = RoomRegistry._step_steady
+
+    def counting(self, *a):
+        done = step_steady(self, *a)
+        taken[done] += 1
+        return done
+
+    monkeypatch.setattr(RoomRegistry, "_step_steady", counting)
+    _run(0)
+    assert taken[True] > 20 and taken[False] > 20
+
+
 def test_steady_ticks_take_the_fast_path(monkeypatch):
     """The comparison above is not vacuous: most ticks of these batches are steady."""
     monkeypatch.setattr(wire, "enabled", False)
