@@ -120,6 +120,8 @@ class Batch:
     tenant: str = ""
     room_allowed: Callable[[str], bool] | None = None
     """The caller's room pattern; ticks of other rooms are refused."""
+    raw: bytes | None = None
+    """The request's bytes as received, if at hand (else it is serialized again)."""
 
 
 _Entry = tuple
@@ -322,7 +324,8 @@ class RoomRegistry:
                 continue
             ticks = batch.request.ticks
             # read from the bytes even for one tick: 2 us against 4 us through protobuf
-            read = wire.steady_ticks(batch.request.SerializeToString())
+            read = wire.steady_ticks(batch.raw if batch.raw is not None
+                                     else batch.request.SerializeToString())
             if (len(batches) == 1 and read and len(read) <= MAX_TICKS_PER_STEP
                     and self._step_steady(batch, resp, read)):
                 stepped = True

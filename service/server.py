@@ -87,21 +87,12 @@ _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("speakerswitch_cal
 """The call the current task serves (each gRPC call runs in a task of its own)."""
 
 
-class _Malformed:
-    """What a stream request that does not decode becomes (the Stream handler's message
-    iterator refuses it: INVALID_ARGUMENT, no traceback)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
-def _lenient(deserialize):
-    def decode(raw: bytes):
-        try:
-            return deserialize(raw)
-        except Exception:  # noqa: BLE001 - DecodeError, or anything a bad message raises
-            return _Malformed(len(raw))
-    return decode
+@dataclass(frozen=True)
+class Received:
+    """A stream message as Stream sees it: decoded, with the bytes it came in (the
+    registry reads steady ticks from them, service/wire.py)."""
+    request: pb.StreamRequest
+    raw: bytes
 
 
 class Guard(grpc.aio.ServerInterceptor):
@@ -206,13 +197,12 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             behavior = handler.stream_stream
 
             async def stream_stream(requests, context):  # grpc wants an async generator
-                async with contextlib.aclosing(
-                        behavior(self._decoded(requests, context), context)) as responses:
+                async with contextlib.aclosing(behavior(
+                        self._decoded(requests, decode, context), context)) as responses:
                     async for response in responses:
                         yield response
             return grpc.stream_stream_rpc_method_handler(
-                stream_stream, request_deserializer=_lenient(decode),
-                response_serializer=serialize)
+                stream_stream, request_deserializer=None, response_serializer=serialize)
         if handler.response_streaming:
             behavior = handler.unary_stream
 
@@ -237,11 +227,15 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         except Exception:  # noqa: BLE001 - DecodeError, or anything a bad message raises
             await self._malformed(context, len(raw))
 
-    async def _decoded(self, requests, context):
-        async for request in requests:
-            if type(request) is _Malformed:
-                await self._malformed(context, request.size)
-            yield request
+    async def _decoded(self, requests, decode, context):
+        """Stream's messages, decoded here (after the token was checked) with their bytes;
+        one that does not decode ends the call with INVALID_ARGUMENT."""
+        async for raw in requests:
+            try:
+                request = decode(raw)
+            except Exception:  # noqa: BLE001 - DecodeError, or anything a bad message raises
+                await self._malformed(context, len(raw))
+            yield Received(request, raw)
 
     async def _malformed(self, context, size: int) -> None:
         self._log.warning(log, "malformed", "malformed request from %s (%d bytes): refused "
@@ -263,8 +257,9 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         room_allowed = principal.room_allowed if principal.rooms is not None else None
         m.streams.inc()
         try:
-            async for request in request_iterator:
+            async for received in request_iterator:
                 t0 = time.perf_counter()
+                request = received.request
                 now = time.monotonic()
                 if principal.expired():
                     await self._deny(context, AuthError(grpc.StatusCode.UNAUTHENTICATED,
@@ -281,7 +276,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                     await fanout.restore_missing(self.registry, tenant, request, now)
                 try:
                     response = await self.group_commit.process(
-                        Batch(request, now, tenant, room_allowed))
+                        Batch(request, now, tenant, room_allowed, received.raw))
                 except Exception:  # a bug must not take the server down with it
                     log.exception("internal error processing batch %d", request.batch_id)
                     m.errors.labels("INTERNAL").inc()

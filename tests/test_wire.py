@@ -3,7 +3,9 @@
 Each tick is either read (room id, timestamp, duration, level bytes: the same values the
 protobuf objects give) or left to protobuf (None) because it has anything else. The
 registry's responses are the same either way (tests/test_registry_paths.py); here the
-scanner itself, on hand-made ticks, random requests and random bytes.
+scanner itself, on hand-made ticks, random requests and random bytes. The server hands it
+the bytes as a client sent them, so wherever protobuf accepts bytes, the scanner must read
+them as protobuf does (field order, overlong varints, unknown and repeated fields).
 """
 from __future__ import annotations
 
@@ -139,9 +141,105 @@ def test_random_requests_read_as_protobuf_reads_them(q):
             assert got is None
 
 
+def agrees_with_protobuf(raw: bytes) -> None:
+    """Where protobuf decodes ``raw``, every tick the scanner reads is protobuf's."""
+    try:
+        q = pb.StreamRequest.FromString(raw)
+    except Exception:  # noqa: BLE001 - the server refuses it before the scanner sees it
+        return
+    read = wire._wire.steady_ticks(raw)
+    assert len(read) == len(q.ticks)
+    for tick, got in zip(q.ticks, read):
+        if got is not None:
+            assert not (tick.events or tick.audio or tick.HasField("config")
+                        or tick.levels.roster)
+            assert got == (tick.room_id, tick.timestamp_ms, tick.duration_ms,
+                           tick.levels.levels)
+
+
+def test_client_bytes_in_any_valid_form_read_as_protobuf_reads_them():
+    body = (b"\x32\x03\x12\x01\x05"          # levels first
+            b"\x18\x94\x80\x00"                # duration 20 as an overlong varint
+            b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # timestamp -1
+            b"\x0a\x02ab")
+    raw = b"\x12" + bytes([len(body)]) + body + b"\x08\x05"  # batch_id after the tick
+    assert wire._wire.steady_ticks(raw) == [("ab", -1, 20, b"\x05")]
+    agrees_with_protobuf(raw)
+    wrong_type = b"\x12\x07\x0a\x01r\x32\x00\x08\x01"   # field 1 of LevelVector as varint
+    assert wire._wire.steady_ticks(wrong_type) == [None]
+    agrees_with_protobuf(wrong_type)
+
+
+_tick_fields = st.sampled_from([
+    b"\x0a\x01r", b"\x0a\x02r2", b"\x0a\x00",                   # room_id
+    b"\x10\x14", b"\x10\x94\x80\x00", b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
+    b"\x18\x14", b"\x18\x0f", b"\x18\x80\x80\x80\x80\x20",          # duration_ms
+    b"\x32\x03\x12\x01\x05", b"\x32\x00", b"\x32\x02\x12\x00",     # levels
+    b"\x32\x06\x0a\x01a\x12\x01\x05", b"\x32\x02\x08\x01",         # roster; wrong type
+    b"\x22\x00", b"\x2a\x00", b"\x3a\x00",                       # events, audio, config
+    b"\x78\x01", b"\x0d\x00\x00\x00\x00", b"\x08\x01",            # unknown, wrong types
+    b"\x80", b"\x12\x09",                                       # junk
+])
+
+
+@st.composite
+def client_bytes(draw) -> bytes:
+    """StreamRequests as any client might encode them: this schema's fields in any order,
+    repeated, overlong, of the wrong wire type, and now and then junk."""
+    raw = b""
+    for _ in range(draw(st.integers(0, 4))):
+        fields = draw(st.lists(_tick_fields, max_size=3))
+        if draw(st.booleans()):  # a steady tick's fields, in any order, around those
+            fields += [draw(st.sampled_from([b"\x0a\x01r", b"\x0a\x02r2"])),
+                       draw(st.sampled_from([b"\x10\x14", b"\x10\x94\x80\x00", b""])),
+                       draw(st.sampled_from([b"\x18\x14", b"\x18\x0a", b""])),
+                       draw(st.sampled_from([b"\x32\x03\x12\x01\x05",
+                                             b"\x32\x04\x12\x02\x05\x85"]))]
+        body = b"".join(draw(st.permutations(fields)))
+        raw += b"\x12" + _varint(len(body)) + body
+        if draw(st.integers(0, 5)) == 0:
+            raw += draw(st.sampled_from([b"\x08\x07", b"\x1a\x00", b"\x80"]))
+    return raw
+
+
+@settings(max_examples=3000, deadline=None)
+@given(client_bytes())
+def test_bytes_protobuf_accepts_are_read_as_protobuf_reads_them(raw):
+    agrees_with_protobuf(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests(), st.data())
+def test_reordered_fields_of_valid_requests_read_as_protobuf_reads_them(q, data):
+    """A valid request with each tick's fields in a drawn order (protobuf accepts any)."""
+    raw = b""
+    for tick in q.ticks:
+        fields = []
+        for f, _ in tick.ListFields():  # each field alone, serialized
+            one = pb.RoomTick()
+            one.MergeFrom(tick)
+            for other, _ in tick.ListFields():
+                if other.name != f.name:
+                    one.ClearField(other.name)
+            fields.append(one.SerializeToString())
+        body = b"".join(data.draw(st.permutations(fields)))
+        raw += b"\x12" + _varint(len(body)) + body
+    agrees_with_protobuf(raw)
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
 @settings(max_examples=1000, deadline=None)
 @given(st.binary(max_size=200))
 def test_random_bytes_never_crash(raw):
+    agrees_with_protobuf(raw)
     try:
         read = wire._wire.steady_ticks(raw)
     except ValueError:
