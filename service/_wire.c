@@ -96,63 +96,68 @@ static int level_bytes_only(const uint8_t *p, const uint8_t *end,
     return 1;
 }
 
-/* One RoomTick at [p, end): a new (room_id, timestamp_ms, duration_ms, levels) tuple if
- * it is steady; Py_None (a new reference) if not; NULL with an exception if malformed. */
-static PyObject *steady_tick(const uint8_t *p, const uint8_t *end)
+/* A RoomTick's fields, as far as a steady tick needs them. */
+typedef struct {
+    const uint8_t *room, *levels;
+    Py_ssize_t n_room, n_levels;
+    int64_t timestamp;
+    uint32_t duration;
+} TickFields;
+
+/* Reads the RoomTick at [p, end): 1 if it is steady (room id, timestamp, duration and
+ * level bytes at most once each, nothing else, a room id and a LevelVector present),
+ * 0 if not, -1 if malformed. */
+static int read_tick(const uint8_t *p, const uint8_t *end, TickFields *f)
 {
-    const uint8_t *room = NULL, *levels = NULL;
-    Py_ssize_t n_room = 0, n_levels = 0;
     uint64_t timestamp = 0, duration = 0;
-    int seen_t = 0, seen_d = 0, seen_lv = 0, steady = 1;
-    while (p < end && steady) {
+    int seen_t = 0, seen_d = 0, seen_lv = 0;
+    f->room = f->levels = NULL;
+    f->n_room = f->n_levels = 0;
+    while (p < end) {
         uint64_t tag, n;
-        if (read_varint(&p, end, &tag)) goto malformed;
+        if (read_varint(&p, end, &tag)) return -1;
         int field = (int)(tag >> 3), wt = (int)(tag & 7);
-        if (field == F_ROOM_ID && wt == WT_LEN && room == NULL) {
-            if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) goto malformed;
-            room = p;
-            n_room = (Py_ssize_t)n;
+        if (field == F_ROOM_ID && wt == WT_LEN && f->room == NULL) {
+            if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return -1;
+            f->room = p;
+            f->n_room = (Py_ssize_t)n;
             p += n;
         } else if (field == F_TIMESTAMP_MS && wt == WT_VARINT && !seen_t) {
-            if (read_varint(&p, end, &timestamp)) goto malformed;
+            if (read_varint(&p, end, &timestamp)) return -1;
             seen_t = 1;
         } else if (field == F_DURATION_MS && wt == WT_VARINT && !seen_d) {
-            if (read_varint(&p, end, &duration)) goto malformed;
+            if (read_varint(&p, end, &duration)) return -1;
+            if (duration > UINT32_MAX) return 0; /* protobuf truncates it: let it */
             seen_d = 1;
-            steady = duration <= UINT32_MAX; /* else protobuf truncates: let it */
         } else if (field == F_LEVELS && wt == WT_LEN && !seen_lv) {
-            if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) goto malformed;
-            int only = level_bytes_only(p, p + n, &levels, &n_levels);
-            if (only < 0) goto malformed;
-            steady = only;
+            if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return -1;
+            int only = level_bytes_only(p, p + n, &f->levels, &f->n_levels);
+            if (only <= 0) return only;
             p += n;
             seen_lv = 1;
         } else {
-            steady = 0; /* events, audio, config, unknown or repeated fields */
+            return 0; /* events, audio, config, unknown or repeated fields */
         }
     }
-    if (!steady || room == NULL || n_room == 0 || !seen_lv)
-        Py_RETURN_NONE;
-    PyObject *room_id = PyUnicode_DecodeUTF8((const char *)room, n_room, "strict");
-    if (room_id == NULL) { /* the protobuf path says what is wrong with it */
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    return Py_BuildValue("(NLky#)", room_id, (long long)(int64_t)timestamp,
-                         (unsigned long)duration, (const char *)levels, n_levels);
-malformed:
-    PyErr_SetString(PyExc_ValueError, "malformed RoomTick");
-    return NULL;
+    f->timestamp = (int64_t)timestamp;
+    f->duration = (uint32_t)duration;
+    return f->room != NULL && f->n_room > 0 && seen_lv;
 }
 
-static PyObject *steady_ticks(PyObject *self, PyObject *args)
+/* A steady tick's room id as str; NULL (no exception) if it is not UTF-8. */
+static PyObject *room_id_of(const TickFields *f)
 {
-    Py_buffer raw;
-    if (!PyArg_ParseTuple(args, "y*", &raw))
-        return NULL;
-    const uint8_t *p = raw.buf, *end = p + raw.len;
-    PyObject *out = PyList_New(0);
-    if (out == NULL) goto fail;
+    PyObject *room_id = PyUnicode_DecodeUTF8((const char *)f->room, f->n_room, "strict");
+    if (room_id == NULL)
+        PyErr_Clear(); /* the protobuf path says what is wrong with it */
+    return room_id;
+}
+
+/* Calls on_tick for each RoomTick of the StreamRequest in raw; -1 with ValueError if the
+ * bytes are malformed, or -1 if on_tick fails. */
+static int for_each_tick(const uint8_t *p, const uint8_t *end,
+                         int (*on_tick)(void *, int, const TickFields *), void *arg)
+{
     while (p < end) {
         uint64_t tag, n;
         if (read_varint(&p, end, &tag)) goto malformed;
@@ -162,27 +167,135 @@ static PyObject *steady_ticks(PyObject *self, PyObject *args)
             continue;
         }
         if (read_varint(&p, end, &n) || n > (uint64_t)(end - p)) goto malformed;
-        PyObject *tick = steady_tick(p, p + n);
-        if (tick == NULL) goto fail;
+        TickFields f;
+        int steady = read_tick(p, p + n, &f);
+        if (steady < 0) goto malformed;
+        if (on_tick(arg, steady, &f)) return -1;
         p += n;
-        int err = PyList_Append(out, tick);
-        Py_DECREF(tick);
-        if (err) goto fail;
     }
-    PyBuffer_Release(&raw);
-    return out;
+    return 0;
 malformed:
     PyErr_SetString(PyExc_ValueError, "malformed StreamRequest");
-fail:
-    Py_XDECREF(out);
+    return -1;
+}
+
+static int append_tuple(void *arg, int steady, const TickFields *f)
+{
+    PyObject *tick = NULL, *room_id = steady ? room_id_of(f) : NULL;
+    if (room_id == NULL) {
+        tick = Py_NewRef(Py_None);
+    } else {
+        tick = Py_BuildValue("(NLky#)", room_id, (long long)f->timestamp,
+                             (unsigned long)f->duration, (const char *)f->levels,
+                             f->n_levels);
+        if (tick == NULL) return -1;
+    }
+    int err = PyList_Append((PyObject *)arg, tick);
+    Py_DECREF(tick);
+    return err;
+}
+
+static PyObject *steady_ticks(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*", &raw))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out != NULL && for_each_tick(raw.buf, (const uint8_t *)raw.buf + raw.len,
+                                     append_tuple, out) < 0)
+        Py_CLEAR(out);
     PyBuffer_Release(&raw);
-    return NULL;
+    return out;
+}
+
+/* steady_columns' growing output */
+typedef struct {
+    PyObject *room_ids;          /* list: str, or None where a tick is not steady */
+    int64_t *timestamp, *duration, *n_levels;
+    const uint8_t **levels;
+    Py_ssize_t n, cap, total_levels;
+} Columns;
+
+static int append_columns(void *arg, int steady, const TickFields *f)
+{
+    Columns *c = arg;
+    if (c->n == c->cap) {
+        Py_ssize_t cap = c->cap ? 2 * c->cap : 256;
+        int64_t *t = PyMem_Realloc(c->timestamp, cap * sizeof *t);
+        if (t) c->timestamp = t;
+        int64_t *d = t ? PyMem_Realloc(c->duration, cap * sizeof *d) : NULL;
+        if (d) c->duration = d;
+        int64_t *k = d ? PyMem_Realloc(c->n_levels, cap * sizeof *k) : NULL;
+        if (k) c->n_levels = k;
+        const uint8_t **l = k ? PyMem_Realloc(c->levels, cap * sizeof *l) : NULL;
+        if (l == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        c->levels = l;
+        c->cap = cap;
+    }
+    PyObject *room_id = steady ? room_id_of(f) : NULL;
+    if (room_id == NULL) {
+        room_id = Py_NewRef(Py_None);
+        steady = 0;
+    }
+    int err = PyList_Append(c->room_ids, room_id);
+    Py_DECREF(room_id);
+    if (err) return -1;
+    Py_ssize_t i = c->n++;
+    c->timestamp[i] = steady ? f->timestamp : 0;
+    c->duration[i] = steady ? f->duration : 0;
+    c->n_levels[i] = steady ? f->n_levels : 0;
+    c->levels[i] = steady ? f->levels : NULL;
+    c->total_levels += c->n_levels[i];
+    return 0;
+}
+
+static PyObject *steady_columns(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*", &raw))
+        return NULL;
+    Columns c = {PyList_New(0), NULL, NULL, NULL, NULL, 0, 0, 0};
+    PyObject *out = NULL, *levels = NULL;
+    if (c.room_ids == NULL || for_each_tick(raw.buf, (const uint8_t *)raw.buf + raw.len,
+                                            append_columns, &c) < 0)
+        goto done;
+    levels = PyBytes_FromStringAndSize(NULL, c.total_levels);
+    if (levels == NULL) goto done;
+    char *at = PyBytes_AS_STRING(levels);
+    for (Py_ssize_t i = 0; i < c.n; i++) {
+        if (c.n_levels[i]) memcpy(at, c.levels[i], c.n_levels[i]);
+        at += c.n_levels[i];
+    }
+    Py_ssize_t size = c.n * (Py_ssize_t)sizeof(int64_t);
+    static const char none[1];
+    /* no ticks: empty columns (y# of NULL would be None) */
+    out = Py_BuildValue("(Oy#y#Ny#)", c.room_ids, c.n ? (const char *)c.timestamp : none,
+                        size, c.n ? (const char *)c.duration : none, size, levels,
+                        c.n ? (const char *)c.n_levels : none, size);
+    levels = NULL; /* the tuple owns it, or it was released by the failed call */
+done:
+    Py_XDECREF(levels);
+    Py_XDECREF(c.room_ids);
+    PyMem_Free(c.timestamp);
+    PyMem_Free(c.duration);
+    PyMem_Free(c.n_levels);
+    PyMem_Free(c.levels);
+    PyBuffer_Release(&raw);
+    return out;
 }
 
 static PyMethodDef methods[] = {
     {"steady_ticks", steady_ticks, METH_VARARGS,
      "steady_ticks(serialized StreamRequest) -> [(room_id, timestamp_ms, duration_ms, "
      "levels) or None per tick]; ValueError if the bytes are not a StreamRequest."},
+    {"steady_columns", steady_columns, METH_VARARGS,
+     "steady_columns(serialized StreamRequest) -> (room_ids, timestamp_ms, duration_ms, "
+     "levels, level_counts): per tick its room id (None where the tick is not steady), "
+     "int64 timestamps, durations and level byte counts as bytes (0 where not steady), "
+     "and every steady tick's level bytes end to end; ValueError as steady_ticks."},
     {NULL, NULL, 0, NULL},
 };
 

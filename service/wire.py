@@ -7,6 +7,8 @@ the extension is not built and every tick takes the protobuf path (the same resp
 """
 from __future__ import annotations
 
+import numpy as np
+
 try:
     from . import _wire
 except ImportError:  # not built (no compiler at install time)
@@ -31,3 +33,22 @@ def steady_ticks(serialized: bytes) -> list[SteadyTick | None] | None:
         return _wire.steady_ticks(serialized)
     except ValueError:  # not from protobuf's serializer: let protobuf say what is wrong
         return None
+
+
+SteadyColumns = tuple
+"""(room ids: str, or None where a tick is not steady; timestamp_ms, duration_ms and level
+counts as int64 arrays (0 where not steady); every steady tick's level bytes end to end)."""
+
+
+def steady_columns(serialized: bytes) -> SteadyColumns | None:
+    """``steady_ticks`` as columns, for a batch that is stepped as one (no Python object
+    per tick but its room id). None if the scanner is not built, turned off, or the bytes
+    are not a StreamRequest."""
+    if not enabled:
+        return None
+    try:
+        ids, t, d, levels, counts = _wire.steady_columns(serialized)
+    except ValueError:
+        return None
+    return (ids, np.frombuffer(t, np.int64), np.frombuffer(d, np.int64), levels,
+            np.frombuffer(counts, np.int64))

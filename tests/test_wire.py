@@ -77,6 +77,18 @@ def test_repeated_or_unknown_fields_are_left_to_protobuf():
     assert wire._wire.steady_ticks(b"\x12" + bytes([len(big)]) + big) == [None]
 
 
+def test_columns_of_a_large_batch():
+    q = pb.StreamRequest(batch_id=1)
+    for r in range(3000):  # past the columns' first growth
+        q.ticks.add(room_id=f"room-{r}", timestamp_ms=20 * r, duration_ms=20,
+                    levels=pb.LevelVector(levels=bytes([r % 128]) * (1 + r % 7)))
+    ids, t, d, levels, counts = wire.steady_columns(q.SerializeToString())
+    assert ids == [f"room-{r}" for r in range(3000)]
+    assert t.tolist() == [20 * r for r in range(3000)] and set(d.tolist()) == {20}
+    assert counts.tolist() == [1 + r % 7 for r in range(3000)]
+    assert levels == b"".join(bytes([r % 128]) * (1 + r % 7) for r in range(3000))
+
+
 def test_other_request_fields_are_skipped_and_ticks_keep_their_order():
     q = pb.StreamRequest(batch_id=2**40)
     q.ticks.add(room_id="a", timestamp_ms=20, levels=pb.LevelVector(levels=b"\x01"))
@@ -128,6 +140,7 @@ def requests(draw) -> pb.StreamRequest:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(requests())
 def test_random_requests_read_as_protobuf_reads_them(q):
+    columns_agree_with_ticks(q.SerializeToString())
     read = scan(q)
     assert len(read) == len(q.ticks)
     for tick, got in zip(q.ticks, read):
@@ -141,8 +154,25 @@ def test_random_requests_read_as_protobuf_reads_them(q):
             assert got is None
 
 
+def columns_agree_with_ticks(raw: bytes) -> None:
+    """``steady_columns`` holds what ``steady_ticks`` reads, as columns."""
+    try:
+        read = wire._wire.steady_ticks(raw)
+    except ValueError:
+        with pytest.raises(ValueError):
+            wire._wire.steady_columns(raw)
+        return
+    ids, t, d, levels, counts = wire.steady_columns(raw)
+    assert ids == [None if r is None else r[0] for r in read]
+    assert t.tolist() == [0 if r is None else r[1] for r in read]
+    assert d.tolist() == [0 if r is None else r[2] for r in read]
+    assert counts.tolist() == [0 if r is None else len(r[3]) for r in read]
+    assert levels == b"".join(r[3] for r in read if r is not None)
+
+
 def agrees_with_protobuf(raw: bytes) -> None:
     """Where protobuf decodes ``raw``, every tick the scanner reads is protobuf's."""
+    columns_agree_with_ticks(raw)
     try:
         q = pb.StreamRequest.FromString(raw)
     except Exception:  # noqa: BLE001 - the server refuses it before the scanner sees it
