@@ -8,6 +8,7 @@ its room exactly as it was and never affects the other rooms of the batch.
 from __future__ import annotations
 
 import logging
+import operator
 import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
@@ -76,7 +77,7 @@ RoomKey = tuple[str, str]
 """(tenant, room_id): the same room id under two tenants is two rooms."""
 
 
-@dataclass
+@dataclass(eq=False)  # a room is itself: compared by identity (and found fast in lists)
 class Room:
     room_id: str
     index: int
@@ -123,6 +124,12 @@ class Batch:
     raw: bytes | None = None
     """The request's bytes as received, if at hand (else it is serialized again)."""
 
+
+_LAST_AUDIO = operator.attrgetter("last_audio_t_ms")
+_ROSTER = operator.attrgetter("roster")
+_ROSTER_SLOTS = operator.attrgetter("roster_slots")
+_INDEX = operator.attrgetter("index")
+"""Room fields read for every room of a batch (a map of these runs in C)."""
 
 _Entry = tuple
 """(Batch, its StreamResponse, tick index in the batch, the RoomTick or its
@@ -318,7 +325,8 @@ class RoomRegistry:
         entries: list[_Entry] = []
         stepped = False  # as columns, by _step_steady
         for batch, resp in zip(batches, responses):
-            refusal = self._over_budget(batch.request)
+            refusal = self._over_budget(batch.request,
+                                        None if batch.raw is None else len(batch.raw))
             if refusal is not None:
                 self._reject(resp, refusal, 0, "")
                 continue
@@ -361,8 +369,10 @@ class RoomRegistry:
             self.metrics.batches.inc(len(batches))
         return responses
 
-    def _over_budget(self, request: pb.StreamRequest) -> TickError | None:
-        """A batch over a whole-batch limit, refused before any of it is applied."""
+    def _over_budget(self, request: pb.StreamRequest, size: int | None = None
+                     ) -> TickError | None:
+        """A batch over a whole-batch limit, refused before any of it is applied (``size``:
+        its bytes, if known)."""
         cfg = self.config
         ticks = request.ticks
         if len(ticks) > cfg.max_ticks_per_batch:
@@ -372,7 +382,7 @@ class RoomRegistry:
                              f"{cfg.max_ticks_per_batch}")
         # every entry takes at least a byte on the wire: a small batch cannot be over, and
         # the count (a Python loop over the ticks) is only paid by the large ones
-        if request.ByteSize() <= cfg.max_entries_per_batch:
+        if (size if size is not None else request.ByteSize()) <= cfg.max_entries_per_batch:
             return None
         n = 0
         for t in ticks:
@@ -501,18 +511,17 @@ class RoomRegistry:
         if columns is None or None in columns[0]:
             return False
         ids, t, duration, levels, n_levels = columns
-        rooms_of = self._by_tenant.get(batch.tenant, {})
-        if not all(map(rooms_of.__contains__, ids)) or len(set(ids)) != len(ids):
+        rooms = list(map(self._by_tenant.get(batch.tenant, {}).get, ids))
+        if None in rooms or len(set(ids)) != len(ids):
             return False
         allowed = batch.room_allowed
         if allowed is not None and not all(map(allowed, ids)):
             return False
-        rooms = [rooms_of[r] for r in ids]
         n = len(rooms)
-        last = [r.last_audio_t_ms for r in rooms]
+        last = list(map(_LAST_AUDIO, rooms))
         if None in last:
             last = [NO_AUDIO_YET_MS if x is None else x for x in last]
-        n_roster = np.fromiter([len(r.roster) for r in rooms], np.int64, n)
+        n_roster = np.fromiter(map(len, map(_ROSTER, rooms)), np.int64, n)
         ok = ((n_roster > 0) & (n_levels == n_roster)
               & (t > np.array(last, np.int64)) & (t >= 0) & (t <= MAX_TIMESTAMP_MS)
               & ((duration == 0) | np.isin(duration, TICK_DURATIONS_MS)))
@@ -525,7 +534,7 @@ class RoomRegistry:
             room.last_t_ms = room.last_audio_t_ms = t_ms
             room.end_t_ms = end_ms
         level_dbov, voice = split_header_bytes(levels)
-        wave = Wave(rooms=np.fromiter([r.index for r in rooms], np.int64, n), t_ms=t,
+        wave = Wave(rooms=np.fromiter(map(_INDEX, rooms), np.int64, n), t_ms=t,
                     duration_ms=duration, level_slots=self._roster_slots(rooms),
                     level_dbov=level_dbov, level_voice=voice, pcm=[])
         self._step_and_emit(wave, [], lambda _index: resp, n)
@@ -561,10 +570,10 @@ class RoomRegistry:
         """The slots of these rooms' rosters, end to end: the order of their level bytes.
         Kept while the rooms and their rosters stay the same (one concatenation of
         thousands of small arrays per tick is not free)."""
-        key = [room.roster_slots for room in rooms]
+        key = list(map(_ROSTER_SLOTS, rooms))
         cached = self._roster_cache
         if (cached is not None and len(cached[0]) == len(key)
-                and all(a is b for a, b in zip(key, cached[0]))):
+                and all(map(operator.is_, key, cached[0]))):
             return cached[1]
         slots = np.concatenate(key) if key else np.zeros(0, np.int64)
         slots.flags.writeable = False
