@@ -408,10 +408,12 @@ class Engine:
                 refresh.setdefault(room, []).append(slot)
         for room in floor_moved:
             refresh.setdefault(room, [])
-        if refresh:
-            end = dict(zip(rooms.tolist(), t_end_room.tolist()))
-            for room, slots in refresh.items():
-                self._with_forwarding(room, end[room], out, slots)
+        if refresh:  # each room's end of tick, looked up for these rooms only
+            end_of_room = np.zeros(st.n_rooms, dtype=np.int64)
+            end_of_room[rooms] = t_end_room
+            ends = end_of_room[np.fromiter(refresh, np.int64, len(refresh))].tolist()
+            for (room, slots), end in zip(refresh.items(), ends):
+                self._with_forwarding(room, end, out, slots)
 
     def _step_numpy(self, wave: Wave) -> list[ev.Event]:
         """``step`` as batches of array operations (without the compiled kernel)."""
