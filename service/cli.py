@@ -114,9 +114,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="processes sharing the port (1); worker i "
                    "serves metrics on metrics-port + i")
     p.add_argument("--redis-url", help="share decisions and room state through this Redis "
-                   "(redis://host:port/db) for several replicas; see README: Scaling out")
+                   "(redis://host:port/db) for several replicas; see docs/scaling-out.md")
     p.add_argument("--redis-prefix", help="key prefix in Redis (speakerswitch)")
-    sec = p.add_argument_group("security (see README: Security)")
+    sec = p.add_argument_group("security (see docs/security.md)")
     sec.add_argument("--insecure-no-auth", action="store_true", default=None,
                      help="accept calls without a token (local development only)")
     sec.add_argument("--jwt-secret-file", help="HS256 secret verifying tokens")

@@ -89,7 +89,7 @@ class ServiceConfig:
     accepts and their rooms, and serves metrics on metrics_port + its index."""
     reuse_port: bool = False
     """Bind the gRPC port with SO_REUSEPORT (set for each worker when workers > 1)."""
-    # --- scale-out (README "Scaling out") -------------------------------------------------
+    # --- scale-out (docs/scaling-out.md) -------------------------------------------------
     redis_url: str = ""
     """Redis for several replicas behind a room-affine proxy (e.g. redis://127.0.0.1:6379/0):
     decisions fan out through it to a Watch on any replica, and a replica that takes over a
@@ -251,7 +251,7 @@ def load(overrides: Mapping[str, Any] | None = None, config_file: str | None = N
         name = k[len(ENV_PREFIX):].lower()
         if name not in FIELDS:
             raise ValueError(f"environment: unknown setting {k} (settings: "
-                             f"{ENV_PREFIX}<KEY> for the keys of README: Configuration)")
+                             f"{ENV_PREFIX}<KEY> for the keys of docs/configuration.md)")
         values[name] = _coerce(name, v)
     for k, v in (overrides or {}).items():
         if v is not None:

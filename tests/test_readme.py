@@ -430,3 +430,26 @@ def test_the_python_snippets_print_what_they_say_against_a_real_server(server):
         assert r.returncode == 0, f"{block.where}:\n{r.stderr}"
         assert r.stdout.splitlines() == expected, \
             f"{block.where} prints:\n{r.stdout}\nnot, as it says:\n" + "\n".join(expected)
+
+
+README_MAX_BYTES = 12 * 1024
+"""A newcomer's README: what it is, the two commands, a quickstart, links; the reference
+lives in docs/."""
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def test_the_readme_is_short_and_keeps_its_two_commands():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= README_MAX_BYTES
+    assert "make run" in text and "make test" in text
+
+
+def test_every_docs_page_is_linked_from_the_readme_and_every_link_resolves():
+    for path in DOC_FILES:
+        for target in LINK.findall(path.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            assert (path.parent / target).exists(), f"{path.name}: broken link {target}"
+    linked = {(ROOT / t).resolve() for t in LINK.findall((ROOT / "README.md").read_text())}
+    pages = set((ROOT / "docs").glob("*.md"))
+    assert pages and pages <= linked, sorted(p.name for p in pages - linked)
