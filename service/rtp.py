@@ -176,6 +176,11 @@ def audio_levels(p: Packets, extension_id: np.ndarray | int) -> tuple[np.ndarray
     return level, voice
 
 
+def take(p: Packets, which: np.ndarray) -> Packets:
+    """The packets ``which`` (indexes), over the same bytes."""
+    return Packets(**{k: v if k == "data" else v[which] for k, v in vars(p).items()})
+
+
 def payloads(p: Packets, which: np.ndarray) -> list[bytes]:
     """The payload bytes of the packets ``which`` (indexes)."""
     raw = p.data.tobytes()

@@ -1,0 +1,280 @@
+"""RTP in, room ticks out: each mapped source's packets placed on its room's media clock.
+
+A media server that forwards each participant's audio as RTP needs no client of ours: the
+SSRC says who it is (a mapping set by file, ``serve --rtp-map``), the RFC 6464 level in
+each packet says how loud and whether voiced, and the RTP timestamp says when. Sources of a
+room have unrelated RTP clocks, so each is anchored once to the room's media clock (at its
+first packet, or again after a restart or a jump) and advances by its own timestamps from
+then on: arrival jitter does not move a packet to another tick. A room's 20 ms tick is
+closed, and becomes a ``RoomTick`` of the ordinary gRPC path, when every source of the room
+has sent a later packet, or ``JITTER_MS`` after its end on the wall clock, whichever is
+first; a packet for a closed tick is late and dropped.
+
+Time comes in as ``now_s`` (wall clock, seconds); this module reads no clock and does no
+I/O: the server feeds it datagrams and sends what ``closed`` returns through the registry.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import rtp
+from .api import speakerswitch_pb2 as pb
+
+TICK_MS = 20
+"""The engine's frame: one RoomTick per room per 20 ms of media time."""
+JITTER_MS = 60
+"""How long after a tick's end (wall clock) it waits for late packets: network jitter on
+a LAN is a few ms; the videobridge treats 60 ms without packets as silence."""
+REANCHOR_MS = 1000
+"""A source whose RTP time strays this far from its room's clock (an SSRC restart, a
+timestamp jump, a sender that paused without advancing its timestamps) is anchored again."""
+LEAVE_AFTER_S = 10.0
+"""A source silent this long on the wire (not DTX: no packet at all) has left: its
+participant gets a LEAVE event."""
+MAX_SOURCE_ID_BYTES = 128
+VOICE = {1: pb.VOICE_ACTIVITY_PRESENT, 0: pb.VOICE_ACTIVITY_ABSENT}
+
+
+@dataclass(frozen=True)
+class RtpSource:
+    """Who an SSRC is, and how to read its packets."""
+    room_id: str
+    participant_id: str
+    tenant: str = ""
+    clock_rate_hz: int = 48000
+    """The payload's RTP clock: 48000 for Opus, 8000 for G.711, the rate for L16."""
+    audio_level_id: int = 1
+    """The RFC 8285 id of the RFC 6464 extension (browsers negotiate 1 by default)."""
+
+
+def load_map(path: str) -> dict[int, RtpSource]:
+    """``{"sources": [{"ssrc": 305419896, "room": "r", "participant": "alice",
+    "tenant": "", "clock_rate_hz": 48000, "audio_level_id": 1}, ...]}``; ValueError naming
+    the file, the entry and the field for anything else."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: {e}") from None
+    entries = doc.get("sources") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f'{path}: expected {{"sources": [...]}}')
+    out: dict[int, RtpSource] = {}
+    for i, e in enumerate(entries):
+        where = f"{path}: sources[{i}]"
+        if not isinstance(e, dict):
+            raise ValueError(f"{where}: expected an object")
+        unknown = set(e) - {"ssrc", "room", "participant", "tenant", "clock_rate_hz",
+                            "audio_level_id"}
+        if unknown:
+            raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        ssrc = e.get("ssrc")
+        if not isinstance(ssrc, int) or isinstance(ssrc, bool) or not 0 <= ssrc < 2**32:
+            raise ValueError(f"{where}.ssrc: an integer 0..2^32-1, got {ssrc!r}")
+        if ssrc in out:
+            raise ValueError(f"{where}.ssrc: {ssrc} is mapped twice")
+        out[ssrc] = source(e.get("room"), e.get("participant"), e.get("tenant", ""),
+                           e.get("clock_rate_hz", 48000), e.get("audio_level_id", 1), where)
+    return out
+
+
+def source(room, participant, tenant="", clock_rate_hz=48000, audio_level_id=1,
+           where="source") -> RtpSource:
+    """An RtpSource with every field checked; ValueError naming the field."""
+    for name, v in (("room", room), ("participant", participant)):
+        if not isinstance(v, str) or not 0 < len(v.encode()) <= MAX_SOURCE_ID_BYTES:
+            raise ValueError(f"{where}.{name}: 1..{MAX_SOURCE_ID_BYTES} bytes, got {v!r}")
+    if not isinstance(tenant, str):
+        raise ValueError(f"{where}.tenant: a string, got {tenant!r}")
+    if not isinstance(clock_rate_hz, int) or not 1000 <= clock_rate_hz <= 192000:
+        raise ValueError(f"{where}.clock_rate_hz: 1000..192000, got {clock_rate_hz!r}")
+    if not isinstance(audio_level_id, int) or not 1 <= audio_level_id <= 255:
+        raise ValueError(f"{where}.audio_level_id: 1..255 (1..14 in the one-byte form), "
+                         f"got {audio_level_id!r}")
+    return RtpSource(room, participant, tenant, clock_rate_hz, audio_level_id)
+
+
+@dataclass
+class _Stream:
+    """One SSRC's place on its room's media clock."""
+    anchor_timestamp: int = 0    # unwrapped RTP timestamp ...
+    anchor_media_ms: float = 0.0  # ... at this media time of its room
+    timestamp: int = -1          # the latest unwrapped timestamp (-1: not anchored)
+    sequence: int = -1           # the highest unwrapped sequence number
+    last_packet_s: float = 0.0
+    joined: bool = False
+
+
+@dataclass
+class _Room:
+    tenant: str
+    room_id: str
+    wall0_s: float                      # its media time 0 on the wall clock
+    next_tick: int = 0                  # the first tick not yet closed
+    ticks: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    latest_tick: dict[str, int] = field(default_factory=dict)  # per participant
+    leaving: list[str] = field(default_factory=list)
+
+
+def _unwrap(value: int, previous: int, modulus: int) -> int:
+    """``value`` (mod ``modulus``) as the integer nearest ``previous``."""
+    delta = (value - previous) % modulus
+    if delta >= modulus // 2:
+        delta -= modulus
+    return previous + delta
+
+
+class RtpIngest:
+    """Datagrams in (``receive``), closed room ticks out (``closed``)."""
+
+    def __init__(self, sources: dict[int, RtpSource] | None = None) -> None:
+        self.sources: dict[int, RtpSource] = dict(sources or {})
+        self._streams: dict[int, _Stream] = {}
+        self._rooms: dict[tuple[str, str], _Room] = {}
+        self.counts: Counter[str] = Counter()
+        """Packets by outcome: rtp.REASONS, "unknown_ssrc", "late", "reordered",
+        "no_level", "reanchored" (a bounded set of names: the metrics' labels)."""
+        self.bytes = 0
+
+    # ------------------------------------------------------------------ mapping
+    def map(self, ssrc: int, src: RtpSource) -> None:
+        if self.sources.get(ssrc) != src:
+            self._streams.pop(ssrc, None)  # a new owner starts a new stream
+        self.sources[ssrc] = src
+
+    def unmap(self, ssrc: int) -> None:
+        src = self.sources.pop(ssrc, None)
+        stream = self._streams.pop(ssrc, None)
+        if src is not None and stream is not None and stream.joined:
+            room = self._rooms.get((src.tenant, src.room_id))
+            if room is not None:
+                room.leaving.append(src.participant_id)
+
+    # ------------------------------------------------------------------ packets
+    def receive(self, datagrams: list[bytes], now_s: float) -> None:
+        """Place each packet's level on its room's tick (or count why not)."""
+        if not datagrams:
+            return
+        self.bytes += sum(map(len, datagrams))
+        p = rtp.parse(datagrams)
+        for r, n in zip(*np.unique(p.reason, return_counts=True)):
+            self.counts[rtp.REASONS[r]] += int(n)
+        ok = np.flatnonzero(p.reason == rtp.OK)
+        if not len(ok):
+            return
+        ssrcs = p.ssrc[ok].tolist()
+        srcs = [self.sources.get(s) for s in ssrcs]
+        known = [i for i, s in enumerate(srcs) if s is not None]
+        unknown = len(ok) - len(known)
+        if unknown:
+            self.counts["ok"] -= unknown
+            self.counts["unknown_ssrc"] += unknown
+        if not known:
+            return
+        ok = ok[known]
+        ids = np.array([srcs[i].audio_level_id for i in known], np.int64)
+        level, voice = rtp.audio_levels(rtp.take(p, ok), ids)
+        for j, i in enumerate(known):
+            self._place(ssrcs[i], srcs[i], int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
+                        int(level[j]), int(voice[j]), now_s)
+
+    def _place(self, ssrc: int, src: RtpSource, timestamp: int, sequence: int,
+               level: int, voice: int, now_s: float) -> None:
+        key = (src.tenant, src.room_id)
+        room = self._rooms.get(key)
+        if room is None:
+            room = self._rooms[key] = _Room(src.tenant, src.room_id, now_s)
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            stream = self._streams[ssrc] = _Stream()
+        room_ms = (now_s - room.wall0_s) * 1000.0
+        if stream.timestamp < 0:
+            unwrapped = timestamp
+        else:
+            unwrapped = _unwrap(timestamp, stream.timestamp, 2**32)
+        media_ms = stream.anchor_media_ms + (unwrapped - stream.anchor_timestamp) \
+            * 1000.0 / src.clock_rate_hz
+        if stream.timestamp < 0 or abs(media_ms - room_ms) > REANCHOR_MS:
+            if stream.timestamp >= 0:
+                self.counts["reanchored"] += 1
+            stream.anchor_timestamp, stream.anchor_media_ms = unwrapped, room_ms
+            stream.sequence = -1
+            media_ms = room_ms
+        seq = sequence if stream.sequence < 0 else _unwrap(sequence, stream.sequence, 2**16)
+        if seq < stream.sequence:
+            self.counts["reordered"] += 1
+        stream.sequence = max(stream.sequence, seq)
+        stream.timestamp = max(stream.timestamp, unwrapped) if stream.timestamp >= 0 \
+            else unwrapped
+        stream.last_packet_s = now_s
+        tick = math.floor(media_ms / TICK_MS)
+        pid = src.participant_id
+        if not stream.joined:
+            stream.joined = True
+            if pid in room.leaving:
+                room.leaving.remove(pid)
+        room.latest_tick[pid] = max(room.latest_tick.get(pid, tick), tick)
+        if tick < room.next_tick:
+            self.counts["late"] += 1
+            return
+        if level == rtp.NO_LEVEL:
+            self.counts["no_level"] += 1
+            return
+        frames = room.ticks.setdefault(tick, {})
+        old = frames.get(pid)
+        # two packets in one tick (10 ms packets, or a duplicate): the louder, voiced if any
+        frames[pid] = (level, voice) if old is None else (min(old[0], level),
+                                                          max(old[1], voice))
+
+    # ------------------------------------------------------------------ ticks
+    def closed(self, now_s: float) -> dict[str, pb.StreamRequest]:
+        """The ticks that closed by ``now_s``, one request per tenant (rooms in the order
+        they first had a packet, each room's ticks in order), and LEAVE events for sources
+        silent for ``LEAVE_AFTER_S``."""
+        self._leave_silent(now_s)
+        out: dict[str, pb.StreamRequest] = {}
+        for room in self._rooms.values():
+            due = math.floor(((now_s - room.wall0_s) * 1000.0 - JITTER_MS) / TICK_MS)
+            present = room.latest_tick
+            if present:
+                due = max(due, min(present.values()))  # every source is past it
+            ticks = sorted(k for k in room.ticks if k < due)
+            if not ticks and not room.leaving:
+                room.next_tick = max(room.next_tick, due)
+                continue
+            req = out.get(room.tenant)
+            if req is None:
+                req = out[room.tenant] = pb.StreamRequest()
+            for k in ticks:
+                t = req.ticks.add(room_id=room.room_id, timestamp_ms=k * TICK_MS,
+                                  duration_ms=TICK_MS)
+                for pid, (level, voice) in sorted(room.ticks.pop(k).items()):
+                    a = t.audio.add(participant_id=pid)
+                    a.level.level = level
+                    a.level.voice = VOICE.get(voice, pb.VOICE_ACTIVITY_UNSPECIFIED)
+            if room.leaving:
+                t = req.ticks[-1] if ticks else req.ticks.add(
+                    room_id=room.room_id, timestamp_ms=max(room.next_tick, due) * TICK_MS)
+                for pid in room.leaving:
+                    t.events.add(participant_id=pid,
+                                 type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)
+                    room.latest_tick.pop(pid, None)
+                room.leaving.clear()
+            room.next_tick = max(room.next_tick, due, ticks[-1] + 1 if ticks else 0)
+        return out
+
+    def _leave_silent(self, now_s: float) -> None:
+        for ssrc, stream in self._streams.items():
+            if stream.joined and now_s - stream.last_packet_s >= LEAVE_AFTER_S:
+                src = self.sources.get(ssrc)
+                stream.joined = False
+                stream.timestamp = -1  # it comes back anchored afresh
+                if src is not None:
+                    room = self._rooms.get((src.tenant, src.room_id))
+                    if room is not None and src.participant_id not in room.leaving:
+                        room.leaving.append(src.participant_id)

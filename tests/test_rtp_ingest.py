@@ -1,0 +1,180 @@
+"""service/rtp_ingest.py places each mapped source's RTP packets on its room's media clock
+and closes 20 ms ticks that the registry steps like any gRPC tick. A synthetic wall clock
+drives it; the decisions of a conversation sent as RTP equal those of the same levels sent
+over gRPC."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from service import rtp_ingest
+from service.api import speakerswitch_pb2 as pb
+from service.rooms import RoomRegistry
+from service.rtp_ingest import RtpIngest, RtpSource
+
+from conftest import script_levels, switches
+from test_rtp import level_element, packet
+
+ABC = ["a", "b", "c"]
+TURNS = [("a", 0, 3000), ("b", 3400, 7000), ("c", 7300, 10000), ("a", 10400, 12000)]
+
+
+def sources(offsets: dict[str, int], room="r", clock=48000) -> dict[int, RtpSource]:
+    return {1000 + i: RtpSource(room, pid, clock_rate_hz=clock) for i, pid in enumerate(offsets)}
+
+
+def rtp_of(tick: pb.RoomTick, ssrc_of: dict[str, int], first_ts: dict[str, int],
+           clock=48000) -> list[bytes]:
+    """The tick's levels as one RTP packet per participant (sequence = tick number)."""
+    k = tick.timestamp_ms // 20
+    out = []
+    for a in tick.audio:
+        ts = (first_ts[a.participant_id] + k * clock // 50) % 2**32
+        ext = level_element(a.level.level, a.level.voice == pb.VOICE_ACTIVITY_PRESENT)
+        out.append(packet(seq=(7 + k) % 65536, ts=ts, ssrc=ssrc_of[a.participant_id],
+                          extension=ext))
+    return out
+
+
+def grpc_decisions(ticks: list[pb.RoomTick]) -> list[tuple[int, str]]:
+    reg = RoomRegistry()
+    return switches(reg.process(pb.StreamRequest(ticks=ticks)).events)
+
+
+def test_a_conversation_over_rtp_decides_as_over_grpc():
+    ticks = script_levels("r", TURNS, ABC, 12000)
+    srcs = sources({p: 0 for p in ABC})
+    ssrc_of = {s.participant_id: ssrc for ssrc, s in srcs.items()}
+    # unrelated RTP clocks, one of them wrapping around 2^32 mid-call
+    first_ts = {"a": 123456, "b": 2**32 - 48000 * 3, "c": 999_999_999}
+    ingest = RtpIngest(srcs)
+    reg = RoomRegistry()
+    got = []
+    rng = random.Random(7)
+    for tick in ticks:
+        now = tick.timestamp_ms / 1000
+        datagrams = rtp_of(tick, ssrc_of, first_ts)
+        rng.shuffle(datagrams)  # arrival order within a tick does not matter
+        ingest.receive(datagrams, now + rng.uniform(0, 0.004))  # nor a little jitter
+        for tenant, req in ingest.closed(now + 0.005).items():
+            got += switches(reg.process(req, tenant=tenant).events)
+    for tenant, req in ingest.closed(12.5).items():  # the last ticks, by the wall clock
+        got += switches(reg.process(req, tenant=tenant).events)
+    assert got == grpc_decisions(ticks)
+    assert [s for _, s in got] == ["a", "b", "c", "a"]
+    assert ingest.counts["ok"] == 3 * len(ticks) and ingest.counts["late"] == 0
+
+
+def test_ticks_close_when_every_source_is_past_them_or_after_the_jitter_allowance():
+    srcs = sources({"a": 0, "b": 0})
+    ingest = RtpIngest(srcs)
+    ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(30, True)),
+                    packet(ssrc=1001, ts=5000, extension=level_element(70, False))], 0.0)
+    assert ingest.closed(0.001) == {}  # tick 0 may still get packets
+    ingest.receive([packet(ssrc=1000, ts=960, seq=2, extension=level_element(31, True))], 0.02)
+    assert ingest.closed(0.021) == {}  # b has not sent tick 1 yet
+    ingest.receive([packet(ssrc=1001, ts=5960, seq=2, extension=level_element(71, False))],
+                   0.022)
+    (req,) = ingest.closed(0.023).values()  # both past tick 0
+    assert [(t.timestamp_ms, [(a.participant_id, a.level.level) for a in t.audio])
+            for t in req.ticks] == [(0, [("a", 30), ("b", 70)])]
+    # b goes quiet on the wire: tick 1 closes on the wall clock, JITTER_MS after its end
+    assert ingest.closed(0.02 + 0.02 + rtp_ingest.JITTER_MS / 1000 - 0.002) == {}
+    (req,) = ingest.closed(0.04 + rtp_ingest.JITTER_MS / 1000 + 0.001).values()
+    assert [t.timestamp_ms for t in req.ticks] == [20]
+    # a packet for a closed tick is late
+    ingest.receive([packet(ssrc=1001, ts=5960, seq=3, extension=level_element(71, False))],
+                   0.2)
+    assert ingest.counts["late"] == 1
+
+
+def test_two_packets_in_one_tick_keep_the_louder_and_voiced():
+    ingest = RtpIngest(sources({"a": 0}))
+    ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(40, False)),
+                    packet(ssrc=1000, ts=480, seq=2, extension=level_element(20, True))], 0.0)
+    (req,) = ingest.closed(1.0).values()
+    a = req.ticks[0].audio[0]
+    assert (a.level.level, a.level.voice) == (20, pb.VOICE_ACTIVITY_PRESENT)
+
+
+def test_a_timestamp_jump_reanchors_and_a_reordered_packet_is_counted():
+    ingest = RtpIngest(sources({"a": 0}))
+    ingest.receive([packet(ssrc=1000, ts=0, seq=10, extension=level_element(30, True))], 0.0)
+    ingest.receive([packet(ssrc=1000, ts=960, seq=12, extension=level_element(30, True))],
+                   0.02)
+    ingest.receive([packet(ssrc=1000, ts=1920, seq=11, extension=level_element(30, True))],
+                   0.021)
+    assert ingest.counts["reordered"] == 1
+    # the sender restarts its clock: placed by arrival, not 20 hours away
+    ingest.receive([packet(ssrc=1000, ts=2**31, seq=13, extension=level_element(30, True))],
+                   0.06)
+    assert ingest.counts["reanchored"] == 1
+    (req,) = ingest.closed(5.0).values()
+    assert [t.timestamp_ms for t in req.ticks] == [0, 20, 40, 60]
+
+
+def test_unknown_ssrcs_rtcp_and_garbage_are_counted_and_change_nothing():
+    ingest = RtpIngest(sources({"a": 0}))
+    sr = bytes([0x80, 200, 0, 6]) + bytes(24)
+    ingest.receive([packet(ssrc=77, extension=level_element(30, True)), sr, b"\x01\x02"],
+                   0.0)
+    assert ingest.closed(9.0) == {}
+    assert (ingest.counts["unknown_ssrc"], ingest.counts["rtcp"],
+            ingest.counts["too_short"], ingest.counts["ok"]) == (1, 1, 1, 0)
+
+
+def test_a_source_silent_on_the_wire_leaves_and_comes_back():
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(30, True)),
+                    packet(ssrc=1001, ts=0, extension=level_element(70, False))], 0.0)
+    ingest.closed(1.0)
+    for i in range(1, 600):  # a keeps talking for 12 s, b sends nothing
+        ingest.receive([packet(ssrc=1000, ts=960 * i, seq=i,
+                               extension=level_element(30, True))], 0.02 * i)
+    reqs = [ingest.closed(0.02 * i + 0.1) for i in range(1, 600)]
+    leaves = [(t.timestamp_ms, e.participant_id) for r in reqs for q in r.values()
+              for t in q.ticks for e in t.events]
+    assert len(leaves) == 1 and leaves[0][1] == "b"
+    assert abs(leaves[0][0] - rtp_ingest.LEAVE_AFTER_S * 1000) <= 200
+
+
+def test_unmap_makes_its_participant_leave():
+    ingest = RtpIngest(sources({"a": 0}))
+    ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(30, True))], 0.0)
+    ingest.unmap(1000)
+    (req,) = ingest.closed(1.0).values()
+    assert [(e.participant_id, e.type) for t in req.ticks for e in t.events] == [
+        ("a", pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)]
+
+
+def test_the_map_file(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"sources": [
+        {"ssrc": 1, "room": "r", "participant": "p", "tenant": "t", "clock_rate_hz": 8000,
+         "audio_level_id": 3}]}))
+    assert rtp_ingest.load_map(str(path)) == {1: RtpSource("r", "p", "t", 8000, 3)}
+
+
+@pytest.mark.parametrize("doc, message", [
+    ("[]", "expected {\"sources\""),
+    ('{"sources": [{"ssrc": -1, "room": "r", "participant": "p"}]}', "sources[0].ssrc"),
+    ('{"sources": [{"ssrc": 1, "room": "", "participant": "p"}]}', "sources[0].room"),
+    ('{"sources": [{"ssrc": 1, "room": "r", "participant": "p", "clock_rate_hz": 5}]}',
+     "clock_rate_hz"),
+    ('{"sources": [{"ssrc": 1, "room": "r", "participant": "p", "colour": 1}]}',
+     "unknown field 'colour'"),
+    ('{"sources": [{"ssrc": 1, "room": "r", "participant": "p"},'
+     ' {"ssrc": 1, "room": "r", "participant": "q"}]}', "mapped twice"),
+    ("{", "map.json"),
+])
+def test_a_bad_map_file_names_the_entry_and_field(tmp_path, doc, message):
+    path = tmp_path / "map.json"
+    path.write_text(doc)
+    with pytest.raises(ValueError, match="map.json"):
+        try:
+            rtp_ingest.load_map(str(path))
+        except ValueError as e:
+            assert message in str(e)
+            raise
