@@ -36,6 +36,8 @@ timestamp jump, a sender that paused without advancing its timestamps) is anchor
 LEAVE_AFTER_S = 10.0
 """A source silent this long on the wire (not DTX: no packet at all) has left: its
 participant gets a LEAVE event."""
+LEAVE_CHECK_S = 1.0
+"""How often sources are looked at for that (a pass over all of them)."""
 MAX_SOURCE_ID_BYTES = 128
 VOICE = {1: pb.VOICE_ACTIVITY_PRESENT, 0: pb.VOICE_ACTIVITY_ABSENT}
 
@@ -121,6 +123,12 @@ class _Room:
     leaving: list[str] = field(default_factory=list)
 
 
+def _wall_due(room: _Room, now_s: float) -> int:
+    """The first of the room's ticks not closed by the wall clock at ``now_s``: those
+    before it ended more than JITTER_MS ago."""
+    return math.floor(((now_s - room.wall0_s) * 1000.0 - JITTER_MS) / TICK_MS)
+
+
 def _unwrap(value: int, previous: int, modulus: int) -> int:
     """``value`` (mod ``modulus``) as the integer nearest ``previous``."""
     delta = (value - previous) % modulus
@@ -136,10 +144,13 @@ class RtpIngest:
         self.sources: dict[int, RtpSource] = dict(sources or {})
         self._streams: dict[int, _Stream] = {}
         self._rooms: dict[tuple[str, str], _Room] = {}
+        self._open: dict[tuple[str, str], _Room] = {}
+        """Rooms with ticks or events waiting to be closed: ``closed`` looks at these only."""
         self.counts: Counter[str] = Counter()
         """Packets by outcome: rtp.REASONS, "unknown_ssrc", "late", "reordered",
         "no_level", "reanchored" (a bounded set of names: the metrics' labels)."""
         self.bytes = 0
+        self._leave_checked_s = -math.inf
 
     # ------------------------------------------------------------------ mapping
     def map(self, ssrc: int, src: RtpSource) -> None:
@@ -154,6 +165,7 @@ class RtpIngest:
             room = self._rooms.get((src.tenant, src.room_id))
             if room is not None:
                 room.leaving.append(src.participant_id)
+                self._open[(room.tenant, room.room_id)] = room
 
     # ------------------------------------------------------------------ packets
     def receive(self, datagrams: list[bytes], now_s: float) -> None:
@@ -219,12 +231,13 @@ class RtpIngest:
             if pid in room.leaving:
                 room.leaving.remove(pid)
         room.latest_tick[pid] = max(room.latest_tick.get(pid, tick), tick)
-        if tick < room.next_tick:
+        if tick < max(room.next_tick, _wall_due(room, now_s)):
             self.counts["late"] += 1
             return
         if level == rtp.NO_LEVEL:
             self.counts["no_level"] += 1
             return
+        self._open[key] = room
         frames = room.ticks.setdefault(tick, {})
         old = frames.get(pid)
         # two packets in one tick (10 ms packets, or a duplicate): the louder, voiced if any
@@ -238,14 +251,13 @@ class RtpIngest:
         silent for ``LEAVE_AFTER_S``."""
         self._leave_silent(now_s)
         out: dict[str, pb.StreamRequest] = {}
-        for room in self._rooms.values():
-            due = math.floor(((now_s - room.wall0_s) * 1000.0 - JITTER_MS) / TICK_MS)
+        for key, room in list(self._open.items()):
+            due = _wall_due(room, now_s)
             present = room.latest_tick
             if present:
                 due = max(due, min(present.values()))  # every source is past it
             ticks = sorted(k for k in room.ticks if k < due)
             if not ticks and not room.leaving:
-                room.next_tick = max(room.next_tick, due)
                 continue
             req = out.get(room.tenant)
             if req is None:
@@ -265,10 +277,15 @@ class RtpIngest:
                                  type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)
                     room.latest_tick.pop(pid, None)
                 room.leaving.clear()
-            room.next_tick = max(room.next_tick, due, ticks[-1] + 1 if ticks else 0)
+            room.next_tick = max(room.next_tick, ticks[-1] + 1 if ticks else 0)
+            if not room.ticks:
+                del self._open[key]
         return out
 
     def _leave_silent(self, now_s: float) -> None:
+        if now_s - self._leave_checked_s < LEAVE_CHECK_S:
+            return
+        self._leave_checked_s = now_s
         for ssrc, stream in self._streams.items():
             if stream.joined and now_s - stream.last_packet_s >= LEAVE_AFTER_S:
                 src = self.sources.get(ssrc)
@@ -278,3 +295,4 @@ class RtpIngest:
                     room = self._rooms.get((src.tenant, src.room_id))
                     if room is not None and src.participant_id not in room.leaving:
                         room.leaving.append(src.participant_id)
+                        self._open[(room.tenant, room.room_id)] = room
