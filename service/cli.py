@@ -100,6 +100,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http-host", help="web viewer bind address (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, help="web viewer and HTTP API port (default -1: "
                    "off; make run uses 8080)")
+    p.add_argument("--rtp-host", help="RTP ingest bind address (default 127.0.0.1)")
+    p.add_argument("--rtp-port", type=int, help="RTP ingest UDP port (default -1: off); "
+                   "see docs/rtp.md")
+    p.add_argument("--rtp-map", metavar="FILE", help="JSON file mapping SSRCs to rooms and "
+                   "participants")
     p.add_argument("--profile", choices=sorted(PROFILES), help="default room profile")
     p.add_argument("--idle-timeout-s", type=_number(float, above=0),
                    help="drop rooms idle this long (300)")
@@ -298,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --- listeners: a port that cannot be bound is named before anything starts ------------------
 
-def _bind_error(host: str, port: int) -> OSError | None:
+def _bind_error(host: str, port: int, udp: bool = False) -> OSError | None:
     """Why nothing can listen on ``host:port`` (None: something can), found by binding a
     plain socket as the servers bind theirs: SO_REUSEADDR (gRPC, aiohttp and
     prometheus_client all set it, so a port in TIME_WAIT is not called busy), and not
@@ -306,7 +311,8 @@ def _bind_error(host: str, port: int) -> OSError | None:
     import socket
 
     try:
-        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM,
+        infos = socket.getaddrinfo(host.strip("[]") or None, port,
+                                   type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as e:  # socket.gaierror: an unknown host name
         return e if isinstance(e, OSError) else OSError(str(e))
@@ -316,7 +322,8 @@ def _bind_error(host: str, port: int) -> OSError | None:
             with socket.socket(family, kind, proto) as s:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(addr)
-                s.listen()
+                if not udp:
+                    s.listen()
             return None  # gRPC and prometheus_client are content with one address of several
         except OSError as e:
             error = error or e
@@ -324,7 +331,7 @@ def _bind_error(host: str, port: int) -> OSError | None:
 
 
 SERVE_HOST_FLAGS = {"port": "--host", "metrics_port": "--metrics-host",
-                    "http_port": "--http-host"}
+                    "http_port": "--http-host", "rtp_port": "--rtp-host"}
 
 
 def _listen_problem(cfg, host_flags: dict[str, str | None]) -> str | None:
@@ -338,8 +345,10 @@ def _listen_problem(cfg, host_flags: dict[str, str | None]) -> str | None:
             listeners += [(name, host, port + i, i) for i in range(cfg.workers)]
         elif port >= 0:
             listeners.append((name, host, port, None))
+    if getattr(cfg, "rtp_port", -1) >= 0:
+        listeners.append(("rtp_port", cfg.rtp_host, cfg.rtp_port, None))
     for name, host, port, worker in listeners:
-        e = _bind_error(host, port)
+        e = _bind_error(host, port, udp=name == "rtp_port")
         if e is not None:
             return _listen_line(cfg, host_flags, name, host, port, worker, e)
     return None
@@ -388,10 +397,25 @@ def _start_failure(cfg, host_flags: dict[str, str | None], e: Exception) -> str:
                                                errno.EACCES):
         # aiohttp (the viewer) says "error while attempting to bind on address ...";
         # prometheus_client (metrics) only gives the errno
-        name = "http_port" if "attempting to bind" in str(e) else "metrics_port"
-        host = cfg.http_host if name == "http_port" else cfg.metrics_host
+        name = ("http_port" if "attempting to bind" in str(e) else
+                "rtp_port" if "rtp_port" in str(e) else "metrics_port")
+        host = {"http_port": cfg.http_host, "rtp_port": cfg.rtp_host}.get(name,
+                                                                          cfg.metrics_host)
         return _listen_line(cfg, host_flags, name, host, getattr(cfg, name), None, e)
     return _one_line(str(e))
+
+
+def _rtp_map_problem(cfg) -> str | None:
+    """--rtp-map that cannot be read or is not a map: one line naming the entry and field."""
+    if not cfg.rtp_map:
+        return None
+    from .rtp_ingest import load_map
+
+    try:
+        load_map(cfg.rtp_map)
+    except ValueError as e:
+        return f"--rtp-map: {_one_line(str(e))}"
+    return None
 
 
 def _verifies_tokens(key: bytes) -> bool:
@@ -468,7 +492,7 @@ def _tls_pair_fits(cert_file: str, key_file: str) -> bool:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     keys = ["host", "port", "metrics_host", "metrics_port", "http_host", "http_port",
-            "profile", "idle_timeout_s",
+            "rtp_host", "rtp_port", "rtp_map", "profile", "idle_timeout_s",
             "max_participants_per_room", "max_participants", "max_participants_per_tenant",
             "max_rooms", "max_ticks_per_batch", "log_level",
             "insecure_no_auth", "jwt_secret_file", "jwt_public_key_file", "tls_cert_file",
@@ -480,7 +504,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         return _fail("serve", f"--config: {_os_error(e)}")
     except ValueError as e:
         return _fail("serve", str(e))
-    problem = _file_settings_problem(cfg) or _listen_problem(cfg, SERVE_HOST_FLAGS)
+    problem = (_file_settings_problem(cfg) or _rtp_map_problem(cfg)
+               or _listen_problem(cfg, SERVE_HOST_FLAGS))
     if problem:
         return _fail("serve", problem)
     if cfg.workers > 1:

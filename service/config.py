@@ -45,6 +45,13 @@ class ServiceConfig:
     http_port: int = -1
     """Web viewer and its HTTP API (0: pick a free one, -1: off, the default: the viewer
     is for development and operators, not something every deployment exposes)."""
+    rtp_host: str = "127.0.0.1"
+    rtp_port: int = -1
+    """UDP port of the RTP ingest (docs/rtp.md): a media server forwards each participant's
+    audio here (0: pick a free one, -1: off). RTP carries no credentials: whoever can reach
+    this port can speak for a mapped SSRC, so bind it where only the media servers reach."""
+    rtp_map: str = ""
+    """JSON file mapping SSRCs to tenant, room and participant (docs/rtp.md)."""
     profile: str = "meeting"
     """Tuning profile of rooms that do not choose one."""
     idle_timeout_s: float = 300.0
@@ -145,8 +152,15 @@ class ServiceConfig:
             raise ValueError(f"metrics_port: {self.metrics_port} is not a TCP port (or -1)")
         if not -1 <= self.http_port <= 65535:
             raise ValueError(f"http_port: {self.http_port} is not a TCP port (or -1)")
+        if not -1 <= self.rtp_port <= 65535:
+            raise ValueError(f"rtp_port: {self.rtp_port} is not a UDP port (or -1)")
+        if self.rtp_map and self.rtp_port < 0:
+            raise ValueError("rtp_map: set rtp_port too (the map is for the RTP ingest)")
         if self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.rtp_port >= 0:
+            raise ValueError("rtp_port: the RTP ingest runs in one process: a room's sources "
+                             "must reach the same one (use workers = 1)")
         if self.workers > 1 and self.port == 0:
             raise ValueError("workers: several workers need a fixed port (not 0) to share")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

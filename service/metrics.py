@@ -71,6 +71,12 @@ class Metrics:
             "(batches / drains = how many streams share a step)", registry=r)
         self.switches = Counter("speakerswitch_switches", "Main video feed switches",
                                 ["reason"], registry=r)
+        self.rtp_packets = Counter(
+            "speakerswitch_rtp_packets",
+            "RTP ingest datagrams by outcome: ok, rtcp, unknown_ssrc, late, reordered, "
+            "reanchored, no_level, overflow, or why it was not RTP", ["outcome"], registry=r)
+        self.rtp_bytes = Counter("speakerswitch_rtp_bytes", "RTP ingest bytes received",
+                                 registry=r)
         self.errors = Counter("speakerswitch_errors", "Rejected ticks and failed calls",
                               ["code"], registry=r)
         self.rooms = Gauge("speakerswitch_rooms", "Rooms in memory", registry=r)

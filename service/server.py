@@ -28,6 +28,7 @@ from .group_commit import GroupCommit
 from .rooms import Batch, RoomRegistry, TickError, check_id
 
 if TYPE_CHECKING:
+    from .rtp_server import RtpServer
     from .web import WebViewer
 
 log = logging.getLogger("speakerswitch.server")
@@ -368,13 +369,17 @@ class RunningServer:
     watch_slots: WatchSlots | None = None
     """Open Watch calls and viewer event streams per tenant (max_watchers_per_tenant)."""
     group_commit: GroupCommit | None = None
-    """The one way into the registry while serving (Stream and the HTTP API's events), so
-    that nothing runs between a sliced batch's engine steps."""
+    """The one way into the registry while serving (Stream, the RTP ingest and the HTTP
+    API's events), so that nothing runs between a sliced batch's engine steps."""
+    rtp: RtpServer | None = None
+    """The RTP ingest (``rtp_port`` >= 0)."""
 
     async def stop(self, grace_s: float | None = None) -> None:
         await self.health.enter_graceful_shutdown()
         if self.web is not None:
             await self.web.stop()
+        if self.rtp is not None:
+            await self.rtp.stop()
         if self._gc_task is not None:
             self._gc_task.cancel()
         await self.server.stop(grace_s)
@@ -482,6 +487,20 @@ async def start(config: ServiceConfig) -> RunningServer:
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
                             feed, http, gc_task, fanout, watch_slots=watch_slots,
                             group_commit=service.group_commit)
+    if config.rtp_port >= 0:
+        from .rtp_ingest import RtpIngest, load_map
+        from .rtp_server import RtpServer
+
+        running.rtp = RtpServer(RtpIngest(load_map(config.rtp_map) if config.rtp_map else {}),
+                                service.group_commit, metrics)
+        try:
+            port_rtp = await running.rtp.start(config.rtp_host, config.rtp_port)
+        except OSError:
+            running.rtp = None
+            await running.stop(0)
+            raise
+        log.info("RTP ingest on udp %s:%d (%d sources mapped)", config.rtp_host, port_rtp,
+                 len(running.rtp.ingest.sources))
     if config.http_port >= 0:
         from .web import start_viewer
 

@@ -179,3 +179,62 @@ def test_a_bad_map_file_names_the_entry_and_field(tmp_path, doc, message):
         except ValueError as e:
             assert message in str(e)
             raise
+
+
+# --------------------------------------------------------------------- through a server
+
+def test_rtp_datagrams_to_a_running_server_switch_its_rooms(tmp_path):
+    """A real server with ``rtp_port``: a short conversation sent over UDP on loopback in
+    real time; Watch sees the switches the same levels make over gRPC (within a tick: each
+    source is placed on the room's clock by its first packet's arrival), and the metrics
+    count the packets; a datagram flood of garbage changes nothing."""
+    import contextlib
+    import socket
+    import threading
+    import time
+
+    import grpc
+
+    from service.client import Client
+
+    from conftest import ServerThread, test_config
+
+    turns = [("a", 0, 1200), ("b", 1500, 3000)]
+    ticks = script_levels("rtp-room", turns, ["a", "b"], 3400)
+    srcs = {1000: RtpSource("rtp-room", "a"), 1001: RtpSource("rtp-room", "b")}
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"sources": [
+        {"ssrc": ssrc, "room": s.room_id, "participant": s.participant_id}
+        for ssrc, s in srcs.items()]}))
+    with ServerThread(test_config(rtp_port=0, rtp_map=str(path))) as server:
+        port = server.running.rtp.port
+        seen: list[pb.RoomEvent] = []
+        with Client(server.target) as client:
+            watch = client.watch("rtp-room", wait_for_room=True)
+
+            def read() -> None:
+                with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+                    seen.extend(watch)
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                start = time.monotonic()
+                for i, tick in enumerate(ticks):
+                    for raw in rtp_of(tick, {"a": 1000, "b": 1001}, {"a": 5, "b": 2**31}):
+                        sock.sendto(raw, ("127.0.0.1", port))
+                    if i % 10 == 0:
+                        sock.sendto(b"\x00garbage", ("127.0.0.1", port))
+                    time.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
+            time.sleep(0.3)
+            watch.cancel()
+            reader.join(5)
+        counts = dict(server.running.rtp.ingest.counts)
+        registry = server.running.metrics.registry
+        exported = {o: registry.get_sample_value("speakerswitch_rtp_packets_total",
+                                                 {"outcome": o}) for o in ("ok", "too_short")}
+    got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
+    want = grpc_decisions(ticks)
+    assert [s for _, s in got] == [s for _, s in want] == ["a", "b"]
+    assert all(abs(g - w) <= 20 for (g, _), (w, _) in zip(got, want)), (got, want)
+    assert counts["ok"] == 2 * len(ticks) and counts["too_short"] == len(ticks[::10])
+    assert exported == {"ok": counts["ok"], "too_short": counts["too_short"]}
