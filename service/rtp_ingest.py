@@ -52,6 +52,10 @@ class RtpSource:
     """The payload's RTP clock: 48000 for Opus, 8000 for G.711, the rate for L16."""
     audio_level_id: int = 1
     """The RFC 8285 id of the RFC 6464 extension (browsers negotiate 1 by default)."""
+    voice_activity: bool = True
+    """Whether the sender sets the V bit from a voice activity detector (RFC 6464 "vad=on",
+    as browsers do); with "vad=off" (GStreamer's level element, for one) it means nothing
+    and the engine judges speech from the levels alone."""
 
 
 def load_map(path: str) -> dict[int, RtpSource]:
@@ -72,7 +76,7 @@ def load_map(path: str) -> dict[int, RtpSource]:
         if not isinstance(e, dict):
             raise ValueError(f"{where}: expected an object")
         unknown = set(e) - {"ssrc", "room", "participant", "tenant", "clock_rate_hz",
-                            "audio_level_id"}
+                            "audio_level_id", "voice_activity"}
         if unknown:
             raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         ssrc = e.get("ssrc")
@@ -81,12 +85,13 @@ def load_map(path: str) -> dict[int, RtpSource]:
         if ssrc in out:
             raise ValueError(f"{where}.ssrc: {ssrc} is mapped twice")
         out[ssrc] = source(e.get("room"), e.get("participant"), e.get("tenant", ""),
-                           e.get("clock_rate_hz", 48000), e.get("audio_level_id", 1), where)
+                           e.get("clock_rate_hz", 48000), e.get("audio_level_id", 1),
+                           e.get("voice_activity", True), where)
     return out
 
 
 def source(room, participant, tenant="", clock_rate_hz=48000, audio_level_id=1,
-           where="source") -> RtpSource:
+           voice_activity=True, where="source") -> RtpSource:
     """An RtpSource with every field checked; ValueError naming the field."""
     for name, v in (("room", room), ("participant", participant)):
         if not isinstance(v, str) or not 0 < len(v.encode()) <= MAX_SOURCE_ID_BYTES:
@@ -98,7 +103,10 @@ def source(room, participant, tenant="", clock_rate_hz=48000, audio_level_id=1,
     if not isinstance(audio_level_id, int) or not 1 <= audio_level_id <= 255:
         raise ValueError(f"{where}.audio_level_id: 1..255 (1..14 in the one-byte form), "
                          f"got {audio_level_id!r}")
-    return RtpSource(room, participant, tenant, clock_rate_hz, audio_level_id)
+    if not isinstance(voice_activity, bool):
+        raise ValueError(f"{where}.voice_activity: true or false, got {voice_activity!r}")
+    return RtpSource(room, participant, tenant, clock_rate_hz, audio_level_id,
+                     voice_activity)
 
 
 @dataclass
@@ -192,8 +200,9 @@ class RtpIngest:
         ids = np.array([srcs[i].audio_level_id for i in known], np.int64)
         level, voice = rtp.audio_levels(rtp.take(p, ok), ids)
         for j, i in enumerate(known):
-            self._place(ssrcs[i], srcs[i], int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
-                        int(level[j]), int(voice[j]), now_s)
+            src = srcs[i]
+            self._place(ssrcs[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
+                        int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s)
 
     def _place(self, ssrc: int, src: RtpSource, timestamp: int, sequence: int,
                level: int, voice: int, now_s: float) -> None:

@@ -150,12 +150,20 @@ def test_unmap_makes_its_participant_leave():
         ("a", pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)]
 
 
+def test_a_sender_without_voice_activity_gives_levels_only():
+    ingest = RtpIngest({1000: RtpSource("r", "a", voice_activity=False)})
+    ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(20, False))], 0.0)
+    (req,) = ingest.closed(1.0).values()
+    a = req.ticks[0].audio[0]
+    assert (a.level.level, a.level.voice) == (20, pb.VOICE_ACTIVITY_UNSPECIFIED)
+
+
 def test_the_map_file(tmp_path):
     path = tmp_path / "map.json"
     path.write_text(json.dumps({"sources": [
         {"ssrc": 1, "room": "r", "participant": "p", "tenant": "t", "clock_rate_hz": 8000,
-         "audio_level_id": 3}]}))
-    assert rtp_ingest.load_map(str(path)) == {1: RtpSource("r", "p", "t", 8000, 3)}
+         "audio_level_id": 3, "voice_activity": False}]}))
+    assert rtp_ingest.load_map(str(path)) == {1: RtpSource("r", "p", "t", 8000, 3, False)}
 
 
 @pytest.mark.parametrize("doc, message", [
