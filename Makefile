@@ -83,13 +83,16 @@ $(PY):
 
 # Tools some tests use from Debian's packages: promtool (package prometheus) checks
 # deploy/prometheus; redis-server and nginx run the scale-out tests;
-# chromium runs the browser tests (tests/test_browser.py). Installed when this
-# machine can (root + apt-get); otherwise those tests skip and say why.
-DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromium:chromium
+# chromium runs the browser tests (tests/test_browser.py); GStreamer sends RTP to the
+# RTP ingest (tests/test_rtp_gstreamer.py). Installed when this machine can (root +
+# apt-get); otherwise those tests skip and say why. command:package[,package...]
+DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromium:chromium \
+  gst-launch-1.0:gstreamer1.0-tools,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good
 
 $(TOOLS): Makefile | $(PY)
 	@missing=""; for t in $(DEBIAN_TOOLS); do \
-	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || missing="$$missing $${t#*:}"; done; \
+	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || \
+	    missing="$$missing $$(echo $${t#*:} | tr , ' ')"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian packages:$$missing"; \

@@ -1,0 +1,129 @@
+"""The RTP ingest against a sender no one here wrote: GStreamer (Debian's 1.22) encodes each
+participant's WAV as Opus, puts the RFC 6464 level of each 20 ms in the packet with its
+``rtphdrextclientaudiolevel`` extension, and sends it over UDP to a running server in real
+time. The server's decisions must be those of ``replay`` on the same WAVs' levels.
+
+GStreamer's ``level`` element has no voice activity detector, so its packets say
+``vad=off`` and the map says ``voice_activity: false``: the reference is the same levels
+with no V bit, replayed through the engine (the RTP path must not change the decisions;
+how well levels alone switch is the quality benchmark's business)."""
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import threading
+import time
+import wave
+
+import grpc
+import numpy as np
+import pytest
+
+from service import replay, sample
+from service.api import speakerswitch_pb2 as pb
+from service.client import Client
+
+from conftest import ServerThread, test_config
+
+SECONDS = 11
+"""The sample's first 11 s: p1, p2 and p3 take the floor, with interjections between."""
+SSRC = {"p1": 0x1111, "p2": 0x2222, "p3": 0x3333}
+LEVEL_ID = 1
+
+
+def _gstreamer_missing() -> str | None:
+    if shutil.which("gst-launch-1.0") is None or shutil.which("gst-inspect-1.0") is None:
+        return "gst-launch-1.0 is not installed (Debian gstreamer1.0-tools; make test " \
+               "installs it as root)"
+    for element in ("opusenc", "rtpopuspay", "level", "rndbuffersize",
+                    "rtphdrextclientaudiolevel"):
+        if subprocess.run(["gst-inspect-1.0", element], capture_output=True).returncode:
+            return f"GStreamer element {element} is missing (gstreamer1.0-plugins-base/-good)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_gstreamer_missing() is not None,
+                                reason=_gstreamer_missing() or "")
+
+
+def _trimmed_sample(folder) -> dict[str, str]:
+    sample.write_sample(folder)
+    paths = {}
+    for pid in SSRC:
+        path = folder / f"{pid}.wav"
+        with wave.open(str(path)) as w:
+            rate, frames = w.getframerate(), w.readframes(SECONDS * w.getframerate())
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(frames)
+        paths[pid] = str(path)
+    return paths
+
+
+def _branch(path: str, ssrc: int, port: int) -> list[str]:
+    """One participant: 20 ms buffers (so that each packet's level is its own 20 ms),
+    their level as meta, Opus in 20 ms frames, the level extension (vad=off), UDP."""
+    caps = (f'application/x-rtp,extmap-{LEVEL_ID}=(string)<"",'
+            'urn:ietf:params:rtp-hdrext:ssrc-audio-level,"vad=off">')
+    return ["filesrc", f"location={path}", "!", "wavparse", "!", "audioconvert", "!",
+            "audioresample", "!", "audio/x-raw,format=S16LE,rate=48000,channels=1", "!",
+            "rndbuffersize", "min=1920", "max=1920", "!",
+            "level", "audio-level-meta=true", "post-messages=false", "!",
+            "opusenc", "frame-size=20", "!",
+            "rtpopuspay", f"ssrc={ssrc}", "pt=111", "auto-header-extension=true", "!",
+            caps, "!", "udpsink", "host=127.0.0.1", f"port={port}", "sync=true"]
+
+
+def test_gstreamer_senders_switch_a_room_as_replay_does(tmp_path):
+    paths = _trimmed_sample(tmp_path)
+    map_path = tmp_path / "map.json"
+    map_path.write_text(json.dumps({"sources": [
+        {"ssrc": ssrc, "room": "gst", "participant": pid, "voice_activity": False}
+        for pid, ssrc in SSRC.items()]}))
+    with ServerThread(test_config(rtp_port=0, rtp_map=str(map_path))) as server:
+        port = server.running.rtp.port
+        seen: list[pb.RoomEvent] = []
+        with Client(server.target) as client:
+            watch = client.watch("gst", wait_for_room=True)
+
+            def read() -> None:
+                with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+                    seen.extend(watch)
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            # one pipeline, so that the three start together on one clock
+            command = ["gst-launch-1.0", "-q"]
+            for pid, ssrc in SSRC.items():
+                command += _branch(paths[pid], ssrc, port)
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=SECONDS + 30)
+            assert done.returncode == 0, done.stderr[-2000:]
+            time.sleep(0.5)
+            watch.cancel()
+            reader.join(5)
+        counts = dict(server.running.rtp.ingest.counts)
+    got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
+
+    # the reference: the levels GStreamer measured are those of the WAVs (each 20 ms
+    # buffer's RMS), without a V bit; replayed in-process
+    ticks = []
+    for t, roster, payload in zip(*replay.read_levels_csv(tmp_path / "levels.csv")):
+        if t < SECONDS * 1000:
+            tick = pb.RoomTick(room_id="gst", timestamp_ms=t, duration_ms=20)
+            for pid, byte in zip(roster, payload):
+                tick.audio.add(participant_id=pid).level.level = byte & 0x7F
+            ticks.append(tick)
+    want = [(e.timestamp_ms, e.switch.speaker_id)
+            for r in replay.run_local(replay.requests(iter(ticks))) for e in r.events
+            if e.HasField("switch")]
+    assert counts.get("ok", 0) >= 3 * SECONDS * 50 * 0.98, counts
+    assert counts.get("late", 0) <= 3, counts
+    assert [s for _, s in got] == [s for _, s in want] == ["p1", "p2", "p3"], (got, want)
+    # the room's clock starts at the first packet; each source is placed by its own
+    # first packet's arrival: a switch may move by a tick or two
+    assert np.abs(np.subtract([t for t, _ in got], [t for t, _ in want])).max() <= 40, \
+        (got, want)
