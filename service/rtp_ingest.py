@@ -128,6 +128,7 @@ class _Room:
     next_tick: int = 0                  # the first tick not yet closed
     ticks: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
     latest_tick: dict[str, int] = field(default_factory=dict)  # per participant
+    sent_roster: tuple[str, ...] | None = None  # the sticky roster the registry has
     leaving: list[str] = field(default_factory=list)
 
 
@@ -271,16 +272,29 @@ class RtpIngest:
             req = out.get(room.tenant)
             if req is None:
                 req = out[room.tenant] = pb.StreamRequest()
+            roster = tuple(present)  # who has sent packets, in the order they joined
             for k in ticks:
                 t = req.ticks.add(room_id=room.room_id, timestamp_ms=k * TICK_MS,
                                   duration_ms=TICK_MS)
-                for pid, (level, voice) in sorted(room.ticks.pop(k).items()):
+                frames = room.ticks.pop(k)
+                if len(frames) == len(roster) and all(
+                        f[1] >= 0 for f in frames.values()) and frames.keys() == present.keys():
+                    # everyone has a level with its V bit: the compact form media servers
+                    # send (one byte each, the roster only when it changed), which the
+                    # registry reads without a protobuf object per participant
+                    t.levels.levels = bytes([(frames[p][1] << 7) | frames[p][0]
+                                             for p in roster])
+                    if roster != room.sent_roster:
+                        t.levels.roster.extend(roster)
+                        room.sent_roster = roster
+                    continue
+                for pid, (level, voice) in sorted(frames.items()):
                     a = t.audio.add(participant_id=pid)
                     a.level.level = level
                     a.level.voice = VOICE.get(voice, pb.VOICE_ACTIVITY_UNSPECIFIED)
-            if room.leaving:
-                t = req.ticks[-1] if ticks else req.ticks.add(
-                    room_id=room.room_id, timestamp_ms=max(room.next_tick, due) * TICK_MS)
+            if room.leaving:  # after the levels, at the room's media time
+                t = req.ticks.add(room_id=room.room_id, timestamp_ms=(
+                    ticks[-1] if ticks else max(room.next_tick, due)) * TICK_MS)
                 for pid in room.leaving:
                     t.events.add(participant_id=pid,
                                  type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)

@@ -38,6 +38,22 @@ def rtp_of(tick: pb.RoomTick, ssrc_of: dict[str, int], first_ts: dict[str, int],
     return out
 
 
+def frames(ticks, roster=()) -> list[tuple[int, list[tuple[str, int, int]]]]:
+    """(t_ms, [(participant, level, voice)]) of each tick, whichever form it has (the
+    compact form's roster is sticky: ``roster`` is the one before these ticks)."""
+    out = []
+    for t in ticks:
+        if t.levels.levels:
+            roster = tuple(t.levels.roster) or roster
+            out.append((t.timestamp_ms, [(p, b & 0x7F, b >> 7 and pb.VOICE_ACTIVITY_PRESENT
+                                          or pb.VOICE_ACTIVITY_ABSENT)
+                                         for p, b in zip(roster, t.levels.levels)]))
+        else:
+            out.append((t.timestamp_ms, [(a.participant_id, a.level.level, a.level.voice)
+                                         for a in t.audio]))
+    return out
+
+
 def grpc_decisions(ticks: list[pb.RoomTick]) -> list[tuple[int, str]]:
     reg = RoomRegistry()
     return switches(reg.process(pb.StreamRequest(ticks=ticks)).events)
@@ -78,8 +94,9 @@ def test_ticks_close_when_every_source_is_past_them_or_after_the_jitter_allowanc
     ingest.receive([packet(ssrc=1001, ts=5960, seq=2, extension=level_element(71, False))],
                    0.022)
     (req,) = ingest.closed(0.023).values()  # both past tick 0
-    assert [(t.timestamp_ms, [(a.participant_id, a.level.level) for a in t.audio])
-            for t in req.ticks] == [(0, [("a", 30), ("b", 70)])]
+    assert frames(req.ticks) == [(0, [("a", 30, pb.VOICE_ACTIVITY_PRESENT),
+                                      ("b", 70, pb.VOICE_ACTIVITY_ABSENT)])]
+    assert list(req.ticks[0].levels.roster) == ["a", "b"]  # the compact form, roster first
     # b goes quiet on the wire: tick 1 closes on the wall clock, JITTER_MS after its end
     assert ingest.closed(0.02 + 0.02 + rtp_ingest.JITTER_MS / 1000 - 0.002) == {}
     (req,) = ingest.closed(0.04 + rtp_ingest.JITTER_MS / 1000 + 0.001).values()
@@ -95,8 +112,7 @@ def test_two_packets_in_one_tick_keep_the_louder_and_voiced():
     ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(40, False)),
                     packet(ssrc=1000, ts=480, seq=2, extension=level_element(20, True))], 0.0)
     (req,) = ingest.closed(1.0).values()
-    a = req.ticks[0].audio[0]
-    assert (a.level.level, a.level.voice) == (20, pb.VOICE_ACTIVITY_PRESENT)
+    assert frames(req.ticks) == [(0, [("a", 20, pb.VOICE_ACTIVITY_PRESENT)])]
 
 
 def test_a_timestamp_jump_reanchors_and_a_reordered_packet_is_counted():
@@ -154,7 +170,7 @@ def test_a_sender_without_voice_activity_gives_levels_only():
     ingest = RtpIngest({1000: RtpSource("r", "a", voice_activity=False)})
     ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(20, False))], 0.0)
     (req,) = ingest.closed(1.0).values()
-    a = req.ticks[0].audio[0]
+    a = req.ticks[0].audio[0]  # no V bit to send: not the compact form
     assert (a.level.level, a.level.voice) == (20, pb.VOICE_ACTIVITY_UNSPECIFIED)
 
 
@@ -246,3 +262,30 @@ def test_rtp_datagrams_to_a_running_server_switch_its_rooms(tmp_path):
     assert all(abs(g - w) <= 20 for (g, _), (w, _) in zip(got, want)), (got, want)
     assert counts["ok"] == 2 * len(ticks) and counts["too_short"] == len(ticks[::10])
     assert exported == {"ok": counts["ok"], "too_short": counts["too_short"]}
+
+
+def test_the_compact_form_sends_its_roster_when_it_changes_and_the_other_form_on_a_gap():
+    ingest = RtpIngest(sources({"a": 0, "b": 0, "c": 0}))
+    sent = []
+
+    def tick(i, who):
+        ingest.receive([packet(ssrc=1000 + "abc".index(p), ts=960 * i, seq=i,
+                               extension=level_element(20 + i, True)) for p in who],
+                       0.02 * i)
+        for req in ingest.closed(0.02 * i + 0.07).values():  # past the jitter allowance
+            sent.extend(req.ticks)
+
+    for i, who in enumerate(["ab", "ab", "abc", "abc", "ac", "abc"]):
+        tick(i, who)
+    tick(6, "abc")
+    rosters = [list(t.levels.roster) for t in sent]
+    forms = ["levels" if t.levels.levels else "audio" for t in sent]
+    # tick 1 closes after c's first packet: c is in the room but has no level in it
+    assert forms == ["levels", "audio", "levels", "levels", "audio", "levels"]
+    assert rosters == [["a", "b"], [], ["a", "b", "c"], [], [], []]
+    assert [[p for p, _, _ in f] for _, f in frames(sent)] == [
+        ["a", "b"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c"], ["a", "c"],
+        ["a", "b", "c"]]
+    # the registry reads it as it was meant: b, missing at 80 ms, is not made silent
+    reg = RoomRegistry()
+    assert not reg.process(pb.StreamRequest(ticks=sent)).rejections
