@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
+.PHONY: bench-rtp run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080 $(RUN_ARGS)
@@ -42,6 +42,12 @@ bench: $(STAMP) $(GEN)
 	  --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
 	$(PY) benchmarks/report.py .benchmarks/latest.json --load benchmarks/load.json \
 	  > benchmarks/RESULTS.md
+
+# The RTP ingest alone (also part of make bench): parse, and parse + placement + registry
+# per tick of browser-like packets, 10 to 2,000 sources.
+bench-rtp: $(STAMP) $(GEN)
+	$(PY) -m pytest benchmarks/bench_rtp.py --benchmark-only \
+	  --benchmark-columns=mean,median,ops $(PYTEST_ARGS)
 
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
 bench-quality: $(STAMP) $(GEN)

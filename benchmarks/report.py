@@ -27,6 +27,11 @@ SUPERLINEAR = 1.25
 """The engine's cost per extra participant from 10,000 to 20,000 may exceed its cost per
 extra participant from 1,000 to 10,000 by this factor before it counts as not linear."""
 STARTUP_S = 1.5
+STEP_1X10_US = 30.0
+ENGINE_100_PF_S, ENGINE_2000_PF_S = 10_000_000, 18_000_000
+"""Issue 21: the engine's fixed cost, and 2x the Java DSI at 2000 x 10 on the CI machine."""
+RTP_PACKETS_S = 50_000
+"""Issue 19: 1,000 participants at 20 ms through the RTP ingest on one core."""
 BUSY_MACHINE = 0.10
 """Other jobs' CPU (share of a core) above which a load figure is flagged as disturbed."""
 
@@ -104,7 +109,41 @@ def targets(benches: dict, load: dict | None) -> list[Row]:
                     None if st is None else st < STARTUP_S,
                     "" if st is None or st < STARTUP_S else
                     f"{st:.2f} s: import and start-up of the Python process"))
+    rows += engine_cost_rows(benches)
+    rows.append(rtp_row(benches))
     return rows
+
+
+def engine_cost_rows(benches: dict) -> list[Row]:
+    """Issue 21 target 2: what one step costs whatever its size, and the throughput of
+    small and large waves, beside the naive loop of the same run."""
+    one = stat_ms(benches, "test_engine_levels[1-10]")
+    one_us = one * 1000 if one is not None else None
+    rows = [Row("Engine fixed cost: a 1 x 10 step <= 30 us (median)", fmt(one_us, " us", 1),
+                None if one_us is None else one_us <= STEP_1X10_US)]
+    e100 = extra(benches, "test_engine_levels[100-10]", "participant_frames_per_s")
+    e2000 = extra(benches, "test_engine_levels[2000-10]", "participant_frames_per_s")
+    naive = extra(benches, "test_naive_levels[2000-10]", "participant_frames_per_s")
+    met = None if e100 is None or e2000 is None else (
+        e100 >= ENGINE_100_PF_S and e2000 >= ENGINE_2000_PF_S)
+    why = [w for w, bad in ((f"100 x 10: {fmt(e100 and e100 / 1e6, ' M', 1)} < 10 M",
+                             e100 is not None and e100 < ENGINE_100_PF_S),
+                            (f"2000 x 10: {fmt(e2000 and e2000 / 1e6, ' M', 1)} < 18 M",
+                             e2000 is not None and e2000 < ENGINE_2000_PF_S)) if bad]
+    rows.append(Row("Engine: 100 x 10 >= 10 M and 2000 x 10 >= 18 M participant-frames/s",
+                    f"{fmt(e100 and e100 / 1e6, ' M', 1)} / {fmt(e2000 and e2000 / 1e6, ' M', 1)}"
+                    f" pf/s; naive loop {fmt(e2000 and naive and e2000 / naive, 'x', 0)} slower",
+                    met, "; ".join(why)))
+    return rows
+
+
+def rtp_row(benches: dict) -> Row:
+    pps = extra(benches, "test_rtp_ingest[1000]", "packets_per_s")
+    us = extra(benches, "test_rtp_ingest[1000]", "us_per_packet")
+    return Row("RTP ingest: >= 50,000 packets/s on one core (1,000 sources at 20 ms; parse, "
+               "placement, tick close and registry)",
+               f"{fmt(pps, ' packets/s')} ({fmt(us, ' us', 1)} per packet)",
+               None if pps is None else pps >= RTP_PACKETS_S)
 
 
 def linearity_row(benches: dict) -> Row:
@@ -170,6 +209,11 @@ def server_rows(benches: dict, load: dict | None) -> list[Row]:
                    f"{100 * small['server_cpu_share']:.0f}%: per message grpc.aio's read and "
                    "write on a core the server shares with the load client "
                    f"({100 * small['client_cpu_share']:.0f}% of a core)")
+            echo = small.get("echo")
+            if echo:
+                why += (f"; a bare grpc.aio server that only echoes the same messages takes "
+                        f"{100 * echo['server_cpu_share']:.0f}% (benchmarks/echo_server.py): "
+                        "the framework's floor")
         rows.append(Row(target + when,
                         f"server CPU {100 * small['server_cpu_share']:.0f}%; processing p99 "
                         f"{small['proc_p99_ms']} ms (<= {small['proc_p99_le_ms']:g}), p50 "
@@ -223,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                        for k, v in b.get("extra_info", {}).items())
         out.append(f"| {b['name']} | {s['median'] * 1000:.3f} ms | {s['mean'] * 1000:.3f} ms | "
                    f"{ex} |")
-    out += ["", "## Targets (issue #9)", "",
+    out += ["", "## Targets (issues #9, #19, #21)", "",
             "| target | measured | met | why not; notes |", "|---|---|---|---|"]
     for r in targets(benches, load):
         verdict = "not measured" if r.met is None else ("**met**" if r.met else "**not met**")

@@ -45,3 +45,28 @@ def test_engine_target_needs_both_the_rate_and_the_ratio(engine, naive, met):
                                            **stats}}
     rows = report.targets(runs, None)
     assert rows[0].met is met
+
+
+@pytest.mark.parametrize("one_ms,e100,e2000,met", [(0.025, 12e6, 20e6, (True, True)),
+                                                    (0.040, 12e6, 20e6, (False, True)),
+                                                    (0.025, 9e6, 20e6, (True, False)),
+                                                    (0.025, 12e6, 17e6, (True, False))])
+def test_the_engine_cost_targets_of_issue_21(one_ms, e100, e2000, met):
+    def run(ms, pf=None):
+        return {"stats": {"mean": ms / 1000, "median": ms / 1000},
+                "extra_info": {} if pf is None else {"participant_frames_per_s": pf}}
+    runs = {"test_engine_levels[1-10]": run(one_ms),
+            "test_engine_levels[100-10]": run(0.1, e100),
+            "test_engine_levels[2000-10]": run(1.0, e2000),
+            "test_naive_levels[2000-10]": run(50.0, 0.2e6)}
+    step, rate = report.engine_cost_rows(runs)
+    assert (step.met, rate.met) == met
+    assert step.figure == f"{one_ms * 1000:.1f} us"
+
+
+@pytest.mark.parametrize("pps,met", [(60_000, True), (49_000, False), (None, None)])
+def test_the_rtp_ingest_target(pps, met):
+    runs = {} if pps is None else {"test_rtp_ingest[1000]": {
+        "stats": {"mean": 1000 / pps, "median": 1000 / pps},
+        "extra_info": {"packets_per_s": pps, "us_per_packet": 1e6 / pps}}}
+    assert report.rtp_row(runs).met is met
