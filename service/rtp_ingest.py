@@ -39,6 +39,10 @@ participant gets a LEAVE event."""
 LEAVE_CHECK_S = 1.0
 """How often sources are looked at for that (a pass over all of them)."""
 MAX_SOURCE_ID_BYTES = 128
+DEFAULT_CLOCK_RATE_HZ = 48000
+"""Opus, what browsers send."""
+DEFAULT_AUDIO_LEVEL_ID = 1
+"""The id browsers negotiate for the audio level by default."""
 VOICE = {1: pb.VOICE_ACTIVITY_PRESENT, 0: pb.VOICE_ACTIVITY_ABSENT}
 
 
@@ -48,9 +52,9 @@ class RtpSource:
     room_id: str
     participant_id: str
     tenant: str = ""
-    clock_rate_hz: int = 48000
+    clock_rate_hz: int = DEFAULT_CLOCK_RATE_HZ
     """The payload's RTP clock: 48000 for Opus, 8000 for G.711, the rate for L16."""
-    audio_level_id: int = 1
+    audio_level_id: int = DEFAULT_AUDIO_LEVEL_ID
     """The RFC 8285 id of the RFC 6464 extension (browsers negotiate 1 by default)."""
     voice_activity: bool = True
     """Whether the sender sets the V bit from a voice activity detector (RFC 6464 "vad=on",
@@ -163,11 +167,15 @@ class RtpIngest:
 
     # ------------------------------------------------------------------ mapping
     def map(self, ssrc: int, src: RtpSource) -> None:
-        if self.sources.get(ssrc) != src:
-            self._streams.pop(ssrc, None)  # a new owner starts a new stream
+        """``ssrc`` is ``src`` from now on; if it was someone else, that one leaves."""
+        old = self.sources.get(ssrc)
+        if old is not None and old != src:
+            self.unmap(ssrc)
         self.sources[ssrc] = src
 
-    def unmap(self, ssrc: int) -> None:
+    def unmap(self, ssrc: int) -> RtpSource | None:
+        """Forget ``ssrc``; its participant leaves if it had sent anything. Returns what it
+        was mapped to."""
         src = self.sources.pop(ssrc, None)
         stream = self._streams.pop(ssrc, None)
         if src is not None and stream is not None and stream.joined:
@@ -175,6 +183,7 @@ class RtpIngest:
             if room is not None:
                 room.leaving.append(src.participant_id)
                 self._open[(room.tenant, room.room_id)] = room
+        return src
 
     # ------------------------------------------------------------------ packets
     def receive(self, datagrams: list[bytes], now_s: float) -> None:

@@ -26,6 +26,9 @@ from .feed import FeedError, LocalFeed, RoomFeed, WatchSlots, subscribe
 from .metrics import LogLimiter, Metrics, MetricsServer
 from .group_commit import GroupCommit
 from .rooms import Batch, RoomRegistry, TickError, check_id
+from .rtp_ingest import DEFAULT_AUDIO_LEVEL_ID, DEFAULT_CLOCK_RATE_HZ, RtpIngest
+from .rtp_ingest import RtpSource as RtpSourceMapping
+from .rtp_ingest import source as rtp_source
 
 if TYPE_CHECKING:
     from .rtp_server import RtpServer
@@ -35,7 +38,8 @@ log = logging.getLogger("speakerswitch.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpeakerSwitch"].full_name
 GRANT_OF = {f"/{SERVICE_NAME}/Stream": "publish", f"/{SERVICE_NAME}/Watch": "watch",
-            f"/{SERVICE_NAME}/GetRoom": "watch"}
+            f"/{SERVICE_NAME}/GetRoom": "watch", f"/{SERVICE_NAME}/MapRtpSource": "publish",
+            f"/{SERVICE_NAME}/UnmapRtpSource": "publish"}
 """The grant each method needs (health checking and reflection need none)."""
 TOKEN_EXPIRED = "token expired: reconnect with a new one"
 
@@ -152,6 +156,8 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         self.group_commit = GroupCommit(registry, metrics)
         self.watch_slots = watch_slots or WatchSlots(config.max_watchers_per_tenant, metrics)
         self._log = LogLimiter()
+        self.rtp_ingest: RtpIngest | None = None
+        """The RTP ingest whose SSRC map MapRtpSource sets (``rtp_port`` >= 0)."""
 
     async def _principal(self, context, grant: str) -> Principal:
         """The caller, if its token is good and grants ``grant``; else the call ends with
@@ -351,6 +357,69 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                                 f"room_id: no room {clip(request.room_id)}")
         return state
 
+    # ------------------------------------------------------------ RTP ingest mapping
+    async def _rtp_ingest(self, context) -> RtpIngest:
+        if self.rtp_ingest is None:
+            await self._fail(context, grpc.StatusCode.FAILED_PRECONDITION,
+                             "rtp_port: this server has no RTP ingest (serve --rtp-port)")
+        return self.rtp_ingest
+
+    async def _fail(self, context, code: grpc.StatusCode, message: str) -> None:
+        self.metrics.errors.labels(code.name).inc()
+        await self._abort(context, code, message)
+
+    async def MapRtpSource(self, request, context):  # noqa: N802
+        principal = await self._principal(context, "publish")
+        ingest = await self._rtp_ingest(context)
+        try:
+            check_id(request.room_id, "room_id")
+            check_id(request.participant_id, "participant_id")
+        except TickError as e:
+            await self._fail(context, e.code, str(e))
+        try:
+            principal.check_room(request.room_id)
+        except AuthError as e:
+            await self._deny(context, e)
+        try:
+            src = rtp_source(request.room_id, request.participant_id, principal.tenant,
+                             request.clock_rate_hz or DEFAULT_CLOCK_RATE_HZ,
+                             request.audio_level_id or DEFAULT_AUDIO_LEVEL_ID,
+                             not request.no_voice_activity, where="")
+        except ValueError as e:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(e).lstrip("."))
+        old = ingest.sources.get(request.ssrc)
+        if old is not None and old.tenant != principal.tenant:
+            await self._fail(context, grpc.StatusCode.ALREADY_EXISTS,
+                             f"ssrc: {request.ssrc} is mapped by another tenant")
+        if old is None and sum(s.tenant == principal.tenant for s in ingest.sources.values()) \
+                >= self.registry.max_participants_per_tenant:
+            self.metrics.limit_rejections.labels("max_participants_per_tenant").inc()
+            await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             "ssrc: the tenant maps max_participants_per_tenant="
+                             f"{self.registry.max_participants_per_tenant} sources already")
+        ingest.map(request.ssrc, src)
+        return _rtp_source_message(request.ssrc, src)
+
+    async def UnmapRtpSource(self, request, context):  # noqa: N802
+        principal = await self._principal(context, "publish")
+        ingest = await self._rtp_ingest(context)
+        old = ingest.sources.get(request.ssrc)
+        if old is None or old.tenant != principal.tenant:
+            await self._fail(context, grpc.StatusCode.NOT_FOUND,
+                             f"ssrc: {request.ssrc} is not mapped")
+        try:
+            principal.check_room(old.room_id)
+        except AuthError as e:
+            await self._deny(context, e)
+        ingest.unmap(request.ssrc)
+        return pb.UnmapRtpSourceResponse(removed=_rtp_source_message(request.ssrc, old))
+
+
+def _rtp_source_message(ssrc: int, src: RtpSourceMapping) -> pb.RtpSource:
+    return pb.RtpSource(ssrc=ssrc, room_id=src.room_id, participant_id=src.participant_id,
+                        clock_rate_hz=src.clock_rate_hz, audio_level_id=src.audio_level_id,
+                        no_voice_activity=not src.voice_activity)
+
 
 @dataclass
 class RunningServer:
@@ -488,11 +557,12 @@ async def start(config: ServiceConfig) -> RunningServer:
                             feed, http, gc_task, fanout, watch_slots=watch_slots,
                             group_commit=service.group_commit)
     if config.rtp_port >= 0:
-        from .rtp_ingest import RtpIngest, load_map
+        from .rtp_ingest import load_map
         from .rtp_server import RtpServer
 
         running.rtp = RtpServer(RtpIngest(load_map(config.rtp_map) if config.rtp_map else {}),
                                 service.group_commit, metrics)
+        service.rtp_ingest = running.rtp.ingest
         try:
             port_rtp = await running.rtp.start(config.rtp_host, config.rtp_port)
         except OSError:

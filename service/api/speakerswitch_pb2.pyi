@@ -67,6 +67,34 @@ SWITCH_REASON_LEFT: SwitchReason
 SWITCH_REASON_PINNED: SwitchReason
 SWITCH_REASON_UNPINNED: SwitchReason
 
+class RtpSource(_message.Message):
+    __slots__ = ("ssrc", "room_id", "participant_id", "clock_rate_hz", "audio_level_id", "no_voice_activity")
+    SSRC_FIELD_NUMBER: _ClassVar[int]
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_LEVEL_ID_FIELD_NUMBER: _ClassVar[int]
+    NO_VOICE_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    ssrc: int
+    room_id: str
+    participant_id: str
+    clock_rate_hz: int
+    audio_level_id: int
+    no_voice_activity: bool
+    def __init__(self, ssrc: _Optional[int] = ..., room_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., clock_rate_hz: _Optional[int] = ..., audio_level_id: _Optional[int] = ..., no_voice_activity: _Optional[bool] = ...) -> None: ...
+
+class UnmapRtpSourceRequest(_message.Message):
+    __slots__ = ("ssrc",)
+    SSRC_FIELD_NUMBER: _ClassVar[int]
+    ssrc: int
+    def __init__(self, ssrc: _Optional[int] = ...) -> None: ...
+
+class UnmapRtpSourceResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: RtpSource
+    def __init__(self, removed: _Optional[_Union[RtpSource, _Mapping]] = ...) -> None: ...
+
 class StreamRequest(_message.Message):
     __slots__ = ("batch_id", "ticks")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]

@@ -49,6 +49,16 @@ class SpeakerSwitchStub:
                 request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.GetRoomRequest.SerializeToString,
                 response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RoomState.FromString,
                 _registered_method=True)
+        self.MapRtpSource = channel.unary_unary(
+                '/speakerswitch.v1.SpeakerSwitch/MapRtpSource',
+                request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.SerializeToString,
+                response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.FromString,
+                _registered_method=True)
+        self.UnmapRtpSource = channel.unary_unary(
+                '/speakerswitch.v1.SpeakerSwitch/UnmapRtpSource',
+                request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.UnmapRtpSourceRequest.SerializeToString,
+                response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.UnmapRtpSourceResponse.FromString,
+                _registered_method=True)
 
 
 class SpeakerSwitchServicer:
@@ -80,6 +90,26 @@ class SpeakerSwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MapRtpSource(self, request, context):
+        """Say who an RTP source arriving at the RTP ingest (`serve --rtp-port`, docs/rtp.md)
+        is: its SSRC becomes a participant of a room of the caller's tenant, as if listed in
+        the `--rtp-map` file. Needs the publish grant for the room. Mapping an SSRC again
+        moves it (its old participant leaves). FAILED_PRECONDITION if the server has no RTP
+        ingest; ALREADY_EXISTS if another tenant maps the SSRC; INVALID_ARGUMENT naming the
+        field for a bad one. Returns the mapping as stored (defaults filled in).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnmapRtpSource(self, request, context):
+        """Forget an SSRC of the caller's tenant: its participant leaves the room. NOT_FOUND if
+        the tenant has not mapped it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SpeakerSwitchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +127,16 @@ def add_SpeakerSwitchServicer_to_server(servicer, server):
                     servicer.GetRoom,
                     request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.GetRoomRequest.FromString,
                     response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RoomState.SerializeToString,
+            ),
+            'MapRtpSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.MapRtpSource,
+                    request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.FromString,
+                    response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.SerializeToString,
+            ),
+            'UnmapRtpSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmapRtpSource,
+                    request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.UnmapRtpSourceRequest.FromString,
+                    response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.UnmapRtpSourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +220,60 @@ class SpeakerSwitch:
             '/speakerswitch.v1.SpeakerSwitch/GetRoom',
             speakerswitch_dot_v1_dot_speakerswitch__pb2.GetRoomRequest.SerializeToString,
             speakerswitch_dot_v1_dot_speakerswitch__pb2.RoomState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MapRtpSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerswitch.v1.SpeakerSwitch/MapRtpSource',
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.SerializeToString,
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmapRtpSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerswitch.v1.SpeakerSwitch/UnmapRtpSource',
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.UnmapRtpSourceRequest.SerializeToString,
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.UnmapRtpSourceResponse.FromString,
             options,
             channel_credentials,
             insecure,
