@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import rtp
+from . import g711, rtp
 from .api import speakerswitch_pb2 as pb
 
 TICK_MS = 20
@@ -44,6 +44,16 @@ DEFAULT_CLOCK_RATE_HZ = 48000
 DEFAULT_AUDIO_LEVEL_ID = 1
 """The id browsers negotiate for the audio level by default."""
 VOICE = {1: pb.VOICE_ACTIVITY_PRESENT, 0: pb.VOICE_ACTIVITY_ABSENT}
+G711 = {0: g711.MU_LAW, 8: g711.A_LAW}
+"""Static RTP payload types (RFC 3551) decoded for the VAD path when a packet carries no
+audio level: PCMU and PCMA, 8 kHz."""
+G711_RATE_HZ = 8000
+G711_TICK_BYTES = G711_RATE_HZ * TICK_MS // 1000 * 2
+"""A tick of decoded G.711: 160 samples of int16."""
+
+
+class _Pcm(list):
+    """A participant's decoded audio within one tick: (RTP timestamp, int16 bytes) parts."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,13 @@ class _Room:
     leaving: list[str] = field(default_factory=list)
 
 
+def _one_tick(parts: _Pcm) -> bytes:
+    """A tick's decoded G.711 packets in timestamp order, as exactly 20 ms: a lost packet's
+    share is silence, a surplus (30 ms packets) is cut."""
+    audio = b"".join(pcm for _, pcm in sorted(dict(parts).items()))  # a duplicate once
+    return audio[:G711_TICK_BYTES].ljust(G711_TICK_BYTES, b"\0")
+
+
 def _wall_due(room: _Room, now_s: float) -> int:
     """The first of the room's ticks not closed by the wall clock at ``now_s``: those
     before it ended more than JITTER_MS ago."""
@@ -209,13 +226,21 @@ class RtpIngest:
         ok = ok[known]
         ids = np.array([srcs[i].audio_level_id for i in known], np.int64)
         level, voice = rtp.audio_levels(rtp.take(p, ok), ids)
+        # no level but G.711: decode it for the VAD
+        pcm_at = np.flatnonzero((level == rtp.NO_LEVEL) & np.isin(p.payload_type[ok],
+                                                                   list(G711)))
+        pcm = dict(zip(pcm_at.tolist(), rtp.payloads(p, ok[pcm_at]))) if len(pcm_at) else {}
         for j, i in enumerate(known):
             src = srcs[i]
+            payload = pcm.get(j)
+            if payload is not None:
+                payload = g711.decode(payload, G711[int(p.payload_type[ok[j]])])
             self._place(ssrcs[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
-                        int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s)
+                        int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s,
+                        payload)
 
     def _place(self, ssrc: int, src: RtpSource, timestamp: int, sequence: int,
-               level: int, voice: int, now_s: float) -> None:
+               level: int, voice: int, now_s: float, pcm: bytes | None = None) -> None:
         key = (src.tenant, src.room_id)
         room = self._rooms.get(key)
         if room is None:
@@ -253,12 +278,22 @@ class RtpIngest:
         if tick < max(room.next_tick, _wall_due(room, now_s)):
             self.counts["late"] += 1
             return
+        if pcm is not None:
+            self._open[key] = room
+            frames = room.ticks.setdefault(tick, {})
+            parts = frames.get(pid)
+            if type(parts) is not _Pcm:
+                parts = frames[pid] = _Pcm()
+            parts.append((unwrapped, pcm))
+            return
         if level == rtp.NO_LEVEL:
             self.counts["no_level"] += 1
             return
         self._open[key] = room
         frames = room.ticks.setdefault(tick, {})
         old = frames.get(pid)
+        if type(old) is _Pcm:
+            return  # a level beside decoded audio in one tick: the audio is kept
         # two packets in one tick (10 ms packets, or a duplicate): the louder, voiced if any
         frames[pid] = (level, voice) if old is None else (min(old[0], level),
                                                           max(old[1], voice))
@@ -287,7 +322,8 @@ class RtpIngest:
                                   duration_ms=TICK_MS)
                 frames = room.ticks.pop(k)
                 if len(frames) == len(roster) and all(
-                        f[1] >= 0 for f in frames.values()) and frames.keys() == present.keys():
+                        type(f) is tuple and f[1] >= 0 for f in frames.values()) \
+                        and frames.keys() == present.keys():
                     # everyone has a level with its V bit: the compact form media servers
                     # send (one byte each, the roster only when it changed), which the
                     # registry reads without a protobuf object per participant
@@ -297,8 +333,13 @@ class RtpIngest:
                         t.levels.roster.extend(roster)
                         room.sent_roster = roster
                     continue
-                for pid, (level, voice) in sorted(frames.items()):
+                for pid, frame in sorted(frames.items()):
                     a = t.audio.add(participant_id=pid)
+                    if type(frame) is _Pcm:
+                        a.pcm.samples = _one_tick(frame)
+                        a.pcm.sample_rate_hz = G711_RATE_HZ
+                        continue
+                    level, voice = frame
                     a.level.level = level
                     a.level.voice = VOICE.get(voice, pb.VOICE_ACTIVITY_UNSPECIFIED)
             if room.leaving:  # after the levels, at the room's media time

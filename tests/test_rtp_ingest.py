@@ -323,3 +323,48 @@ def test_100k_random_datagrams_change_no_room():
     clean = run(False)
     assert len(clean) > 100
     assert run(True) == clean
+
+
+def test_g711_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
+    """A telephone gateway's PCMU (payload type 0, 8 kHz, no audio level): decoded and
+    stepped as 20 ms PCM frames; the same decoded audio sent over gRPC makes the same
+    decisions. One participant sends PCMA (type 8), in 10 ms packets."""
+    from service import g711, sample
+
+    tracks, _ = sample.conversation(rate=8000)
+    n_ticks = 11_000 // 20
+    law = {"p1": (0, g711.MU_LAW), "p2": (8, g711.A_LAW), "p3": (0, g711.MU_LAW)}
+    codes = {}
+    for pid, x in tracks.items():  # encode: the nearest code word of each sample
+        table = law[pid][1]
+        order = np.argsort(table)
+        pcm = np.clip(np.round(x[: n_ticks * 160] * 32767), -32768, 32767)
+        at = np.clip(np.searchsorted(table[order], pcm), 1, 255)
+        nearer = np.where(np.abs(table[order][at - 1] - pcm) <= np.abs(table[order][at] - pcm),
+                          at - 1, at)
+        codes[pid] = order[nearer].astype(np.uint8).tobytes()
+    srcs = {100 + i: RtpSource("tel", pid, clock_rate_hz=8000)
+            for i, pid in enumerate(sorted(tracks))}
+    ingest = RtpIngest(srcs)
+    reg, ref = RoomRegistry(), RoomRegistry()
+    got, want = [], []
+    for k in range(n_ticks):
+        datagrams, tick = [], pb.RoomTick(room_id="tel", timestamp_ms=20 * k, duration_ms=20)
+        for ssrc, src in srcs.items():
+            pt, table = law[src.participant_id]
+            words = codes[src.participant_id][160 * k: 160 * (k + 1)]
+            parts = [words] if pt == 0 else [words[:80], words[80:]]  # PCMA: 10 ms packets
+            for j, part in enumerate(parts):
+                datagrams.append(packet(ssrc=ssrc, pt=pt, seq=2 * k + j, ts=160 * k + 80 * j,
+                                        payload=part))
+            tick.audio.add(participant_id=src.participant_id, pcm=pb.PcmFrame(
+                samples=g711.decode(words, table), sample_rate_hz=8000))
+        ingest.receive(datagrams, k * 0.02)
+        for tenant, req in ingest.closed(k * 0.02 + 0.001).items():
+            got += switches(reg.process(req, tenant=tenant).events)
+        want += switches(ref.process(pb.StreamRequest(ticks=[tick])).events)
+    for tenant, req in ingest.closed(n_ticks * 0.02 + 0.2).items():
+        got += switches(reg.process(req, tenant=tenant).events)
+    assert got == want
+    assert [s for _, s in got][:3] == ["p1", "p2", "p3"]
+    assert ingest.counts["no_level"] == 0 and ingest.counts["late"] == 0
