@@ -107,7 +107,7 @@ def small(seconds: float, steps: list[int]) -> dict:
               f"{'keeps up' if r['keeps_up'] else 'FALLS BEHIND'}", flush=True)
         if not r["keeps_up"]:
             break
-    first = rows[0]
+    first = dict(rows[0])  # the summary: the first step, and every step below it
     # the same load on a bare grpc.aio server: what the framework alone costs per message
     with lg.Server(command=(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                          "echo_server.py"),),

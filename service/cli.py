@@ -142,6 +142,10 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--levels", metavar="CSV", help="t_ms,participant,level,voice rows")
     src.add_argument("--wav-dir", metavar="DIR", help="one mono 16-bit WAV per participant")
+    src.add_argument("--rtp-pcap", metavar="PCAP", help="a captured call's RTP (pcap), "
+                     "through the RTP ingest; needs --rtp-map")
+    p.add_argument("--rtp-map", metavar="FILE", help="with --rtp-pcap: the SSRC map "
+                   "(docs/rtp.md); --room picks a room when it maps several")
     p.add_argument("--events", metavar="JSONL", help="participant state changes: "
                    '{"t_ms": 1200, "participant": "p2", "video": false} per line (keys video, '
                    "muted, pinned, screen_share, join, leave)")
@@ -585,15 +589,21 @@ def cmd_replay(a: argparse.Namespace) -> int:
         if value is not None:
             setattr(room_config, name, value)
     room_id = a.room or (replay.new_room_id() if a.server else "replay")
-    problem = (_plot_problem() if a.plot else None) or (_client_files_problem(a) if a.server
-                                                         else None)
+    problem = (("--rtp-map: needed with --rtp-pcap" if a.rtp_pcap and not a.rtp_map else None)
+               or ("--rtp-map: only with --rtp-pcap" if a.rtp_map and not a.rtp_pcap else None)
+               or ("--plot: not with --rtp-pcap" if a.rtp_pcap and a.plot else None)
+               or (_plot_problem() if a.plot else None)
+               or (_client_files_problem(a) if a.server else None))
     if problem:
         return _fail("replay", problem)
     t0 = time.perf_counter()
     try:
         truth = _read_truth(a.truth) if a.plot and a.truth else None  # before the work
-        ticks = (replay.levels_ticks(a.levels, room_id) if a.levels
-                 else replay.wav_ticks(a.wav_dir, room_id))
+        if a.rtp_pcap:
+            room_id, ticks = replay.rtp_pcap_ticks(a.rtp_pcap, a.rtp_map, a.room)
+        else:
+            ticks = (replay.levels_ticks(a.levels, room_id) if a.levels
+                     else replay.wav_ticks(a.wav_dir, room_id))
         requests = _with_progress(replay.requests(
             ticks, room_config, a.events, a.batch_ticks,
             warn=lambda m: print(f"speakerswitch replay: warning: {m}", file=sys.stderr)), t0)

@@ -162,6 +162,54 @@ def levels_ticks(path: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick
         yield tick
 
 
+RTP_FLUSH_S = 0.005
+"""Captured datagrams are handed to the ingest in batches of this much capture time, as
+the server reads its socket (service/rtp_server.py)."""
+
+
+def rtp_pcap_ticks(pcap_path: str, map_path: str, room_id: str | None
+                   ) -> tuple[str, Iterator[pb.RoomTick]]:
+    """(the room, its ticks) from a captured call's RTP: every UDP datagram of the capture
+    through the RTP ingest (service/rtp_ingest.py), timed by the capture's clock; the
+    sources of ``room_id`` (the map's only room when None) as the map says."""
+    from .pcap import udp_datagrams
+    from .rtp_ingest import RtpIngest, load_map
+
+    sources = load_map(map_path)
+    rooms = sorted({s.room_id for s in sources.values()})
+    if room_id is None:
+        if len(rooms) != 1:
+            raise InputError(f"{map_path}: maps {len(rooms)} rooms ({', '.join(rooms[:5])}): "
+                             "choose one with --room")
+        room_id = rooms[0]
+    elif room_id not in rooms:
+        raise InputError(f"{map_path}: no source of room {room_id!r} (rooms: "
+                         f"{', '.join(rooms[:5])})")
+    ingest = RtpIngest({k: v for k, v in sources.items() if v.room_id == room_id})
+
+    def ticks() -> Iterator[pb.RoomTick]:
+        t0 = batch_t = None
+        batch: list[bytes] = []
+        t = 0.0
+        for d in udp_datagrams(pcap_path):
+            t0 = d.t_s if t0 is None else t0
+            t = d.t_s - t0
+            if batch and t - batch_t >= RTP_FLUSH_S:
+                ingest.receive(batch, batch_t)
+                batch = []
+                for request in ingest.closed(t).values():
+                    yield from request.ticks
+            if not batch:
+                batch_t = t
+            batch.append(d.payload)
+        if batch:
+            ingest.receive(batch, batch_t)
+        for request in ingest.closed(t + 1.0).values():
+            yield from request.ticks
+
+    return room_id, ticks()
+
+
 def read_wav(path: pathlib.Path) -> tuple[int, bytes]:
     try:
         w = wave.open(str(path), "rb")

@@ -97,3 +97,22 @@ def test_processing_buckets_resolve_the_targets():
             assert hi - lo <= 1e-3 + 1e-12
         elif 1e-2 <= lo < 2e-2:
             assert hi - lo <= 2e-3 + 1e-12
+
+
+def test_the_small_deployments_summary_can_be_written_as_json(monkeypatch):
+    """load.json once came out truncated: the summary listed itself among its steps."""
+    import contextlib
+    import json
+
+    import load
+
+    figures = {"answered": 10, "messages": 10, "server_errors": 0, "rtt_first_third_p50_ms": 1,
+               "rtt_last_third_p50_ms": 1, "proc_p50_ms": 1, "proc_p99_ms": 2,
+               "proc_p99_le_ms": 2, "rtt_p50_ms": 1, "rtt_p99_ms": 2, "server_cpu_share": 0.4,
+               "client_cpu_share": 0.3, "other_cpu_share": 0.0}
+    monkeypatch.setattr(lg, "Server", lambda **kw: contextlib.nullcontext(None))
+    monkeypatch.setattr(lg, "drive_per_room", lambda server, rooms, *a, **kw: dict(
+        figures, rooms=rooms, participants=10))
+    result = load.small(1.0, [50, 100])
+    assert [r["rooms"] for r in result["steps"]] == [50, 100]
+    assert json.loads(json.dumps(result))["sustained_rooms"] == 100
