@@ -41,6 +41,10 @@ same room always gets the same phase, wherever and beside whatever it runs."""
 MAX_TIMESTAMP_MS = 2**53
 """Media time must fit a double exactly; far beyond any RTP-derived clock."""
 TICK_DURATIONS_MS = (10, 20, 30)
+STEADY_COLUMNS_MIN_TICKS = 32
+"""A batch of at least this many ticks may be stepped as columns (``_step_steady``): its
+array operations cost ~0.2 ms whatever the size, which a one-room message (a stream per
+room) pays back nowhere: 261 us a message that way against 81 us on the general path."""
 NO_AUDIO_YET_MS = -1
 """A room's last audio time before its first (any valid timestamp is later)."""
 MAX_TICKS_PER_STEP = 4096
@@ -332,7 +336,7 @@ class RoomRegistry:
                 continue
             ticks = batch.request.ticks
             raw = batch.raw if batch.raw is not None else batch.request.SerializeToString()
-            if (len(batches) == 1 and 0 < len(ticks) <= MAX_TICKS_PER_STEP
+            if (len(batches) == 1 and STEADY_COLUMNS_MIN_TICKS <= len(ticks) <= MAX_TICKS_PER_STEP
                     and self._step_steady(batch, resp, wire.steady_columns(raw))):
                 stepped = True
                 yield
@@ -524,7 +528,7 @@ class RoomRegistry:
         n_roster = np.fromiter(map(len, map(_ROSTER, rooms)), np.int64, n)
         ok = ((n_roster > 0) & (n_levels == n_roster)
               & (t > np.array(last, np.int64)) & (t >= 0) & (t <= MAX_TIMESTAMP_MS)
-              & ((duration == 0) | np.isin(duration, TICK_DURATIONS_MS)))
+              & np.logical_or.reduce([duration == d for d in (0, *TICK_DURATIONS_MS)]))
         if not ok.all():
             return False
         duration = np.where(duration == 0, DEFAULT_DURATION_MS, duration)

@@ -86,6 +86,7 @@ def _run(seed: int) -> list[bytes]:
 
 @pytest.mark.parametrize("seed", range(3))
 def test_steady_path_and_kept_roster_slots_change_nothing(seed, monkeypatch):
+    monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 1)  # these batches are small
     fast = _run(seed)
     assert sum(b"rejections" in m or len(m) > 40 for m in fast) > 10  # the batches decide
     monkeypatch.setattr(wire, "enabled", False)
@@ -132,6 +133,7 @@ def test_steady_batches_are_stepped_as_columns_and_the_others_fall_back(monkeypa
         return done
 
     monkeypatch.setattr(RoomRegistry, "_step_steady", counting)
+    monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 1)
     _run(0)
     assert taken[True] > 20 and taken[False] > 20
 
@@ -155,3 +157,13 @@ def test_steady_ticks_take_the_fast_path(monkeypatch):
     monkeypatch.setattr(RoomRegistry, "_validate", counting_validate)
     _run(0)
     assert calls["steady"] > 2 * calls["full"] > 0
+
+
+def test_small_batches_are_not_stepped_as_columns(monkeypatch):
+    """A one-room message pays the columns' fixed cost for nothing: below
+    STEADY_COLUMNS_MIN_TICKS ticks the general path takes it."""
+    calls = []
+    monkeypatch.setattr(RoomRegistry, "_step_steady",
+                        lambda self, *a: calls.append(1) or False)
+    _run(0)
+    assert calls == []
