@@ -1,5 +1,6 @@
 """webrtcvad per participant on speech-like and non-speech signals."""
 import numpy as np
+import pytest
 
 from dsp.vad import VadBank
 from service.synth import noise, speech_like, to_int16
@@ -34,3 +35,22 @@ def test_each_slot_has_its_own_detector():
     bank.reset(0)
     bank.reset(5)
     assert bank._vads[0] is not bank._vads[5]
+
+
+@pytest.mark.parametrize("rate", [32000, 48000])
+def test_decimation_for_the_vad_is_the_mean_of_each_group_to_the_bit(rate):
+    """pcm.for_vad sums k neighbours with strided adds; it must give exactly the float32
+    mean numpy gives (what the VAD decided on before), rounding ties included."""
+    from dsp import pcm
+
+    rng = np.random.default_rng(rate)
+    k = rate // pcm.VAD_RATE_HZ
+    for n in (rate // 50, rate // 50 + 1, rate // 100):
+        loud = rng.integers(-32768, 32768, size=(40, n)).astype(np.int16)
+        quiet = rng.integers(-3, 4, size=(40, n)).astype(np.int16)  # many .5 means
+        for frames in (loud, quiet):
+            m = n - n % k
+            want = np.round(frames[:, :m].reshape(40, -1, k).mean(axis=2, dtype=np.float32))
+            got, got_rate = pcm.for_vad(frames, rate)
+            assert got_rate == pcm.VAD_RATE_HZ
+            assert got == [row.astype("<i2").tobytes() for row in want]
