@@ -116,3 +116,25 @@ def test_the_small_deployments_summary_can_be_written_as_json(monkeypatch):
     result = load.small(1.0, [50, 100])
     assert [r["rooms"] for r in result["steps"]] == [50, 100]
     assert json.loads(json.dumps(result))["sustained_rooms"] == 100
+
+
+def test_a_standing_queue_is_not_real_time(monkeypatch):
+    """A saturated client that sends late keeps the round trip steady but hundreds of ms
+    long: that step does not count as sustained."""
+    import contextlib
+
+    import load
+
+    def figures(rooms):
+        late = rooms > 50
+        return {"answered": 10, "messages": 10, "server_errors": 0,
+                "rtt_first_third_p50_ms": 280 if late else 1,
+                "rtt_last_third_p50_ms": 280 if late else 1, "rtt_p50_ms": 280 if late else 1,
+                "proc_p50_ms": 1, "proc_p99_ms": 2, "proc_p99_le_ms": 2, "rtt_p99_ms": 300,
+                "server_cpu_share": 0.4, "client_cpu_share": 0.9, "other_cpu_share": 0.0,
+                "rooms": rooms, "participants": 10}
+    monkeypatch.setattr(lg, "Server", lambda **kw: contextlib.nullcontext(None))
+    monkeypatch.setattr(lg, "drive_per_room", lambda server, rooms, *a, **kw: figures(rooms))
+    result = load.small(1.0, [50, 100])
+    assert [r["keeps_up"] for r in result["steps"]] == [True, False]
+    assert result["sustained_rooms"] == 50
