@@ -289,8 +289,20 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" when run from a
+    tree that was never installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("speakerswitch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="speakerswitch", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"speakerswitch {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _replay_parser(sub)

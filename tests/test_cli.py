@@ -196,3 +196,12 @@ def test_serve_with_two_workers_shares_the_port_and_stops_together(sample_dir, t
 def test_several_workers_need_a_fixed_port(capsys):
     assert main(["serve", "--insecure-no-auth", "--port", "0", "--workers", "2"]) == 2
     assert "fixed port" in capsys.readouterr().err
+
+
+def test_version_is_the_installed_distributions(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"speakerswitch {metadata.version('speakerswitch')}"
