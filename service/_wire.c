@@ -153,12 +153,14 @@ static PyObject *room_id_of(const TickFields *f)
     return room_id;
 }
 
-/* Calls on_tick for each RoomTick of the StreamRequest in raw; -1 with ValueError if the
- * bytes are malformed, or -1 if on_tick fails. */
-static int for_each_tick(const uint8_t *p, const uint8_t *end,
-                         int (*on_tick)(void *, int, const TickFields *), void *arg)
+/* Calls on_tick for each RoomTick of the StreamRequest in [*at, end), at most max_ticks of
+ * them (< 0: all), leaving *at after the last one read; -1 with ValueError if the bytes
+ * are malformed, or -1 if on_tick fails. */
+static int for_ticks(const uint8_t **at, const uint8_t *end, Py_ssize_t max_ticks,
+                     int (*on_tick)(void *, int, const TickFields *), void *arg)
 {
-    while (p < end) {
+    const uint8_t *p = *at;
+    while (p < end && max_ticks != 0) {
         uint64_t tag, n;
         if (read_varint(&p, end, &tag)) goto malformed;
         int field = (int)(tag >> 3), wt = (int)(tag & 7);
@@ -172,7 +174,10 @@ static int for_each_tick(const uint8_t *p, const uint8_t *end,
         if (steady < 0) goto malformed;
         if (on_tick(arg, steady, &f)) return -1;
         p += n;
+        *at = p;
+        if (max_ticks > 0) max_ticks--;
     }
+    *at = p;
     return 0;
 malformed:
     PyErr_SetString(PyExc_ValueError, "malformed StreamRequest");
@@ -195,6 +200,12 @@ static int append_tuple(void *arg, int steady, const TickFields *f)
     return err;
 }
 
+static int for_each_tick(const uint8_t *p, const uint8_t *end,
+                         int (*on_tick)(void *, int, const TickFields *), void *arg)
+{
+    return for_ticks(&p, end, -1, on_tick, arg);
+}
+
 static PyObject *steady_ticks(PyObject *self, PyObject *args)
 {
     Py_buffer raw;
@@ -206,6 +217,27 @@ static PyObject *steady_ticks(PyObject *self, PyObject *args)
         Py_CLEAR(out);
     PyBuffer_Release(&raw);
     return out;
+}
+
+static PyObject *steady_ticks_part(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    Py_ssize_t offset, max_ticks;
+    if (!PyArg_ParseTuple(args, "y*nn", &raw, &offset, &max_ticks))
+        return NULL;
+    if (offset < 0 || offset > raw.len || max_ticks < 1) {
+        PyBuffer_Release(&raw);
+        PyErr_SetString(PyExc_ValueError, "offset outside the bytes, or max_ticks < 1");
+        return NULL;
+    }
+    const uint8_t *at = (const uint8_t *)raw.buf + offset;
+    PyObject *out = PyList_New(0), *result = NULL;
+    if (out != NULL && for_ticks(&at, (const uint8_t *)raw.buf + raw.len, max_ticks,
+                                 append_tuple, out) == 0)
+        result = Py_BuildValue("(On)", out, (Py_ssize_t)(at - (const uint8_t *)raw.buf));
+    Py_XDECREF(out);
+    PyBuffer_Release(&raw);
+    return result;
 }
 
 /* steady_columns' growing output */
@@ -291,6 +323,10 @@ static PyMethodDef methods[] = {
     {"steady_ticks", steady_ticks, METH_VARARGS,
      "steady_ticks(serialized StreamRequest) -> [(room_id, timestamp_ms, duration_ms, "
      "levels) or None per tick]; ValueError if the bytes are not a StreamRequest."},
+    {"steady_ticks_part", steady_ticks_part, METH_VARARGS,
+     "steady_ticks_part(serialized StreamRequest, offset, max_ticks) -> (steady_ticks of at "
+     "most max_ticks ticks from byte offset, the offset after them): a huge batch read in "
+     "parts, so that a server can serve other calls in between."},
     {"steady_columns", steady_columns, METH_VARARGS,
      "steady_columns(serialized StreamRequest) -> (room_ids, timestamp_ms, duration_ms, "
      "levels, level_counts): per tick its room id (None where the tick is not steady), "

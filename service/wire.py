@@ -35,6 +35,18 @@ def steady_ticks(serialized: bytes) -> list[SteadyTick | None] | None:
         return None
 
 
+def steady_ticks_part(serialized: bytes, offset: int, max_ticks: int
+                      ) -> tuple[list[SteadyTick | None], int] | None:
+    """``steady_ticks`` of at most ``max_ticks`` ticks from byte ``offset``, and the offset
+    after them: a huge batch read in parts. None as ``steady_ticks``."""
+    if not enabled:
+        return None
+    try:
+        return _wire.steady_ticks_part(serialized, offset, max_ticks)
+    except ValueError:
+        return None
+
+
 SteadyColumns = tuple
 """(room ids: str, or None where a tick is not steady; timestamp_ms, duration_ms and level
 counts as int64 arrays (0 where not steady); every steady tick's level bytes end to end)."""

@@ -277,3 +277,24 @@ def test_random_bytes_never_crash(raw):
     assert isinstance(read, list)
     for t in read:
         assert t is None or (isinstance(t, tuple) and len(t) == 4)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), st.integers(1, 4))
+def test_a_batch_read_in_parts_is_the_batch_read_whole(q, part):
+    raw = q.SerializeToString()
+    read, offset = [], 0
+    while True:
+        got, offset = wire._wire.steady_ticks_part(raw, offset, part)
+        assert len(got) <= part
+        if not got:
+            break
+        read += got
+    assert read == wire._wire.steady_ticks(raw) and offset == len(raw)
+
+
+def test_reading_from_outside_the_bytes_is_a_value_error():
+    raw = steady_tick(room_id="r", levels=pb.LevelVector(levels=b"a")).SerializeToString()
+    for offset, n in ((-1, 1), (len(raw) + 1, 1), (0, 0)):
+        with pytest.raises(ValueError):
+            wire._wire.steady_ticks_part(raw, offset, n)
