@@ -147,6 +147,33 @@ _Steady = tuple  # (room, timestamp_ms, duration_ms, RFC 6464 bytes in roster or
 thousands of them."""
 
 
+def _entries(ticks, read: list[wire.SteadyTick | None] | None) -> int:
+    """Audio frames, level bytes, roster names and events of these ticks (a steady tick
+    read from the bytes: its level bytes)."""
+    steps = _count_entries(ticks, read, chunk=0)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _count_entries(ticks, read: list[wire.SteadyTick | None] | None, chunk: int = 0
+                   ) -> Generator[None, None, int]:
+    """``_entries``, with a yield every ``chunk`` ticks (0: none)."""
+    n = 0
+    for i, t in enumerate(ticks):
+        r = read[i] if read is not None else None
+        if r is not None:
+            n += len(r[3])
+        else:
+            lv = t.levels
+            n += len(t.audio) + len(t.events) + len(lv.roster) + len(lv.levels)
+        if chunk and i % chunk == chunk - 1:
+            yield
+    return n
+
+
 def _read_in_parts(raw: bytes, n_ticks: int
                    ) -> Generator[None, None, list[wire.SteadyTick | None] | None]:
     """``wire.steady_ticks(raw)``, PREPARE_CHUNK ticks at a time with a yield after each
@@ -352,12 +379,14 @@ class RoomRegistry:
             raw = batch.raw if batch.raw is not None else batch.request.SerializeToString()
             # a batch that may be over the entry budget is counted from its steady ticks; a
             # huge one is read in parts, other calls served in between
-            read = None
+            read = counted = None
             if PREPARE_CHUNK < len(ticks) <= self.config.max_ticks_per_batch:
                 read = yield from _read_in_parts(raw, len(ticks))
+                if len(raw) > self.config.max_entries_per_batch:
+                    counted = yield from _count_entries(ticks, read, PREPARE_CHUNK)
             elif len(raw) > self.config.max_entries_per_batch:
                 read = wire.steady_ticks(raw)
-            refusal = self._over_budget(batch.request, len(raw), read)
+            refusal = self._over_budget(batch.request, len(raw), read, counted)
             if refusal is not None:
                 self._reject(resp, refusal, 0, "")
                 continue
@@ -407,10 +436,11 @@ class RoomRegistry:
         return responses
 
     def _over_budget(self, request: pb.StreamRequest, size: int | None = None,
-                     read: list[wire.SteadyTick | None] | None = None) -> TickError | None:
+                     read: list[wire.SteadyTick | None] | None = None,
+                     counted: int | None = None) -> TickError | None:
         """A batch over a whole-batch limit, refused before any of it is applied (``size``:
         its bytes, if known; ``read``: its steady ticks, if read, counted without
-        protobuf)."""
+        protobuf; ``counted``: its entries, if counted already)."""
         cfg = self.config
         ticks = request.ticks
         if len(ticks) > cfg.max_ticks_per_batch:
@@ -422,13 +452,7 @@ class RoomRegistry:
         # the count (a Python loop over the ticks) is only paid by the large ones
         if (size if size is not None else request.ByteSize()) <= cfg.max_entries_per_batch:
             return None
-        n = 0
-        for i, t in enumerate(ticks) if read is None else (
-                (i, ticks[i]) for i, r in enumerate(read) if r is None):
-            lv = t.levels
-            n += len(t.audio) + len(t.events) + len(lv.roster) + len(lv.levels)
-        if read is not None:  # a steady tick's entries: its level bytes
-            n += sum(len(r[3]) for r in read if r is not None)
+        n = counted if counted is not None else _entries(ticks, read)
         if n > cfg.max_entries_per_batch:
             self._limit_hit("max_entries_per_batch")
             return TickError(grpc.StatusCode.INVALID_ARGUMENT, "ticks",
