@@ -56,6 +56,49 @@ def test_dockerfile_is_multistage_slim_non_root_with_a_grpc_healthcheck():
                     assert (ROOT / src).exists(), f"COPY source {src} is not in the repo"
 
 
+def dockerignored(rel: str, patterns: list[tuple[bool, str]]) -> bool:
+    """Docker's rule for one path of the build context: the last pattern that matches it
+    or one of its parent directories decides ("!" re-includes); ``**`` any depth."""
+    import fnmatch
+
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    excluded = False
+    for negate, pattern in patterns:
+        pattern = pattern.rstrip("/")
+        variants = {pattern, pattern.replace("**/", "")} if pattern.startswith("**/") \
+            else {pattern}
+        for prefix in prefixes:
+            tail = prefix.split("/")[-1]
+            if any(fnmatch.fnmatchcase(prefix, v) or (v.count("/") == 0
+                                                      and pattern.startswith("**/")
+                                                      and fnmatch.fnmatchcase(tail, v))
+                   for v in variants):
+                excluded = not negate
+                break
+    return excluded
+
+
+def test_dockerignore_keeps_the_context_to_what_the_dockerfile_copies():
+    patterns = [(line.startswith("!"), line.lstrip("!"))
+                for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    copied = [src for stage in dockerfile_stages(DEPLOY / "docker" / "Dockerfile")
+              for op, arg in stage if op == "COPY" and not arg.startswith("--from")
+              for src in arg.split()[:-1]]
+    for src in copied:  # every file the image is built from is in the context
+        files = [src] if (ROOT / src).is_file() else [
+            str(p.relative_to(ROOT)) for p in (ROOT / src).rglob("*") if p.is_file()
+            and "__pycache__" not in p.parts and p.suffix not in (".so", ".pyc")]
+        assert files and not any(dockerignored(f, patterns) for f in files), src
+    for rel in (".venv/lib/site.py", ".git/config", "node_modules/x/index.js",
+                "examples/node/node_modules/a.js", "jwt.secret", "keys/ec.pem",
+                "service/server.key", ".benchmarks/latest.json", "tests/test_deploy.py",
+                "service/__pycache__/rooms.cpython-311.pyc",
+                "dsp/_kernel.cpython-311-x86_64-linux-gnu.so"):
+        assert dockerignored(rel, patterns), rel
+
+
 def test_compose_stack_references_existing_files():
     compose = yaml.safe_load((DEPLOY / "docker" / "compose.yaml").read_text())
     assert set(compose["services"]) == {"speakerswitch", "prometheus", "grafana"}
