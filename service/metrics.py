@@ -42,6 +42,21 @@ LIMITS = ("max_ticks_per_batch", "max_entries_per_batch", "max_events_per_tick",
 """The configured limits a tick or batch can be refused by (ServiceConfig field names)."""
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("speakerswitch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _kernel() -> str:
+    from dsp.engine import KERNEL
+
+    return KERNEL
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -83,6 +98,12 @@ class Metrics:
         self.participants = Gauge("speakerswitch_participants", "Participants in memory",
                                   registry=r)
         self.streams = Gauge("speakerswitch_streams", "Open media-server streams", registry=r)
+        self.build_info = Gauge(
+            "speakerswitch_build_info",
+            "1, labelled with the version and the engine's level path (c or numpy): joined "
+            "on instance, it tells process_* series of speakerswitch from others'",
+            ["version", "kernel"], registry=r)
+        self.build_info.labels(_version(), _kernel()).set(1)
         self.watchers = Gauge("speakerswitch_watchers", "Open Watch subscriptions", registry=r)
         self.rooms_restored = Counter(
             "speakerswitch_rooms_restored",

@@ -422,3 +422,44 @@ def test_the_scaleout_profile_is_replicas_with_redis_behind_the_affinity_proxy()
                and d["spec"]["selector"]["matchLabels"].items()
                <= sts["spec"]["template"]["metadata"]["labels"].items())
     assert pdb["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian package "
+                    "prometheus; make test installs it as root)")
+def test_the_restart_alert_fires_for_speakerswitch_under_any_job_name_and_no_other(tmp_path):
+    """process_* series are every exporter's: the rule finds speakerswitch's by joining
+    speakerswitch_build_info, so a release named otherwise is watched and an unrelated
+    process that restarts is not."""
+    def restarting(job):
+        return {"series": f'process_start_time_seconds{{job="{job}",instance="i:9100"}}',
+                "values": "100 200 300 400 500 600"}
+    test = {"rule_files": [str(DEPLOY / "prometheus" / "rules.yml")],
+            "evaluation_interval": "1m",
+            "tests": [{"interval": "1m",
+                       "input_series": [
+                           restarting("my-release-speakerswitch"), restarting("node"),
+                           {"series": 'speakerswitch_build_info{job="my-release-speakerswitch",'
+                                      'instance="i:9100",version="0.1.0",kernel="c"}',
+                            "values": "1 1 1 1 1 1"}],
+                       "alert_rule_test": [{"eval_time": "5m", "alertname":
+                                            "SpeakerSwitchRestarting", "exp_alerts": [{
+                                                "exp_labels": {"severity": "critical",
+                                                               "job": "my-release-speakerswitch",
+                                                               "instance": "i:9100"},
+                                                "exp_annotations": {}}]}]}]}
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "rules.yml").read_text())
+    restart = next(r for g in rules["groups"] for r in g["rules"]
+                   if r.get("alert") == "SpeakerSwitchRestarting")
+    annotations = {k: v.replace("{{ $labels.instance }}", "i:9100")
+                   for k, v in restart["annotations"].items()}
+    test["tests"][0]["alert_rule_test"][0]["exp_alerts"][0]["exp_annotations"] = annotations
+    path = tmp_path / "restart_test.yml"
+    path.write_text(yaml.safe_dump(test))
+    done = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_no_rule_or_panel_names_the_job():
+    for path in (DEPLOY / "prometheus" / "rules.yml", DEPLOY / "grafana" / "speakerswitch.json"):
+        assert 'job="speakerswitch"' not in path.read_text().replace('\\"', '"'), path
