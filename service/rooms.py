@@ -21,7 +21,7 @@ from dsp import events as ev
 from dsp.engine import Engine, PcmGroup, Wave
 from dsp.pcm import SAMPLE_RATES_HZ, frame_ms
 from dsp.rfc6464 import SILENCE_LEVEL, split_header_bytes
-from dsp.state import NO_SLOT
+from dsp.state import NEVER_MS, NO_SLOT
 from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
 from . import wire
@@ -1044,16 +1044,38 @@ class RoomRegistry:
         columns = zip(room.slots, st.reported_speaking[slots].tolist(),
                       st.level_smooth[slots].tolist(),
                       np.nan_to_num(st.noise_floor[slots], nan=-127.0).tolist(),
-                      st.video[slots].tolist(), st.muted[slots].tolist(), slots.tolist())
+                      st.video[slots].tolist(), st.muted[slots].tolist(), slots.tolist(),
+                      st.last_active_ms[slots].tolist())
         add = out.participants.add
-        for pid, speaking, level, floor, video, muted, s in columns:
-            add(participant_id=pid, speaking=speaking, level_dbov=level, noise_floor_dbov=floor,
-                video=video, muted=muted, screen_share=s in presenters)
+        for pid, speaking, level, floor, video, muted, s, spoke in columns:
+            p = add(participant_id=pid, speaking=speaking, level_dbov=level,
+                    noise_floor_dbov=floor, video=video, muted=muted,
+                    screen_share=s in presenters)
+            if spoke != NEVER_MS:
+                p.last_spoke_at_ms = spoke
         slots, levels, speaking, act = self.engine.ranking(r)
         for s, lv, spk, a in zip(slots, levels, speaking, act):
             out.active_speakers.add(participant_id=name(s), level_dbov=lv, speaking=spk,
                                     activity=a)
         return out
+
+    def list_rooms(self, tenant: str, after_room_id: str = "", limit: int = 1000,
+                   allowed: Callable[[str], bool] | None = None
+                   ) -> tuple[list[pb.RoomSummary], bool]:
+        """The tenant's rooms after ``after_room_id`` in id order, at most ``limit``, that
+        ``allowed`` admits; and whether there are more."""
+        st = self.engine.st
+        ids = sorted(r for r in self._by_tenant.get(tenant, {}) if r > after_room_id
+                     and (allowed is None or allowed(r)))
+        out = []
+        for room_id in ids[:limit]:
+            room = self._by_tenant[tenant][room_id]
+            shown = int(st.shown[room.index])
+            out.append(pb.RoomSummary(room_id=room_id, timestamp_ms=room.end_t_ms,
+                                      sequence=room.sequence,
+                                      speaker_id=room.names.get(shown, "") if shown >= 0
+                                      else "", participants=len(room.slots)))
+        return out, len(ids) > limit
 
     def watch(self, room_id: str, watcher: Watcher, tenant: str = "") -> pb.RoomState | None:
         """Subscribe ``watcher`` to a room's events; returns the snapshot it starts from

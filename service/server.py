@@ -25,7 +25,7 @@ from .fanout import RedisFanout
 from .feed import FeedError, LocalFeed, RoomFeed, WatchSlots, subscribe
 from .metrics import LogLimiter, Metrics, MetricsServer
 from .group_commit import GroupCommit
-from .rooms import Batch, RoomRegistry, TickError, check_id
+from .rooms import MAX_ID_BYTES, Batch, RoomRegistry, TickError, check_id
 from .rtp_ingest import DEFAULT_AUDIO_LEVEL_ID, DEFAULT_CLOCK_RATE_HZ, RtpIngest
 from .rtp_ingest import RtpSource as RtpSourceMapping
 from .rtp_ingest import source as rtp_source
@@ -37,8 +37,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("speakerswitch.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SpeakerSwitch"].full_name
+MAX_LISTED_ROOMS = 1000
+"""Rooms one ListRooms answer holds at most (the next page: after_room_id)."""
 GRANT_OF = {f"/{SERVICE_NAME}/Stream": "publish", f"/{SERVICE_NAME}/Watch": "watch",
-            f"/{SERVICE_NAME}/GetRoom": "watch", f"/{SERVICE_NAME}/MapRtpSource": "publish",
+            f"/{SERVICE_NAME}/GetRoom": "watch", f"/{SERVICE_NAME}/ListRooms": "watch",
+            f"/{SERVICE_NAME}/MapRtpSource": "publish",
             f"/{SERVICE_NAME}/UnmapRtpSource": "publish"}
 """The grant each method needs (health checking and reflection need none)."""
 TOKEN_EXPIRED = "token expired: reconnect with a new one"
@@ -356,6 +359,19 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND,
                                 f"room_id: no room {clip(request.room_id)}")
         return state
+
+    async def ListRooms(self, request, context):  # noqa: N802
+        principal = await self._principal(context, "watch")
+        if request.max_rooms > MAX_LISTED_ROOMS:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"max_rooms: {request.max_rooms} is over {MAX_LISTED_ROOMS}")
+        if len(request.after_room_id.encode()) > MAX_ID_BYTES:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT,
+                             f"after_room_id: longer than {MAX_ID_BYTES} bytes")
+        rooms, more = self.registry.list_rooms(
+            principal.tenant, request.after_room_id, request.max_rooms or MAX_LISTED_ROOMS,
+            principal.room_allowed if principal.rooms is not None else None)
+        return pb.ListRoomsResponse(rooms=rooms, more=more)
 
     # ------------------------------------------------------------ RTP ingest mapping
     async def _rtp_ingest(self, context) -> RtpIngest:

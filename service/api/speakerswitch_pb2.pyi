@@ -67,6 +67,36 @@ SWITCH_REASON_LEFT: SwitchReason
 SWITCH_REASON_PINNED: SwitchReason
 SWITCH_REASON_UNPINNED: SwitchReason
 
+class ListRoomsRequest(_message.Message):
+    __slots__ = ("max_rooms", "after_room_id")
+    MAX_ROOMS_FIELD_NUMBER: _ClassVar[int]
+    AFTER_ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    max_rooms: int
+    after_room_id: str
+    def __init__(self, max_rooms: _Optional[int] = ..., after_room_id: _Optional[str] = ...) -> None: ...
+
+class ListRoomsResponse(_message.Message):
+    __slots__ = ("rooms", "more")
+    ROOMS_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    rooms: _containers.RepeatedCompositeFieldContainer[RoomSummary]
+    more: bool
+    def __init__(self, rooms: _Optional[_Iterable[_Union[RoomSummary, _Mapping]]] = ..., more: _Optional[bool] = ...) -> None: ...
+
+class RoomSummary(_message.Message):
+    __slots__ = ("room_id", "timestamp_ms", "sequence", "speaker_id", "participants")
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    timestamp_ms: int
+    sequence: int
+    speaker_id: str
+    participants: int
+    def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., participants: _Optional[int] = ...) -> None: ...
+
 class RtpSource(_message.Message):
     __slots__ = ("ssrc", "room_id", "participant_id", "clock_rate_hz", "audio_level_id", "no_voice_activity")
     SSRC_FIELD_NUMBER: _ClassVar[int]
@@ -360,7 +390,7 @@ class RoomState(_message.Message):
     def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., audio_speaker_id: _Optional[str] = ..., pinned_id: _Optional[str] = ..., participants: _Optional[_Iterable[_Union[ParticipantState, _Mapping]]] = ..., active_speakers: _Optional[_Iterable[_Union[RankedSpeaker, _Mapping]]] = ..., config: _Optional[_Union[RoomConfig, _Mapping]] = ..., presenter_id: _Optional[str] = ..., forwarding: _Optional[_Iterable[str]] = ..., roster: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParticipantState(_message.Message):
-    __slots__ = ("participant_id", "speaking", "level_dbov", "noise_floor_dbov", "video", "muted", "screen_share")
+    __slots__ = ("participant_id", "speaking", "level_dbov", "noise_floor_dbov", "video", "muted", "screen_share", "last_spoke_at_ms")
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     SPEAKING_FIELD_NUMBER: _ClassVar[int]
     LEVEL_DBOV_FIELD_NUMBER: _ClassVar[int]
@@ -368,6 +398,7 @@ class ParticipantState(_message.Message):
     VIDEO_FIELD_NUMBER: _ClassVar[int]
     MUTED_FIELD_NUMBER: _ClassVar[int]
     SCREEN_SHARE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SPOKE_AT_MS_FIELD_NUMBER: _ClassVar[int]
     participant_id: str
     speaking: bool
     level_dbov: float
@@ -375,4 +406,5 @@ class ParticipantState(_message.Message):
     video: bool
     muted: bool
     screen_share: bool
-    def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ..., level_dbov: _Optional[float] = ..., noise_floor_dbov: _Optional[float] = ..., video: _Optional[bool] = ..., muted: _Optional[bool] = ..., screen_share: _Optional[bool] = ...) -> None: ...
+    last_spoke_at_ms: int
+    def __init__(self, participant_id: _Optional[str] = ..., speaking: _Optional[bool] = ..., level_dbov: _Optional[float] = ..., noise_floor_dbov: _Optional[float] = ..., video: _Optional[bool] = ..., muted: _Optional[bool] = ..., screen_share: _Optional[bool] = ..., last_spoke_at_ms: _Optional[int] = ...) -> None: ...

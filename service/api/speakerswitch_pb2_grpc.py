@@ -49,6 +49,11 @@ class SpeakerSwitchStub:
                 request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.GetRoomRequest.SerializeToString,
                 response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RoomState.FromString,
                 _registered_method=True)
+        self.ListRooms = channel.unary_unary(
+                '/speakerswitch.v1.SpeakerSwitch/ListRooms',
+                request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsRequest.SerializeToString,
+                response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsResponse.FromString,
+                _registered_method=True)
         self.MapRtpSource = channel.unary_unary(
                 '/speakerswitch.v1.SpeakerSwitch/MapRtpSource',
                 request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.SerializeToString,
@@ -85,6 +90,16 @@ class SpeakerSwitchServicer:
 
     def GetRoom(self, request, context):
         """The current state of one room. NOT_FOUND if the room does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRooms(self, request, context):
+        """The caller's tenant's rooms on this server that its token may watch, in room id
+        order: at most `max_rooms` of them (1000 when 0) after `after_room_id`, with `more`
+        set when there are others (ask again with the last room id). Needs the watch grant.
+        Rooms served by other replicas (scale-out) are theirs to list.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -127,6 +142,11 @@ def add_SpeakerSwitchServicer_to_server(servicer, server):
                     servicer.GetRoom,
                     request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.GetRoomRequest.FromString,
                     response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RoomState.SerializeToString,
+            ),
+            'ListRooms': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRooms,
+                    request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsRequest.FromString,
+                    response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsResponse.SerializeToString,
             ),
             'MapRtpSource': grpc.unary_unary_rpc_method_handler(
                     servicer.MapRtpSource,
@@ -220,6 +240,33 @@ class SpeakerSwitch:
             '/speakerswitch.v1.SpeakerSwitch/GetRoom',
             speakerswitch_dot_v1_dot_speakerswitch__pb2.GetRoomRequest.SerializeToString,
             speakerswitch_dot_v1_dot_speakerswitch__pb2.RoomState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRooms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerswitch.v1.SpeakerSwitch/ListRooms',
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsRequest.SerializeToString,
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsResponse.FromString,
             options,
             channel_credentials,
             insecure,
