@@ -36,14 +36,24 @@ class GroupCommit:
         self.clock = clock
         self._pending: list[tuple[Batch, asyncio.Future]] = []
         self._draining: asyncio.Task | None = None
+        self._quiet = asyncio.Event()
+        self._quiet.set()
 
     async def process(self, batch: Batch) -> pb.StreamResponse:
         """``RoomRegistry.process`` for one batch, stepped together with the others."""
         done = asyncio.get_running_loop().create_future()
         self._pending.append((batch, done))
         if self._draining is None:
+            self._quiet.clear()
             self._draining = asyncio.create_task(self._drain())
         return await done
+
+    async def quiet(self) -> None:
+        """Return at a moment when no drain is running: a caller that then changes rooms
+        without awaiting (closing one, collecting idle ones) never lands between a
+        batch's engine steps."""
+        while self._draining is not None:
+            await self._quiet.wait()
 
     async def _drain(self) -> None:
         """Step what is waiting, again and again until nothing is: one drain at a time, so
@@ -69,6 +79,7 @@ class GroupCommit:
                     _resolve(done, response)
         finally:
             self._draining = None
+            self._quiet.set()
 
     async def _sliced(self, pending: list[tuple[Batch, asyncio.Future]]
                       ) -> list[pb.StreamResponse]:

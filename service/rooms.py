@@ -1135,8 +1135,18 @@ class RoomRegistry:
             self.drop_room(key)
         return gone
 
-    def drop_room(self, key: RoomKey, reason: str = "idle") -> None:
+    def drop_room(self, key: RoomKey, reason: str = "idle") -> int:
+        """Forget a room; its watchers get a room_closed event, then their end. Returns the
+        room's last sequence (that event's)."""
         room = self.rooms.pop(key)
+        closed = pb.RoomEvent(room_id=room.room_id, timestamp_ms=room.end_t_ms,
+                              room_closed=pb.RoomClosed(reason=reason))
+        room.sequence += 1
+        closed.sequence = room.sequence
+        if room.history is not None:
+            room.history.append(closed)
+        if room.watchers:
+            room.watchers[:] = [w for w in room.watchers if w(closed)]
         del self._by_tenant[room.tenant][room.room_id]
         if not self._by_tenant[room.tenant]:
             del self._by_tenant[room.tenant]
@@ -1160,3 +1170,4 @@ class RoomRegistry:
             self.metrics.participants.set(self._participants)
         log.info("room %r of tenant %r dropped (%s)", room.room_id, room.tenant,
                  f"{self.config.idle_timeout_s:.0f} s idle" if reason == "idle" else reason)
+        return room.sequence

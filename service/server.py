@@ -41,6 +41,7 @@ MAX_LISTED_ROOMS = 1000
 """Rooms one ListRooms answer holds at most (the next page: after_room_id)."""
 GRANT_OF = {f"/{SERVICE_NAME}/Stream": "publish", f"/{SERVICE_NAME}/Watch": "watch",
             f"/{SERVICE_NAME}/GetRoom": "watch", f"/{SERVICE_NAME}/ListRooms": "watch",
+            f"/{SERVICE_NAME}/CloseRoom": "publish",
             f"/{SERVICE_NAME}/MapRtpSource": "publish",
             f"/{SERVICE_NAME}/UnmapRtpSource": "publish"}
 """The grant each method needs (health checking and reflection need none)."""
@@ -373,6 +374,23 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             principal.room_allowed if principal.rooms is not None else None)
         return pb.ListRoomsResponse(rooms=rooms, more=more)
 
+    async def CloseRoom(self, request, context):  # noqa: N802
+        principal = await self._principal(context, "publish")
+        try:
+            check_id(request.room_id, "room_id")
+        except TickError as e:
+            await self._fail(context, e.code, str(e))
+        try:
+            principal.check_room(request.room_id)
+        except AuthError as e:
+            await self._deny(context, e)
+        await self.group_commit.quiet()  # then no await until the room is gone
+        key = (principal.tenant, request.room_id)
+        if key not in self.registry.rooms:
+            await self._fail(context, grpc.StatusCode.NOT_FOUND,
+                             f"room_id: no room {clip(request.room_id)}")
+        return pb.CloseRoomResponse(sequence=self.registry.drop_room(key, reason="closed"))
+
     # ------------------------------------------------------------ RTP ingest mapping
     async def _rtp_ingest(self, context) -> RtpIngest:
         if self.rtp_ingest is None:
@@ -474,9 +492,12 @@ class RunningServer:
             await self._http.close()
 
 
-async def _collect_idle_rooms(registry: RoomRegistry, every_s: float) -> None:
+async def _collect_idle_rooms(registry: RoomRegistry, every_s: float,
+                              group_commit: GroupCommit | None = None) -> None:
     while True:
         await asyncio.sleep(every_s)
+        if group_commit is not None:
+            await group_commit.quiet()  # not between a sliced batch's steps
         registry.collect_idle(time.monotonic())
 
 
@@ -558,7 +579,8 @@ async def start(config: ServiceConfig) -> RunningServer:
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    gc_task = asyncio.create_task(_collect_idle_rooms(registry, config.gc_interval_s))
+    gc_task = asyncio.create_task(_collect_idle_rooms(registry, config.gc_interval_s,
+                                                      service.group_commit))
     gc.freeze()  # what start-up built lives as long as the process: never scan it again
     log.info("serving gRPC%s on %s:%d, metrics on %s%s",
              "" if creds is None else (" (mutual TLS)" if config.tls_client_ca_file else " (TLS)"),

@@ -124,3 +124,30 @@ async def _block(seconds: float) -> None:
     import time
 
     time.sleep(seconds)  # holds the event loop, as a long step would
+
+
+def test_quiet_waits_for_a_drain_in_progress():
+    """CloseRoom and idle collection change rooms only when no drain is between two engine
+    steps of a batch: quiet() returns once the drain in progress has finished."""
+    import asyncio
+
+    from service.api import speakerswitch_pb2 as pb
+    from service.group_commit import GroupCommit
+    from service.rooms import Batch, RoomRegistry
+
+    async def scenario() -> tuple[int, bool]:
+        registry = RoomRegistry()
+        gc_ = GroupCommit(registry)
+        ticks = [pb.RoomTick(room_id="r", timestamp_ms=20 * k, duration_ms=20,
+                             levels=pb.LevelVector(roster=["a"] if k == 0 else [],
+                                                   levels=b"\x9e"))
+                 for k in range(3000)]  # one room: 3000 steps, many slices
+        done = asyncio.ensure_future(gc_.process(Batch(pb.StreamRequest(ticks=ticks))))
+        await asyncio.sleep(0)  # the drain has started and yielded
+        assert gc_._draining is not None
+        await gc_.quiet()
+        seen = (registry.room("r").last_audio_t_ms, gc_._draining is None)
+        await done
+        return seen
+
+    assert asyncio.run(scenario()) == (20 * 2999, True)  # the whole batch was applied

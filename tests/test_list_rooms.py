@@ -76,3 +76,35 @@ def test_participants_say_when_they_last_spoke(server):
     assert spoke["c"] == (False, 0)              # never spoke
     assert spoke["a"][0] and 1400 <= spoke["a"][1] <= 1600  # its turn ended at 1.5 s
     assert spoke["b"][0] and 2900 <= spoke["b"][1] <= 3100
+
+
+def test_close_room_ends_it_and_its_watchers_hear_why(server):
+    import threading
+    import time
+
+    events = []
+    stub = pb_grpc.SpeakerSwitchStub(grpc.insecure_channel(server.target))
+    watch = stub.Watch(pb.WatchRequest(room_id="room-04"),
+                       metadata=[("authorization", f"Bearer {token()}")], timeout=10)
+    reader = threading.Thread(target=lambda: events.extend(watch), daemon=True)
+    reader.start()
+    time.sleep(0.3)  # the snapshot is in
+    closed = call(server, "CloseRoom", pb.CloseRoomRequest(room_id="room-04"), token())
+    reader.join(5)
+    assert not reader.is_alive()  # the stream ended
+    assert events[0].HasField("snapshot")
+    last = events[-1]
+    assert last.WhichOneof("event") == "room_closed" and last.room_closed.reason == "closed"
+    assert last.sequence == closed.sequence == events[0].snapshot.sequence + 1
+    rooms = call(server, "ListRooms", pb.ListRoomsRequest(), token())
+    assert "room-04" not in [r.room_id for r in rooms.rooms]
+    with pytest.raises(grpc.RpcError) as e:
+        call(server, "CloseRoom", pb.CloseRoomRequest(room_id="room-04"), token())
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:  # another tenant cannot close acme's rooms
+        call(server, "CloseRoom", pb.CloseRoomRequest(room_id="room-03"), token("other"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        call(server, "CloseRoom", pb.CloseRoomRequest(room_id="room-03"),
+             token(grants=("watch",)))
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -178,7 +178,9 @@ def test_a_dropped_room_tells_the_page_to_start_over():
         sse = Sse(s, "/api/rooms/gone/events")
         sse.next()
         s.call(lambda: s.running.registry.drop_room(("", "gone")))
-        assert sse.resp.readline() == b"event: reset\n"
+        _, closed = sse.next()  # the room's last event says why it ended...
+        assert closed["kind"] == "room_closed" and closed["room_closed"]["reason"] == "idle"
+        assert sse.resp.readline() == b"event: reset\n"  # ...then the page starts over
         assert sse.resp.readline() == b"data: {}\n"
         sse.close()
 

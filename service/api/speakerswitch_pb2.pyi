@@ -67,6 +67,18 @@ SWITCH_REASON_LEFT: SwitchReason
 SWITCH_REASON_PINNED: SwitchReason
 SWITCH_REASON_UNPINNED: SwitchReason
 
+class CloseRoomRequest(_message.Message):
+    __slots__ = ("room_id",)
+    ROOM_ID_FIELD_NUMBER: _ClassVar[int]
+    room_id: str
+    def __init__(self, room_id: _Optional[str] = ...) -> None: ...
+
+class CloseRoomResponse(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
 class ListRoomsRequest(_message.Message):
     __slots__ = ("max_rooms", "after_room_id")
     MAX_ROOMS_FIELD_NUMBER: _ClassVar[int]
@@ -250,7 +262,7 @@ class Rejection(_message.Message):
     def __init__(self, code: _Optional[int] = ..., tick_index: _Optional[int] = ..., room_id: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RoomEvent(_message.Message):
-    __slots__ = ("room_id", "sequence", "timestamp_ms", "switch", "floor_change", "active_speakers", "speaking_changed", "snapshot", "presentation", "forwarding")
+    __slots__ = ("room_id", "sequence", "timestamp_ms", "switch", "floor_change", "active_speakers", "speaking_changed", "snapshot", "presentation", "forwarding", "room_closed")
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
@@ -261,6 +273,7 @@ class RoomEvent(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     PRESENTATION_FIELD_NUMBER: _ClassVar[int]
     FORWARDING_FIELD_NUMBER: _ClassVar[int]
+    ROOM_CLOSED_FIELD_NUMBER: _ClassVar[int]
     room_id: str
     sequence: int
     timestamp_ms: int
@@ -271,7 +284,14 @@ class RoomEvent(_message.Message):
     snapshot: RoomState
     presentation: PresentationChanged
     forwarding: ForwardingChanged
-    def __init__(self, room_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., switch: _Optional[_Union[Switch, _Mapping]] = ..., floor_change: _Optional[_Union[FloorChange, _Mapping]] = ..., active_speakers: _Optional[_Union[ActiveSpeakers, _Mapping]] = ..., speaking_changed: _Optional[_Union[SpeakingChanged, _Mapping]] = ..., snapshot: _Optional[_Union[RoomState, _Mapping]] = ..., presentation: _Optional[_Union[PresentationChanged, _Mapping]] = ..., forwarding: _Optional[_Union[ForwardingChanged, _Mapping]] = ...) -> None: ...
+    room_closed: RoomClosed
+    def __init__(self, room_id: _Optional[str] = ..., sequence: _Optional[int] = ..., timestamp_ms: _Optional[int] = ..., switch: _Optional[_Union[Switch, _Mapping]] = ..., floor_change: _Optional[_Union[FloorChange, _Mapping]] = ..., active_speakers: _Optional[_Union[ActiveSpeakers, _Mapping]] = ..., speaking_changed: _Optional[_Union[SpeakingChanged, _Mapping]] = ..., snapshot: _Optional[_Union[RoomState, _Mapping]] = ..., presentation: _Optional[_Union[PresentationChanged, _Mapping]] = ..., forwarding: _Optional[_Union[ForwardingChanged, _Mapping]] = ..., room_closed: _Optional[_Union[RoomClosed, _Mapping]] = ...) -> None: ...
+
+class RoomClosed(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Switch(_message.Message):
     __slots__ = ("speaker_id", "previous_speaker_id", "reason", "score", "audio_speaker_id", "speech_onset_ms", "slot")

@@ -54,6 +54,11 @@ class SpeakerSwitchStub:
                 request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsRequest.SerializeToString,
                 response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsResponse.FromString,
                 _registered_method=True)
+        self.CloseRoom = channel.unary_unary(
+                '/speakerswitch.v1.SpeakerSwitch/CloseRoom',
+                request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.CloseRoomRequest.SerializeToString,
+                response_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.CloseRoomResponse.FromString,
+                _registered_method=True)
         self.MapRtpSource = channel.unary_unary(
                 '/speakerswitch.v1.SpeakerSwitch/MapRtpSource',
                 request_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.RtpSource.SerializeToString,
@@ -105,6 +110,16 @@ class SpeakerSwitchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CloseRoom(self, request, context):
+        """End a room now (otherwise a room ends `idle_timeout_s` after its last tick): its state
+        is dropped, and its watchers get a `room_closed` event, then the end of their stream.
+        Needs the publish grant for the room; NOT_FOUND if there is no such room. A later tick
+        of the same id starts a new room.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def MapRtpSource(self, request, context):
         """Say who an RTP source arriving at the RTP ingest (`serve --rtp-port`, docs/rtp.md)
         is: its SSRC becomes a participant of a room of the caller's tenant, as if listed in
@@ -147,6 +162,11 @@ def add_SpeakerSwitchServicer_to_server(servicer, server):
                     servicer.ListRooms,
                     request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsRequest.FromString,
                     response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsResponse.SerializeToString,
+            ),
+            'CloseRoom': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseRoom,
+                    request_deserializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.CloseRoomRequest.FromString,
+                    response_serializer=speakerswitch_dot_v1_dot_speakerswitch__pb2.CloseRoomResponse.SerializeToString,
             ),
             'MapRtpSource': grpc.unary_unary_rpc_method_handler(
                     servicer.MapRtpSource,
@@ -267,6 +287,33 @@ class SpeakerSwitch:
             '/speakerswitch.v1.SpeakerSwitch/ListRooms',
             speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsRequest.SerializeToString,
             speakerswitch_dot_v1_dot_speakerswitch__pb2.ListRoomsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseRoom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/speakerswitch.v1.SpeakerSwitch/CloseRoom',
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.CloseRoomRequest.SerializeToString,
+            speakerswitch_dot_v1_dot_speakerswitch__pb2.CloseRoomResponse.FromString,
             options,
             channel_credentials,
             insecure,
