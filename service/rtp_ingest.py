@@ -53,7 +53,13 @@ G711_TICK_BYTES = G711_RATE_HZ * TICK_MS // 1000 * 2
 
 
 class _Pcm(list):
-    """A participant's decoded audio within one tick: (RTP timestamp, int16 bytes) parts."""
+    """A participant's decoded audio within one tick: (RTP timestamp, int16 bytes) parts,
+    at ``rate`` Hz."""
+    rate = G711_RATE_HZ
+
+
+L16_RATES_HZ = (8000, 16000, 32000, 48000)
+"""The L16 rates the VAD path takes (those of dsp.pcm.SAMPLE_RATES_HZ)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class RtpSource:
     """Whether the sender sets the V bit from a voice activity detector (RFC 6464 "vad=on",
     as browsers do); with "vad=off" (GStreamer's level element, for one) it means nothing
     and the engine judges speech from the levels alone."""
+    l16: bool = False
+    """Whether its packets without an audio level carry L16 (RFC 3551: big-endian 16-bit
+    samples, mono here) at ``clock_rate_hz``: decoded for the VAD path."""
 
 
 def load_map(path: str) -> dict[int, RtpSource]:
@@ -90,7 +99,7 @@ def load_map(path: str) -> dict[int, RtpSource]:
         if not isinstance(e, dict):
             raise ValueError(f"{where}: expected an object")
         unknown = set(e) - {"ssrc", "room", "participant", "tenant", "clock_rate_hz",
-                            "audio_level_id", "voice_activity"}
+                            "audio_level_id", "voice_activity", "l16"}
         if unknown:
             raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")
         ssrc = e.get("ssrc")
@@ -100,12 +109,12 @@ def load_map(path: str) -> dict[int, RtpSource]:
             raise ValueError(f"{where}.ssrc: {ssrc} is mapped twice")
         out[ssrc] = source(e.get("room"), e.get("participant"), e.get("tenant", ""),
                            e.get("clock_rate_hz", 48000), e.get("audio_level_id", 1),
-                           e.get("voice_activity", True), where)
+                           e.get("voice_activity", True), where, e.get("l16", False))
     return out
 
 
 def source(room, participant, tenant="", clock_rate_hz=48000, audio_level_id=1,
-           voice_activity=True, where="source") -> RtpSource:
+           voice_activity=True, where="source", l16=False) -> RtpSource:
     """An RtpSource with every field checked; ValueError naming the field."""
     for name, v in (("room", room), ("participant", participant)):
         if not isinstance(v, str) or not 0 < len(v.encode()) <= MAX_SOURCE_ID_BYTES:
@@ -119,8 +128,13 @@ def source(room, participant, tenant="", clock_rate_hz=48000, audio_level_id=1,
                          f"got {audio_level_id!r}")
     if not isinstance(voice_activity, bool):
         raise ValueError(f"{where}.voice_activity: true or false, got {voice_activity!r}")
+    if not isinstance(l16, bool):
+        raise ValueError(f"{where}.l16: true or false, got {l16!r}")
+    if l16 and clock_rate_hz not in L16_RATES_HZ:
+        raise ValueError(f"{where}.clock_rate_hz: L16 at one of {L16_RATES_HZ}, "
+                         f"got {clock_rate_hz!r}")
     return RtpSource(room, participant, tenant, clock_rate_hz, audio_level_id,
-                     voice_activity)
+                     voice_activity, l16)
 
 
 @dataclass
@@ -147,10 +161,11 @@ class _Room:
 
 
 def _one_tick(parts: _Pcm) -> bytes:
-    """A tick's decoded G.711 packets in timestamp order, as exactly 20 ms: a lost packet's
-    share is silence, a surplus (30 ms packets) is cut."""
+    """A tick's decoded G.711 or L16 packets in timestamp order, as exactly 20 ms: a lost
+    packet's share is silence, a surplus (30 ms packets) is cut."""
+    n = parts.rate * TICK_MS // 1000 * 2
     audio = b"".join(pcm for _, pcm in sorted(dict(parts).items()))  # a duplicate once
-    return audio[:G711_TICK_BYTES].ljust(G711_TICK_BYTES, b"\0")
+    return audio[:n].ljust(n, b"\0")
 
 
 def _wall_due(room: _Room, now_s: float) -> int:
@@ -226,21 +241,29 @@ class RtpIngest:
         ok = ok[known]
         ids = np.array([srcs[i].audio_level_id for i in known], np.int64)
         level, voice = rtp.audio_levels(rtp.take(p, ok), ids)
-        # no level but G.711: decode it for the VAD
-        pcm_at = np.flatnonzero((level == rtp.NO_LEVEL) & np.isin(p.payload_type[ok],
-                                                                   list(G711)))
+        # no level but G.711 or an L16 source: decode it for the VAD
+        l16 = np.array([srcs[i].l16 for i in known], bool)
+        pcm_at = np.flatnonzero((level == rtp.NO_LEVEL) & (
+            l16 | np.isin(p.payload_type[ok], list(G711))))
         pcm = dict(zip(pcm_at.tolist(), rtp.payloads(p, ok[pcm_at]))) if len(pcm_at) else {}
         for j, i in enumerate(known):
             src = srcs[i]
             payload = pcm.get(j)
+            rate = G711_RATE_HZ
             if payload is not None:
-                payload = g711.decode(payload, G711[int(p.payload_type[ok[j]])])
+                if src.l16:  # big-endian int16 (an odd last byte is dropped)
+                    payload = np.frombuffer(payload, ">i2", len(payload) // 2) \
+                        .astype("<i2").tobytes()
+                    rate = src.clock_rate_hz
+                else:
+                    payload = g711.decode(payload, G711[int(p.payload_type[ok[j]])])
             self._place(ssrcs[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
                         int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s,
-                        payload)
+                        payload, rate)
 
     def _place(self, ssrc: int, src: RtpSource, timestamp: int, sequence: int,
-               level: int, voice: int, now_s: float, pcm: bytes | None = None) -> None:
+               level: int, voice: int, now_s: float, pcm: bytes | None = None,
+               pcm_rate: int = G711_RATE_HZ) -> None:
         key = (src.tenant, src.room_id)
         room = self._rooms.get(key)
         if room is None:
@@ -284,6 +307,7 @@ class RtpIngest:
             parts = frames.get(pid)
             if type(parts) is not _Pcm:
                 parts = frames[pid] = _Pcm()
+                parts.rate = pcm_rate
             parts.append((unwrapped, pcm))
             return
         if level == rtp.NO_LEVEL:
@@ -337,7 +361,7 @@ class RtpIngest:
                     a = t.audio.add(participant_id=pid)
                     if type(frame) is _Pcm:
                         a.pcm.samples = _one_tick(frame)
-                        a.pcm.sample_rate_hz = G711_RATE_HZ
+                        a.pcm.sample_rate_hz = frame.rate
                         continue
                     level, voice = frame
                     a.level.level = level

@@ -179,8 +179,10 @@ def test_the_map_file(tmp_path):
     path = tmp_path / "map.json"
     path.write_text(json.dumps({"sources": [
         {"ssrc": 1, "room": "r", "participant": "p", "tenant": "t", "clock_rate_hz": 8000,
-         "audio_level_id": 3, "voice_activity": False}]}))
-    assert rtp_ingest.load_map(str(path)) == {1: RtpSource("r", "p", "t", 8000, 3, False)}
+         "audio_level_id": 3, "voice_activity": False},
+        {"ssrc": 2, "room": "r", "participant": "q", "clock_rate_hz": 16000, "l16": True}]}))
+    assert rtp_ingest.load_map(str(path)) == {1: RtpSource("r", "p", "t", 8000, 3, False),
+                                              2: RtpSource("r", "q", "", 16000, l16=True)}
 
 
 @pytest.mark.parametrize("doc, message", [
@@ -193,6 +195,9 @@ def test_the_map_file(tmp_path):
      "unknown field 'colour'"),
     ('{"sources": [{"ssrc": 1, "room": "r", "participant": "p"},'
      ' {"ssrc": 1, "room": "r", "participant": "q"}]}', "mapped twice"),
+    ('{"sources": [{"ssrc": 1, "room": "r", "participant": "p", "l16": true,'
+     ' "clock_rate_hz": 44100}]}', "L16 at one of"),
+    ('{"sources": [{"ssrc": 1, "room": "r", "participant": "p", "l16": 1}]}', "sources[0].l16"),
     ("{", "map.json"),
 ])
 def test_a_bad_map_file_names_the_entry_and_field(tmp_path, doc, message):
@@ -359,6 +364,49 @@ def test_g711_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc()
                                         payload=part))
             tick.audio.add(participant_id=src.participant_id, pcm=pb.PcmFrame(
                 samples=g711.decode(words, table), sample_rate_hz=8000))
+        ingest.receive(datagrams, k * 0.02)
+        for tenant, req in ingest.closed(k * 0.02 + 0.001).items():
+            got += switches(reg.process(req, tenant=tenant).events)
+        want += switches(ref.process(pb.StreamRequest(ticks=[tick])).events)
+    for tenant, req in ingest.closed(n_ticks * 0.02 + 0.2).items():
+        got += switches(reg.process(req, tenant=tenant).events)
+    assert got == want
+    assert [s for _, s in got][:3] == ["p1", "p2", "p3"]
+    assert ingest.counts["no_level"] == 0 and ingest.counts["late"] == 0
+
+
+def test_l16_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
+    """L16 (RFC 3551: big-endian int16) from sources mapped with ``l16``: byte-swapped and
+    stepped as 20 ms PCM frames at the source's clock rate; the same audio sent over gRPC
+    makes the same decisions. One participant sends 10 ms packets; one, at 8 kHz, loses a
+    packet now and then (no frame of it in that tick; silence over gRPC, the same decisions)."""
+    from service import sample
+
+    rates = {"p1": 16000, "p2": 16000, "p3": 8000}
+    tracks = {r: sample.conversation(rate=r)[0] for r in set(rates.values())}
+    n_ticks = 11_000 // 20
+    srcs = {200 + i: RtpSource("lin", pid, clock_rate_hz=rates[pid], l16=True)
+            for i, pid in enumerate(sorted(rates))}
+    pcm = {pid: np.clip(np.round(tracks[r][pid][: n_ticks * r // 50] * 32767), -32768,
+                        32767).astype("<i2") for pid, r in rates.items()}
+    ingest = RtpIngest(srcs)
+    reg, ref = RoomRegistry(), RoomRegistry()
+    got, want = [], []
+    for k in range(n_ticks):
+        datagrams, tick = [], pb.RoomTick(room_id="lin", timestamp_ms=20 * k, duration_ms=20)
+        for ssrc, src in srcs.items():
+            pid, n = src.participant_id, src.clock_rate_hz // 50
+            x = pcm[pid][n * k: n * (k + 1)]
+            lost = pid == "p3" and k % 37 == 5
+            parts = [x] if pid != "p2" else [x[: n // 2], x[n // 2:]]
+            for j, part in enumerate(parts):
+                if not lost:
+                    datagrams.append(packet(ssrc=ssrc, pt=96, seq=2 * k + j,
+                                            ts=n * k + n // 2 * j,
+                                            payload=part.astype(">i2").tobytes()))
+            sent = np.zeros_like(x) if lost else x
+            tick.audio.add(participant_id=pid, pcm=pb.PcmFrame(
+                samples=sent.tobytes(), sample_rate_hz=src.clock_rate_hz))
         ingest.receive(datagrams, k * 0.02)
         for tenant, req in ingest.closed(k * 0.02 + 0.001).items():
             got += switches(reg.process(req, tenant=tenant).events)
