@@ -100,7 +100,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http-host", help="web viewer bind address (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, help="web viewer and HTTP API port (default -1: "
                    "off; make run uses 8080)")
-    p.add_argument("--rtp-host", help="RTP ingest bind address (default 127.0.0.1)")
+    p.add_argument("--rtp-host", help="RTP ingest bind address, IPv4 or IPv6 (default 127.0.0.1)")
     p.add_argument("--rtp-port", type=int, help="RTP ingest UDP port (default -1: off); "
                    "see docs/rtp.md")
     p.add_argument("--rtp-map", metavar="FILE", help="JSON file mapping SSRCs to rooms and "

@@ -416,3 +416,25 @@ def test_l16_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
     assert got == want
     assert [s for _, s in got][:3] == ["p1", "p2", "p3"]
     assert ingest.counts["no_level"] == 0 and ingest.counts["late"] == 0
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_the_rtp_port_listens_on_ipv6_loopback(tmp_path, host):
+    """``--rtp-host ::1`` (bracketed or not): packets sent over IPv6 reach the ingest."""
+    import socket
+    import time
+
+    from conftest import ServerThread, test_config
+
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"sources": [{"ssrc": 77, "room": "v6", "participant": "a"}]}))
+    with ServerThread(test_config(rtp_port=0, rtp_host=host, rtp_map=str(path))) as server:
+        port = server.running.rtp.port
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            for k in range(5):
+                sock.sendto(packet(ssrc=77, seq=k, ts=960 * k, extension=level_element(30, True)),
+                            ("::1", port))
+        deadline = time.monotonic() + 5
+        while server.running.rtp.ingest.counts["ok"] < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.running.rtp.ingest.counts["ok"] == 5
