@@ -418,7 +418,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             src = rtp_source(request.room_id, request.participant_id, principal.tenant,
                              request.clock_rate_hz or DEFAULT_CLOCK_RATE_HZ,
                              request.audio_level_id or DEFAULT_AUDIO_LEVEL_ID,
-                             not request.no_voice_activity, where="")
+                             not request.no_voice_activity, where="", l16=request.l16)
         except ValueError as e:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(e).lstrip("."))
         old = ingest.sources.get(request.ssrc)
@@ -452,7 +452,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
 def _rtp_source_message(ssrc: int, src: RtpSourceMapping) -> pb.RtpSource:
     return pb.RtpSource(ssrc=ssrc, room_id=src.room_id, participant_id=src.participant_id,
                         clock_rate_hz=src.clock_rate_hz, audio_level_id=src.audio_level_id,
-                        no_voice_activity=not src.voice_activity)
+                        no_voice_activity=not src.voice_activity, l16=src.l16)
 
 
 @dataclass

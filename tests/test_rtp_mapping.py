@@ -93,10 +93,21 @@ def test_another_tenant_cannot_take_or_drop_an_ssrc(server):
      "clock_rate_hz"),
     (pb.RtpSource(ssrc=1, room_id="r", participant_id="p", audio_level_id=300),
      "audio_level_id"),
+    (pb.RtpSource(ssrc=1, room_id="r", participant_id="p", clock_rate_hz=44100, l16=True),
+     "clock_rate_hz"),
 ])
 def test_bad_mappings_name_the_field(server, request_, field):
     code, details = refused(server, "MapRtpSource", request_, token())
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith(field), details
+
+
+def test_an_l16_source_is_mapped_for_the_vad_path(server):
+    got = call(server, "MapRtpSource", pb.RtpSource(ssrc=16, room_id="lin", participant_id="p",
+                                                    clock_rate_hz=16000, l16=True), token())
+    assert (got.clock_rate_hz, got.l16) == (16000, True)
+    src = server.running.rtp.ingest.sources[16]
+    assert (src.clock_rate_hz, src.l16) == (16000, True)
+    call(server, "UnmapRtpSource", pb.UnmapRtpSourceRequest(ssrc=16), token())
 
 
 def test_grants_and_room_patterns_apply(server):

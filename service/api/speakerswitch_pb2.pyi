@@ -110,20 +110,22 @@ class RoomSummary(_message.Message):
     def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., participants: _Optional[int] = ...) -> None: ...
 
 class RtpSource(_message.Message):
-    __slots__ = ("ssrc", "room_id", "participant_id", "clock_rate_hz", "audio_level_id", "no_voice_activity")
+    __slots__ = ("ssrc", "room_id", "participant_id", "clock_rate_hz", "audio_level_id", "no_voice_activity", "l16")
     SSRC_FIELD_NUMBER: _ClassVar[int]
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
     CLOCK_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
     AUDIO_LEVEL_ID_FIELD_NUMBER: _ClassVar[int]
     NO_VOICE_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    L16_FIELD_NUMBER: _ClassVar[int]
     ssrc: int
     room_id: str
     participant_id: str
     clock_rate_hz: int
     audio_level_id: int
     no_voice_activity: bool
-    def __init__(self, ssrc: _Optional[int] = ..., room_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., clock_rate_hz: _Optional[int] = ..., audio_level_id: _Optional[int] = ..., no_voice_activity: _Optional[bool] = ...) -> None: ...
+    l16: bool
+    def __init__(self, ssrc: _Optional[int] = ..., room_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., clock_rate_hz: _Optional[int] = ..., audio_level_id: _Optional[int] = ..., no_voice_activity: _Optional[bool] = ..., l16: _Optional[bool] = ...) -> None: ...
 
 class UnmapRtpSourceRequest(_message.Message):
     __slots__ = ("ssrc",)
