@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: bench-rtp run demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
+.PHONY: bench-rtp run demo janus-demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080 $(RUN_ARGS)
@@ -22,6 +22,10 @@ run: $(STAMP) $(GEN)
 # The web viewer with a bundled conversation streaming through it (http://127.0.0.1:8080).
 demo: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch demo $(DEMO_ARGS)
+
+# A real video room: Janus (Debian) + speakerswitch + the page (docs/janus.md)
+janus-demo: $(STAMP) $(GEN) $(TOOLS)
+	PY=$(PY) sh examples/janus/run.sh
 
 # Rebuild service/demo_data/ from the script in service/demo_build.py (needs Debian's
 # espeak-ng and opus-tools; the output is committed, so only maintainers run this).
@@ -93,7 +97,8 @@ $(PY):
 # RTP ingest (tests/test_rtp_gstreamer.py). Installed when this machine can (root +
 # apt-get); otherwise those tests skip and say why. command:package[,package...]
 DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromium:chromium \
-  gst-launch-1.0:gstreamer1.0-tools,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good
+  gst-launch-1.0:gstreamer1.0-tools,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good \
+  janus:janus,libjs-janus-gateway,libjs-webrtc-adapter
 
 $(TOOLS): Makefile | $(PY)
 	@missing=""; for t in $(DEBIAN_TOOLS); do \

@@ -1,0 +1,180 @@
+"""The demo's glue between Janus and speakerswitch (examples only, not part of the service).
+
+- serves the page (static/) and Debian's janus.js (libjs-janus-gateway) from one origin;
+- POST /bridge/publish {"participant", "publisher_id"}: asks Janus (its HTTP API, on
+  loopback) to rtp_forward that publisher's audio to speakerswitch's RTP port with an SSRC
+  chosen here, then maps the SSRC to the participant with MapRtpSource (gRPC);
+- POST /bridge/leave {"participant"}: stops the forwarder and UnmapRtpSource (the participant
+  leaves); a publisher that vanishes (closed tab) is unmapped when Janus reports it gone;
+- /janus: proxied to Janus's HTTP API and
+- /api/*: proxied to speakerswitch's HTTP API (decisions as SSE, camera/pin events), so the
+  page talks to one origin. The page holds no switching logic.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import zlib
+
+import aiohttp
+import grpc
+from aiohttp import web
+
+from service.api import speakerswitch_pb2 as pb
+from service.api import speakerswitch_pb2_grpc as pbg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+JANUS_JS = "/usr/share/javascript/janus-gateway/janus.js"  # Debian: libjs-janus-gateway
+ADAPTER_JS = "/usr/share/javascript/webrtc-adapter/adapter.js"  # Debian: libjs-webrtc-adapter
+ROOM = 1234  # examples/janus/conf/janus.plugin.videoroom.jcfg
+ROOM_ID = "janus-1234"  # the speakerswitch room
+
+
+class Bridge:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.stub: pbg.SpeakerSwitchStub | None = None  # made on the server's loop
+        self.sources: dict[str, tuple[int, int, int]] = {}  # participant -> (ssrc, pub, stream)
+        self.http: aiohttp.ClientSession | None = None
+        self.janus_session = 0
+        self.janus_handle = 0
+
+    async def janus(self, body: dict) -> dict:
+        """One synchronous VideoRoom request on the bridge's own Janus handle."""
+        assert self.http is not None
+        if not self.janus_session:
+            async with self.http.post(self.args.janus, json={"janus": "create",
+                                                             "transaction": "c"}) as r:
+                self.janus_session = (await r.json())["data"]["id"]
+            async with self.http.post(f"{self.args.janus}/{self.janus_session}", json={
+                    "janus": "attach", "plugin": "janus.plugin.videoroom",
+                    "transaction": "a"}) as r:
+                self.janus_handle = (await r.json())["data"]["id"]
+        url = f"{self.args.janus}/{self.janus_session}/{self.janus_handle}"
+        async with self.http.post(url, json={"janus": "message", "transaction": "m",
+                                             "body": body}) as r:
+            reply = await r.json()
+        return reply.get("plugindata", {}).get("data", reply)
+
+    async def keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(20)
+            if self.janus_session and self.http is not None:
+                try:
+                    async with self.http.post(f"{self.args.janus}/{self.janus_session}", json={
+                            "janus": "keepalive", "transaction": "k"}):
+                        pass
+                except aiohttp.ClientError:
+                    pass
+
+    async def watch_publishers(self) -> None:
+        """A closed tab: Janus drops its publisher; unmap whoever is no longer listed."""
+        while True:
+            await asyncio.sleep(1)
+            if not self.sources:
+                continue
+            try:
+                data = await self.janus({"request": "listparticipants", "room": ROOM})
+            except (aiohttp.ClientError, KeyError):
+                continue
+            live = {p["id"] for p in data.get("participants", []) if p.get("publisher")}
+            for name, (_, pub, _) in list(self.sources.items()):
+                if pub not in live:
+                    await self.unmap(name)
+
+    async def unmap(self, name: str) -> None:
+        ssrc, pub, stream = self.sources.pop(name, (0, 0, 0))
+        if not ssrc:
+            return
+        try:
+            await self.janus({"request": "stop_rtp_forward", "room": ROOM,
+                              "publisher_id": pub, "stream_id": stream})
+        except (aiohttp.ClientError, KeyError):
+            pass
+        try:
+            assert self.stub is not None
+            await self.stub.UnmapRtpSource(pb.UnmapRtpSourceRequest(ssrc=ssrc))
+        except grpc.aio.AioRpcError:
+            pass
+
+    async def publish(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        name, pub = str(body["participant"]), int(body["publisher_id"])
+        await self.unmap(name)
+        ssrc = zlib.crc32(f"{name}/{pub}".encode()) or 1
+        fwd = await self.janus({"request": "rtp_forward", "room": ROOM, "publisher_id": pub,
+                                "host": "127.0.0.1", "host_family": "ipv4",
+                                "streams": [{"mid": str(body.get("audio_mid", "0")),
+                                             "port": self.args.rtp_port, "ssrc": ssrc}]})
+        streams = fwd.get("forwarders") or fwd.get("rtp_stream") or []
+        if fwd.get("videoroom") != "rtp_forward" or not streams:
+            return web.json_response({"error": fwd}, status=502)
+        stream = streams[0].get("stream_id", 0) if isinstance(streams, list) else 0
+        assert self.stub is not None
+        await self.stub.MapRtpSource(pb.RtpSource(ssrc=ssrc, room_id=ROOM_ID,
+                                                  participant_id=name))
+        self.sources[name] = (ssrc, pub, stream)
+        return web.json_response({"room": ROOM_ID, "ssrc": ssrc})
+
+    async def leave(self, request: web.Request) -> web.Response:
+        body = await request.json(content_type=None)  # sendBeacon posts text/plain
+        await self.unmap(str(body["participant"]))
+        return web.json_response({})
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        assert self.http is not None
+        path = request.rel_url.path_qs
+        url = (self.args.janus.removesuffix("/janus") if path.startswith("/janus")
+               else self.args.api) + path
+        async with self.http.request(request.method, url, data=await request.read(),
+                                     headers={k: v for k, v in request.headers.items()
+                                              if k.lower() in ("content-type", "accept")},
+                                     timeout=aiohttp.ClientTimeout(total=None)) as r:
+            resp = web.StreamResponse(status=r.status, headers={
+                "Content-Type": r.headers.get("Content-Type", "application/json"),
+                "Cache-Control": "no-cache"})
+            await resp.prepare(request)
+            async for chunk in r.content.iter_any():
+                await resp.write(chunk)
+            return resp
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=8090)
+    ap.add_argument("--janus", default="http://127.0.0.1:8088/janus")
+    ap.add_argument("--grpc", default="127.0.0.1:50061")
+    ap.add_argument("--api", default="http://127.0.0.1:8081")
+    ap.add_argument("--rtp-port", type=int, default=5004)
+    args = ap.parse_args()
+    bridge = Bridge(args)
+    app = web.Application()
+
+    async def start(_: web.Application) -> None:
+        bridge.http = aiohttp.ClientSession()
+        bridge.stub = pbg.SpeakerSwitchStub(grpc.aio.insecure_channel(args.grpc))
+        app["tasks"] = [asyncio.create_task(bridge.keepalive()),
+                        asyncio.create_task(bridge.watch_publishers())]
+
+    async def stop(_: web.Application) -> None:
+        for t in app["tasks"]:
+            t.cancel()
+        assert bridge.http is not None
+        await bridge.http.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    app.router.add_get("/", lambda _: web.FileResponse(os.path.join(HERE, "static/index.html")))
+    app.router.add_get("/janus.js", lambda _: web.FileResponse(JANUS_JS))
+    app.router.add_get("/adapter.js", lambda _: web.FileResponse(ADAPTER_JS))
+    app.router.add_static("/static", os.path.join(HERE, "static"))
+    app.router.add_post("/bridge/publish", bridge.publish)
+    app.router.add_post("/bridge/leave", bridge.leave)
+    app.router.add_route("*", "/api/{tail:.*}", bridge.proxy)
+    app.router.add_route("*", "/janus{tail:.*}", bridge.proxy)  # Janus's API, same origin
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
