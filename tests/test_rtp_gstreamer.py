@@ -127,3 +127,59 @@ def test_gstreamer_senders_switch_a_room_as_replay_does(tmp_path):
     # first packet's arrival: a switch may move by a tick or two
     assert np.abs(np.subtract([t for t, _ in got], [t for t, _ in want])).max() <= 40, \
         (got, want)
+
+
+def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_path):
+    """The PCM path: GStreamer sends each WAV as PCMU (8 kHz, 20 ms packets, no level
+    extension), as a telephone gateway would; the server decodes it by table and runs its
+    VAD. The decisions are those of ``replay --wav-dir`` on the same WAVs (at their own
+    rate): the same speakers in the same order, each switch within two ticks (the room's
+    clock starts at the first packet, and 8 kHz G.711 is not the WAV the reference hears)."""
+    if subprocess.run(["gst-inspect-1.0", "mulawenc"], capture_output=True).returncode or \
+            subprocess.run(["gst-inspect-1.0", "rtppcmupay"], capture_output=True).returncode:
+        pytest.skip("GStreamer mulawenc/rtppcmupay missing (gstreamer1.0-plugins-good)")
+    paths = _trimmed_sample(tmp_path)
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for pid, path in paths.items():
+        shutil.copy(path, wavs / f"{pid}.wav")
+    map_path = tmp_path / "map.json"
+    map_path.write_text(json.dumps({"sources": [
+        {"ssrc": ssrc, "room": "tel", "participant": pid, "clock_rate_hz": 8000}
+        for pid, ssrc in SSRC.items()]}))
+    with ServerThread(test_config(rtp_port=0, rtp_map=str(map_path))) as server:
+        port = server.running.rtp.port
+        seen: list[pb.RoomEvent] = []
+        with Client(server.target) as client:
+            watch = client.watch("tel", wait_for_room=True)
+
+            def read() -> None:
+                with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+                    seen.extend(watch)
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            command = ["gst-launch-1.0", "-q"]
+            for pid, ssrc in SSRC.items():
+                command += ["filesrc", f"location={paths[pid]}", "!", "wavparse", "!",
+                            "audioconvert", "!", "audioresample", "!",
+                            "audio/x-raw,format=S16LE,rate=8000,channels=1", "!",
+                            "mulawenc", "!", "rtppcmupay", f"ssrc={ssrc}",
+                            "min-ptime=20000000", "max-ptime=20000000", "!",
+                            "udpsink", "host=127.0.0.1", f"port={port}", "sync=true"]
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=SECONDS + 30)
+            assert done.returncode == 0, done.stderr[-2000:]
+            time.sleep(0.5)
+            watch.cancel()
+            reader.join(5)
+        counts = dict(server.running.rtp.ingest.counts)
+    got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
+    want = [(e.timestamp_ms, e.switch.speaker_id)
+            for r in replay.run_local(replay.requests(replay.wav_ticks(wavs, "tel")))
+            for e in r.events if e.HasField("switch")]
+    assert counts.get("ok", 0) >= 3 * SECONDS * 50 * 0.98, counts
+    assert counts.get("no_level", 0) == 0 and counts.get("late", 0) <= 3, counts
+    assert [s for _, s in got] == [s for _, s in want], (got, want)
+    assert [s for _, s in want][:3] == ["p1", "p2", "p3"], want
+    assert np.abs(np.subtract([t for t, _ in got], [t for t, _ in want])).max() <= 40, \
+        (got, want)
