@@ -39,3 +39,22 @@ def test_server_containers_have_a_startup_probe():
                 servers += 1
                 assert "grpc" in (c.get("startupProbe") or {}), (str(path), c["name"])
     assert servers >= 3
+
+
+def test_termination_grace_covers_prestop_drain_and_a_margin():
+    checked = 0
+    for path, spec in pod_specs():
+        for c in spec["containers"]:
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            if "grpc" not in (c.get("livenessProbe") or {}):
+                continue
+            pre = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+            assert pre >= 5, (str(path), pre)
+            if "terminationGracePeriodSeconds" not in spec:     # Helm: templated
+                text = (ROOT / path).read_text()
+                assert "terminationGracePeriodSeconds: {{ add .Values.graceSeconds 10 }}" in text
+                continue
+            grace = float(env["SPEAKERSWITCH_GRACE_S"])
+            assert spec["terminationGracePeriodSeconds"] >= pre + grace + 5, str(path)
+            checked += 1
+    assert checked >= 2
