@@ -2,6 +2,7 @@
 ratio at any tick rate, and SpeakerSwitchDown fires for a speakerswitch target of any job name
 that stops answering, and not for an unrelated target or a healthy one."""
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -10,7 +11,7 @@ import yaml
 
 RULES = pathlib.Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "rules.yml"
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian "
+SKIP = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian "
                                 "package prometheus; make test installs it as root)")
 BUILD = 'speakerswitch_build_info{job="rel-a",instance="a:9100",version="0.1.0",kernel="c"}'
 
@@ -24,6 +25,7 @@ def promtool_test(tmp_path, tests):
     return r.returncode, r.stdout + r.stderr
 
 
+@SKIP
 def test_error_ratio_is_a_ratio_below_one_tick_per_second(tmp_path):
     # 0.5 ticks/s accepted, 0.05/s refused: 0.05 / 0.55 = 0.0909 (clamping gave 0.05)
     tests = [{"interval": "1m", "input_series": [
@@ -36,6 +38,7 @@ def test_error_ratio_is_a_ratio_below_one_tick_per_second(tmp_path):
     assert rc == 0, out
 
 
+@SKIP
 def test_error_alert_silent_when_healthy_and_fires_on_refusals(tmp_path):
     def case(errors_per_min, expect):
         return {"interval": "1m", "input_series": [
@@ -55,6 +58,7 @@ def test_error_alert_silent_when_healthy_and_fires_on_refusals(tmp_path):
     assert rc == 0, out
 
 
+@SKIP
 def test_down_alert_fires_for_speakerswitch_only(tmp_path):
     rules = yaml.safe_load(RULES.read_text())
     down = next(r for g in rules["groups"] for r in g["rules"]
@@ -74,3 +78,15 @@ def test_down_alert_fires_for_speakerswitch_only(tmp_path):
                  "exp_annotations": ann}]}]}]
     rc, out = promtool_test(tmp_path, tests)
     assert rc == 0, out
+
+
+def test_every_alert_links_a_runbook_section():
+    runbook = (RULES.parent.parent.parent / "docs" / "runbook.md").read_text()
+    headings = {h.strip().lower() for h in re.findall(r"^## (.+)$", runbook, re.M)}
+    rules = yaml.safe_load(RULES.read_text())
+    alerts = [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
+    assert len(alerts) >= 7
+    for a in alerts:
+        url = a["annotations"]["runbook_url"]
+        assert url == f"docs/runbook.md#{a['alert'].lower()}", url
+        assert a["alert"].lower() in headings, a["alert"]
