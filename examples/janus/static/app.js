@@ -11,6 +11,7 @@ const state = {
   feeds: new Map(),               // display name -> Janus publisher id
   subs: new Map(),                // display name -> {handle, stream}
   shownHistory: [],               // every main-tile participant, in order (tests read it)
+  shownAt: [], captureAt: 0,      // [Date.now(), participant] per change; when the mic started
 };
 window.demo = state;
 let janus = null, pub = null;
@@ -50,6 +51,7 @@ function attach() {
     pub.send({ message: { request: "join", ptype: "publisher", room: cfg.room, display: state.me } });
   }, onmessage: onPublisherMessage,
   onlocaltrack: (track, on) => {
+    if (track.kind === "audio" && on && !state.captureAt) state.captureAt = Date.now();
     if (track.kind !== "video" || !on) return;
     document.getElementById("self").srcObject = new MediaStream([track]);
   }, error: (e) => status("attach: " + e, "error") });
@@ -68,6 +70,8 @@ function onPublisherMessage(msg, jsep) {
     state.published = true;
     post("/bridge/publish", { participant: state.me, publisher_id: state.myId, audio_mid: "0" })
       .then(() => { status("joined as " + state.me);
+                    state.mapped = true;
+                    if (!state.camera) event("VIDEO_OFF", state.me);
                     document.getElementById("camera").disabled = false;
                     openStream(); });
   }
@@ -78,11 +82,14 @@ function onPublisherMessage(msg, jsep) {
   render();
 }
 
-function toggleCamera() {
+async function toggleCamera() {
   state.camera = !state.camera;
   // mute the sender's track; Janus keeps the feed, speakerswitch is told by the event
   (state.camera ? pub.unmuteVideo : pub.muteVideo).call(pub);
-  event(state.camera ? "CAMERA_ON" : "CAMERA_OFF", state.me);
+  if (state.mapped) {   // before that, the mapping's .then above says it
+    const r = await event(state.camera ? "VIDEO_ON" : "VIDEO_OFF", state.me);
+    state.cameraAck = r.status;
+  }
   document.getElementById("camera").textContent = state.camera ? "Camera off" : "Camera on";
 }
 
@@ -156,8 +163,10 @@ function render() {
     main.dataset.speaker = state.shown;
     video.srcObject = stream || null;
     document.getElementById("main-label").textContent = state.shown;
-    if (state.shownHistory[state.shownHistory.length - 1] !== state.shown)
+    if (state.shownHistory[state.shownHistory.length - 1] !== state.shown) {
       state.shownHistory.push(state.shown);
+      state.shownAt.push([Date.now(), state.shown]);   // wall clock, for tests
+    }
   }
   document.getElementById("unpin").disabled = !state.pinned;
   const thumbs = document.getElementById("thumbs");
