@@ -29,8 +29,16 @@ async function post(url, body) {
   return r;
 }
 
-function event(type, participant) {   // camera on/off and pin reach speakerswitch as events
-  return post(`/api/rooms/${encodeURIComponent(cfg.roomId)}/events`, { type, participant });
+async function sendEvent(type, participant) {   // camera on/off and pin reach speakerswitch
+  // a participant is in speakerswitch's room from its first forwarded audio on: until then
+  // (a second or so after the mapping) the event is a 404, so try again for a few seconds
+  let r;
+  for (let i = 0; i < 20; i++) {
+    r = await post(`/api/rooms/${encodeURIComponent(cfg.roomId)}/events`, { type, participant });
+    if (r.status !== 404) break;
+    await new Promise((ok) => setTimeout(ok, 250));
+  }
+  return r;
 }
 
 // ------------------------------------------------------------------ publishing
@@ -71,7 +79,7 @@ function onPublisherMessage(msg, jsep) {
     post("/bridge/publish", { participant: state.me, publisher_id: state.myId, audio_mid: "0" })
       .then(() => { status("joined as " + state.me);
                     state.mapped = true;
-                    if (!state.camera) event("VIDEO_OFF", state.me);
+                    if (!state.camera) sendEvent("VIDEO_OFF", state.me);
                     document.getElementById("camera").disabled = false;
                     openStream(); });
   }
@@ -87,7 +95,7 @@ async function toggleCamera() {
   // mute the sender's track; Janus keeps the feed, speakerswitch is told by the event
   (state.camera ? pub.unmuteVideo : pub.muteVideo).call(pub);
   if (state.mapped) {   // before that, the mapping's .then above says it
-    const r = await event(state.camera ? "VIDEO_ON" : "VIDEO_OFF", state.me);
+    const r = await sendEvent(state.camera ? "VIDEO_ON" : "VIDEO_OFF", state.me);
     state.cameraAck = r.status;
   }
   document.getElementById("camera").textContent = state.camera ? "Camera off" : "Camera on";
@@ -178,7 +186,7 @@ function render() {
       node.dataset.participant = n;
       node.innerHTML = '<video autoplay playsinline></video><span class="label"></span>';
       node.querySelector(".label").textContent = n;
-      node.onclick = () => event("PIN", n);
+      node.onclick = () => sendEvent("PIN", n);
     }
     const sub = state.subs.get(n);
     const v = node.querySelector("video");
@@ -191,7 +199,7 @@ function render() {
 
 document.getElementById("join").onclick = join;
 document.getElementById("camera").onclick = toggleCamera;
-document.getElementById("unpin").onclick = () => event("UNPIN", "");
+document.getElementById("unpin").onclick = () => sendEvent("UNPIN", "");
 window.addEventListener("beforeunload", () => {
   navigator.sendBeacon("/bridge/leave", JSON.stringify({ participant: state.me }));
 });
