@@ -304,14 +304,21 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                 del self.streams_per_tenant[tenant]
 
     async def _reader(self, context, room_id: str) -> Principal:
-        """A caller that may read ``room_id``: a good token with the watch grant, a room id,
-        and the room inside the token's pattern; else the call ends with the status."""
-        principal = await self._principal(context, "watch")
+        """A caller that may read ``room_id`` (see _room_caller)."""
+        return await self._room_caller(context, "watch", room_id)
+
+    async def _room_caller(self, context, grant: str, room_id: str,
+                           participant_id: str | None = None) -> Principal:
+        """A caller with ``grant`` for ``room_id``: a good token, ids of 1..128 bytes (as in
+        Stream), and the room inside the token's pattern; else the call ends with the
+        status."""
+        principal = await self._principal(context, grant)
         try:
-            check_id(room_id, "room_id")  # 1..128 bytes, as in Stream
+            check_id(room_id, "room_id")
+            if participant_id is not None:
+                check_id(participant_id, "participant_id")
         except TickError as e:
-            self.metrics.errors.labels(e.code.name).inc()
-            await self._abort(context, e.code, str(e))
+            await self._fail(context, e.code, str(e))
         try:
             principal.check_room(room_id)
         except AuthError as e:
@@ -375,15 +382,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         return pb.ListRoomsResponse(rooms=rooms, more=more)
 
     async def CloseRoom(self, request, context):  # noqa: N802
-        principal = await self._principal(context, "publish")
-        try:
-            check_id(request.room_id, "room_id")
-        except TickError as e:
-            await self._fail(context, e.code, str(e))
-        try:
-            principal.check_room(request.room_id)
-        except AuthError as e:
-            await self._deny(context, e)
+        principal = await self._room_caller(context, "publish", request.room_id)
         await self.group_commit.quiet()  # then no await until the room is gone
         key = (principal.tenant, request.room_id)
         if key not in self.registry.rooms:
@@ -403,17 +402,10 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         await self._abort(context, code, message)
 
     async def MapRtpSource(self, request, context):  # noqa: N802
-        principal = await self._principal(context, "publish")
+        await self._principal(context, "publish")  # authenticated before anything is said
         ingest = await self._rtp_ingest(context)
-        try:
-            check_id(request.room_id, "room_id")
-            check_id(request.participant_id, "participant_id")
-        except TickError as e:
-            await self._fail(context, e.code, str(e))
-        try:
-            principal.check_room(request.room_id)
-        except AuthError as e:
-            await self._deny(context, e)
+        principal = await self._room_caller(context, "publish", request.room_id,
+                                            request.participant_id)
         try:
             src = rtp_source(request.room_id, request.participant_id, principal.tenant,
                              request.clock_rate_hz or DEFAULT_CLOCK_RATE_HZ,
