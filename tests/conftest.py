@@ -3,11 +3,13 @@ conversation, and small builders of requests."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import threading
 import time
 
+import grpc
 import pytest
 
 from service import sample
@@ -129,3 +131,22 @@ def script_levels(room: str, segments: list[tuple[str, int, int]], participants:
 
 def switches(events) -> list[tuple[int, str]]:
     return [(e.timestamp_ms, e.switch.speaker_id) for e in events if e.HasField("switch")]
+
+
+@contextlib.contextmanager
+def watching(client: Client, room_id: str):
+    """Follow ``room_id`` with Watch (waiting for the room) in a thread; yields the list its
+    events go into. On exit the stream is cancelled and the thread joined."""
+    seen: list[pb.RoomEvent] = []
+    watch = client.watch(room_id, wait_for_room=True)
+
+    def read() -> None:
+        with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+            seen.extend(watch)
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield seen
+    finally:
+        watch.cancel()
+        reader.join(5)

@@ -9,15 +9,12 @@ with no V bit, replayed through the engine (the RTP path must not change the dec
 how well levels alone switch is the quality benchmark's business)."""
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import subprocess
-import threading
 import time
 import wave
 
-import grpc
 import numpy as np
 import pytest
 
@@ -25,7 +22,7 @@ from service import replay, sample
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
 
-from conftest import ServerThread, test_config
+from conftest import ServerThread, test_config, watching
 
 SECONDS = 11
 """The sample's first 11 s: p1, p2 and p3 take the floor, with interjections between."""
@@ -90,15 +87,7 @@ def test_gstreamer_senders_switch_a_room_as_replay_does(tmp_path):
         for pid, ssrc in SSRC.items()]}))
     with ServerThread(test_config(rtp_port=0, rtp_map=str(map_path))) as server:
         port = server.running.rtp.port
-        seen: list[pb.RoomEvent] = []
-        with Client(server.target) as client:
-            watch = client.watch("gst", wait_for_room=True)
-
-            def read() -> None:
-                with contextlib.suppress(grpc.RpcError):  # cancelled at the end
-                    seen.extend(watch)
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
+        with Client(server.target) as client, watching(client, "gst") as seen:
             # one pipeline, so that the three start together on one clock
             command = ["gst-launch-1.0", "-q"]
             for pid, ssrc in SSRC.items():
@@ -107,8 +96,6 @@ def test_gstreamer_senders_switch_a_room_as_replay_does(tmp_path):
                                   timeout=SECONDS + 30)
             assert done.returncode == 0, done.stderr[-2000:]
             time.sleep(0.5)
-            watch.cancel()
-            reader.join(5)
         counts = dict(server.running.rtp.ingest.counts)
     got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
 
@@ -153,15 +140,7 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
         for pid, ssrc in SSRC.items()]}))
     with ServerThread(test_config(rtp_port=0, rtp_map=str(map_path))) as server:
         port = server.running.rtp.port
-        seen: list[pb.RoomEvent] = []
-        with Client(server.target) as client:
-            watch = client.watch("tel", wait_for_room=True)
-
-            def read() -> None:
-                with contextlib.suppress(grpc.RpcError):  # cancelled at the end
-                    seen.extend(watch)
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
+        with Client(server.target) as client, watching(client, "tel") as seen:
             command = ["gst-launch-1.0", "-q"]
             for pid, ssrc in SSRC.items():
                 command += ["filesrc", f"location={paths[pid]}", "!", "wavparse", "!",
@@ -174,8 +153,6 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
                                   timeout=SECONDS + 30)
             assert done.returncode == 0, done.stderr[-2000:]
             time.sleep(0.5)
-            watch.cancel()
-            reader.join(5)
         counts = dict(server.running.rtp.ingest.counts)
     got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
     want = [(e.timestamp_ms, e.switch.speaker_id)

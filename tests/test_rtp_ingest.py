@@ -218,16 +218,12 @@ def test_rtp_datagrams_to_a_running_server_switch_its_rooms(tmp_path):
     real time; Watch sees the switches the same levels make over gRPC (within a tick: each
     source is placed on the room's clock by its first packet's arrival), and the metrics
     count the packets; a datagram flood of garbage changes nothing."""
-    import contextlib
     import socket
-    import threading
     import time
-
-    import grpc
 
     from service.client import Client
 
-    from conftest import ServerThread, test_config
+    from conftest import ServerThread, test_config, watching
 
     turns = [("a", 0, 1200), ("b", 1500, 3000)]
     ticks = script_levels("rtp-room", turns, ["a", "b"], 3400)
@@ -238,15 +234,7 @@ def test_rtp_datagrams_to_a_running_server_switch_its_rooms(tmp_path):
         for ssrc, s in srcs.items()]}))
     with ServerThread(test_config(rtp_port=0, rtp_map=str(path))) as server:
         port = server.running.rtp.port
-        seen: list[pb.RoomEvent] = []
-        with Client(server.target) as client:
-            watch = client.watch("rtp-room", wait_for_room=True)
-
-            def read() -> None:
-                with contextlib.suppress(grpc.RpcError):  # cancelled at the end
-                    seen.extend(watch)
-            reader = threading.Thread(target=read, daemon=True)
-            reader.start()
+        with Client(server.target) as client, watching(client, "rtp-room") as seen:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 start = time.monotonic()
                 for i, tick in enumerate(ticks):
@@ -256,8 +244,6 @@ def test_rtp_datagrams_to_a_running_server_switch_its_rooms(tmp_path):
                         sock.sendto(b"\x00garbage", ("127.0.0.1", port))
                     time.sleep(max(0.0, start + (i + 1) * 0.02 - time.monotonic()))
             time.sleep(0.3)
-            watch.cancel()
-            reader.join(5)
         counts = dict(server.running.rtp.ingest.counts)
         registry = server.running.metrics.registry
         exported = {o: registry.get_sample_value("speakerswitch_rtp_packets_total",
