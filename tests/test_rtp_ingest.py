@@ -316,6 +316,26 @@ def test_100k_random_datagrams_change_no_room():
     assert run(True) == clean
 
 
+def decide_both_ways(srcs: dict[int, RtpSource], n_ticks: int, tick_k) -> None:
+    """``tick_k(k)`` gives tick k as (datagrams, the same audio as a gRPC RoomTick): the
+    ingest's decisions (packets received at k * 20 ms) must be the gRPC ones, p1, p2 and p3
+    taking the floor in turn, with no packet late or without its audio."""
+    ingest = RtpIngest(srcs)
+    reg, ref = RoomRegistry(), RoomRegistry()
+    got, want = [], []
+    for k in range(n_ticks):
+        datagrams, tick = tick_k(k)
+        ingest.receive(datagrams, k * 0.02)
+        for tenant, req in ingest.closed(k * 0.02 + 0.001).items():
+            got += switches(reg.process(req, tenant=tenant).events)
+        want += switches(ref.process(pb.StreamRequest(ticks=[tick])).events)
+    for tenant, req in ingest.closed(n_ticks * 0.02 + 0.2).items():
+        got += switches(reg.process(req, tenant=tenant).events)
+    assert got == want
+    assert [s for _, s in got][:3] == ["p1", "p2", "p3"]
+    assert ingest.counts["no_level"] == 0 and ingest.counts["late"] == 0
+
+
 def test_g711_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
     """A telephone gateway's PCMU (payload type 0, 8 kHz, no audio level): decoded and
     stepped as 20 ms PCM frames; the same decoded audio sent over gRPC makes the same
@@ -336,10 +356,8 @@ def test_g711_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc()
         codes[pid] = order[nearer].astype(np.uint8).tobytes()
     srcs = {100 + i: RtpSource("tel", pid, clock_rate_hz=8000)
             for i, pid in enumerate(sorted(tracks))}
-    ingest = RtpIngest(srcs)
-    reg, ref = RoomRegistry(), RoomRegistry()
-    got, want = [], []
-    for k in range(n_ticks):
+
+    def tick_k(k):
         datagrams, tick = [], pb.RoomTick(room_id="tel", timestamp_ms=20 * k, duration_ms=20)
         for ssrc, src in srcs.items():
             pt, table = law[src.participant_id]
@@ -350,15 +368,9 @@ def test_g711_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc()
                                         payload=part))
             tick.audio.add(participant_id=src.participant_id, pcm=pb.PcmFrame(
                 samples=g711.decode(words, table), sample_rate_hz=8000))
-        ingest.receive(datagrams, k * 0.02)
-        for tenant, req in ingest.closed(k * 0.02 + 0.001).items():
-            got += switches(reg.process(req, tenant=tenant).events)
-        want += switches(ref.process(pb.StreamRequest(ticks=[tick])).events)
-    for tenant, req in ingest.closed(n_ticks * 0.02 + 0.2).items():
-        got += switches(reg.process(req, tenant=tenant).events)
-    assert got == want
-    assert [s for _, s in got][:3] == ["p1", "p2", "p3"]
-    assert ingest.counts["no_level"] == 0 and ingest.counts["late"] == 0
+        return datagrams, tick
+
+    decide_both_ways(srcs, n_ticks, tick_k)
 
 
 def test_l16_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
@@ -375,10 +387,8 @@ def test_l16_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
             for i, pid in enumerate(sorted(rates))}
     pcm = {pid: np.clip(np.round(tracks[r][pid][: n_ticks * r // 50] * 32767), -32768,
                         32767).astype("<i2") for pid, r in rates.items()}
-    ingest = RtpIngest(srcs)
-    reg, ref = RoomRegistry(), RoomRegistry()
-    got, want = [], []
-    for k in range(n_ticks):
+
+    def tick_k(k):
         datagrams, tick = [], pb.RoomTick(room_id="lin", timestamp_ms=20 * k, duration_ms=20)
         for ssrc, src in srcs.items():
             pid, n = src.participant_id, src.clock_rate_hz // 50
@@ -393,15 +403,9 @@ def test_l16_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
             sent = np.zeros_like(x) if lost else x
             tick.audio.add(participant_id=pid, pcm=pb.PcmFrame(
                 samples=sent.tobytes(), sample_rate_hz=src.clock_rate_hz))
-        ingest.receive(datagrams, k * 0.02)
-        for tenant, req in ingest.closed(k * 0.02 + 0.001).items():
-            got += switches(reg.process(req, tenant=tenant).events)
-        want += switches(ref.process(pb.StreamRequest(ticks=[tick])).events)
-    for tenant, req in ingest.closed(n_ticks * 0.02 + 0.2).items():
-        got += switches(reg.process(req, tenant=tenant).events)
-    assert got == want
-    assert [s for _, s in got][:3] == ["p1", "p2", "p3"]
-    assert ingest.counts["no_level"] == 0 and ingest.counts["late"] == 0
+        return datagrams, tick
+
+    decide_both_ways(srcs, n_ticks, tick_k)
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
