@@ -38,6 +38,20 @@ LEAVE_AFTER_S = 10.0
 participant gets a LEAVE event."""
 LEAVE_CHECK_S = 1.0
 """How often sources are looked at for that (a pass over all of them)."""
+DTX_MS = 60
+"""A source without packets for this much of its room's media time is silent (Opus DTX
+sends nothing, or one packet in 400 ms, while its speaker is quiet), as the videobridge
+has it: its ticks get digital silence, which stops it speaking at once. Shorter gaps are
+packet loss, and its frames are left out (the engine keeps its state). Without this a
+talker whose browser goes into DTX would stay speaking on its last level until the
+engine's ``no_audio_timeout_ms`` (500 ms), or for as long as its room sends no ticks at
+all when everyone in it is quiet."""
+DTX_TICKS = DTX_MS // TICK_MS
+SILENCE_LEVEL = 127
+"""RFC 6464: -127 dBov, digital silence."""
+_SILENT_TICKS = int(LEAVE_AFTER_S * 1000) // TICK_MS + 1
+"""Ticks after its last packet that a quiet source is filled with silence: until it has
+left."""
 MAX_SOURCE_ID_BYTES = 128
 DEFAULT_CLOCK_RATE_HZ = 48000
 """Opus, what browsers send."""
@@ -158,6 +172,10 @@ class _Room:
     latest_tick: dict[str, int] = field(default_factory=dict)  # per participant
     sent_roster: tuple[str, ...] | None = None  # the sticky roster the registry has
     leaving: list[str] = field(default_factory=list)
+    silence: dict[str, tuple[int, int] | int] = field(default_factory=dict)
+    """Per participant, what stands for its silence in a tick it sent nothing for: a
+    level frame (127 with its V bit cleared, or no V bit for a sender without one) or,
+    for a PCM source, its sample rate (a tick of zeros)."""
 
 
 def _one_tick(parts: _Pcm) -> bytes:
@@ -166,6 +184,23 @@ def _one_tick(parts: _Pcm) -> bytes:
     n = parts.rate * TICK_MS // 1000 * 2
     audio = b"".join(pcm for _, pcm in sorted(dict(parts).items()))  # a duplicate once
     return audio[:n].ljust(n, b"\0")
+
+
+def _silence(room: _Room, pid: str, last: int, stop: int) -> None:
+    """Digital silence for ``pid``, whose latest packet was for tick ``last``, in the open
+    ticks before ``stop`` that are DTX_MS or more after it, up to LEAVE_AFTER_S (by then
+    it has left)."""
+    frame = room.silence.get(pid)
+    if frame is None:  # it never gave a level or audio: nothing to say of it
+        return
+    for k in range(max(room.next_tick, last + DTX_TICKS), min(stop, last + _SILENT_TICKS)):
+        frames = room.ticks.setdefault(k, {})
+        if pid not in frames:
+            if type(frame) is tuple:
+                frames[pid] = frame
+            else:
+                frames[pid] = zeros = _Pcm()  # _one_tick makes it 20 ms of zeros
+                zeros.rate = frame
 
 
 def _wall_due(room: _Room, now_s: float) -> int:
@@ -297,12 +332,17 @@ class RtpIngest:
             stream.joined = True
             if pid in room.leaving:
                 room.leaving.remove(pid)
-        room.latest_tick[pid] = max(room.latest_tick.get(pid, tick), tick)
+        last = room.latest_tick.get(pid, tick)
+        if tick > last + DTX_TICKS:  # back from DTX: the open ticks of its gap were silent
+            self._open[key] = room
+            _silence(room, pid, last, tick)
+        room.latest_tick[pid] = max(last, tick)
         if tick < max(room.next_tick, _wall_due(room, now_s)):
             self.counts["late"] += 1
             return
         if pcm is not None:
             self._open[key] = room
+            room.silence[pid] = pcm_rate
             frames = room.ticks.setdefault(tick, {})
             parts = frames.get(pid)
             if type(parts) is not _Pcm:
@@ -314,6 +354,7 @@ class RtpIngest:
             self.counts["no_level"] += 1
             return
         self._open[key] = room
+        room.silence[pid] = (SILENCE_LEVEL, 0 if voice >= 0 else -1)
         frames = room.ticks.setdefault(tick, {})
         old = frames.get(pid)
         if type(old) is _Pcm:
@@ -333,9 +374,14 @@ class RtpIngest:
             due = _wall_due(room, now_s)
             present = room.latest_tick
             if present:
-                due = max(due, min(present.values()))  # every source is past it
+                quietest = min(present.values())
+                due = max(due, quietest)  # every source is past it
+                if quietest + DTX_TICKS < due:
+                    self._fill_silence(room, due)
             ticks = sorted(k for k in room.ticks if k < due)
             if not ticks and not room.leaving:
+                if not self._may_fall_silent(room):
+                    del self._open[key]
                 continue
             req = out.get(room.tenant)
             if req is None:
@@ -375,9 +421,23 @@ class RtpIngest:
                     room.latest_tick.pop(pid, None)
                 room.leaving.clear()
             room.next_tick = max(room.next_tick, ticks[-1] + 1 if ticks else 0)
-            if not room.ticks:
+            if not room.ticks and not self._may_fall_silent(room):
                 del self._open[key]
         return out
+
+    @staticmethod
+    def _fill_silence(room: _Room, due: int) -> None:
+        """Digital silence in the ticks before ``due`` for each participant that has sent
+        no packet for DTX_MS of media time before them."""
+        for pid, last in room.latest_tick.items():
+            _silence(room, pid, last, due)
+
+    @staticmethod
+    def _may_fall_silent(room: _Room) -> bool:
+        """Whether a participant of the room may still get silence filled in (so the room
+        must stay among those ``closed`` looks at)."""
+        return any(last + _SILENT_TICKS > room.next_tick and pid in room.silence
+                   for pid, last in room.latest_tick.items())
 
     def _leave_silent(self, now_s: float) -> None:
         if now_s - self._leave_checked_s < LEAVE_CHECK_S:

@@ -15,10 +15,12 @@ from service.api import speakerswitch_pb2 as pb
 from service.rooms import RoomRegistry
 from service.rtp_ingest import RtpIngest, RtpSource
 
-from conftest import script_levels, switches
+from conftest import level_tick, script_levels, switches
 from test_rtp import level_element, packet
 
 ABC = ["a", "b", "c"]
+SILENT_A = [("a", rtp_ingest.SILENCE_LEVEL, pb.VOICE_ACTIVITY_ABSENT)]
+"""A tick where "a" sent nothing for DTX_MS: digital silence."""
 TURNS = [("a", 0, 3000), ("b", 3400, 7000), ("c", 7300, 10000), ("a", 10400, 12000)]
 
 
@@ -113,7 +115,7 @@ def test_two_packets_in_one_tick_keep_the_louder_and_voiced():
     ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(40, False)),
                     packet(ssrc=1000, ts=480, seq=2, extension=level_element(20, True))], 0.0)
     (req,) = ingest.closed(1.0).values()
-    assert frames(req.ticks) == [(0, [("a", 20, pb.VOICE_ACTIVITY_PRESENT)])]
+    assert frames(req.ticks)[0] == (0, [("a", 20, pb.VOICE_ACTIVITY_PRESENT)])
 
 
 def test_a_timestamp_jump_reanchors_and_a_reordered_packet_is_counted():
@@ -129,7 +131,7 @@ def test_a_timestamp_jump_reanchors_and_a_reordered_packet_is_counted():
                    0.06)
     assert ingest.counts["reanchored"] == 1
     (req,) = ingest.closed(5.0).values()
-    assert [t.timestamp_ms for t in req.ticks] == [0, 20, 40, 60]
+    assert [t for t, f in frames(req.ticks) if f != SILENT_A] == [0, 20, 40, 60]
 
 
 def test_unknown_ssrcs_rtcp_and_garbage_are_counted_and_change_nothing():
@@ -428,3 +430,77 @@ def test_the_rtp_port_listens_on_ipv6_loopback(tmp_path, host):
         while server.running.rtp.ingest.counts["ok"] < 5 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert server.running.rtp.ingest.counts["ok"] == 5
+
+
+def _send(ingest, ssrc, k, level, voice, seq0=0):
+    """Tick ``k``'s packet of ``ssrc`` (48 kHz, sequence = tick), arriving on time."""
+    ingest.receive([packet(ssrc=ssrc, ts=960 * k, seq=seq0 + k,
+                           extension=level_element(level, voice))], 0.02 * k + 0.001)
+
+
+def test_a_source_without_packets_for_60_ms_is_silent_and_shorter_gaps_are_loss():
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    ticks = []
+    for k in range(30):
+        if not 10 <= k < 20:  # a goes into DTX for 200 ms: no packets at all
+            _send(ingest, 1000, k, 20, True)
+        _send(ingest, 1001, k, 70, False)
+        for req in ingest.closed(0.02 * k + 0.002).values():
+            ticks += req.ticks
+    by_tick = dict(frames(ticks))
+    talk = ("a", 20, pb.VOICE_ACTIVITY_PRESENT)
+    b = ("b", 70, pb.VOICE_ACTIVITY_ABSENT)
+    assert by_tick[180] == [talk, b]
+    # 20 and 40 ms without packets: loss (a has no frame, the engine keeps its state)
+    assert by_tick[200] == by_tick[220] == [b]
+    # 60 ms and more: digital silence, until its packets come back
+    assert [by_tick[t] for t in range(240, 400, 20)] == [SILENT_A + [b]] * 8
+    assert by_tick[400] == [talk, b]
+    assert sorted(by_tick) == list(range(0, 580, 20))  # every tick before the last, once
+    assert ingest.counts["late"] == 0
+
+
+def test_a_talker_going_into_dtx_stops_speaking_when_its_whole_room_is_quiet():
+    """Everyone in the room stops sending (both in DTX): no tick would ever reach the
+    engine, and the last talker would stay speaking on its last level."""
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    reg = RoomRegistry()
+    events = []
+    for k in range(100):  # a talks for 2 s, b is quiet; then neither sends anything
+        _send(ingest, 1000, k, 20, True)
+        _send(ingest, 1001, k, 70, False)
+        for tenant, req in ingest.closed(0.02 * k + 0.002).items():
+            events += reg.process(req, tenant=tenant).events
+    for i in range(1, 50):  # a second of wall clock with no packets
+        for tenant, req in ingest.closed(2.0 + 0.02 * i).items():
+            events += reg.process(req, tenant=tenant).events
+    speaking = [(e.timestamp_ms, e.speaking_changed.speaking) for e in events
+                if e.HasField("speaking_changed") and e.speaking_changed.participant_id == "a"]
+    assert speaking[0][1] is True
+    # the last packet covered 1980..2000 ms; 2000..2060 ms without packets is silence,
+    # and digital silence stops a speaker at once: at the end of that tick
+    assert speaking[-1] == ((99 + rtp_ingest.DTX_TICKS + 1) * 20, False)
+    # the same as a gRPC client sending that silence itself
+    ticks = [level_tick("r", 20 * k, {"a": 20, "b": 70}, {"a": 1, "b": 0}, duration_ms=20)
+             for k in range(100)]
+    ticks += [level_tick("r", 20 * k, {"a": 127, "b": 127}, {"a": 0, "b": 0}, duration_ms=20)
+              for k in range(99 + rtp_ingest.DTX_TICKS, 140)]
+    grpc = RoomRegistry().process(pb.StreamRequest(ticks=ticks)).events
+    assert speaking == [(e.timestamp_ms, e.speaking_changed.speaking) for e in grpc
+                        if e.HasField("speaking_changed")
+                        and e.speaking_changed.participant_id == "a"]
+
+
+def test_a_g711_source_in_dtx_gets_ticks_of_zeros():
+    """A PCM source's silence is PCM: 20 ms of zero samples at its rate, for the VAD."""
+    ingest = RtpIngest({1000: RtpSource("r", "a", clock_rate_hz=8000)})
+    for k in range(2):  # PCMU 0x70: a quiet but nonzero sample
+        ingest.receive([packet(ssrc=1000, pt=0, seq=k, ts=160 * k, payload=b"\x70" * 160)],
+                       0.02 * k)
+    (req,) = ingest.closed(0.2).values()
+    got = [(t.timestamp_ms, t.audio[0].pcm.sample_rate_hz, set(t.audio[0].pcm.samples))
+           for t in req.ticks]
+    assert [g[0] for g in got] == [0, 20] + [20 * k for k in range(1 + rtp_ingest.DTX_TICKS, 7)]
+    assert all(rate == 8000 for _, rate, _ in got)
+    assert got[1][2] != {0} and all(s == {0} for _, _, s in got[2:])
+    assert all(len(t.audio[0].pcm.samples) == 320 for t in req.ticks)
