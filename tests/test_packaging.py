@@ -4,15 +4,28 @@ scipy (~145 MB installed) and grpcio-tools are extras (synth, codegen): a server
 both made unimportable still serves. protobuf is declared (the generated code imports it
 directly), grpcio is a range from the generated code's own floor, and LICENSE matches
 ``license =``.
+
+The wheel is built here from what the Dockerfile's build stage copies, as it builds it: it
+ships the .proto and the LICENSE, its run-time requirements leave the extras out, their
+installed size stays under the issue's 150 MB, and deploy/docker/requirements.lock pins
+exactly their closure with hashes.
 """
+import email.parser
+import importlib.metadata
+import os
 import pathlib
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tomllib
+import zipfile
 
 import grpc
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -97,3 +110,164 @@ def test_serve_runs_without_scipy_grpcio_tools_or_matplotlib():
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "Traceback" not in out and "ModuleNotFoundError" not in out, out
+
+
+# --- the wheel as the image builds it (deploy/docker/Dockerfile), without a Docker daemon
+
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+LOCK = ROOT / "deploy" / "docker" / "requirements.lock"
+INSTALLED_TARGET_BYTES = 150_000_000
+"""Issue 18: `pip install speakerswitch` serves with at most 150 MB of installed packages."""
+
+
+def _build_stage_copies() -> list[str]:
+    from test_deploy import dockerfile_stages
+
+    return [src for op, arg in dockerfile_stages(DOCKERFILE)[0]
+            if op == "COPY" and not arg.startswith("--") for src in arg.split()[:-1]]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> pathlib.Path:
+    """The wheel built from exactly what the Dockerfile's build stage copies, with its
+    `pip wheel --no-deps --no-build-isolation` (setuptools from the venv, as from the lock)."""
+    src = tmp_path_factory.mktemp("context")
+    for rel in _build_stage_copies():
+        if (ROOT / rel).is_dir():
+            shutil.copytree(ROOT / rel, src / rel, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.so", "*.pyc"))
+        else:
+            shutil.copy(ROOT / rel, src / pathlib.Path(rel).name)
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "--no-index", "-q", "-w", str(out), str(src)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (whl,) = out.glob("speakerswitch-*.whl")
+    return whl
+
+
+def _wheel_metadata(whl: pathlib.Path) -> email.message.Message:
+    with zipfile.ZipFile(whl) as z:
+        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        return email.parser.Parser().parsestr(z.read(name).decode())
+
+
+def test_the_wheel_ships_the_proto_and_the_license(wheel):
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        # the path the proto's package gives it: `protoc -I <site-packages>/service/api`
+        proto = z.read("service/api/speakerswitch/v1/speakerswitch.proto")
+        lic = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert lic, names
+        assert z.read(lic[0]) == (ROOT / "LICENSE").read_bytes()
+    assert proto == (ROOT / "proto/speakerswitch/v1/speakerswitch.proto").read_bytes()
+    assert b"package speakerswitch.v1;" in proto
+
+
+def test_the_wheels_run_time_requirements_leave_out_scipy_and_grpcio_tools(wheel):
+    meta = _wheel_metadata(wheel)
+    assert meta["License-Expression"] == "Apache-2.0"
+    unconditional = [Requirement(r) for r in meta.get_all("Requires-Dist")
+                     if "extra ==" not in r]
+    names = {canonicalize_name(r.name) for r in unconditional}
+    assert {"numpy", "grpcio", "protobuf", "aiohttp"} <= names, names
+    for absent in ("scipy", "grpcio-tools", "matplotlib"):
+        assert absent not in names, names
+
+
+def _closure(requirements: list[Requirement]) -> dict[str, importlib.metadata.Distribution]:
+    """The installed distributions `pip install` of these requirements pulls, following
+    Requires-Dist with markers evaluated here (CPython 3.11 on Linux, as the image)."""
+    seen: dict[str, importlib.metadata.Distribution] = {}
+    todo = [(r, "") for r in requirements]
+    while todo:
+        req, extra = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": extra}):
+            continue
+        name = canonicalize_name(req.name)
+        dist = importlib.metadata.distribution(req.name)
+        if name in seen:
+            new_extras = req.extras
+        else:
+            seen[name] = dist
+            new_extras = req.extras | {""}
+        for e in new_extras:
+            todo += [(Requirement(r), e) for r in dist.requires or []]
+    return seen
+
+
+def _runtime_closure(wheel: pathlib.Path) -> dict[str, importlib.metadata.Distribution]:
+    reqs = [Requirement(r) for r in _wheel_metadata(wheel).get_all("Requires-Dist")]
+    return _closure([r for r in reqs if r.marker is None or r.marker.evaluate({"extra": ""})])
+
+
+def test_installed_packages_of_the_wheel_stay_under_150_mb(wheel):
+    """The size on disk of every file of the run-time closure as installed in this venv
+    (RECORD, .pyc included) plus the wheel's own files. This venv's versions stand in for a
+    fresh install's; `pip install` of the wheel into a fresh venv measured 134 MB
+    (docs/deploy.md)."""
+    closure = _runtime_closure(wheel)
+    sizes = {}
+    for name, dist in closure.items():
+        sizes[name] = sum(os.path.getsize(dist.locate_file(f)) for f in dist.files or []
+                          if os.path.isfile(dist.locate_file(f)))
+    with zipfile.ZipFile(wheel) as z:
+        sizes["speakerswitch"] = sum(i.file_size for i in z.infolist())
+    total = sum(sizes.values())
+    biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
+    assert "scipy" not in sizes and "grpcio-tools" not in sizes, sorted(sizes)
+    assert sizes["numpy"] > 10_000_000, "the sizes are not being read"
+    assert total <= INSTALLED_TARGET_BYTES, (total, biggest)
+
+
+def _lock_entries(text: str) -> dict[str, tuple[str, list[str]]]:
+    text = re.sub(r"\\\n\s*", " ", text)
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        req, *opts = line.split()
+        name, _, version = req.partition("==")
+        assert version, f"not pinned: {line}"
+        assert all(o.startswith("--hash=sha256:") and len(o) == 14 + 64 for o in opts), line
+        out[canonicalize_name(name)] = (version, [o[len("--hash=sha256:"):] for o in opts])
+    return out
+
+
+def test_the_image_lock_pins_the_run_time_closure_with_hashes(wheel):
+    locked = _lock_entries(LOCK.read_text())
+    closure = _runtime_closure(wheel)
+    assert set(locked) == set(closure) - {"speakerswitch"}, (
+        "deploy/docker/requirements.lock is not the run-time closure: rerun "
+        "deploy/docker/lock.sh", sorted(set(locked) ^ set(closure)))
+    for name, (version, hashes) in locked.items():
+        assert hashes, f"{name}: no hash"
+    # every pin satisfies every range that asks for it (the wheel's and its dependencies')
+    wants = [Requirement(r) for r in _wheel_metadata(wheel).get_all("Requires-Dist")]
+    for dist in closure.values():
+        wants += [Requirement(r) for r in dist.requires or []]
+    for req in wants:
+        name = canonicalize_name(req.name)
+        if name in locked and (req.marker is None or req.marker.evaluate({"extra": ""})):
+            assert req.specifier.contains(locked[name][0], prereleases=True), (req, locked[name])
+    build = _lock_entries((LOCK.parent / "requirements-build.lock").read_text())
+    setuptools_floor = [r for r in tomllib.loads((ROOT / "pyproject.toml").read_text())
+                        ["build-system"]["requires"] if r.startswith("setuptools")]
+    assert Requirement(setuptools_floor[0]).specifier.contains(build["setuptools"][0])
+
+
+def test_the_dockerfile_installs_only_what_the_locks_hold():
+    from test_deploy import dockerfile_stages
+
+    build, run = dockerfile_stages(DOCKERFILE)[0], dockerfile_stages(DOCKERFILE)[-1]
+    runs = [arg for op, arg in build if op == "RUN"]
+    assert any("--require-hashes -r requirements-build.lock" in a for a in runs), runs
+    assert any("download" in a and "--require-hashes" in a and "-r requirements.lock" in a
+               for a in runs), runs
+    assert any("pip wheel" in a and "--no-deps" in a and "--no-build-isolation" in a
+               for a in runs), runs
+    installs = [arg for op, arg in run if op == "RUN" and "pip install" in arg]
+    assert installs and all("--no-index" in a for a in installs), installs
+    copies = [arg for op, arg in run if op == "COPY" and not arg.startswith("--from")]
+    assert any(a.split()[0] == "LICENSE" for a in copies), copies
