@@ -61,6 +61,15 @@ VOICE = {1: pb.VOICE_ACTIVITY_PRESENT, 0: pb.VOICE_ACTIVITY_ABSENT}
 G711 = {0: g711.MU_LAW, 8: g711.A_LAW}
 """Static RTP payload types (RFC 3551) decoded for the VAD path when a packet carries no
 audio level: PCMU and PCMA, 8 kHz."""
+SEQUENCE_WINDOW = 64
+"""Sequence numbers remembered per source (1.28 s at 20 ms), to tell a duplicate from a
+reordered packet; one that falls this far behind the newest unreceived counts as lost."""
+_ALL_RECEIVED = (1 << SEQUENCE_WINDOW) - 1
+MAX_DROPOUT, MAX_MISORDER = 3000, 100
+"""RFC 3550 appendix A.1: a sequence number this far ahead (or behind) of the newest is a
+jump, not loss or reordering; two packets in a row after it restart the count."""
+JITTER_SAMPLES_MAX = 100_000
+"""Jitter observations kept until the server reads them (a replay never does)."""
 G711_RATE_HZ = 8000
 G711_TICK_BYTES = G711_RATE_HZ * TICK_MS // 1000 * 2
 """A tick of decoded G.711: 160 samples of int16."""
@@ -157,7 +166,13 @@ class _Stream:
     anchor_timestamp: int = 0    # unwrapped RTP timestamp ...
     anchor_media_ms: float = 0.0  # ... at this media time of its room
     timestamp: int = -1          # the latest unwrapped timestamp (-1: not anchored)
-    sequence: int = -1           # the highest unwrapped sequence number
+    sequence: int = -1           # the highest unwrapped sequence number (-1: none yet)
+    received: int = 0
+    """Bit i: sequence number ``sequence - i`` arrived (SEQUENCE_WINDOW bits; those before
+    the stream's first packet are set, so that a clear bit is a packet not received)."""
+    jump_to: int = -1            # the sequence number after a jump: a second one restarts
+    transit: float | None = None  # arrival - RTP timestamp of the previous packet (RFC 3550)
+    jitter: float = 0.0          # RFC 3550 interarrival jitter, in RTP timestamp units
     last_packet_s: float = 0.0
     joined: bool = False
 
@@ -228,7 +243,14 @@ class RtpIngest:
         """Rooms with ticks or events waiting to be closed: ``closed`` looks at these only."""
         self.counts: Counter[str] = Counter()
         """Packets by outcome: rtp.REASONS, "unknown_ssrc", "late", "reordered",
-        "no_level", "reanchored" (a bounded set of names: the metrics' labels)."""
+        "duplicate", "no_level", "reanchored" (a bounded set of names: the metrics'
+        labels)."""
+        self.lost = 0
+        """Packets never received: sequence numbers SEQUENCE_WINDOW behind the newest (or
+        at the end of a stream: a leave, an unmap, a restart) that did not arrive."""
+        self.jitter_samples: list[float] = []
+        """Each source's interarrival jitter in seconds, once per LEAVE_CHECK_S for those
+        that sent packets since the last look: the server moves them to a histogram."""
         self.bytes = 0
         self._leave_checked_s = -math.inf
 
@@ -245,6 +267,8 @@ class RtpIngest:
         was mapped to."""
         src = self.sources.pop(ssrc, None)
         stream = self._streams.pop(ssrc, None)
+        if stream is not None:
+            self._settle(stream)
         if src is not None and stream is not None and stream.joined:
             room = self._rooms.get((src.tenant, src.room_id))
             if room is not None:
@@ -253,8 +277,10 @@ class RtpIngest:
         return src
 
     # ------------------------------------------------------------------ packets
-    def receive(self, datagrams: list[bytes], now_s: float) -> None:
-        """Place each packet's level on its room's tick (or count why not)."""
+    def receive(self, datagrams: list[bytes], now_s: float,
+                arrival_s: list[float] | None = None) -> None:
+        """Place each packet's level on its room's tick (or count why not). ``arrival_s``:
+        when each datagram arrived (for the jitter; ``now_s`` for all if not given)."""
         if not datagrams:
             return
         self.bytes += sum(map(len, datagrams))
@@ -294,11 +320,12 @@ class RtpIngest:
                     payload = g711.decode(payload, G711[int(p.payload_type[ok[j]])])
             self._place(ssrcs[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
                         int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s,
-                        payload, rate)
+                        payload, rate,
+                        now_s if arrival_s is None else arrival_s[int(ok[j])])
 
     def _place(self, ssrc: int, src: RtpSource, timestamp: int, sequence: int,
                level: int, voice: int, now_s: float, pcm: bytes | None = None,
-               pcm_rate: int = G711_RATE_HZ) -> None:
+               pcm_rate: int = G711_RATE_HZ, arrival_s: float | None = None) -> None:
         key = (src.tenant, src.room_id)
         room = self._rooms.get(key)
         if room is None:
@@ -317,12 +344,17 @@ class RtpIngest:
             if stream.timestamp >= 0:
                 self.counts["reanchored"] += 1
             stream.anchor_timestamp, stream.anchor_media_ms = unwrapped, room_ms
-            stream.sequence = -1
+            self._settle(stream)
+            stream.transit = None
             media_ms = room_ms
-        seq = sequence if stream.sequence < 0 else _unwrap(sequence, stream.sequence, 2**16)
-        if seq < stream.sequence:
-            self.counts["reordered"] += 1
-        stream.sequence = max(stream.sequence, seq)
+        if not self._sequence(stream, sequence):
+            self.counts["duplicate"] += 1
+            return
+        # RFC 3550 section 6.4.1: the interarrival jitter, smoothed over 16 packets
+        transit = (now_s if arrival_s is None else arrival_s) * src.clock_rate_hz - unwrapped
+        if stream.transit is not None:
+            stream.jitter += (abs(transit - stream.transit) - stream.jitter) / 16.0
+        stream.transit = transit
         stream.timestamp = max(stream.timestamp, unwrapped) if stream.timestamp >= 0 \
             else unwrapped
         stream.last_packet_s = now_s
@@ -362,6 +394,49 @@ class RtpIngest:
         # two packets in one tick (10 ms packets, or a duplicate): the louder, voiced if any
         frames[pid] = (level, voice) if old is None else (min(old[0], level),
                                                           max(old[1], voice))
+
+    def _sequence(self, stream: _Stream, sequence: int) -> bool:
+        """Account for ``sequence`` in the stream's window (RFC 3550 appendix A.1): loss,
+        reordering, jumps. False for a duplicate (dropped)."""
+        if stream.sequence < 0:
+            stream.sequence, stream.received, stream.jump_to = sequence, _ALL_RECEIVED, -1
+            return True
+        seq = _unwrap(sequence, stream.sequence, 2**16)
+        ahead = seq - stream.sequence
+        if ahead > MAX_DROPOUT or ahead < -MAX_MISORDER:
+            if sequence != stream.jump_to:  # one odd packet: placed, not counted
+                stream.jump_to = (sequence + 1) % 2**16
+                return True
+            self._settle(stream)  # the sender restarted its sequence numbers
+            stream.sequence, stream.received, stream.jump_to = sequence, _ALL_RECEIVED, -1
+            return True
+        stream.jump_to = -1
+        if ahead > 0:
+            out = min(ahead, SEQUENCE_WINDOW)  # bits shifted out of the window, oldest first
+            kept = (stream.received >> (SEQUENCE_WINDOW - out)).bit_count()
+            self.lost += out - kept + max(0, ahead - SEQUENCE_WINDOW)
+            stream.received = ((stream.received << ahead) | 1) & _ALL_RECEIVED
+            stream.sequence = seq
+            return True
+        bit = 1 << -ahead
+        if -ahead < SEQUENCE_WINDOW and stream.received & bit:
+            return False
+        self.counts["reordered"] += 1
+        stream.received |= bit & _ALL_RECEIVED  # (older than the window: counted lost)
+        return True
+
+    def _settle(self, stream: _Stream) -> None:
+        """The end of a stream's sequence numbers: what its window still lacks is lost."""
+        if stream.sequence >= 0:
+            self.lost += SEQUENCE_WINDOW - stream.received.bit_count()
+        stream.sequence, stream.received, stream.jump_to = -1, 0, -1
+
+    def jitter_ms(self, ssrc: int) -> float:
+        """The RFC 3550 interarrival jitter of ``ssrc`` in ms (0.0 before two packets)."""
+        stream, src = self._streams.get(ssrc), self.sources.get(ssrc)
+        if stream is None or src is None:
+            return 0.0
+        return stream.jitter * 1000.0 / src.clock_rate_hz
 
     # ------------------------------------------------------------------ ticks
     def closed(self, now_s: float) -> dict[str, pb.StreamRequest]:
@@ -442,12 +517,19 @@ class RtpIngest:
     def _leave_silent(self, now_s: float) -> None:
         if now_s - self._leave_checked_s < LEAVE_CHECK_S:
             return
-        self._leave_checked_s = now_s
+        since, self._leave_checked_s = self._leave_checked_s, now_s
+        samples = self.jitter_samples
         for ssrc, stream in self._streams.items():
+            if stream.last_packet_s > since and stream.transit is not None \
+                    and len(samples) < JITTER_SAMPLES_MAX:
+                src = self.sources.get(ssrc)
+                if src is not None:
+                    samples.append(stream.jitter / src.clock_rate_hz)
             if stream.joined and now_s - stream.last_packet_s >= LEAVE_AFTER_S:
                 src = self.sources.get(ssrc)
                 stream.joined = False
                 stream.timestamp = -1  # it comes back anchored afresh
+                self._settle(stream)
                 if src is not None:
                     room = self._rooms.get((src.tenant, src.room_id))
                     if room is not None and src.participant_id not in room.leaving:

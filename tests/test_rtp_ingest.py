@@ -250,12 +250,17 @@ def test_rtp_datagrams_to_a_running_server_switch_its_rooms(tmp_path):
         registry = server.running.metrics.registry
         exported = {o: registry.get_sample_value("speakerswitch_rtp_packets_total",
                                                  {"outcome": o}) for o in ("ok", "too_short")}
+        lost = (server.running.rtp.ingest.lost,
+                registry.get_sample_value("speakerswitch_rtp_lost_packets_total"))
+        jitter_observed = registry.get_sample_value("speakerswitch_rtp_jitter_seconds_count")
     got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
     want = grpc_decisions(ticks)
     assert [s for _, s in got] == [s for _, s in want] == ["a", "b"]
     assert all(abs(g - w) <= 20 for (g, _), (w, _) in zip(got, want)), (got, want)
     assert counts["ok"] == 2 * len(ticks) and counts["too_short"] == len(ticks[::10])
     assert exported == {"ok": counts["ok"], "too_short": counts["too_short"]}
+    assert lost[1] == lost[0]
+    assert jitter_observed >= 2 * 2  # each source, once a second for 3.4 s
 
 
 def test_the_compact_form_sends_its_roster_when_it_changes_and_the_other_form_on_a_gap():
@@ -504,3 +509,74 @@ def test_a_g711_source_in_dtx_gets_ticks_of_zeros():
     assert all(rate == 8000 for _, rate, _ in got)
     assert got[1][2] != {0} and all(s == {0} for _, _, s in got[2:])
     assert all(len(t.audio[0].pcm.samples) == 320 for t in req.ticks)
+
+
+def _one(ingest, seq, t_s, ssrc=1000, ts=None, level=40):
+    ingest.receive([packet(ssrc=ssrc, seq=seq % 2**16, ts=(960 * seq if ts is None else ts)
+                           % 2**32, extension=level_element(level, True))], t_s)
+
+
+def test_reordered_duplicate_and_lost_packets_are_counted_exactly():
+    ingest = RtpIngest(sources({"a": 0}))
+    for seq in (10, 11, 13, 12, 13, 12, 16, 15):
+        _one(ingest, seq, 0.02 * seq)
+    assert (ingest.counts["reordered"], ingest.counts["duplicate"], ingest.lost) == (2, 2, 0)
+    # 84 ahead: 14 and 17..36 are out of the 64-packet window, unreceived: lost
+    _one(ingest, 100, 2.0)
+    assert ingest.lost == 1 + 20
+    # older than the window: reordered (and already counted lost); its timestamp is the
+    # newest's, as one 1.7 s off the room's clock would re-anchor the stream
+    _one(ingest, 14, 2.0, ts=960 * 100)
+    assert ingest.counts["reordered"] == 3 and ingest.counts["duplicate"] == 2
+    ingest.unmap(1000)  # the end of the stream: 37..99 never came
+    assert ingest.lost == 1 + 20 + 63
+    assert ingest.counts["ok"] == 10
+
+
+def test_sequence_numbers_wrap_and_a_restart_is_no_loss():
+    ingest = RtpIngest(sources({"a": 0}))
+    for i, seq in enumerate((65533, 65534, 65535, 1, 0, 1)):  # 0 comes late, 1 twice
+        _one(ingest, seq, 0.02 * i, ts=960 * i)
+    assert (ingest.counts["reordered"], ingest.counts["duplicate"], ingest.lost) == (1, 1, 0)
+    _one(ingest, 3, 0.12, ts=960 * 6)  # 2 is missing ...
+    # ... then the sender restarts its sequence numbers (a jump, twice in a row): the
+    # packets between are not lost, the hole before the jump is
+    _one(ingest, 40000, 0.14, ts=960 * 7)
+    _one(ingest, 40001, 0.16, ts=960 * 8)
+    assert ingest.lost == 1
+    for i, seq in enumerate((40002, 40003, 40005), start=9):
+        _one(ingest, seq, 0.02 * i, ts=960 * i)
+    assert ingest.lost == 1 and ingest.counts["reordered"] == 1
+    ingest.unmap(1000)
+    assert ingest.lost == 2  # 40004
+
+
+@pytest.mark.parametrize("clock", [48000, 8000])
+def test_interarrival_jitter_as_rfc_3550_defines_it(clock):
+    """J += (|D| - J) / 16, D the difference of (arrival - RTP timestamp) of consecutive
+    packets, in timestamp units; the same arrivals give the same ms at any clock."""
+    ingest = RtpIngest(sources({"a": 0}, clock=clock))
+    step = clock // 50
+    for seq, arrival in enumerate((0.0, 0.030, 0.040, 0.060)):
+        _one(ingest, seq, arrival, ts=step * seq)
+    # transits 0, +10, 0, 0 ms: J = 10/16 = 0.625, then 0.625 + (10 - 0.625)/16, then * 15/16
+    j = (0.625 + (10 - 0.625) / 16) * 15 / 16
+    assert ingest.jitter_ms(1000) == pytest.approx(j, rel=1e-9)
+    _one(ingest, 3, 0.5, ts=step * 3)  # a duplicate does not count
+    assert ingest.jitter_ms(1000) == pytest.approx(j, rel=1e-9)
+    ingest.closed(1.0)  # the once-a-second look: one observation per source, in seconds
+    assert ingest.jitter_samples == [pytest.approx(j / 1000, rel=1e-9)]
+    ingest.closed(1.5)
+    assert len(ingest.jitter_samples) == 1  # not yet a second later
+
+
+def test_arrival_times_not_the_batch_time_make_the_jitter():
+    """The server reads datagrams every 5 ms; each one's own arrival time is used."""
+    steady, batched = RtpIngest(sources({"a": 0})), RtpIngest(sources({"a": 0}))
+    datagrams = [packet(ssrc=1000, seq=k, ts=960 * k, extension=level_element(40, True))
+                 for k in range(50)]
+    steady.receive(datagrams, 1.0, [0.02 * k for k in range(50)])
+    for k in range(0, 50, 5):  # five packets arrive per batch, read at one time
+        batched.receive(datagrams[k:k + 5], 0.02 * (k + 4))
+    assert steady.jitter_ms(1000) == pytest.approx(0.0, abs=1e-9)
+    assert batched.jitter_ms(1000) > 5.0
