@@ -243,6 +243,10 @@ def _health_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tls-ca-file", help="connect with TLS, trusting this CA")
     p.add_argument("--tls-cert-file", help="client certificate (mutual TLS)")
     p.add_argument("--tls-key-file", help="client key (mutual TLS)")
+    p.add_argument("--url", metavar="URL", help="instead of gRPC, GET this plain HTTP URL: "
+                   "the metrics port's /healthz (e.g. http://127.0.0.1:9100/healthz), which "
+                   "answers 200 while serving and 503 while draining, whether gRPC is TLS "
+                   "or not")
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
@@ -859,6 +863,8 @@ def cmd_health(a: argparse.Namespace) -> int:
 
     from .client import Client
 
+    if a.url:
+        return _health_over_http(a.url, a.timeout_s)
     problem = _client_files_problem(a)
     if problem:
         return _fail("health", problem)
@@ -873,6 +879,24 @@ def cmd_health(a: argparse.Namespace) -> int:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     print(f"{a.server}: {status}")
     return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+def _health_over_http(url: str, timeout_s: float) -> int:
+    import urllib.error
+    import urllib.request
+
+    if not url.startswith("http://"):
+        return _fail("health", f"--url {url}: a plain http:// URL (the metrics port's /healthz)")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            status, body = r.status, r.read(64)
+    except urllib.error.HTTPError as e:  # 503 while draining
+        status, body = e.code, e.read(64)
+    except (OSError, ValueError) as e:
+        print(f"{url}: {_one_line(str(getattr(e, 'reason', e)))}", file=sys.stderr)
+        return 1
+    print(f"{url}: {status} {_one_line(body.decode('latin-1').strip())}")
+    return 0 if status == 200 else 1
 
 
 def cmd_sample(a: argparse.Namespace) -> int:

@@ -468,8 +468,13 @@ class RunningServer:
     API's events), so that nothing runs between a sliced batch's engine steps."""
     rtp: RtpServer | None = None
     """The RTP ingest (``rtp_port`` >= 0)."""
+    serving: asyncio.Event | None = None
+    """Set once gRPC health says SERVING, cleared when the drain starts: the metrics port's
+    ``/healthz`` (probes that cannot speak TLS)."""
 
     async def stop(self, grace_s: float | None = None) -> None:
+        if self.serving is not None:
+            self.serving.clear()
         await self.health.enter_graceful_shutdown()
         if self.web is not None:
             await self.web.stop()
@@ -565,12 +570,14 @@ async def start(config: ServiceConfig) -> RunningServer:
         raise OSError(f"cannot bind gRPC to {config.host}:{config.port}")
     http = None
     metrics_port = None
+    serving = asyncio.Event()
     if config.metrics_port >= 0:  # on this event loop: no thread per connection
-        http = MetricsServer(metrics.registry)
+        http = MetricsServer(metrics.registry, serving.is_set)
         metrics_port = await http.start(config.metrics_host, config.metrics_port)
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    serving.set()
     gc_task = asyncio.create_task(_collect_idle_rooms(registry, config.gc_interval_s,
                                                       service.group_commit))
     gc.freeze()  # what start-up built lives as long as the process: never scan it again
@@ -585,7 +592,7 @@ async def start(config: ServiceConfig) -> RunningServer:
              registry.max_participants_per_tenant, config.max_rooms)
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
                             feed, http, gc_task, fanout, watch_slots=watch_slots,
-                            group_commit=service.group_commit)
+                            group_commit=service.group_commit, serving=serving)
     if config.rtp_port >= 0:
         from .rtp_ingest import load_map
         from .rtp_server import RtpServer

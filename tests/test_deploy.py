@@ -127,11 +127,13 @@ def test_kubernetes_manifests_validate_against_the_schemas(path):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
-def test_deployment_probes_grpc_health_and_outlasts_the_drain():
+def test_deployment_probes_health_and_outlasts_the_drain():
     dep = yaml.safe_load((K8S / "single" / "deployment.yaml").read_text())
     spec = dep["spec"]["template"]["spec"]
     c = spec["containers"][0]
-    assert c["readinessProbe"]["grpc"]["port"] == 50051 == c["livenessProbe"]["grpc"]["port"]
+    # plain HTTP on the metrics port, which works with TLS (tests/test_tls_probes.py)
+    assert c["readinessProbe"]["httpGet"] == c["livenessProbe"]["httpGet"] \
+        == {"path": "/healthz", "port": "metrics"}
     env = {e["name"]: e["value"] for e in c["env"]}
     assert spec["terminationGracePeriodSeconds"] > float(env["SPEAKERSWITCH_GRACE_S"])
     assert c["resources"]["requests"] and c["resources"]["limits"]
