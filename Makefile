@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PROTO  := proto/speakerswitch/v1/speakerswitch.proto
-GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi
+GEN    := service/api/speakerswitch_pb2.py service/api/speakerswitch_pb2_grpc.py service/api/speakerswitch_pb2.pyi \
+          clients/python/speakerswitch_client/api/speakerswitch_pb2.py
 TOOLS  := $(VENV)/.tools
 PYTEST_ARGS ?=
 # Extra arguments for `make run` (speakerswitch serve) and `make demo` (speakerswitch demo),

@@ -1,7 +1,8 @@
 """Generate the protobuf/gRPC Python modules of ``proto/`` into ``service/api/``.
 
 Run ``python -m service.protogen`` (or ``make proto``). The output is committed, and
-``tests/test_proto_generated.py`` fails when it is out of date with the ``.proto``.
+``tests/test_proto_generated.py`` fails when it is out of date with the ``.proto``. The same
+modules go to the client-only package too (``clients/python/speakerswitch_client/api``).
 
 grpcio-tools writes ``speakerswitch/v1/*_pb2*.py`` whose gRPC module imports the message
 module by its proto path (``from speakerswitch.v1 import ...``); we place both under
@@ -19,6 +20,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 PROTO_FILE = "speakerswitch/v1/speakerswitch.proto"
 OUT_DIR = ROOT / "service" / "api"
+# The client-only package (clients/python) ships the same modules, so that installing it
+# pulls neither the server nor grpcio-tools.
+CLIENT_OUT_DIR = ROOT / "clients" / "python" / "speakerswitch_client" / "api"
 GENERATED = ("speakerswitch_pb2.py", "speakerswitch_pb2.pyi", "speakerswitch_pb2_grpc.py")
 _ABSOLUTE_IMPORT = "from speakerswitch.v1 import speakerswitch_pb2"
 _RELATIVE_IMPORT = "from . import speakerswitch_pb2"
@@ -53,18 +57,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not write; exit 1 if the committed modules are out of date")
     a = ap.parse_args(argv)
     fresh = generate()
-    stale = [n for n, b in fresh.items()
-             if not (OUT_DIR / n).exists() or (OUT_DIR / n).read_bytes() != b]
+    stale = [d / n for d in (OUT_DIR, CLIENT_OUT_DIR) for n, b in fresh.items()
+             if not (d / n).exists() or (d / n).read_bytes() != b]
     if a.check:
-        for n in stale:
-            print(f"out of date: service/api/{n}", file=sys.stderr)
+        for path in stale:
+            print(f"out of date: {path}", file=sys.stderr)
         return 1 if stale else 0
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for n in stale:
-        (OUT_DIR / n).write_bytes(fresh[n])
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(fresh[path.name])
     # touch even when unchanged, so make sees the outputs as newer than the .proto
-    for n in GENERATED:
-        (OUT_DIR / n).touch()
+    for d in (OUT_DIR, CLIENT_OUT_DIR):
+        for n in GENERATED:
+            (d / n).touch()
     return 0
 
 
