@@ -179,8 +179,8 @@ class ServiceConfig:
                 "would carry tokens over plain HTTP: set tls_cert_file/tls_key_file (it then "
                 "serves HTTPS with them), or insecure_http behind a proxy that terminates TLS")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"redis_url: {self.redis_url!r} is not a redis://, rediss:// or "
-                             "unix:// URL")
+            raise ValueError(f"redis_url: {redacted_url(self.redis_url)!r} is not a redis://, "
+                             "rediss:// or unix:// URL")
         if self.profile not in PROFILES:
             raise ValueError(f"profile: unknown {self.profile!r} (known: {', '.join(PROFILES)})")
         for name in ("idle_timeout_s", "gc_interval_s", "max_message_bytes",
@@ -199,6 +199,20 @@ class ServiceConfig:
             raise ValueError("authentication needs jwt_secret_file or jwt_public_key_file "
                              "(or --insecure-no-auth for local development)")
         return self
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and errors: a Redis URL carries
+    the password its server requires (redis://:PASSWORD@redis:6379/0, from a Secret)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, tail = rest.partition("/")
+    user, at, host = netloc.rpartition("@")
+    if at and ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    q = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", tail)
+    return f"{scheme}://{user}{at}{host}{slash}{q}"
 
 
 def is_loopback(host: str) -> bool:
