@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
 from .auth import INSECURE, Authenticator, AuthError, Principal, clip
-from .config import ServiceConfig, redacted_url
+from .config import ServiceConfig
 from .fanout import RedisFanout
 from .feed import FeedError, LocalFeed, RoomFeed, WatchSlots, subscribe
 from .metrics import LogLimiter, Metrics, MetricsServer
@@ -423,7 +423,14 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                              "ssrc: the tenant maps max_participants_per_tenant="
                              f"{self.registry.max_participants_per_tenant} sources already")
+        # in the room from now on, not from its first packet: a media server may report its
+        # camera state or a pin of it before it is heard (a browser sends the first audio a
+        # second or so after it joins, and not at all while muted)
+        await self._member_event(context, principal.tenant, request.room_id,
+                                 request.participant_id, ET.PARTICIPANT_EVENT_TYPE_JOIN)
         ingest.map(request.ssrc, src)
+        if old is not None and old != src:  # the SSRC moved: its old participant leaves
+            await self._leave_unless_mapped(context, ingest, old)
         return _rtp_source_message(request.ssrc, src)
 
     async def UnmapRtpSource(self, request, context):  # noqa: N802
@@ -438,7 +445,41 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         except AuthError as e:
             await self._deny(context, e)
         ingest.unmap(request.ssrc)
+        await self._leave_unless_mapped(context, ingest, old)
         return pb.UnmapRtpSourceResponse(removed=_rtp_source_message(request.ssrc, old))
+
+    async def _leave_unless_mapped(self, context, ingest: RtpIngest,
+                                   old: RtpSourceMapping) -> None:
+        """An unmapped source's participant joined when it was mapped: it leaves now, even
+        if it was never heard (the ingest's own LEAVE, for one that was, then finds it gone
+        and does nothing), unless another SSRC is still mapped to it."""
+        who = (old.tenant, old.room_id, old.participant_id)
+        if not any((s.tenant, s.room_id, s.participant_id) == who
+                   for s in ingest.sources.values()):
+            await self._member_event(context, *who, ET.PARTICIPANT_EVENT_TYPE_LEAVE)
+
+    async def _member_event(self, context, tenant: str, room_id: str, participant_id: str,
+                            kind: int) -> None:
+        """JOIN a participant the room does not have, or LEAVE one it has, at the room's
+        media time (a new room starts at 0), through the group commit like any tick; a
+        refusal (a participant limit) ends the call with its status."""
+        await self.group_commit.quiet()  # then the room's time is not about to move on
+        room = self.registry.room(room_id, tenant)
+        present = room is not None and participant_id in room.slots
+        if present == (kind == ET.PARTICIPANT_EVENT_TYPE_JOIN):
+            return
+        tick = pb.RoomTick(room_id=room_id,
+                           timestamp_ms=(room.last_t_ms or 0) if room is not None else 0)
+        tick.events.add(participant_id=participant_id, type=kind)
+        result = await self.group_commit.process(
+            Batch(pb.StreamRequest(ticks=[tick]), time.monotonic(), tenant))
+        for r in result.rejections:
+            await self._fail(context, _STATUS.get(r.code, grpc.StatusCode.INVALID_ARGUMENT),
+                             f"participant_id: {r.message}")
+
+
+_STATUS = {c.value[0]: c for c in grpc.StatusCode}
+ET = pb.ParticipantEventType
 
 
 def _rtp_source_message(ssrc: int, src: RtpSourceMapping) -> pb.RtpSource:
@@ -547,8 +588,7 @@ async def start(config: ServiceConfig) -> RunningServer:
             await fanout.connect()
         except (RedisError, OSError) as e:
             await fanout.close()
-            raise OSError(f"redis_url: cannot reach {redacted_url(config.redis_url)}: {e}") \
-                from None
+            raise OSError(f"redis_url: cannot reach {config.redis_url}: {e}") from None
         feed = fanout
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -586,7 +626,7 @@ async def start(config: ServiceConfig) -> RunningServer:
              "" if creds is None else (" (mutual TLS)" if config.tls_client_ca_file else " (TLS)"),
              config.host, port,
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off",
-             f", decisions shared through {redacted_url(config.redis_url)}" if fanout else "")
+             f", decisions shared through {config.redis_url}" if fanout else "")
     log.info("limits: max_participants=%d%s, per tenant %d, max_rooms=%d",
              registry.max_participants,
              "" if config.max_participants else " (from the memory limit)",

@@ -134,15 +134,19 @@ def switches(events) -> list[tuple[int, str]]:
 
 
 @contextlib.contextmanager
-def watching(client: Client, room_id: str):
+def watching(client: Client, room_id: str, arrivals: list[float] | None = None):
     """Follow ``room_id`` with Watch (waiting for the room) in a thread; yields the list its
-    events go into. On exit the stream is cancelled and the thread joined."""
+    events go into (and, if given, puts each one's wall-clock arrival in ``arrivals``). On
+    exit the stream is cancelled and the thread joined."""
     seen: list[pb.RoomEvent] = []
     watch = client.watch(room_id, wait_for_room=True)
 
     def read() -> None:
         with contextlib.suppress(grpc.RpcError):  # cancelled at the end
-            seen.extend(watch)
+            for event in watch:
+                if arrivals is not None:
+                    arrivals.append(time.time())
+                seen.append(event)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:

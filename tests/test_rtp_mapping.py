@@ -73,6 +73,47 @@ def test_a_mapped_ssrc_speaks_in_the_tenants_room(server):
     assert [p.participant_id for p in state.participants] == []
 
 
+def members(server, room: str) -> list[str]:
+    state = call(server, "GetRoom", pb.GetRoomRequest(room_id=room), token())
+    return sorted(p.participant_id for p in state.participants)
+
+
+def test_a_mapped_participant_is_in_the_room_before_its_first_packet(server):
+    """A media server reports a camera off or a pin before the participant is heard (a
+    browser's first audio comes a second or so after it joins): the mapping joins it, and
+    unmapping makes it leave whether or not it was ever heard."""
+    call(server, "MapRtpSource", pb.RtpSource(ssrc=101, room_id="quiet", participant_id="ann"),
+         token())
+    assert members(server, "quiet") == ["ann"]  # no packet sent
+    call(server, "MapRtpSource", pb.RtpSource(ssrc=102, room_id="quiet", participant_id="ann"),
+         token())  # a second source of the same participant
+    call(server, "MapRtpSource", pb.RtpSource(ssrc=103, room_id="quiet", participant_id="ben"),
+         token())
+    assert members(server, "quiet") == ["ann", "ben"]
+    call(server, "UnmapRtpSource", pb.UnmapRtpSourceRequest(ssrc=101), token())
+    assert members(server, "quiet") == ["ann", "ben"]  # still mapped by 102
+    call(server, "UnmapRtpSource", pb.UnmapRtpSourceRequest(ssrc=102), token())
+    assert members(server, "quiet") == ["ben"]
+    # the SSRC moves to another participant: ben leaves, cy joins
+    call(server, "MapRtpSource", pb.RtpSource(ssrc=103, room_id="quiet", participant_id="cy"),
+         token())
+    assert members(server, "quiet") == ["cy"]
+    call(server, "UnmapRtpSource", pb.UnmapRtpSourceRequest(ssrc=103), token())
+    assert members(server, "quiet") == []
+
+
+def test_a_mapping_over_the_rooms_participant_limit_is_refused_and_not_made(tmp_path):
+    with ServerThread(test_config(rtp_port=0, max_participants_per_room=1)) as s:
+        st = stub(s)
+        st.MapRtpSource(pb.RtpSource(ssrc=1, room_id="r", participant_id="p"), timeout=10)
+        with pytest.raises(grpc.RpcError) as e:
+            st.MapRtpSource(pb.RtpSource(ssrc=2, room_id="r", participant_id="q"), timeout=10)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert e.value.details().startswith("participant_id: "), e.value.details()
+        assert "max_participants_per_room" in e.value.details()
+        assert sorted(s.running.rtp.ingest.sources) == [1]
+
+
 def test_another_tenant_cannot_take_or_drop_an_ssrc(server):
     call(server, "MapRtpSource", pb.RtpSource(ssrc=7, room_id="r", participant_id="p"),
          token())

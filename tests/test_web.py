@@ -3,8 +3,10 @@ stream carries exactly the gRPC events (same sequences, same order), resumes fro
 Last-Event-ID, and is guarded by the same tokens, tenants, grants and room patterns."""
 from __future__ import annotations
 
+import asyncio
 from http.client import HTTPConnection
 import json
+import threading
 
 import pytest
 
@@ -291,6 +293,55 @@ def test_a_page_event_is_stepped_by_the_group_commit_like_a_stream_batch(viewer,
     assert status == 200, body
     assert seen == [["gc-order"]]
     assert [e["switch"]["reason"] for e in body["events"] if e["kind"] == "switch"] == ["PINNED"]
+
+
+def test_a_page_event_takes_the_rooms_time_after_the_ticks_being_stepped(viewer,
+                                                                         monkeypatch):
+    """A click that arrives while the group commit steps a media server's (the RTP ingest's)
+    ticks is processed after them at the room's new time; read before them, its tick would
+    be refused as going back in time (a pin that did not take in the Janus test)."""
+    from service.group_commit import GroupCommit
+
+    publish(viewer, "busy", TURNS, 6000)
+    held, release, reached = threading.Event(), threading.Event(), threading.Event()
+    sliced, process, quiet = GroupCommit._sliced, GroupCommit.process, GroupCommit.quiet
+
+    async def gated(self, pending):  # the next ticks, held in the middle of their drain
+        if any(t.timestamp_ms >= 6000 and not t.events
+               for b, _ in pending for t in b.request.ticks):
+            held.set()
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+        return await sliced(self, pending)
+
+    async def noting_process(self, batch):  # the click reached the group commit ...
+        if any(t.events for t in batch.request.ticks):
+            reached.set()
+        return await process(self, batch)
+
+    async def noting_quiet(self):  # ... or waits for it to be quiet
+        reached.set()
+        return await quiet(self)
+
+    monkeypatch.setattr(GroupCommit, "_sliced", gated)
+    monkeypatch.setattr(GroupCommit, "process", noting_process)
+    monkeypatch.setattr(GroupCommit, "quiet", noting_quiet)
+    later = threading.Thread(target=publish, args=(viewer, "busy", [("b", 6000, 6400)], 400),
+                             kwargs={"start_ms": 6000})
+    later.start()
+    assert held.wait(10)
+    answer = []
+    click = threading.Thread(target=lambda: answer.append(http(
+        viewer, "POST", "/api/rooms/busy/events", {"participant": "a", "type": "PIN"})))
+    click.start()
+    assert reached.wait(10)
+    release.set()
+    later.join(10)
+    click.join(10)
+    status, _, body = answer[0]
+    assert status == 200, body
+    assert [(e["t_ms"], e["switch"]["reason"]) for e in body["events"]
+            if e["kind"] == "switch"] == [(6380, "PINNED")]
 
 
 def test_camera_off_of_the_shown_speaker_moves_the_feed_at_once(viewer):

@@ -700,6 +700,10 @@ class WebViewer:
             except TickError as e:
                 raise ApiError(e.code, e.field, e.message) from None
         registry = self.running.registry
+        # a batch that is waiting or being stepped (the RTP ingest's next ticks) would move
+        # the room's time past the one read below before this tick's turn, and the tick
+        # would be refused as going back in time: read it once no drain is running
+        await self.running.group_commit.quiet()
         room = registry.room(room_id, p.tenant)
         if room is None:
             raise ApiError(grpc.StatusCode.NOT_FOUND, "room_id", f"no room {clip(room_id)}")
