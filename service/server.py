@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from .api import speakerswitch_pb2 as pb
 from .api import speakerswitch_pb2_grpc as pb_grpc
 from .auth import INSECURE, Authenticator, AuthError, Principal, clip
-from .config import ServiceConfig
+from .config import ServiceConfig, redacted_url
 from .fanout import RedisFanout
 from .feed import FeedError, LocalFeed, RoomFeed, WatchSlots, subscribe
 from .metrics import LogLimiter, Metrics, MetricsServer
@@ -588,7 +588,8 @@ async def start(config: ServiceConfig) -> RunningServer:
             await fanout.connect()
         except (RedisError, OSError) as e:
             await fanout.close()
-            raise OSError(f"redis_url: cannot reach {config.redis_url}: {e}") from None
+            raise OSError(f"redis_url: cannot reach {redacted_url(config.redis_url)}: {e}") \
+                from None
         feed = fanout
     opts = [("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -626,7 +627,7 @@ async def start(config: ServiceConfig) -> RunningServer:
              "" if creds is None else (" (mutual TLS)" if config.tls_client_ca_file else " (TLS)"),
              config.host, port,
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off",
-             f", decisions shared through {config.redis_url}" if fanout else "")
+             f", decisions shared through {redacted_url(config.redis_url)}" if fanout else "")
     log.info("limits: max_participants=%d%s, per tenant %d, max_rooms=%d",
              registry.max_participants,
              "" if config.max_participants else " (from the memory limit)",
