@@ -159,8 +159,12 @@ class ServiceConfig:
         if self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")
         if self.workers > 1 and self.rtp_port >= 0:
-            raise ValueError("rtp_port: the RTP ingest runs in one process: a room's sources "
-                             "must reach the same one (use workers = 1)")
+            # workers share their ports by SO_REUSEPORT, which spreads datagrams and calls
+            # by the sender's address, not by room: a room's RTP sources, its MapRtpSource
+            # and its Watch would land in different processes, each with part of the room
+            raise ValueError("rtp_port: the RTP ingest needs workers = 1 (several workers "
+                             "would split a room's sources and calls between processes; "
+                             "see docs/rtp.md)")
         if self.workers > 1 and self.port == 0:
             raise ValueError("workers: several workers need a fixed port (not 0) to share")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):

@@ -7,6 +7,7 @@ Other packets are skipped. pcapng is refused with what to do.
 """
 from __future__ import annotations
 
+import ipaddress
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,10 +31,12 @@ class Datagram:
     t_s: float        # capture time
     dst_port: int
     payload: bytes
+    sender: tuple[str, int] = ("", 0)  # source address and port, as a socket reports them
 
 
-def _ip(packet: bytes) -> tuple[int, bytes] | None:
-    """(destination port, UDP payload) of an IPv4 or IPv6 packet, if it is UDP."""
+def _ip(packet: bytes) -> tuple[int, bytes, tuple[str, int]] | None:
+    """(destination port, UDP payload, (source address, source port)) of an IPv4 or IPv6
+    packet, if it is UDP."""
     if not packet:
         return None
     version = packet[0] >> 4
@@ -43,16 +46,18 @@ def _ip(packet: bytes) -> tuple[int, bytes] | None:
         if packet[9] != UDP or flags_fragment & 0x3FFF or len(packet) < ihl + 8:
             return None  # not UDP, or a fragment
         udp = packet[ihl:]
+        host = packet[12:16]
     elif version == 6 and len(packet) >= 48:
         if packet[6] != UDP:
             return None  # extension headers are not followed
         udp = packet[40:]
+        host = packet[8:24]
     else:
         return None
-    port, length = struct.unpack_from("!2xHH", udp)
+    source_port, port, length = struct.unpack_from("!HHH", udp)
     if length < 8 or length > len(udp):
         return None
-    return port, udp[8:length]
+    return port, udp[8:length], (str(ipaddress.ip_address(host)), source_port)
 
 
 def _network_layer(link: int, frame: bytes) -> bytes | None:
@@ -112,4 +117,4 @@ def udp_datagrams(path: str) -> Iterator[Datagram]:
             ip = _network_layer(link, frame)
             udp = _ip(ip) if ip is not None else None
             if udp is not None:
-                yield Datagram(sec + frac * scale, udp[0], udp[1])
+                yield Datagram(sec + frac * scale, *udp)

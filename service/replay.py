@@ -190,20 +190,24 @@ def rtp_pcap_ticks(pcap_path: str, map_path: str, room_id: str | None
     def ticks() -> Iterator[pb.RoomTick]:
         t0 = batch_t = None
         batch: list[bytes] = []
+        arrivals: list[float] = []
+        senders: list[tuple[str, int]] = []
         t = 0.0
         for d in udp_datagrams(pcap_path):
             t0 = d.t_s if t0 is None else t0
             t = d.t_s - t0
             if batch and t - batch_t >= RTP_FLUSH_S:
-                ingest.receive(batch, batch_t)
-                batch = []
+                ingest.receive(batch, batch_t, arrivals, senders)
+                batch, arrivals, senders = [], [], []
                 for request in ingest.closed(t).values():
                     yield from request.ticks
             if not batch:
                 batch_t = t
             batch.append(d.payload)
+            arrivals.append(t)
+            senders.append(d.sender)
         if batch:
-            ingest.receive(batch, batch_t)
+            ingest.receive(batch, batch_t, arrivals, senders)
         for request in ingest.closed(t + 1.0).values():
             yield from request.ticks
 

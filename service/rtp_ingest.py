@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import math
+import ipaddress
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Tuple, Union
 
 import numpy as np
 
@@ -104,10 +106,58 @@ class RtpSource:
     samples, mono here) at ``clock_rate_hz``: decoded for the VAD path."""
 
 
-def load_map(path: str) -> dict[int, RtpSource]:
+SourceKey = Union[int, Tuple[str, int]]
+"""What a mapping is keyed by: an SSRC, or the (host, port) a sender's datagrams come from
+(host "" for any host)."""
+
+
+def source_key(ssrc: int, source_port: int = 0, source_host: str = "",
+               where: str = "") -> SourceKey:
+    """The key of a mapping: ``ssrc``, or (host, port) when ``source_port`` is set;
+    ValueError naming the field."""
+    if not isinstance(source_port, int) or isinstance(source_port, bool) \
+            or not 0 <= source_port <= 65535:
+        raise ValueError(f"{where}.source_port: 1..65535 (0: by ssrc), got {source_port!r}")
+    if not isinstance(source_host, str):
+        raise ValueError(f"{where}.source_host: an IP address, got {source_host!r}")
+    if source_port and ssrc:
+        raise ValueError(f"{where}.ssrc: 0 with source_port (the sender's datagrams are "
+                         f"this source whatever their SSRC), got {ssrc!r}")
+    if not source_port:
+        if source_host:
+            raise ValueError(f"{where}.source_host: only with source_port")
+        if not isinstance(ssrc, int) or isinstance(ssrc, bool) or not 0 <= ssrc < 2**32:
+            raise ValueError(f"{where}.ssrc: an integer 0..2^32-1, got {ssrc!r}")
+        return ssrc
+    if not source_host:
+        return ("", source_port)
+    try:  # the form the socket reports a sender's address in
+        return (str(ipaddress.ip_address(source_host.strip("[]"))), source_port)
+    except ValueError:
+        raise ValueError(f"{where}.source_host: an IP address (the sender's, as its "
+                         f"datagrams come from it), got {source_host!r}") from None
+
+
+def key_field(key: SourceKey) -> str:
+    """The field a mapping is keyed by, for messages: "ssrc" or "source_port"."""
+    return "ssrc" if isinstance(key, int) else "source_port"
+
+
+def describe_key(key: SourceKey) -> str:
+    """``305419896`` (an SSRC) or ``10.0.0.5:40000`` (``*:40000``: any host), for messages
+    after the field's name."""
+    if isinstance(key, int):
+        return str(key)
+    host, port = key
+    return f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+
+
+def load_map(path: str) -> dict[SourceKey, RtpSource]:
     """``{"sources": [{"ssrc": 305419896, "room": "r", "participant": "alice",
-    "tenant": "", "clock_rate_hz": 48000, "audio_level_id": 1}, ...]}``; ValueError naming
-    the file, the entry and the field for anything else."""
+    "tenant": "", "clock_rate_hz": 48000, "audio_level_id": 1}, ...]}``, an entry keyed
+    by ``"source_port"`` (and ``"source_host"``) instead of ``"ssrc"`` for a sender whose
+    SSRC is not known in advance; ValueError naming the file, the entry and the field for
+    anything else."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -121,16 +171,21 @@ def load_map(path: str) -> dict[int, RtpSource]:
         where = f"{path}: sources[{i}]"
         if not isinstance(e, dict):
             raise ValueError(f"{where}: expected an object")
-        unknown = set(e) - {"ssrc", "room", "participant", "tenant", "clock_rate_hz",
-                            "audio_level_id", "voice_activity", "l16"}
+        unknown = set(e) - {"ssrc", "source_port", "source_host", "room", "participant",
+                            "tenant", "clock_rate_hz", "audio_level_id", "voice_activity",
+                            "l16"}
         if unknown:
             raise ValueError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-        ssrc = e.get("ssrc")
-        if not isinstance(ssrc, int) or isinstance(ssrc, bool) or not 0 <= ssrc < 2**32:
-            raise ValueError(f"{where}.ssrc: an integer 0..2^32-1, got {ssrc!r}")
-        if ssrc in out:
-            raise ValueError(f"{where}.ssrc: {ssrc} is mapped twice")
-        out[ssrc] = source(e.get("room"), e.get("participant"), e.get("tenant", ""),
+        if ("ssrc" in e) == ("source_port" in e):
+            raise ValueError(f"{where}: one of ssrc or source_port (the sender's UDP port)")
+        if e.get("source_port", 1) == 0:  # 0 is "by ssrc" over gRPC, not a port here
+            raise ValueError(f"{where}.source_port: 1..65535, got 0")
+        key = source_key(e.get("ssrc", 0), e.get("source_port", 0), e.get("source_host", ""),
+                         where)
+        if key in out:
+            field_name = "ssrc" if isinstance(key, int) else "source_port"
+            raise ValueError(f"{where}.{field_name}: {describe_key(key)} is mapped twice")
+        out[key] = source(e.get("room"), e.get("participant"), e.get("tenant", ""),
                            e.get("clock_rate_hz", 48000), e.get("audio_level_id", 1),
                            e.get("voice_activity", True), where, e.get("l16", False))
     return out
@@ -235,9 +290,14 @@ def _unwrap(value: int, previous: int, modulus: int) -> int:
 class RtpIngest:
     """Datagrams in (``receive``), closed room ticks out (``closed``)."""
 
-    def __init__(self, sources: dict[int, RtpSource] | None = None) -> None:
-        self.sources: dict[int, RtpSource] = dict(sources or {})
-        self._streams: dict[int, _Stream] = {}
+    def __init__(self, sources: dict[SourceKey, RtpSource] | None = None) -> None:
+        self.sources: dict[SourceKey, RtpSource] = {}
+        """By SSRC, or by the (host, port) the datagrams come from (host "": any)."""
+        self._ports: Counter[int] = Counter()
+        """Source ports that mappings are keyed by: datagrams from others skip the look-up."""
+        for key, src in (sources or {}).items():
+            self.map(key, src)
+        self._streams: dict[SourceKey, _Stream] = {}
         self._rooms: dict[tuple[str, str], _Room] = {}
         self._open: dict[tuple[str, str], _Room] = {}
         """Rooms with ticks or events waiting to be closed: ``closed`` looks at these only."""
@@ -255,18 +315,25 @@ class RtpIngest:
         self._leave_checked_s = -math.inf
 
     # ------------------------------------------------------------------ mapping
-    def map(self, ssrc: int, src: RtpSource) -> None:
-        """``ssrc`` is ``src`` from now on; if it was someone else, that one leaves."""
-        old = self.sources.get(ssrc)
+    def map(self, key: SourceKey, src: RtpSource) -> None:
+        """``key`` (an SSRC, or a sender's (host, port): every datagram from there, whatever
+        its SSRC) is ``src`` from now on; if it was someone else, that one leaves."""
+        old = self.sources.get(key)
         if old is not None and old != src:
-            self.unmap(ssrc)
-        self.sources[ssrc] = src
+            self.unmap(key)
+        if key not in self.sources and not isinstance(key, int):
+            self._ports[key[1]] += 1
+        self.sources[key] = src
 
-    def unmap(self, ssrc: int) -> RtpSource | None:
-        """Forget ``ssrc``; its participant leaves if it had sent anything. Returns what it
+    def unmap(self, key: SourceKey) -> RtpSource | None:
+        """Forget ``key``; its participant leaves if it had sent anything. Returns what it
         was mapped to."""
-        src = self.sources.pop(ssrc, None)
-        stream = self._streams.pop(ssrc, None)
+        src = self.sources.pop(key, None)
+        if src is not None and not isinstance(key, int):
+            self._ports[key[1]] -= 1
+            if not self._ports[key[1]]:
+                del self._ports[key[1]]
+        stream = self._streams.pop(key, None)
         if stream is not None:
             self._settle(stream)
         if src is not None and stream is not None and stream.joined:
@@ -278,9 +345,10 @@ class RtpIngest:
 
     # ------------------------------------------------------------------ packets
     def receive(self, datagrams: list[bytes], now_s: float,
-                arrival_s: list[float] | None = None) -> None:
+                arrival_s: list[float] | None = None, senders: list | None = None) -> None:
         """Place each packet's level on its room's tick (or count why not). ``arrival_s``:
-        when each datagram arrived (for the jitter; ``now_s`` for all if not given)."""
+        when each datagram arrived (for the jitter; ``now_s`` for all if not given);
+        ``senders``: the address each came from (for mappings by source port)."""
         if not datagrams:
             return
         self.bytes += sum(map(len, datagrams))
@@ -291,7 +359,10 @@ class RtpIngest:
         if not len(ok):
             return
         ssrcs = p.ssrc[ok].tolist()
-        srcs = [self.sources.get(s) for s in ssrcs]
+        keys = ssrcs
+        if self._ports and senders is not None:  # mapped by where they come from, if so
+            keys = [self._sender_key(senders[i]) or s for i, s in zip(ok.tolist(), ssrcs)]
+        srcs = [self.sources.get(s) for s in keys]
         known = [i for i, s in enumerate(srcs) if s is not None]
         unknown = len(ok) - len(known)
         if unknown:
@@ -318,12 +389,23 @@ class RtpIngest:
                     rate = src.clock_rate_hz
                 else:
                     payload = g711.decode(payload, G711[int(p.payload_type[ok[j]])])
-            self._place(ssrcs[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
+            self._place(keys[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
                         int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s,
                         payload, rate,
                         now_s if arrival_s is None else arrival_s[int(ok[j])])
 
-    def _place(self, ssrc: int, src: RtpSource, timestamp: int, sequence: int,
+    def _sender_key(self, sender) -> tuple[str, int] | None:
+        """The mapping keyed by a datagram's sender (host, port, ...), if any."""
+        port = sender[1]
+        if port not in self._ports:
+            return None
+        key = (sender[0], port)
+        if key in self.sources:
+            return key
+        key = ("", port)
+        return key if key in self.sources else None
+
+    def _place(self, ssrc: SourceKey, src: RtpSource, timestamp: int, sequence: int,
                level: int, voice: int, now_s: float, pcm: bytes | None = None,
                pcm_rate: int = G711_RATE_HZ, arrival_s: float | None = None) -> None:
         key = (src.tenant, src.room_id)
@@ -431,7 +513,7 @@ class RtpIngest:
             self.lost += SEQUENCE_WINDOW - stream.received.bit_count()
         stream.sequence, stream.received, stream.jump_to = -1, 0, -1
 
-    def jitter_ms(self, ssrc: int) -> float:
+    def jitter_ms(self, ssrc: SourceKey) -> float:
         """The RFC 3550 interarrival jitter of ``ssrc`` in ms (0.0 before two packets)."""
         stream, src = self._streams.get(ssrc), self.sources.get(ssrc)
         if stream is None or src is None:

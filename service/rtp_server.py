@@ -28,6 +28,8 @@ class _Receiver(asyncio.DatagramProtocol):
         self.arrivals: list[float] = []
         """When each pending datagram arrived (the flush is every FLUSH_S: its time would
         add up to 5 ms of jitter that the network did not)."""
+        self.senders: list = []
+        """The address each came from, for the sources mapped by sender (source_port)."""
         self.dropped = 0
         self.clock = clock
 
@@ -35,6 +37,7 @@ class _Receiver(asyncio.DatagramProtocol):
         if len(self.pending) < MAX_PENDING_DATAGRAMS:
             self.pending.append(data)
             self.arrivals.append(self.clock())
+            self.senders.append(addr)
         else:
             self.dropped += 1
 
@@ -84,8 +87,9 @@ class RtpServer:
         r = self._receiver
         datagrams, r.pending = r.pending, []
         arrivals, r.arrivals = r.arrivals, []
+        senders, r.senders = r.senders, []
         now = self.clock()
-        self.ingest.receive(datagrams, now, arrivals)
+        self.ingest.receive(datagrams, now, arrivals, senders)
         for tenant, request in self.ingest.closed(now).items():
             response = await self.group_commit.process(Batch(request, now, tenant))
             for rej in response.rejections:

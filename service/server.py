@@ -28,6 +28,7 @@ from .group_commit import GroupCommit
 from .rooms import MAX_ID_BYTES, Batch, RoomRegistry, TickError, check_id
 from .rtp_ingest import DEFAULT_AUDIO_LEVEL_ID, DEFAULT_CLOCK_RATE_HZ, RtpIngest
 from .rtp_ingest import RtpSource as RtpSourceMapping
+from .rtp_ingest import describe_key, key_field, source_key
 from .rtp_ingest import source as rtp_source
 
 if TYPE_CHECKING:
@@ -407,46 +408,52 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         principal = await self._room_caller(context, "publish", request.room_id,
                                             request.participant_id)
         try:
+            key = source_key(request.ssrc, request.source_port, request.source_host)
             src = rtp_source(request.room_id, request.participant_id, principal.tenant,
                              request.clock_rate_hz or DEFAULT_CLOCK_RATE_HZ,
                              request.audio_level_id or DEFAULT_AUDIO_LEVEL_ID,
                              not request.no_voice_activity, where="", l16=request.l16)
         except ValueError as e:
             await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(e).lstrip("."))
-        old = ingest.sources.get(request.ssrc)
+        old = ingest.sources.get(key)
         if old is not None and old.tenant != principal.tenant:
             await self._fail(context, grpc.StatusCode.ALREADY_EXISTS,
-                             f"ssrc: {request.ssrc} is mapped by another tenant")
+                             f"{key_field(key)}: {describe_key(key)} is mapped by another "
+                             "tenant")
         if old is None and sum(s.tenant == principal.tenant for s in ingest.sources.values()) \
                 >= self.registry.max_participants_per_tenant:
             self.metrics.limit_rejections.labels("max_participants_per_tenant").inc()
             await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                             "ssrc: the tenant maps max_participants_per_tenant="
+                             f"{key_field(key)}: the tenant maps max_participants_per_tenant="
                              f"{self.registry.max_participants_per_tenant} sources already")
         # in the room from now on, not from its first packet: a media server may report its
         # camera state or a pin of it before it is heard (a browser sends the first audio a
         # second or so after it joins, and not at all while muted)
         await self._member_event(context, principal.tenant, request.room_id,
                                  request.participant_id, ET.PARTICIPANT_EVENT_TYPE_JOIN)
-        ingest.map(request.ssrc, src)
+        ingest.map(key, src)
         if old is not None and old != src:  # the SSRC moved: its old participant leaves
             await self._leave_unless_mapped(context, ingest, old)
-        return _rtp_source_message(request.ssrc, src)
+        return _rtp_source_message(key, src)
 
     async def UnmapRtpSource(self, request, context):  # noqa: N802
         principal = await self._principal(context, "publish")
         ingest = await self._rtp_ingest(context)
-        old = ingest.sources.get(request.ssrc)
+        try:
+            key = source_key(request.ssrc, request.source_port, request.source_host)
+        except ValueError as e:
+            await self._fail(context, grpc.StatusCode.INVALID_ARGUMENT, str(e).lstrip("."))
+        old = ingest.sources.get(key)
         if old is None or old.tenant != principal.tenant:
             await self._fail(context, grpc.StatusCode.NOT_FOUND,
-                             f"ssrc: {request.ssrc} is not mapped")
+                             f"{key_field(key)}: {describe_key(key)} is not mapped")
         try:
             principal.check_room(old.room_id)
         except AuthError as e:
             await self._deny(context, e)
-        ingest.unmap(request.ssrc)
+        ingest.unmap(key)
         await self._leave_unless_mapped(context, ingest, old)
-        return pb.UnmapRtpSourceResponse(removed=_rtp_source_message(request.ssrc, old))
+        return pb.UnmapRtpSourceResponse(removed=_rtp_source_message(key, old))
 
     async def _leave_unless_mapped(self, context, ingest: RtpIngest,
                                    old: RtpSourceMapping) -> None:
@@ -482,8 +489,10 @@ _STATUS = {c.value[0]: c for c in grpc.StatusCode}
 ET = pb.ParticipantEventType
 
 
-def _rtp_source_message(ssrc: int, src: RtpSourceMapping) -> pb.RtpSource:
-    return pb.RtpSource(ssrc=ssrc, room_id=src.room_id, participant_id=src.participant_id,
+def _rtp_source_message(key, src: RtpSourceMapping) -> pb.RtpSource:
+    ssrc, (host, port) = (key, ("", 0)) if isinstance(key, int) else (0, key)
+    return pb.RtpSource(ssrc=ssrc, source_port=port, source_host=host,
+                        room_id=src.room_id, participant_id=src.participant_id,
                         clock_rate_hz=src.clock_rate_hz, audio_level_id=src.audio_level_id,
                         no_voice_activity=not src.voice_activity, l16=src.l16)
 

@@ -15,8 +15,9 @@ from test_rtp import level_element, packet
 from test_rtp_ingest import ABC, TURNS, grpc_decisions, rtp_of
 
 
-def ethernet_udp(payload: bytes, dst_port: int = 5004, vlan: bool = False) -> bytes:
-    udp = struct.pack("!HHHH", 40000, dst_port, 8 + len(payload), 0) + payload
+def ethernet_udp(payload: bytes, dst_port: int = 5004, vlan: bool = False,
+                 src_port: int = 40000) -> bytes:
+    udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(payload), 0) + payload
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
                      bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + udp
     tag = struct.pack("!HH", 0x8100, 7) if vlan else b""
@@ -77,8 +78,32 @@ def test_linux_cooked_and_truncated_records(tmp_path):
     frame = bytes(14) + b"\x08\x00" + udp  # SLL: 16-byte header, protocol last
     write_pcap(tmp_path / "sll.pcap", [(1.0, frame)], link=pcap.LINK_SLL)
     (d,) = pcap.udp_datagrams(str(tmp_path / "sll.pcap"))
-    assert (d.dst_port, d.payload) == (5004, raw)
+    assert (d.dst_port, d.payload, d.sender) == (5004, raw, ("10.0.0.1", 40000))
     data = (tmp_path / "sll.pcap").read_bytes()
     (tmp_path / "cut.pcap").write_bytes(data[:-5])
     with pytest.raises(pcap.PcapError, match="record 1: truncated"):
         list(pcap.udp_datagrams(str(tmp_path / "cut.pcap")))
+
+
+def test_a_call_mapped_by_sender_port_replays_whatever_its_ssrcs(tmp_path):
+    """A forwarder that picks its own SSRCs, and changes them (a new SSRC every 4 s), sends
+    each participant from its own port: the map says who by port."""
+    ticks = script_levels("captured", TURNS, ABC, 12000)
+    port_of = {p: 41000 + 2 * i for i, p in enumerate(ABC)}
+    frames = []
+    for tick in ticks:
+        epoch = tick.timestamp_ms // 4000
+        ssrc_of = {p: 7000 + 10 * epoch + i for i, p in enumerate(ABC)}
+        for i, raw in enumerate(rtp_of(tick, ssrc_of, {"a": 9, "b": 2**32 - 100, "c": 0})):
+            who = ABC[[ssrc_of[p] for p in ABC].index(struct.unpack_from("!I", raw, 8)[0])]
+            t = 1_700_000_000 + tick.timestamp_ms / 1000 + 0.001 * i
+            frames.append((t, ethernet_udp(raw, src_port=port_of[who])))
+    write_pcap(tmp_path / "call.pcap", frames)
+    (tmp_path / "map.json").write_text(json.dumps({"sources": [
+        {"source_port": port, "source_host": "10.0.0.1", "room": "captured",
+         "participant": p} for p, port in port_of.items()]}))
+    out = tmp_path / "out.jsonl"
+    assert cli.main(["replay", "--rtp-pcap", str(tmp_path / "call.pcap"), "--rtp-map",
+                     str(tmp_path / "map.json"), "--out", str(out)]) == 0
+    got = [(d["t_ms"], d["speaker"]) for d in map(json.loads, out.read_text().splitlines())]
+    assert got == grpc_decisions(ticks)

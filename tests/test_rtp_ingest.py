@@ -580,3 +580,82 @@ def test_arrival_times_not_the_batch_time_make_the_jitter():
         batched.receive(datagrams[k:k + 5], 0.02 * (k + 4))
     assert steady.jitter_ms(1000) == pytest.approx(0.0, abs=1e-9)
     assert batched.jitter_ms(1000) > 5.0
+
+
+def test_a_source_mapped_by_its_sender_is_heard_whatever_its_ssrc():
+    """For a forwarder that cannot set its SSRCs: the (host, port) it sends from is who."""
+    ingest = RtpIngest({("10.0.0.5", 40000): RtpSource("r", "caller"),
+                        ("", 40002): RtpSource("r", "any-host"),
+                        1000: RtpSource("r", "by-ssrc")})
+    ingest.receive([packet(ssrc=1, seq=0, ts=0, extension=level_element(20, True)),
+                    packet(ssrc=2, seq=0, ts=0, extension=level_element(30, True)),
+                    packet(ssrc=1000, seq=0, ts=0, extension=level_element(40, True)),
+                    packet(ssrc=1000, seq=1, ts=0, extension=level_element(50, True)),
+                    packet(ssrc=3, seq=0, ts=0, extension=level_element(60, True))], 0.0,
+                   senders=[("10.0.0.5", 40000), ("192.0.2.9", 40002), ("10.0.0.5", 50000),
+                            ("10.0.0.5", 40002, 0, 0),  # any host: IPv6 senders too
+                            ("10.0.0.6", 40000)])       # another host: not the caller
+    # the caller's sender restarts with a new SSRC: still the caller
+    ingest.receive([packet(ssrc=99, seq=1, ts=960, extension=level_element(21, True))],
+                   0.02, senders=[("10.0.0.5", 40000)])
+    (req,) = ingest.closed(0.1).values()
+    assert frames(req.ticks) == [(0, [("caller", 20, pb.VOICE_ACTIVITY_PRESENT),
+                                      ("any-host", 30, pb.VOICE_ACTIVITY_PRESENT),
+                                      ("by-ssrc", 40, pb.VOICE_ACTIVITY_PRESENT)]),
+                                 (20, [("caller", 21, pb.VOICE_ACTIVITY_PRESENT)])]
+    # 40002's second packet was "any-host" too (the same tick, so the louder: 30); 3 from
+    # 10.0.0.6 is mapped neither by sender nor by SSRC
+    assert ingest.counts["unknown_ssrc"] == 1
+    assert ingest.unmap(("", 40002)).participant_id == "any-host"
+    ingest.receive([packet(ssrc=2, seq=5, ts=0, extension=level_element(30, True))], 0.04,
+                   senders=[("192.0.2.9", 40002)])
+    assert ingest.counts["unknown_ssrc"] == 2
+
+
+def test_the_map_file_maps_by_sender(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"sources": [
+        {"source_port": 40000, "source_host": "[::1]", "room": "r", "participant": "a",
+         "clock_rate_hz": 8000},
+        {"source_port": 40002, "room": "r", "participant": "b"},
+        {"ssrc": 40000, "room": "r", "participant": "c"}]}))
+    got = rtp_ingest.load_map(str(path))
+    assert {k: v.participant_id for k, v in got.items()} == {
+        ("::1", 40000): "a", ("", 40002): "b", 40000: "c"}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"ssrc": 1, "source_port": 4000}, "sources[0]: one of ssrc or source_port"),
+    ({}, "sources[0]: one of ssrc or source_port"),
+    ({"source_port": 70000}, "sources[0].source_port: 1..65535"),
+    ({"source_port": 0}, "sources[0].source_port: 1..65535"),
+    ({"source_port": 4000, "source_host": "media.example"},
+     "sources[0].source_host: an IP address"),
+    ({"ssrc": 1, "source_host": "10.0.0.1"}, "sources[0].source_host: only with source_port"),
+])
+def test_a_bad_sender_mapping_names_the_field(tmp_path, entry, message):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"sources": [{"room": "r", "participant": "p", **entry}]}))
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        rtp_ingest.load_map(str(path))
+
+
+def test_a_sender_mapped_twice_in_the_file_is_refused(tmp_path):
+    path = tmp_path / "map.json"
+    path.write_text(json.dumps({"sources": [
+        {"source_port": 4000, "source_host": "::1", "room": "r", "participant": "p"},
+        {"source_port": 4000, "source_host": "0:0::1", "room": "r", "participant": "q"}]}))
+    with pytest.raises(ValueError, match=r"sources\[1\].source_port: \[::1\]:4000 is "
+                                         "mapped twice"):
+        rtp_ingest.load_map(str(path))
+
+
+def test_several_workers_with_the_rtp_port_are_refused_in_one_line(capsys):
+    """SO_REUSEPORT would spread a room's senders over processes (docs/rtp.md)."""
+    from service import cli
+
+    code = cli.main(["serve", "--workers", "2", "--port", "50999", "--rtp-port", "0",
+                     "--insecure-no-auth"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "rtp_port: the RTP ingest needs workers = 1" in err[0]

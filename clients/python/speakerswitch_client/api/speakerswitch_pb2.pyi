@@ -110,7 +110,7 @@ class RoomSummary(_message.Message):
     def __init__(self, room_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., sequence: _Optional[int] = ..., speaker_id: _Optional[str] = ..., participants: _Optional[int] = ...) -> None: ...
 
 class RtpSource(_message.Message):
-    __slots__ = ("ssrc", "room_id", "participant_id", "clock_rate_hz", "audio_level_id", "no_voice_activity", "l16")
+    __slots__ = ("ssrc", "room_id", "participant_id", "clock_rate_hz", "audio_level_id", "no_voice_activity", "l16", "source_port", "source_host")
     SSRC_FIELD_NUMBER: _ClassVar[int]
     ROOM_ID_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +118,8 @@ class RtpSource(_message.Message):
     AUDIO_LEVEL_ID_FIELD_NUMBER: _ClassVar[int]
     NO_VOICE_ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     L16_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PORT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HOST_FIELD_NUMBER: _ClassVar[int]
     ssrc: int
     room_id: str
     participant_id: str
@@ -125,13 +127,19 @@ class RtpSource(_message.Message):
     audio_level_id: int
     no_voice_activity: bool
     l16: bool
-    def __init__(self, ssrc: _Optional[int] = ..., room_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., clock_rate_hz: _Optional[int] = ..., audio_level_id: _Optional[int] = ..., no_voice_activity: _Optional[bool] = ..., l16: _Optional[bool] = ...) -> None: ...
+    source_port: int
+    source_host: str
+    def __init__(self, ssrc: _Optional[int] = ..., room_id: _Optional[str] = ..., participant_id: _Optional[str] = ..., clock_rate_hz: _Optional[int] = ..., audio_level_id: _Optional[int] = ..., no_voice_activity: _Optional[bool] = ..., l16: _Optional[bool] = ..., source_port: _Optional[int] = ..., source_host: _Optional[str] = ...) -> None: ...
 
 class UnmapRtpSourceRequest(_message.Message):
-    __slots__ = ("ssrc",)
+    __slots__ = ("ssrc", "source_port", "source_host")
     SSRC_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PORT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_HOST_FIELD_NUMBER: _ClassVar[int]
     ssrc: int
-    def __init__(self, ssrc: _Optional[int] = ...) -> None: ...
+    source_port: int
+    source_host: str
+    def __init__(self, ssrc: _Optional[int] = ..., source_port: _Optional[int] = ..., source_host: _Optional[str] = ...) -> None: ...
 
 class UnmapRtpSourceResponse(_message.Message):
     __slots__ = ("removed",)
