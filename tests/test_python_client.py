@@ -191,3 +191,189 @@ def test_a_bad_token_is_an_authentication_error(tmp_path):
         assert "UNAUTHENTICATED" in str(e.value) and "token" in str(e.value)
         with pytest.raises(PermissionDeniedError):
             asyncio.run(run(create_token(SECRET, "acme", ["watch"], 600)))
+
+
+def conversation_tick(i: int, switch_at: int) -> list[tuple[str, int, bool]]:
+    """Tick i of 20 ms: a talks until tick ``switch_at``, then b; c listens."""
+    talker = "a" if i < switch_at else "b"
+    return [(p, 25 if p == talker else 70, p == talker) for p in ("a", "b", "c")]
+
+
+def contiguous(seqs: list[int]) -> bool:
+    return seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_restarted_server_is_reconnected_to_and_nothing_comes_twice():
+    port = free_port()
+    target, n_ticks = f"127.0.0.1:{port}", 150
+    servers = [ServerThread(test_config(port=port)).__enter__()]
+
+    async def run():
+        seen: list[pb.RoomEvent] = []
+        loop = asyncio.get_running_loop()
+        async with SpeakerSwitchClient(target, backoff=Backoff(0.02, 0.2)) as client:
+            async def collect():
+                async for e in client.decisions():
+                    seen.append(e)
+            reader = asyncio.create_task(collect())
+            await asyncio.sleep(0)
+            for i in range(n_ticks):
+                for p, level, voice in conversation_tick(i, 90):
+                    await client.push_level("r", p, level, voice, i * 20)
+                if i == 40:   # 0.8 s in: the server goes away (its rooms with it)...
+                    await loop.run_in_executor(None, servers[0].__exit__, None, None, None)
+                if i == 60:   # ... and a new one takes the port 0.4 s later
+                    servers.append(await loop.run_in_executor(
+                        None, ServerThread(test_config(port=port)).__enter__))
+                await asyncio.sleep(0.02)
+            link = next(iter(client._links.values()))
+        await reader  # closed: everything sent was answered
+        return seen, (link.requests, link.responses, link.reconnects, client.rejections)
+
+    try:
+        seen, (requests, responses, reconnects, rejections) = asyncio.run(run())
+        second = servers[1]
+        state = second.call(second.running.registry.room_state, "r", "")
+    finally:
+        servers[-1].__exit__(None, None, None)
+    assert reconnects >= 1
+    assert requests == responses and rejections == 0  # every request answered once
+    # the events of the first server, then those of the new room on the second: each
+    # numbered 1, 2, 3 ... without a repeat; the second's are all of its room's events
+    restart = next(k for k in range(1, len(seen)) if seen[k].sequence <= seen[k - 1].sequence)
+    first, then = [e.sequence for e in seen[:restart]], [e.sequence for e in seen[restart:]]
+    assert contiguous(first) and contiguous(then), (first, then)
+    assert then[-1] == state.sequence
+    # the second server decided the rest of the conversation: a, then b from 1.8 s
+    shown = [(e.timestamp_ms, e.switch.speaker_id) for e in seen[restart:]
+             if e.HasField("switch")]
+    assert [s for _, s in shown] == ["a", "b"] and shown[1][0] > 1800, shown
+    assert state.speaker_id == "b"
+    assert served(second, "speakerswitch_batches_total") <= responses
+
+
+class Proxy:
+    """A TCP relay to ``target`` that can be cut (every connection dropped, nothing
+    accepted) and restored on the same port: a network outage between client and server."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.port = target_port, free_port()
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        self._server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader, writer) -> None:
+        self.connections += 1
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src, dst):
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.transport.abort()
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+def test_watch_resumes_after_a_network_cut_without_gaps_or_repeats(server):
+    port = int(server.target.rsplit(":", 1)[1])
+
+    async def run():
+        proxy = Proxy(port)
+        await proxy.start()
+        watched: list[pb.RoomEvent] = []
+        published: list[pb.RoomEvent] = []
+        async with SpeakerSwitchClient(server.target) as pub, \
+                SpeakerSwitchClient(f"127.0.0.1:{proxy.port}",
+                                    backoff=Backoff(0.02, 0.2)) as sub:
+            async def follow():
+                async for e in sub.watch("w"):
+                    watched.append(e)
+
+            async def collect():
+                async for e in pub.decisions():
+                    published.append(e)
+            tasks = [asyncio.create_task(follow()), asyncio.create_task(collect())]
+            cut_at = None
+            for i in range(150):
+                for p, level, voice in conversation_tick(i, 70):
+                    await pub.push_level("w", p, level, voice, i * 20)
+                if i == 50:
+                    await proxy.cut()
+                    cut_at = len(published)
+                if i == 100:
+                    await proxy.start()
+                await asyncio.sleep(0.02)
+            await pub.flush()
+            for _ in range(200):  # until the watcher has caught up
+                if watched and published and watched[-1].sequence == published[-1].sequence:
+                    break
+                await asyncio.sleep(0.02)
+            during_cut = published[cut_at:]
+            for t in tasks:
+                t.cancel()
+        await proxy.cut()
+        return watched, published, during_cut, proxy.connections
+
+    watched, published, during_cut, connections = asyncio.run(run())
+    assert connections >= 2  # the watcher did reconnect
+    assert during_cut and any(e.HasField("switch") for e in published)
+    assert watched[0].HasField("snapshot")
+    start = watched[0].snapshot.sequence
+    after = [e.sequence for e in watched[1:]]
+    assert after == list(range(start + 1, start + 1 + len(after))), after
+    # exactly the publisher's events, those of the cut included
+    assert [str(e) for e in watched[1:]] == [str(e) for e in published if e.sequence > start]
+
+
+def test_pushes_wait_when_the_server_is_away_and_memory_stays_bounded():
+    port = free_port()
+
+    async def run():
+        async with SpeakerSwitchClient(f"127.0.0.1:{port}", max_pending=60, max_in_flight=2,
+                                       backoff=Backoff(0.02, 0.1)) as client:
+            accepted, i = 0, 0
+            blocked = None
+            while blocked is None and i < 1000:
+                for p, level, voice in conversation_tick(i, 500):
+                    push = asyncio.create_task(client.push_level("b", p, level, voice, i * 20))
+                    done, _ = await asyncio.wait({push}, timeout=0.5)
+                    if not done:
+                        blocked = push
+                        break
+                    accepted += 1
+                i += 1
+            link = next(iter(client._links.values()))
+            bounded = (client.batcher.packets, len(link.unacked))
+            with ServerThread(test_config(port=port)) as srv:
+                await asyncio.wait_for(blocked, 10)  # the server is back: it goes on
+                for _ in range(100):
+                    await client.flush()
+                    if link.responses == link.requests:
+                        break
+                    await asyncio.sleep(0.05)
+                answered = link.responses == link.requests
+                levels = srv.call(srv.running.registry.room_state, "b", "")
+        return accepted, bounded, answered, levels
+
+    accepted, (pending, unacked), answered, state = asyncio.run(run())
+    assert pending <= 60 and unacked <= 2
+    # no more than what the buffer and the two requests in flight hold (and the flush
+    # that waits for a slot): the rest waited
+    assert accepted <= 4 * 60, accepted
+    assert answered
+    assert state.speaker_id == "a" and state.timestamp_ms > 0

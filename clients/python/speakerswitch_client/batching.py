@@ -12,6 +12,10 @@ from .api import speakerswitch_pb2 as pb
 
 VOICE_BIT = 0x80
 """RFC 6464: bit 7 of the level byte is the sender's voice-activity flag."""
+MAX_TICKS_PER_REQUEST = 5000
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""Well inside the server's defaults (20,000 ticks, 200,000 entries, 16 MiB): reached when
+ticks pile up while the server is away (300 rooms of 20 ms ticks make 5,000 in 0.33 s)."""
 
 
 @dataclass
@@ -138,17 +142,30 @@ class Batcher:
         self._sent.pop(room, None)
         self._rosters.pop(room, None)
 
-    def take(self, group=None) -> dict[object, Built]:
-        """Everything pending as requests, one per value of ``group(room)`` (one request in
-        all when ``group`` is None), and forget it."""
-        out: dict[object, Built] = {}
+    def take(self, group=None) -> dict[object, list[Built]]:
+        """Everything pending as requests, per value of ``group(room)`` (all together when
+        ``group`` is None), and forget it. Usually one request per group; more only after
+        the server was away for a while, so that none goes over the server's limits."""
+        out: dict[object, list[Built]] = {}
+        size: dict[object, int] = {}
         for room, ticks in self.pending.items():
             key = group(room) if group is not None else None
-            built = out.get(key)
-            if built is None:
-                built = out[key] = Built(pb.StreamRequest(), [])
+            requests = out.get(key)
+            if requests is None:
+                requests = out[key] = [Built(pb.StreamRequest(), [])]
+                size[key] = 0
             for t in sorted(ticks):
-                built.rosters.append(self._fill(built.request.ticks.add(), room, ticks[t]))
+                tick = ticks[t]
+                cost = len(room) + 16 * tick.packets() + sum(
+                    len(samples) for samples, _ in tick.pcm.values())
+                built = requests[-1]
+                if built.rosters and (len(built.rosters) >= MAX_TICKS_PER_REQUEST
+                                      or size[key] + cost > MAX_REQUEST_BYTES):
+                    built = Built(pb.StreamRequest(), [])
+                    requests.append(built)
+                    size[key] = 0
+                size[key] += cost
+                built.rosters.append(self._fill(built.request.ticks.add(), room, tick))
         self.pending.clear()
         self.packets = 0
         return out

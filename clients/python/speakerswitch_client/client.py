@@ -96,7 +96,14 @@ class SpeakerSwitchClient:
         self.error: Exception | None = None
         """What ended the client (a stream's fatal status); raised by the next call."""
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
-                         ("grpc.max_send_message_length", max_message_bytes)]
+                         ("grpc.max_send_message_length", max_message_bytes),
+                         # the channel redials on our backoff's scale, not gRPC's default
+                         # (1 s growing to 120 s): a restarted server is back in seconds
+                         ("grpc.initial_reconnect_backoff_ms",
+                          int(self.backoff.initial_s * 1000) or 1),
+                         ("grpc.min_reconnect_backoff_ms",
+                          int(self.backoff.initial_s * 1000) or 1),
+                         ("grpc.max_reconnect_backoff_ms", int(self.backoff.max_s * 1000))]
         if server_name:
             self._options.append(("grpc.ssl_target_name_override", server_name))
         self._links: dict[int, Link] = {}
@@ -235,7 +242,13 @@ class SpeakerSwitchClient:
         built = self.batcher.take(group)
         self._space.set()
         if built:
-            await asyncio.gather(*(self._link(shard).send(b) for shard, b in built.items()))
+            await asyncio.gather(*(self._send_all(self._link(shard), requests)
+                                   for shard, requests in built.items()))
+
+    @staticmethod
+    async def _send_all(link: Link, requests: list) -> None:
+        for built in requests:
+            await link.send(built)
 
     async def _flush_every_tick(self) -> None:
         loop = asyncio.get_running_loop()

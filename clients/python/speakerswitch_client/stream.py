@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import random
 from collections.abc import Awaitable, Callable
 
@@ -20,6 +21,7 @@ from .api import speakerswitch_pb2_grpc as pb_grpc
 from .batching import Built
 from .errors import RETRYABLE, SpeakerSwitchError, from_rpc
 
+log = logging.getLogger("speakerswitch_client")
 _CLOSE = object()
 _BROKEN = (grpc.RpcError, EOFError, asyncio.InvalidStateError)
 """How a stream that broke shows (InvalidStateError: written to after the server ended it)."""
@@ -71,10 +73,12 @@ class Link:
         self._outbox.put_nowait(_CLOSE)
         try:
             await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
-        except (asyncio.TimeoutError, SpeakerSwitchError):
-            pass
+        except Exception as e:  # unanswered requests are given up: it is closing
+            log.debug("stream closed on %r", e)
         finally:
             self._task.cancel()
+        if self.unacked:
+            log.warning("closed with %d requests unanswered", len(self.unacked))
 
     async def _run(self) -> None:
         attempt = 0
@@ -99,7 +103,7 @@ class Link:
                 reader.cancel()
                 writer.cancel()
                 call.cancel()
-            if failure is None and self._closing:
+            if self._closing:  # closed, or broken while closing: nothing to wait for
                 return
             if isinstance(failure, grpc.RpcError) and failure.code() not in RETRYABLE:
                 self._fail(from_rpc(failure))
