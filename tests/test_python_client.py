@@ -17,6 +17,7 @@ from service.api import speakerswitch_pb2 as pb
 from service.auth import create_token
 
 from conftest import ServerThread, script_levels, test_config
+from test_security import pki  # noqa: F401 (a fixture: a CA, server and client certificates)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "clients" / "python"))
 from speakerswitch_client import (AuthenticationError, Backoff,  # noqa: E402
@@ -377,3 +378,58 @@ def test_pushes_wait_when_the_server_is_away_and_memory_stays_bounded():
     assert accepted <= 4 * 60, accepted
     assert answered
     assert state.speaker_id == "a" and state.timestamp_ms > 0
+
+
+def test_shards_get_one_request_each_per_tick_sent_together(server):
+    from speakerswitch_client import shard_of
+    rooms = [f"s-{k}" for k in range(12)]
+    shards = {shard_of(room, 4) for room in rooms}
+    batches0 = served(server, "speakerswitch_batches_total")
+
+    async def run():
+        async with SpeakerSwitchClient(server.target, shards=4, auto_flush=False) as client:
+            for i in range(30):
+                for room in rooms:
+                    for p, level, voice in conversation_tick(i, 100):
+                        await client.push_level(room, p, level, voice, i * 20)
+                await client.flush()
+            # one stream per shard, open together (their requests are not sent in turn)
+            streams = served(server, "speakerswitch_streams")
+        links = {k: (link.requests, link.responses) for k, link in client._links.items()}
+        return streams, links, {r: client.room(r).speaker_id for r in rooms}
+
+    streams, links, shown = asyncio.run(run())
+    assert len(shards) > 1 and streams == len(shards) and set(links) == shards
+    assert all(req == resp == 30 for req, resp in links.values()), links
+    assert served(server, "speakerswitch_batches_total") - batches0 == 30 * len(shards)
+    assert set(shown.values()) == {"a"}
+
+
+def test_tls_with_a_client_certificate_and_a_token(pki, tmp_path):
+    from speakerswitch_client import tls_credentials
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    cfg = test_config(tls_cert_file=str(pki / "server.pem"), tls_key_file=str(pki / "server.key"),
+                      tls_client_ca_file=str(pki / "ca.pem"), insecure_no_auth=False,
+                      jwt_secret_file=str(secret))
+    asked = []
+
+    def token() -> str:  # asked at every (re)connect: a refreshed token goes in
+        asked.append(1)
+        return create_token(SECRET, "acme", ["publish", "watch"], 600)
+
+    with ServerThread(cfg) as srv:
+        async def run():
+            creds = tls_credentials(str(pki / "ca.pem"), str(pki / "client.pem"),
+                                    str(pki / "client.key"))
+            async with SpeakerSwitchClient(srv.target, token=token, tls=creds,
+                                           auto_flush=False) as client:
+                for i in range(60):
+                    for p, level, voice in conversation_tick(i, 100):
+                        await client.push_level("tls", p, level, voice, i * 20)
+                    await client.flush()
+                await client.flush()
+                listed = [r.room_id async for r in client.list_rooms()]
+                return client.room("tls").speaker_id, listed
+        shown, listed = asyncio.run(run())
+    assert shown == "a" and listed == ["tls"] and asked
