@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: bench-rtp run demo janus-demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
+.PHONY: bench-client bench-rtp run demo janus-demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080 $(RUN_ARGS)
@@ -69,6 +69,12 @@ LOAD_ARGS ?=
 bench-load: $(STAMP) $(GEN)
 	$(PY) benchmarks/load.py --out benchmarks/LOAD.md --json benchmarks/load.json $(LOAD_ARGS)
 
+# The Python client (clients/python) in a media server's pattern, in real time: 300 rooms x 6
+# pushing per 20 ms packet, client and server CPU (CLIENT_ARGS="--seconds 20" ...).
+CLIENT_ARGS ?=
+bench-client: $(STAMP) $(GEN)
+	$(PY) benchmarks/python_client.py --out benchmarks/CLIENT.md $(CLIENT_ARGS)
+
 # Scale-out: proxy hop, rooms per replica with Redis, failover time (Redis + nginx on loopback).
 bench-scaleout: $(STAMP) $(GEN) $(TOOLS)
 	$(PY) benchmarks/scaleout.py --out benchmarks/SCALEOUT.md
@@ -117,6 +123,7 @@ $(TOOLS): Makefile | $(PY)
 $(STAMP): pyproject.toml setup.py dsp/_kernel.c service/_wire.c | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python
 	touch $(STAMP)
 
 clean:

@@ -42,6 +42,8 @@ class Built:
     yet (it is sticky per room on the server, and lost with a restarted server)."""
     request: pb.StreamRequest
     rosters: list[tuple[str, ...] | None]
+    sent_s: float = 0.0
+    """When it was queued to the stream (perf_counter), for the round trip."""
 
 
 class Batcher:

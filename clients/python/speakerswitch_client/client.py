@@ -267,6 +267,22 @@ class SpeakerSwitchClient:
             if loop.time() > due + period:  # fell behind (backpressure): no burst to catch up
                 due = loop.time()
 
+    def stats(self) -> dict:
+        """Counters for a dashboard: requests sent and answered, reconnects, refusals,
+        late packets (dropped), what waits, and recent round trips (queued -> answered)."""
+        links = list(self._links.values())
+        rtts = sorted(r for link in links for r in link.rtt_s)
+
+        def ms(q: float) -> float | None:
+            return round(rtts[min(len(rtts) - 1, int(q * len(rtts)))] * 1000, 2) if rtts \
+                else None
+        return dict(streams=len(links), requests=sum(k.requests for k in links),
+                    responses=sum(k.responses for k in links),
+                    in_flight=sum(len(k.unacked) for k in links),
+                    reconnects=sum(k.reconnects for k in links), rejections=self.rejections,
+                    late_packets=self.batcher.late, pending_packets=self.batcher.packets,
+                    rtt_p50_ms=ms(0.5), rtt_p99_ms=ms(0.99))
+
     # ------------------------------------------------------------------ decisions
     def room(self, room_id: str) -> RoomView:
         """The room as its decisions describe it so far."""

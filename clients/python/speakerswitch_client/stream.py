@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -48,6 +49,8 @@ class Link:
         self.unacked: collections.deque[Built] = collections.deque()
         self.error: SpeakerSwitchError | None = None
         self.requests = self.responses = self.reconnects = 0
+        self.rtt_s: collections.deque[float] = collections.deque(maxlen=4096)
+        """Recent round trips: queued to the stream -> answered (with the waits between)."""
         self._batch_id = 0
         self._outbox: asyncio.Queue = asyncio.Queue()
         self._window = asyncio.Condition()
@@ -65,6 +68,7 @@ class Link:
         built.request.batch_id = self._batch_id
         self.unacked.append(built)
         self.requests += 1
+        built.sent_s = time.perf_counter()
         self._outbox.put_nowait(built)
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -154,6 +158,7 @@ class Link:
                                          f"answer to batch {response.batch_id} where "
                                          f"{built.request.batch_id} was expected")
             self.responses += 1
+            self.rtt_s.append(time.perf_counter() - built.sent_s)
             async with self._window:
                 self._window.notify_all()
             await self.on_response(response)
