@@ -170,7 +170,7 @@ class SpeakerSwitchClient:
                 raise link.error
 
     async def push_level(self, room: str, participant: str, level: int,
-                         voice: bool | None = None, timestamp_ms: int = 0) -> bool:
+                         voice: bool | None, timestamp_ms: int) -> bool:
         """One packet's RFC 6464 level (0..127 -dBov) and V bit (None: the sender has no
         VAD). False when its tick has already left (a late packet, dropped as lost)."""
         if self.batcher.packets >= self.max_pending or self.error is not None:
