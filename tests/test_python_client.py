@@ -433,3 +433,22 @@ def test_tls_with_a_client_certificate_and_a_token(pki, tmp_path):
                 return client.room("tls").speaker_id, listed
         shown, listed = asyncio.run(run())
     assert shown == "a" and listed == ["tls"] and asked
+
+
+def test_a_failing_callback_is_logged_and_the_decisions_go_on(server, caplog):
+    async def run():
+        async with SpeakerSwitchClient(server.target, auto_flush=False) as client:
+            def broken(room, switch):
+                raise RuntimeError("the application's bug")
+            client.on_switch = broken
+            for i in range(150):
+                for p, level, voice in conversation_tick(i, 70):
+                    await client.push_level("cb", p, level, voice, i * 20)
+                await client.flush()
+        return client.room("cb").speaker_id, client.stats()
+
+    shown, stats = asyncio.run(run())
+    assert shown == "b" and stats["responses"] == stats["requests"] == 150
+    failed = [r for r in caplog.records
+              if r.exc_info and "the application's bug" in str(r.exc_info[1])]
+    assert len(failed) == 2  # the switches to a and to b

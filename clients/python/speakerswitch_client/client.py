@@ -52,10 +52,14 @@ def tls_credentials(ca_file: str | None = None, cert_file: str | None = None,
 
 
 async def _call(fn: Callable | None, *args) -> None:
-    if fn is not None:
+    if fn is None:
+        return
+    try:
         result = fn(*args)
         if inspect.isawaitable(result):
             await result
+    except Exception:  # the application's bug: logged, and the stream goes on
+        log.exception("speakerswitch callback %s failed", getattr(fn, "__name__", fn))
 
 
 class SpeakerSwitchClient:
