@@ -3,6 +3,8 @@
 packets (Opus payload, three header extensions with the RFC 6464 level among them).
 
 - ``parse``: service/rtp.py alone (headers and levels of the batch of datagrams);
+- ``opus_decode``: libopus (service/opus.py) decoding one 20 ms Opus packet for the VAD
+  path, what a source without the level extension costs on top of the ingest;
 - ``ingest``: what the server does with a tick's datagrams short of the socket: parse,
   place on the rooms' clocks, close the previous tick, and step it through the registry
   (decisions included). packets/s = sources / mean; the figure to hold against 50,000
@@ -16,7 +18,7 @@ import struct
 import numpy as np
 import pytest
 
-from service import rtp
+from service import opus, rtp
 from service.rooms import RoomRegistry
 from service.rtp_ingest import RtpIngest, RtpSource
 
@@ -87,3 +89,37 @@ def test_rtp_ingest(benchmark, n_sources):
     benchmark.extra_info.update(packets=n_sources,
                                 packets_per_s=n_sources / benchmark.stats.stats.mean,
                                 us_per_packet=benchmark.stats.stats.mean / n_sources * 1e6)
+
+
+@pytest.mark.skipif(not opus.available(), reason="libopus0 is not installed")
+def test_opus_decode(benchmark):
+    """One second of a voice-like tone as 50 Opus packets (VOIP, 20 ms), decoded in turn
+    by one source's decoder; the figure is per packet."""
+    import ctypes
+
+    lib = ctypes.CDLL("libopus.so.0")
+    lib.opus_encoder_create.restype = ctypes.c_void_p
+    lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                ctypes.c_char_p, ctypes.c_int32]
+    error = ctypes.c_int()
+    encoder = lib.opus_encoder_create(48000, 1, 2048, ctypes.byref(error))
+    t = np.arange(48000) / 48000
+    rng = np.random.default_rng(1)
+    pcm = (8000 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+           + rng.normal(0, 300, len(t))).astype("<i2").tobytes()
+    out = ctypes.create_string_buffer(1500)
+    packets = []
+    for k in range(50):
+        n = lib.opus_encode(encoder, pcm[1920 * k: 1920 * (k + 1)], 960, out, len(out))
+        packets.append(out.raw[:n])
+    decoder = opus.Decoder()
+
+    def decode_all():
+        for payload in packets:
+            decoder.decode(payload)
+
+    benchmark(decode_all)
+    per_packet = benchmark.stats.stats.mean / len(packets)
+    benchmark.extra_info.update(us_per_packet=per_packet * 1e6,
+                                packets_per_s=1 / per_packet,
+                                bytes_per_packet=sum(map(len, packets)) / len(packets))

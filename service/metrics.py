@@ -93,7 +93,8 @@ class Metrics:
         self.rtp_packets = Counter(
             "speakerswitch_rtp_packets",
             "RTP ingest datagrams by outcome: ok, rtcp, unknown_ssrc, late, reordered, "
-            "duplicate, reanchored, no_level, overflow, or why it was not RTP", ["outcome"],
+            "duplicate, reanchored, no_level, opus_error, overflow, or why it was not RTP",
+            ["outcome"],
             registry=r)
         self.rtp_lost = Counter(
             "speakerswitch_rtp_lost_packets",

@@ -24,7 +24,7 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from . import g711, rtp
+from . import g711, opus, rtp
 from .api import speakerswitch_pb2 as pb
 
 TICK_MS = 20
@@ -75,6 +75,10 @@ jump, not loss or reordering; two packets in a row after it restart the count.""
 JITTER_SAMPLES_MAX = 100_000
 """Jitter observations kept until the server reads them (a replay never does)."""
 G711_RATE_HZ = 8000
+OPUS_CLOCK_RATE_HZ = 48000
+"""Opus's RTP clock (RFC 7587) whatever its audio's rate: a source at this clock whose
+packets have no level and are neither G.711 nor L16 is decoded as Opus."""
+_NO_PCM = (None, G711_RATE_HZ)
 G711_TICK_BYTES = G711_RATE_HZ * TICK_MS // 1000 * 2
 """A tick of decoded G.711: 160 samples of int16."""
 
@@ -310,6 +314,9 @@ class RtpIngest:
         self.lost = 0
         """Packets never received: sequence numbers SEQUENCE_WINDOW behind the newest (or
         at the end of a stream: a leave, an unmap, a restart) that did not arrive."""
+        self._opus: bool | None = None  # libopus loaded (None: not looked for yet)
+        self._opus_decoders: dict[SourceKey, "opus.Decoder"] = {}
+        """Per source sending Opus without levels (Opus decoding keeps state)."""
         self.jitter_samples: list[float] = []
         """Each source's interarrival jitter in seconds, once per LEAVE_CHECK_S for those
         that sent packets since the last look: the server moves them to a histogram."""
@@ -336,6 +343,7 @@ class RtpIngest:
             if not self._ports[key[1]]:
                 del self._ports[key[1]]
         stream = self._streams.pop(key, None)
+        self._opus_decoders.pop(key, None)
         if stream is not None:
             self._settle(stream)
         if src is not None and stream is not None and stream.joined:
@@ -375,26 +383,48 @@ class RtpIngest:
         ok = ok[known]
         ids = np.array([srcs[i].audio_level_id for i in known], np.int64)
         level, voice = rtp.audio_levels(rtp.take(p, ok), ids)
-        # no level but G.711 or an L16 source: decode it for the VAD
-        l16 = np.array([srcs[i].l16 for i in known], bool)
-        pcm_at = np.flatnonzero((level == rtp.NO_LEVEL) & (
-            l16 | np.isin(p.payload_type[ok], list(G711))))
-        pcm = dict(zip(pcm_at.tolist(), rtp.payloads(p, ok[pcm_at]))) if len(pcm_at) else {}
+        missing = np.flatnonzero(level == rtp.NO_LEVEL)
+        pcm = self._decode(p, ok[missing], missing, [keys[known[j]] for j in missing.tolist()],
+                           [srcs[known[j]] for j in missing.tolist()]) if len(missing) else {}
         for j, i in enumerate(known):
             src = srcs[i]
-            payload = pcm.get(j)
-            rate = G711_RATE_HZ
-            if payload is not None:
-                if src.l16:  # big-endian int16 (an odd last byte is dropped)
-                    payload = np.frombuffer(payload, ">i2", len(payload) // 2) \
-                        .astype("<i2").tobytes()
-                    rate = src.clock_rate_hz
-                else:
-                    payload = g711.decode(payload, G711[int(p.payload_type[ok[j]])])
+            payload, rate = pcm.get(j, _NO_PCM)
             self._place(keys[i], src, int(p.timestamp[ok[j]]), int(p.sequence[ok[j]]),
                         int(level[j]), int(voice[j]) if src.voice_activity else -1, now_s,
                         payload, rate,
                         now_s if arrival_s is None else arrival_s[int(ok[j])])
+
+    def _decode(self, p: rtp.Packets, which: np.ndarray, places: np.ndarray, keys: list,
+                srcs: list[RtpSource]) -> dict[int, tuple[bytes, int]]:
+        """The audio of packets without a level, for the VAD path, by ``places`` (their
+        indexes among the known packets): (int16 little-endian PCM, its rate) for L16
+        sources, G.711 (payload types 0 and 8), and Opus from 48 kHz sources when libopus
+        is there. Others have none (``no_level``)."""
+        out = {}
+        types = p.payload_type[which].tolist()
+        for j, key, src, pt, payload in zip(places.tolist(), keys, srcs, types,
+                                            rtp.payloads(p, which)):
+            if src.l16:  # big-endian int16 (an odd last byte is dropped)
+                out[j] = (np.frombuffer(payload, ">i2", len(payload) // 2).astype("<i2")
+                          .tobytes(), src.clock_rate_hz)
+            elif pt in G711:
+                out[j] = (g711.decode(payload, G711[pt]), G711_RATE_HZ)
+            elif src.clock_rate_hz == OPUS_CLOCK_RATE_HZ and payload \
+                    and self._opus_available():  # (libopus takes no bytes for a lost packet)
+                decoder = self._opus_decoders.get(key)
+                if decoder is None:
+                    decoder = self._opus_decoders[key] = opus.Decoder()
+                audio = decoder.decode(payload)
+                if audio is None:
+                    self.counts["opus_error"] += 1
+                else:
+                    out[j] = (audio, opus.RATE_HZ)
+        return out
+
+    def _opus_available(self) -> bool:
+        if self._opus is None:
+            self._opus = opus.available()
+        return self._opus
 
     def _sender_key(self, sender) -> tuple[str, int] | None:
         """The mapping keyed by a datagram's sender (host, port, ...), if any."""
@@ -622,6 +652,7 @@ class RtpIngest:
                 stream.joined = False
                 stream.timestamp = -1  # it comes back anchored afresh
                 self._settle(stream)
+                self._opus_decoders.pop(ssrc, None)  # and decoded afresh
                 if src is not None:
                     room = self._rooms.get((src.tenant, src.room_id))
                     if room is not None and src.participant_id not in room.leaving:

@@ -659,3 +659,70 @@ def test_several_workers_with_the_rtp_port_are_refused_in_one_line(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "rtp_port: the RTP ingest needs workers = 1" in err[0]
+
+
+def _opus_encoder():
+    """libopus's encoder through ctypes (the service only decodes): pcm int16 48 kHz mono
+    -> one Opus packet."""
+    import ctypes
+
+    lib = ctypes.CDLL("libopus.so.0")
+    lib.opus_encoder_create.restype = ctypes.c_void_p
+    lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
+                                ctypes.c_char_p, ctypes.c_int32]
+    error = ctypes.c_int()
+    state = lib.opus_encoder_create(48000, 1, 2048, ctypes.byref(error))  # VOIP
+    assert error.value == 0
+    out = ctypes.create_string_buffer(1500)
+
+    def encode(pcm: bytes) -> bytes:
+        n = lib.opus_encode(state, pcm, len(pcm) // 2, out, len(out))
+        assert n > 0
+        return out.raw[:n]
+    return encode
+
+
+@pytest.mark.skipif(not rtp_ingest.opus.available(), reason="libopus0 is not installed")
+def test_opus_without_levels_is_decoded_for_the_vad_path_and_decides_as_pcm_over_grpc():
+    """Opus from a 48 kHz source whose packets carry no level (a sender without the RFC
+    6464 extension): decoded with libopus at 16 kHz and stepped as PCM; the same decoded
+    audio over gRPC makes the same decisions."""
+    from service import opus, sample
+
+    tracks, _ = sample.conversation(rate=48000)
+    n_ticks = 11_000 // 20
+    srcs = {300 + i: RtpSource("op", pid) for i, pid in enumerate(sorted(tracks))}
+    encoders = {pid: _opus_encoder() for pid in tracks}
+    reference = {pid: opus.Decoder() for pid in tracks}
+    pcm = {pid: np.clip(np.round(x * 32767), -32768, 32767).astype("<i2").tobytes()
+           for pid, x in tracks.items()}
+
+    def tick_k(k):
+        datagrams, tick = [], pb.RoomTick(room_id="op", timestamp_ms=20 * k, duration_ms=20)
+        for ssrc, src in srcs.items():
+            pid = src.participant_id
+            payload = encoders[pid](pcm[pid][1920 * k: 1920 * (k + 1)])
+            datagrams.append(packet(ssrc=ssrc, pt=111, seq=k, ts=960 * k, payload=payload))
+            tick.audio.add(participant_id=pid, pcm=pb.PcmFrame(
+                samples=reference[pid].decode(payload), sample_rate_hz=opus.RATE_HZ))
+        return datagrams, tick
+
+    decide_both_ways(srcs, n_ticks, tick_k)
+
+
+@pytest.mark.skipif(not rtp_ingest.opus.available(), reason="libopus0 is not installed")
+def test_what_libopus_refuses_is_counted():
+    ingest = RtpIngest(sources({"a": 0}))
+    # a code 3 packet without its frame count: no level, no audio
+    ingest.receive([packet(ssrc=1000, pt=111, payload=b"\x03")], 0.0)
+    assert (ingest.counts["opus_error"], ingest.counts["no_level"]) == (1, 1)
+    # no payload at all is not decoded (libopus would conceal a lost packet: 120 ms)
+    ingest.receive([packet(ssrc=1000, pt=111, seq=2, ts=1920, payload=b"")], 0.02)
+    assert (ingest.counts["opus_error"], ingest.counts["no_level"]) == (1, 2)
+
+
+def test_opus_without_libopus_is_counted_as_no_level(monkeypatch):
+    monkeypatch.setattr(rtp_ingest.opus, "available", lambda: False)
+    ingest = RtpIngest(sources({"a": 0}))
+    ingest.receive([packet(ssrc=1000, pt=111, payload=b"\x78\x01\x02")], 0.0)
+    assert (ingest.counts["opus_error"], ingest.counts["no_level"]) == (0, 1)
