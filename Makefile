@@ -101,10 +101,12 @@ $(PY):
 # Tools some tests use from Debian's packages: promtool (package prometheus) checks
 # deploy/prometheus; redis-server and nginx run the scale-out tests;
 # chromium runs the browser tests (tests/test_browser.py); GStreamer sends RTP to the
-# RTP ingest (tests/test_rtp_gstreamer.py). Installed when this machine can (root +
-# apt-get); otherwise those tests skip and say why. command:package[,package...]
+# RTP ingest (tests/test_rtp_gstreamer.py), and libopus0 (which its opusenc needs anyway)
+# is what the ingest decodes Opus without levels with (service/opus.py). Installed when
+# this machine can (root + apt-get); otherwise those tests skip and say why.
+# command:package[,package...]
 DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromium:chromium \
-  gst-launch-1.0:gstreamer1.0-tools,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good \
+  gst-launch-1.0:gstreamer1.0-tools,gstreamer1.0-plugins-base,gstreamer1.0-plugins-good,libopus0 \
   janus:janus,libjs-janus-gateway,libjs-webrtc-adapter
 
 # helm and kubectl (with kustomize) render the chart and the kustomize profiles in the tests
