@@ -138,8 +138,11 @@ class SpeakerSwitchClient:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 5)
         await asyncio.gather(*(link.close() for link in self._links.values()))
-        for q in self._subscribers:
-            q.put_nowait(None)
+        for q in self._subscribers:  # the end, after what they have not read yet
+            try:
+                q.put_nowait(None)
+            except asyncio.QueueFull:
+                asyncio.get_running_loop().create_task(q.put(None))
         if self.channel is not None:
             await self.channel.close()
 
