@@ -65,6 +65,7 @@ def test_events_go_with_the_rooms_next_tick_or_repeat_its_last_timestamp():
                                              pb.PARTICIPANT_EVENT_TYPE_VIDEO_OFF]
     b.add_event("r", "a", pb.PARTICIPANT_EVENT_TYPE_PIN)         # after: an events-only tick
     b.add_event("r", "b", pb.PARTICIPANT_EVENT_TYPE_JOIN, timestamp_ms=5)  # in the past too
+    assert b.add_level("r", "a", 30, True, 0) is False  # not into that events-only tick
     (tick,) = one(b).request.ticks
     assert tick.timestamp_ms == 0 and len(tick.events) == 2 and not tick.levels.levels
 

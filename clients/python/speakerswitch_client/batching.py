@@ -29,6 +29,8 @@ class _Tick:
     pcm: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     events: list[tuple[str, int]] = field(default_factory=list)
     config: pb.RoomConfig | None = None
+    repeat: bool = False
+    """At the timestamp of the room's last audio tick sent: events only, no audio."""
 
     def packets(self) -> int:
         return (len(self.levels) + len(self.unspecified) + len(self.pcm) + len(self.events)
@@ -83,7 +85,10 @@ class Batcher:
                 t = sent  # events-only ticks may repeat the last timestamp
         tick = ticks.get(t)
         if tick is None:
-            tick = ticks[t] = _Tick(t)
+            tick = ticks[t] = _Tick(t, repeat=t <= sent)
+        elif audio and tick.repeat:  # timestamp None: an event (no audio) came first
+            self.late += 1
+            return None
         return tick
 
     def add_level(self, room: str, participant: str, level: int, voice: bool | None,
@@ -91,9 +96,13 @@ class Batcher:
         """False if the packet came too late for its tick (dropped)."""
         if not 0 <= level <= 127:
             raise ValueError(f"level: {level} is not 0..127 (-dBov, RFC 6464)")
-        tick = self._tick(room, timestamp_ms, True)
-        if tick is None:
-            return False
+        # the usual case first (called per packet): a tick of the room already pending
+        ticks = self.pending.get(room)
+        tick = None if ticks is None else ticks.get(timestamp_ms - timestamp_ms % self.tick_ms)
+        if tick is None or tick.repeat:
+            tick = self._tick(room, timestamp_ms, True)
+            if tick is None:
+                return False
         if voice is None:
             old = tick.unspecified.get(participant)
             if old is None:
@@ -158,8 +167,10 @@ class Batcher:
                 size[key] = 0
             for t in sorted(ticks):
                 tick = ticks[t]
-                cost = len(room) + 16 * tick.packets() + sum(
-                    len(samples) for samples, _ in tick.pcm.values())
+                cost = len(room) + 16 * (len(tick.levels) + len(tick.unspecified)
+                                         + len(tick.events))
+                if tick.pcm:
+                    cost += sum(16 + len(samples) for samples, _ in tick.pcm.values())
                 built = requests[-1]
                 if built.rosters and (len(built.rosters) >= MAX_TICKS_PER_REQUEST
                                       or size[key] + cost > MAX_REQUEST_BYTES):
@@ -189,10 +200,13 @@ class Batcher:
         if not tick.levels:
             return None
         roster = self._rosters.get(room)
-        if roster is not None and len(roster) == len(tick.levels) and all(
-                p in tick.levels for p in roster):  # the usual case: the same senders
-            msg.levels.levels = bytes(tick.levels[p] for p in roster)
-            return roster
+        if roster is not None and len(roster) == len(tick.levels):
+            if roster == tuple(tick.levels):  # the usual case: the same senders, in order
+                msg.levels.levels = bytes(tick.levels.values())
+                return roster
+            if all(p in tick.levels for p in roster):  # the same, in another order
+                msg.levels.levels = bytes(tick.levels[p] for p in roster)
+                return roster
         if roster is not None and all(p in roster for p in tick.levels):
             # some senders are silent (DTX, loss): keep the roster, send these one by one
             for participant, byte in tick.levels.items():
