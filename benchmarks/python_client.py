@@ -14,8 +14,8 @@ its own process) on loopback. Reported over the measured seconds (after a warm-u
 - the client's CPU (this process: the pushing loop, batching, protobuf, gRPC threads) and
   the server's, each as a share of one core; what else ran on the machine meanwhile.
 
-In each room one participant talks at a time (a new one every 3 s), the others sit at
-background levels without the V bit, so switches happen throughout.
+In each room one participant talks at a time (a new one every 3 s, rooms out of phase),
+the others sit at background levels without the V bit, so switches happen throughout.
 """
 from __future__ import annotations
 
@@ -38,24 +38,28 @@ TICK_S = 0.02
 WARMUP_S = 2.0
 
 
-def levels(room: int, participant: int, tick: int) -> tuple[int, bool]:
-    """(-dBov, voice) of one packet: the room's talker of the moment speaks at 22-28 dBov,
-    the others murmur at 62-76 without the V bit."""
-    talker = (tick // 150 + room) % 6  # 150 ticks = 3 s
-    jitter = (tick * 7 + participant * 13 + room) % 7
-    if participant == talker:
-        return 22 + jitter, True
-    return 62 + 2 * jitter, False
+TALK_TICKS = 150
+"""A new talker every 3 s in each room."""
+
+
+def talker(room: int, tick: int, participants: int) -> int:
+    return (tick // TALK_TICKS + room) % participants
+
+
+def levels(room: int, participant: int, tick: int) -> tuple[int, int]:
+    """-dBov of one packet if it talks (22-28, with the V bit) and if it does not (62-74,
+    without): a few dB of variation from tick to tick."""
+    jitter = (tick + participant * 13 + room) % 7
+    return 22 + jitter, 62 + 2 * jitter
 
 
 async def drive(target: str, rooms: int, participants: int, seconds: float,
                 server: lg.Server) -> dict:
     ids = [f"room-{r:04d}" for r in range(rooms)]
     names = [f"p{k}" for k in range(participants)]
-    # per room and tick, the packets (precomputed: the benchmark measures the client,
-    # not our synthesis of levels)
-    period = 6 * 150
-    table = [[[levels(r, k, t) for k in range(participants)] for t in range(period)]
+    # precomputed (the benchmark measures the client, not our synthesis of levels): per
+    # room and tick phase, each participant's level talking and silent
+    table = [[[levels(r, k, t) for k in range(participants)] for t in range(7)]
              for r in range(rooms)]
     switches = 0
 
@@ -84,13 +88,15 @@ async def drive(target: str, rooms: int, participants: int, seconds: float,
                 rtt0 = {k: len(link.rtt_s) for k, link in client._links.items()}
                 switches0 = switches
                 measuring = tick
-            t_ms = tick * 20
-            row = tick % period
+            t_ms, phase = tick * 20, tick % 7
             for r, room in enumerate(ids):
-                packets = table[r][row]
+                packets, talking = table[r][phase], talker(r, tick, participants)
                 for k, name in enumerate(names):
-                    level, voice = packets[k]
-                    await client.push_level(room, name, level, voice, t_ms)
+                    talk, silent = packets[k]
+                    if k == talking:
+                        await client.push_level(room, name, talk, True, t_ms)
+                    else:
+                        await client.push_level(room, name, silent, False, t_ms)
             tick += 1
         shares = cpu.shares()
         await asyncio.sleep(0.2)  # the last tick's answer
