@@ -113,6 +113,7 @@ class SpeakerSwitchClient:
         self._links: dict[int, Link] = {}
         self._subscribers: list[asyncio.Queue] = []
         self._space = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._flusher: asyncio.Task | None = None
         self.channel: grpc.aio.Channel | None = None
         self.stub: pb_grpc.SpeakerSwitchStub | None = None
@@ -246,11 +247,12 @@ class SpeakerSwitchClient:
             raise RuntimeError("start() the client first (or use `async with`)")
         self._raise_if_failed()
         group = (lambda room: shard_of(room, self.shards)) if self.shards > 1 else None
-        built = self.batcher.take(group)
-        self._space.set()
-        if built:
-            await asyncio.gather(*(self._send_all(self._link(shard), requests)
-                                   for shard, requests in built.items()))
+        async with self._flushing:  # one flush at a time: a room's ticks leave in order
+            built = self.batcher.take(group)
+            self._space.set()
+            if built:
+                await asyncio.gather(*(self._send_all(self._link(shard), requests)
+                                       for shard, requests in built.items()))
 
     @staticmethod
     async def _send_all(link: Link, requests: list) -> None:
