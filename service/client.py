@@ -37,10 +37,18 @@ class StreamSession:
         self._batch_id = 0
 
     def send(self, request: pb.StreamRequest) -> pb.StreamResponse:
+        self.submit(request)
+        return self.receive()
+
+    def submit(self, request: pb.StreamRequest) -> None:
+        """Queue a request without waiting for its answer (``receive`` it later, in order)."""
         if not request.batch_id:
             self._batch_id += 1
             request.batch_id = self._batch_id
         self._requests.put(request)
+
+    def receive(self) -> pb.StreamResponse:
+        """The answer to the oldest request not yet received."""
         return next(self._responses)
 
     def send_ticks(self, *ticks: pb.RoomTick) -> pb.StreamResponse:
@@ -79,30 +87,43 @@ class ShardedSession:
             s = self.sessions[shard] = self.client.session(((SHARD_HEADER, str(shard)),))
         return s
 
-    def _send_shard(self, shard: int, ticks: list[pb.RoomTick]) -> pb.StreamResponse:
+    def _send_shard(self, shard: int, ticks: list[pb.RoomTick],
+                    failed: grpc.RpcError | None = None) -> pb.StreamResponse:
+        """The shard's answer to ``ticks``; ``failed``: the first attempt already failed so."""
         for attempt in range(self.retries + 1):
-            try:
-                return self._session(shard).send(pb.StreamRequest(ticks=ticks))
-            except grpc.RpcError as e:
-                if attempt == self.retries or e.code() not in (
-                        grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
-                        grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED):
-                    raise
-                dead = self.sessions.pop(shard)
-                with contextlib.suppress(grpc.RpcError):
-                    dead.close()
-                self.reconnects += 1
-                # the first retry at once: the proxy has usually marked the replica down
-                time.sleep(self.retry_backoff_s * attempt)
+            if failed is None:
+                try:
+                    return self._session(shard).send(pb.StreamRequest(ticks=ticks))
+                except grpc.RpcError as e:
+                    failed = e
+            if attempt == self.retries or failed.code() not in (
+                    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
+                    grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED):
+                raise failed
+            failed = None
+            dead = self.sessions.pop(shard)
+            with contextlib.suppress(grpc.RpcError):
+                dead.close()
+            self.reconnects += 1
+            # the first retry at once: the proxy has usually marked the replica down
+            time.sleep(self.retry_backoff_s * attempt)
         raise AssertionError("unreachable")
 
     def send_ticks(self, *ticks: pb.RoomTick) -> pb.StreamResponse:
         groups: dict[int, list[int]] = {}
         for i, t in enumerate(ticks):
             groups.setdefault(shard_of(t.room_id, self.shards), []).append(i)
+        # every shard's request goes out before any answer is awaited, so the replicas work
+        # on them at the same time (shard after shard, 16 shards took 16 ms a batch where
+        # one stream took 1.6)
+        for shard, indexes in groups.items():
+            self._session(shard).submit(pb.StreamRequest(ticks=[ticks[i] for i in indexes]))
         out = pb.StreamResponse()
         for shard, indexes in groups.items():
-            resp = self._send_shard(shard, [ticks[i] for i in indexes])
+            try:
+                resp = self.sessions[shard].receive()
+            except grpc.RpcError as e:
+                resp = self._send_shard(shard, [ticks[i] for i in indexes], failed=e)
             out.events.extend(resp.events)
             for r in resp.rejections:
                 if r.field.startswith(f"ticks[{r.tick_index}]"):  # about one tick: renumber
