@@ -235,7 +235,9 @@ def _scenarios_parser(sub: argparse._SubParsersAction) -> None:
 def _health_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("health", help="check a server's gRPC health (exit 0 if SERVING)",
                        description="A gRPC health check (grpc.health.v1), for container and "
-                       "orchestrator probes: exit 0 when the server reports SERVING, else 1.")
+                       "orchestrator probes: exit 0 when the server reports SERVING, else 1. "
+                       "With --url, the same over the metrics port's plain HTTP /healthz "
+                       "(what the image's HEALTHCHECK uses: it works when gRPC is TLS).")
     p.add_argument("--server", default="127.0.0.1:50051", metavar="HOST:PORT",
                    type=_server_target)
     p.add_argument("--service", default="", help="service name ('' = the whole server)")
