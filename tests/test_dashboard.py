@@ -38,7 +38,8 @@ def test_variables_datasource_job_instance():
     for name in ("job", "instance"):
         assert v[name]["type"] == "query" and v[name]["datasource"]["uid"] == "${datasource}"
         assert v[name]["multi"] and v[name]["includeAll"], name
-        query = v[name]["query"]["query"] if isinstance(v[name]["query"], dict) else v[name]["query"]
+        query = v[name]["query"]
+        query = query["query"] if isinstance(query, dict) else query
         # from the metric only speakerswitch exports, so another job's targets are not offered
         assert query.startswith("label_values(speakerswitch_build_info") and \
             query.endswith(f", {name})"), query

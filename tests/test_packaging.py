@@ -16,10 +16,14 @@ import os
 import pathlib
 import re
 import shutil
+import site
 import socket
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.request
+import venv
 import zipfile
 
 import grpc
@@ -271,3 +275,53 @@ def test_the_dockerfile_installs_only_what_the_locks_hold():
     assert installs and all("--no-index" in a for a in installs), installs
     copies = [arg for op, arg in run if op == "COPY" and not arg.startswith("--from")]
     assert any(a.split()[0] == "LICENSE" for a in copies), copies
+
+
+def test_the_installed_wheel_serves_outside_the_checkout(wheel, tmp_path):
+    """The image's install step: the wheel into a fresh venv (`pip install --no-deps
+    --no-index`; its dependencies reached through a .pth to this venv's site-packages, as
+    the image has them from the lock), then run from outside the checkout: the package comes
+    from the venv, its C extensions, web pages, demo data and .proto are there, and `serve`
+    answers /healthz."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    (pathlib.Path(purelib) / "deps.pth").write_text(site.getsitepackages()[0] + "\n")
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q",
+                        "--no-deps", "--no-index", str(wheel)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    probe = ("import service, dsp._kernel, service._wire, importlib.resources as r\n"
+             "api = r.files('service.api')\n"
+             "print(service.__file__)\n"
+             "print(api.joinpath('speakerswitch/v1/speakerswitch.proto').is_file(),\n"
+             "      r.files('service.web').joinpath('static').is_dir(),\n"
+             "      any(r.files('service').joinpath('demo_data').iterdir()))\n")
+    r = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    where, present = r.stdout.splitlines()
+    assert where.startswith(str(env_dir)), where          # not the checkout's service/
+    assert present == "True True True", present
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
+    proc = subprocess.Popen([env_dir / "bin" / "speakerswitch", "serve", "--insecure-no-auth",
+                             "--port", "0", "--metrics-port", str(mport)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, status = time.monotonic() + 30, None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{mport}/healthz", timeout=2) as h:
+                    status = h.status
+            except OSError:
+                time.sleep(0.2)
+        assert status == 200
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "Traceback" not in out, out
