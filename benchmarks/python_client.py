@@ -124,6 +124,12 @@ async def drive(target: str, rooms: int, participants: int, seconds: float,
         proc_p50_ms=hist.summary()["proc_p50_ms"], proc_p99_ms=hist.summary()["proc_p99_ms"],
         client_cpu_share=shares["client_cpu_share"],
         server_cpu_share=shares["server_cpu_share"],
+        # CPU seconds per second of media pushed: what each needs to hold real time, also
+        # when a busy machine starves them and the run stretches past real time
+        client_cpu_per_media_s=round(shares["client_cpu_share"] * wall
+                                     / (measured_ticks * TICK_S), 3),
+        server_cpu_per_media_s=round(sum(shares["worker_cpu_s"]) / (measured_ticks * TICK_S),
+                                     3),
         other_cpu_share=shares["other_cpu_share"])
 
 
@@ -152,6 +158,9 @@ def markdown(r: dict, machine_line: str) -> str:
         f"{r['server_cpu_share']:.0%} of a core | {r['other_cpu_share']:.0%} | "
         f"{r['batches_per_s']} | {r['rtt_p50_ms']} / {r['rtt_p99_ms']} ms | "
         f"{r['proc_p50_ms']} / {r['proc_p99_ms']} ms | {r['switches']} |", "",
+        f"CPU per second of media pushed (what holding real time needs, whatever the "
+        f"machine's load): client {r['client_cpu_per_media_s']:.0%} of a core, server "
+        f"{r['server_cpu_per_media_s']:.0%}.", "",
         f"Packets pushed {r['packets_pushed']:,}, processed by the server "
         f"{r['frames_processed']:,}; late pushing ticks {r['late_ticks']}, late packets "
         f"{r['late_packets']}, unanswered requests {r['unanswered']}, reconnects "

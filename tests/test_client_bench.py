@@ -15,7 +15,7 @@ GOOD = dict(rooms=300, participants=6, seconds=10.0, packets_pushed=900_000,
             late_packets=0, requests=500, unanswered=0, reconnects=0, rejections=0,
             switches=900, server_errors=0, rtt_p50_ms=2.0, rtt_p99_ms=9.0, proc_p50_ms=1.0,
             proc_p99_ms=5.0, client_cpu_share=0.25, server_cpu_share=0.07,
-            other_cpu_share=0.01)
+            other_cpu_share=0.01, client_cpu_per_media_s=0.25, server_cpu_per_media_s=0.07)
 
 
 def test_the_verdict_says_no_when_anything_falls_behind():
@@ -37,4 +37,5 @@ def test_a_short_run_sends_a_request_per_tick_for_all_rooms(tmp_path):
     # a message per room per tick would be 600/s: the server counted about one per tick
     assert 0 < r["batches_per_s"] <= 55, r
     assert r["client_cpu_share"] > 0 and r["server_cpu_share"] > 0
+    assert r["client_cpu_per_media_s"] > 0 and r["server_cpu_per_media_s"] > 0
     assert r["frames_processed"] >= r["packets_pushed"] // 2 and r["reconnects"] == 0
