@@ -452,3 +452,34 @@ def test_a_failing_callback_is_logged_and_the_decisions_go_on(server, caplog):
     failed = [r for r in caplog.records
               if r.exc_info and "the application's bug" in str(r.exc_info[1])]
     assert len(failed) == 2  # the switches to a and to b
+
+
+def test_closing_a_room_ends_its_watch_and_a_later_push_starts_it_again(server):
+    async def run():
+        closed, watched = [], []
+        async with SpeakerSwitchClient(server.target, auto_flush=False) as client:
+            client.on_room_closed = lambda room, reason: closed.append((room.room_id, reason,
+                                                                        room.sequence))
+
+            async def follow():
+                async for e in client.watch("c"):
+                    watched.append(e)
+            for i in range(100):
+                for p, level, voice in conversation_tick(i, 50):
+                    await client.push_level("c", p, level, voice, 1000 + i * 20)
+                await client.flush()
+                if i == 0:
+                    follower = asyncio.create_task(follow())
+            last = await client.close_room("c")
+            await asyncio.wait_for(follower, 10)  # ended by room_closed
+            for i in range(20):  # the same id again: a new room, its media time from 0
+                for p, level, voice in conversation_tick(i, 50):
+                    await client.push_level("c", p, level, voice, i * 20)
+                await client.flush()
+        return last, closed, watched, client.room("c"), client.rejections
+
+    last, closed, watched, again, rejections = asyncio.run(run())
+    assert closed == [("c", "closed", last)]
+    assert watched[-1].HasField("room_closed") and watched[-1].sequence == last
+    assert watched[-1].room_closed.reason == "closed"
+    assert rejections == 0 and again.sequence < last and again.speaker_id == "a"

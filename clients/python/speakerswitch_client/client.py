@@ -365,6 +365,9 @@ class SpeakerSwitchClient:
         self.batcher.forget(room_id)
         reply = await self._unary("CloseRoom", pb.CloseRoomRequest(room_id=room_id),
                                   timeout_s)
+        view = self.rooms.pop(room_id, None) or RoomView(room_id)
+        view.closed, view.sequence = True, reply.sequence
+        await _call(self.on_room_closed, view, "closed")
         return reply.sequence
 
     async def list_rooms(self, page_size: int = 1000) -> AsyncIterator[pb.RoomSummary]:
