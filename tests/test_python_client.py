@@ -483,3 +483,47 @@ def test_closing_a_room_ends_its_watch_and_a_later_push_starts_it_again(server):
     assert watched[-1].HasField("room_closed") and watched[-1].sequence == last
     assert watched[-1].room_closed.reason == "closed"
     assert rejections == 0 and again.sequence < last and again.speaker_id == "a"
+
+
+def test_pcm_pushed_per_packet_decides_as_pcm_sent_the_existing_way():
+    import numpy as np
+
+    from service import sample
+    from service.client import Client
+    tracks, _ = sample.conversation(rate=16000)
+    frame = 320  # 20 ms at 16 kHz
+    n_ticks = 300
+    pcm = {p: (np.clip(x[:n_ticks * frame], -1, 1) * 32767).astype("<i2").tobytes()
+           for p, x in tracks.items()}
+
+    def chunk(p: str, i: int) -> bytes:
+        return pcm[p][i * frame * 2:(i + 1) * frame * 2]
+
+    expected = []
+    with ServerThread(test_config()) as srv, Client(srv.target) as c, c.session() as s:
+        for i in range(n_ticks):
+            tick = pb.RoomTick(room_id="pcm", timestamp_ms=i * 20, duration_ms=20)
+            for p in tracks:
+                tick.audio.add(participant_id=p, pcm=pb.PcmFrame(samples=chunk(p, i),
+                                                                 sample_rate_hz=16000))
+            expected.extend(s.send_ticks(tick).events)
+
+    async def run(target):
+        got = []
+        async with SpeakerSwitchClient(target, auto_flush=False) as client:
+            async def collect():
+                async for e in client.decisions():
+                    got.append(e)
+            reader = asyncio.create_task(collect())
+            await asyncio.sleep(0)
+            for i in range(n_ticks):
+                for p in tracks:
+                    await client.push_pcm("pcm", p, chunk(p, i), 16000, i * 20)
+                await client.flush()
+        await reader
+        return got
+
+    with ServerThread(test_config()) as srv:
+        got = asyncio.run(run(srv.target))
+    assert any(e.HasField("switch") for e in expected)
+    assert [str(e) for e in got] == [str(e) for e in expected]
