@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import zlib
 
@@ -29,6 +31,7 @@ JANUS_JS = "/usr/share/javascript/janus-gateway/janus.js"  # Debian: libjs-janus
 ADAPTER_JS = "/usr/share/javascript/webrtc-adapter/adapter.js"  # Debian: libjs-webrtc-adapter
 ROOM = 1234  # examples/janus/conf/janus.plugin.videoroom.jcfg
 ROOM_ID = "janus-1234"  # the speakerswitch room
+log = logging.getLogger("bridge")
 
 
 class Bridge:
@@ -81,12 +84,13 @@ class Bridge:
             live = {p["id"] for p in data.get("participants", []) if p.get("publisher")}
             for name, (_, pub, _) in list(self.sources.items()):
                 if pub not in live:
-                    await self.unmap(name)
+                    await self.unmap(name, "Janus no longer lists it")
 
-    async def unmap(self, name: str) -> None:
+    async def unmap(self, name: str, why: str = "") -> None:
         ssrc, pub, stream = self.sources.pop(name, (0, 0, 0))
         if not ssrc:
             return
+        log.info("%s leaves (%s): stop forwarding, unmap SSRC %d", name, why, ssrc)
         try:
             await self.janus({"request": "stop_rtp_forward", "room": ROOM,
                               "publisher_id": pub, "stream_id": stream})
@@ -101,25 +105,30 @@ class Bridge:
     async def publish(self, request: web.Request) -> web.Response:
         body = await request.json()
         name, pub = str(body["participant"]), int(body["publisher_id"])
-        await self.unmap(name)
+        await self.unmap(name, "published again")
         ssrc = zlib.crc32(f"{name}/{pub}".encode()) or 1
+        # mapped first: the participant is then in speakerswitch's room (MapRtpSource joins
+        # it), so the page's camera and pin events find it, and no packet goes unmapped
+        assert self.stub is not None
+        await self.stub.MapRtpSource(pb.RtpSource(ssrc=ssrc, room_id=ROOM_ID,
+                                                  participant_id=name))
+        self.sources[name] = (ssrc, pub, 0)
         fwd = await self.janus({"request": "rtp_forward", "room": ROOM, "publisher_id": pub,
                                 "host": "127.0.0.1", "host_family": "ipv4",
                                 "streams": [{"mid": str(body.get("audio_mid", "0")),
                                              "port": self.args.rtp_port, "ssrc": ssrc}]})
         streams = fwd.get("forwarders") or fwd.get("rtp_stream") or []
         if fwd.get("videoroom") != "rtp_forward" or not streams:
+            await self.unmap(name, "Janus did not forward it")
             return web.json_response({"error": fwd}, status=502)
         stream = streams[0].get("stream_id", 0) if isinstance(streams, list) else 0
-        assert self.stub is not None
-        await self.stub.MapRtpSource(pb.RtpSource(ssrc=ssrc, room_id=ROOM_ID,
-                                                  participant_id=name))
         self.sources[name] = (ssrc, pub, stream)
+        log.info("%s (publisher %d) forwarded to the RTP ingest as SSRC %d", name, pub, ssrc)
         return web.json_response({"room": ROOM_ID, "ssrc": ssrc})
 
     async def leave(self, request: web.Request) -> web.Response:
-        body = await request.json(content_type=None)  # sendBeacon posts text/plain
-        await self.unmap(str(body["participant"]))
+        body = json.loads(await request.text())  # sendBeacon posts text/plain
+        await self.unmap(str(body["participant"]), "its page left")
         return web.json_response({})
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
@@ -127,16 +136,24 @@ class Bridge:
         path = request.rel_url.path_qs
         url = (self.args.janus.removesuffix("/janus") if path.startswith("/janus")
                else self.args.api) + path
-        async with self.http.request(request.method, url, data=await request.read(),
-                                     headers={k: v for k, v in request.headers.items()
-                                              if k.lower() in ("content-type", "accept")},
-                                     timeout=aiohttp.ClientTimeout(total=None)) as r:
+        try:
+            upstream = await self.http.request(
+                request.method, url, data=await request.read(),
+                headers={k: v for k, v in request.headers.items()
+                         if k.lower() in ("content-type", "accept")},
+                timeout=aiohttp.ClientTimeout(total=None))
+        except aiohttp.ClientConnectionError as e:  # not started yet, or gone
+            return web.json_response({"error": str(e)}, status=502)
+        async with upstream as r:
             resp = web.StreamResponse(status=r.status, headers={
                 "Content-Type": r.headers.get("Content-Type", "application/json"),
                 "Cache-Control": "no-cache"})
-            await resp.prepare(request)
-            async for chunk in r.content.iter_any():
-                await resp.write(chunk)
+            try:
+                await resp.prepare(request)
+                async for chunk in r.content.iter_any():
+                    await resp.write(chunk)
+            except ConnectionResetError:  # the page went away (an event stream, mostly)
+                pass
             return resp
 
 
@@ -148,6 +165,8 @@ def main() -> None:
     ap.add_argument("--api", default="http://127.0.0.1:8081")
     ap.add_argument("--rtp-port", type=int, default=5004)
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     bridge = Bridge(args)
     app = web.Application()
 

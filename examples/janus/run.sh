@@ -10,6 +10,7 @@ RTP_PORT=${RTP_PORT:-5004}
 GRPC_PORT=${GRPC_PORT:-50061}
 API_PORT=${API_PORT:-8081}
 PAGE_PORT=${PAGE_PORT:-8090}
+METRICS_PORT=${METRICS_PORT:--1}  # speakerswitch's Prometheus metrics; -1: off
 command -v janus >/dev/null || { echo "janus is not installed: apt-get install janus libjs-janus-gateway" >&2; exit 1; }
 conf=$(mktemp -d /tmp/speakerswitch-janus.XXXXXX)
 for f in "$here"/conf/*.jcfg; do
@@ -20,7 +21,7 @@ cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$con
 trap cleanup EXIT INT TERM
 janus --configs-folder="$conf" --config="$conf/janus.jcfg" --disable-colors > "$conf/janus.log" 2>&1 &
 pids="$pids $!"
-$PY -m service.cli serve --insecure-no-auth --port "$GRPC_PORT" --metrics-port -1 --http-port "$API_PORT" \
+$PY -m service.cli serve --insecure-no-auth --port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --http-port "$API_PORT" \
   --rtp-port "$RTP_PORT" &
 pids="$pids $!"
 PYTHONPATH="$here/../..${PYTHONPATH:+:$PYTHONPATH}" $PY "$here/bridge.py" --port "$PAGE_PORT" --janus "http://127.0.0.1:$JANUS_HTTP_PORT/janus" \

@@ -1,17 +1,25 @@
 "use strict";
 // The demo page: publish camera+mic to Janus's VideoRoom, show in the main tile the feed
 // that speakerswitch chose (its decisions arrive as SSE from the HTTP API: no switching logic
-// here), thumbnails = speakerswitch's forwarding set, and subscribe only to those feeds.
+// here), thumbnails = speakerswitch's forwarding set. Video is subscribed only for those
+// feeds; audio for every feed (a few tens of kbit/s each, and whoever starts talking must be
+// heard before speakerswitch brings their camera in).
 
 const params = new URLSearchParams(location.search);
 const cfg = { room: 1234, roomId: "janus-1234", janus: `${location.origin}/janus` };
 const state = {
-  me: "", myId: 0, camera: true, pinned: "",
+  me: "", myId: 0, pinned: "",
+  camera: params.get("camera") !== "off",   // ?camera=off joins with the camera off
   shown: "", forwarding: [],      // from speakerswitch
-  feeds: new Map(),               // display name -> Janus publisher id
-  subs: new Map(),                // display name -> {handle, stream}
+  feeds: new Map(),               // display name -> {id, audio, video} (Janus id, mids)
+  subs: new Map(),                // display name -> {handle, stream, feed}: its video
+  audioSubs: new Map(),           // the same for its audio, every feed
   shownHistory: [],               // every main-tile participant, in order (tests read it)
   shownAt: [], captureAt: 0,      // [Date.now(), participant] per change; when the mic started
+  videoSubsAt: [],                // [Date.now(), video subscriptions, feeds] per change
+  sent: [],                       // [Date.now(), type, participant, HTTP status] per event
+  cameraAt: 0,                    // Date.now() of the last camera click
+  playingAt: [],                  // [Date.now(), participant]: the main tile's first frame
 };
 window.demo = state;
 let janus = null, pub = null;
@@ -30,15 +38,22 @@ async function post(url, body) {
 }
 
 async function sendEvent(type, participant) {   // camera on/off and pin reach speakerswitch
-  // a participant is in speakerswitch's room from its first forwarded audio on: until then
-  // (a second or so after the mapping) the event is a 404, so try again for a few seconds
-  let r;
-  for (let i = 0; i < 20; i++) {
-    r = await post(`/api/rooms/${encodeURIComponent(cfg.roomId)}/events`, { type, participant });
-    if (r.status !== 404) break;
-    await new Promise((ok) => setTimeout(ok, 250));
-  }
+  // everyone is in speakerswitch's room from the bridge's MapRtpSource on (before the page
+  // sends anything), so an event is answered at once, no retry
+  const r = await post(`/api/rooms/${encodeURIComponent(cfg.roomId)}/events`,
+                       { type, participant });
+  state.sent.push([Date.now(), type, participant, r.status]);
   return r;
+}
+
+async function pin(type, participant) {
+  // pinning the one already shown switches nothing, so no PINNED reaches the stream: the
+  // accepted request is what says the pin is on (or off)
+  const r = await sendEvent(type, participant);
+  if (r.ok) {
+    state.pinned = participant;
+    render();
+  }
 }
 
 // ------------------------------------------------------------------ publishing
@@ -68,8 +83,11 @@ function attach() {
 function onPublisherMessage(msg, jsep) {
   if (msg.videoroom === "joined") {
     state.myId = msg.id;
+    // ?video=low: 320x240 at 15 fps (three browsers on one small machine, in the test)
+    const video = params.get("video") === "low" ? { width: 320, height: 240, frameRate: 15 }
+                                                 : true;
     pub.createOffer({ tracks: [{ type: "audio", capture: true, recv: false },
-                               { type: "video", capture: true, recv: false }],
+                               { type: "video", capture: video, recv: false }],
       success: (offer) => pub.send({ message: { request: "configure", audio: true, video: true },
                                      jsep: offer }),
       error: (e) => status("getUserMedia/offer: " + JSON.stringify(e), "error") });
@@ -79,19 +97,28 @@ function onPublisherMessage(msg, jsep) {
     post("/bridge/publish", { participant: state.me, publisher_id: state.myId, audio_mid: "0" })
       .then(() => { status("joined as " + state.me);
                     state.mapped = true;
-                    if (!state.camera) sendEvent("VIDEO_OFF", state.me);
+                    if (!state.camera) {   // joined with the camera off
+                      pub.muteVideo();
+                      sendEvent("VIDEO_OFF", state.me).then((r) => { state.cameraAck = r.status; });
+                    }
+                    document.getElementById("camera").textContent =
+                      state.camera ? "Camera off" : "Camera on";
                     document.getElementById("camera").disabled = false;
                     openStream(); });
   }
-  for (const p of msg.publishers || []) state.feeds.set(p.display, p.id);
+  for (const p of msg.publishers || []) {
+    const mid = (kind, dflt) => ((p.streams || []).find((s) => s.type === kind) || { mid: dflt }).mid;
+    state.feeds.set(p.display, { id: p.id, audio: mid("audio", "0"), video: mid("video", "1") });
+  }
   const gone = msg.leaving || msg.unpublished;
-  if (gone) for (const [name, id] of state.feeds) if (id === gone) state.feeds.delete(name);
+  if (gone) for (const [name, f] of state.feeds) if (f.id === gone) state.feeds.delete(name);
   if (jsep) pub.handleRemoteJsep({ jsep });
   render();
 }
 
 async function toggleCamera() {
   state.camera = !state.camera;
+  state.cameraAt = Date.now();
   // mute the sender's track; Janus keeps the feed, speakerswitch is told by the event
   (state.camera ? pub.unmuteVideo : pub.muteVideo).call(pub);
   if (state.mapped) {   // before that, the mapping's .then above says it
@@ -131,13 +158,15 @@ function wanted() {   // only the video we show: the main tile and the forwardin
   return [...names].filter((n) => state.feeds.has(n));
 }
 
-function subscribe(name) {
-  const sub = { handle: null, stream: new MediaStream() };
-  state.subs.set(name, sub);
+function subscribe(subs, name, kind) {   // one handle per feed and kind: its own PeerConnection
+  const feed = state.feeds.get(name);
+  const sub = { handle: null, stream: new MediaStream(), feed: feed.id };
+  subs.set(name, sub);
   janus.attach({ plugin: "janus.plugin.videoroom", success: (h) => {
     sub.handle = h;
+    if (subs.get(name) !== sub) { h.detach(); return; }   // unsubscribed meanwhile
     h.send({ message: { request: "join", ptype: "subscriber", room: cfg.room,
-                        streams: [{ feed: state.feeds.get(name) }] } });
+                        streams: [{ feed: feed.id, mid: feed[kind] }] } });
   }, onmessage: (msg, jsep) => {
     if (!jsep) return;
     sub.handle.createAnswer({ jsep, tracks: [{ type: "data" }],
@@ -148,19 +177,43 @@ function subscribe(name) {
   }});
 }
 
-function unsubscribe(name) {
-  const sub = state.subs.get(name);
-  state.subs.delete(name);
+function unsubscribe(subs, name) {
+  const sub = subs.get(name);
+  subs.delete(name);
   if (sub && sub.handle) sub.handle.detach();
+  const audio = document.querySelector(`#sound audio[data-participant="${CSS.escape(name)}"]`);
+  if (subs === state.audioSubs && audio) audio.remove();
+}
+
+function reconcile(subs, want, kind) {   // subscribe to `want`, and to nothing else
+  for (const [n, sub] of [...subs]) {
+    const feed = state.feeds.get(n);
+    if (!want.includes(n) || !feed || feed.id !== sub.feed) unsubscribe(subs, n);
+  }
+  for (const n of want) if (!subs.has(n)) subscribe(subs, n, kind);
 }
 
 // ------------------------------------------------------------------ drawing
 
 function render() {
   if (!janus) return;
-  const want = wanted();
-  for (const n of want) if (!state.subs.has(n)) subscribe(n);
-  for (const n of [...state.subs.keys()]) if (!want.includes(n)) unsubscribe(n);
+  const before = [...state.subs.keys()].sort().join();
+  reconcile(state.subs, wanted(), "video");
+  reconcile(state.audioSubs, [...state.feeds.keys()].filter((n) => n !== state.me), "audio");
+  const now = [...state.subs.keys()].sort();
+  if (now.join() !== before || !state.videoSubsAt.length) {
+    state.videoSubsAt.push([Date.now(), now,
+                            [...state.feeds.keys()].filter((n) => n !== state.me).sort()]);
+  }
+  const sound = document.getElementById("sound");
+  for (const [n, sub] of state.audioSubs) {
+    if (sound.querySelector(`audio[data-participant="${CSS.escape(n)}"]`)) continue;
+    const el = document.createElement("audio");
+    el.autoplay = true;
+    el.dataset.participant = n;
+    el.srcObject = sub.stream;
+    sound.append(el);
+  }
 
   const main = document.getElementById("main");
   const video = document.getElementById("main-video");
@@ -174,35 +227,57 @@ function render() {
     if (state.shownHistory[state.shownHistory.length - 1] !== state.shown) {
       state.shownHistory.push(state.shown);
       state.shownAt.push([Date.now(), state.shown]);   // wall clock, for tests
+      // and when the first frame of that stream is on screen (a new subscription's first
+      // keyframe may take longer than the decision)
+      const name = state.shown;
+      if (name && video.requestVideoFrameCallback) {
+        video.requestVideoFrameCallback(() => {
+          if (main.dataset.speaker === name) state.playingAt.push([Date.now(), name]);
+        });
+      }
     }
   }
   document.getElementById("unpin").disabled = !state.pinned;
   const thumbs = document.getElementById("thumbs");
-  const nodes = state.forwarding.filter((n) => n !== state.me).map((n) => {
+  // tiles keep their places (a newcomer goes last): the forwarding set's own order changes
+  // with every new speaker, and tiles that jump about are hard to follow (or click)
+  const keep = [...thumbs.children].map((el) => el.dataset.participant);
+  const order = keep.filter((n) => state.forwarding.includes(n))
+    .concat(state.forwarding.filter((n) => !keep.includes(n)));
+  const nodes = order.filter((n) => n !== state.me).map((n) => {
     let node = thumbs.querySelector(`[data-participant="${CSS.escape(n)}"]`);
     if (!node) {
       node = document.createElement("div");
       node.className = "thumb";
       node.dataset.participant = n;
-      node.innerHTML = '<video autoplay playsinline></video><span class="label"></span>';
+      node.innerHTML = '<video autoplay playsinline muted></video><span class="label"></span>';
       node.querySelector(".label").textContent = n;
-      node.onclick = () => sendEvent("PIN", n);
+      node.onclick = () => pin("PIN", n);
     }
     const sub = state.subs.get(n);
     const v = node.querySelector("video");
-    if (sub && v.srcObject !== sub.stream) v.srcObject = sub.stream;   // plays its audio too
+    if (sub && v.srcObject !== sub.stream) v.srcObject = sub.stream;
     node.classList.toggle("pinned", n === state.pinned);
     return node;
   });
-  thumbs.replaceChildren(...nodes);
+  // only when the set or its order changed: a node taken out and put back under the pointer
+  // can lose a click
+  if (nodes.length !== thumbs.children.length || nodes.some((n, i) => thumbs.children[i] !== n)) {
+    thumbs.replaceChildren(...nodes);
+  }
 }
 
 document.getElementById("join").onclick = join;
 document.getElementById("camera").onclick = toggleCamera;
-document.getElementById("unpin").onclick = () => sendEvent("UNPIN", "");
-window.addEventListener("beforeunload", () => {
+document.getElementById("unpin").onclick = () => pin("UNPIN", "");
+let leaving = false;
+function leave() {   // the tab closes: the bridge unmaps us now, not after the silence grace
+  if (leaving || !state.mapped) return;
+  leaving = true;
   navigator.sendBeacon("/bridge/leave", JSON.stringify({ participant: state.me }));
-});
+}
+window.addEventListener("pagehide", leave);
+window.addEventListener("beforeunload", leave);
 if (params.get("name")) {
   document.getElementById("name").value = params.get("name");
   join();
