@@ -121,6 +121,9 @@ class SpeakerSwitchClient:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> "SpeakerSwitchClient":
         if self.tls is False:
+            if self.token and not self.target.startswith(("127.", "localhost", "[::1]")):
+                log.warning("speakerswitch: a token over plaintext to %s: anyone on the path "
+                            "can reuse it (pass tls=...)", self.target)
             self.channel = grpc.aio.insecure_channel(self.target, options=self._options)
         else:
             creds = grpc.ssl_channel_credentials() if self.tls is True else self.tls
