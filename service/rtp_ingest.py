@@ -231,6 +231,7 @@ class _Stream:
     received: int = 0
     """Bit i: sequence number ``sequence - i`` arrived (SEQUENCE_WINDOW bits; those before
     the stream's first packet are set, so that a clear bit is a packet not received)."""
+    first: int = -1              # the lowest sequence number received since the (re)start
     jump_to: int = -1            # the sequence number after a jump: a second one restarts
     transit: float | None = None  # arrival - RTP timestamp of the previous packet (RFC 3550)
     jitter: float = 0.0          # RFC 3550 interarrival jitter, in RTP timestamp units
@@ -521,7 +522,8 @@ class RtpIngest:
         """Account for ``sequence`` in the stream's window (RFC 3550 appendix A.1): loss,
         reordering, jumps. False for a duplicate (dropped)."""
         if stream.sequence < 0:
-            stream.sequence, stream.received, stream.jump_to = sequence, _ALL_RECEIVED, -1
+            stream.sequence = stream.first = sequence
+            stream.received, stream.jump_to = _ALL_RECEIVED, -1
             return True
         seq = _unwrap(sequence, stream.sequence, 2**16)
         ahead = seq - stream.sequence
@@ -530,7 +532,8 @@ class RtpIngest:
                 stream.jump_to = (sequence + 1) % 2**16
                 return True
             self._settle(stream)  # the sender restarted its sequence numbers
-            stream.sequence, stream.received, stream.jump_to = sequence, _ALL_RECEIVED, -1
+            stream.sequence = stream.first = sequence
+            stream.received, stream.jump_to = _ALL_RECEIVED, -1
             return True
         stream.jump_to = -1
         if ahead > 0:
@@ -541,7 +544,12 @@ class RtpIngest:
             stream.sequence = seq
             return True
         bit = 1 << -ahead
-        if -ahead < SEQUENCE_WINDOW and stream.received & bit:
+        if seq < stream.first:  # before the first packet, whose older bits start set:
+            # those between this one and the first are holes from now on
+            lo, hi = stream.sequence - stream.first + 1, stream.sequence - seq
+            stream.received &= ~(((1 << hi) - 1) ^ ((1 << lo) - 1))
+            stream.first = seq
+        elif -ahead < SEQUENCE_WINDOW and stream.received & bit:
             return False
         self.counts["reordered"] += 1
         stream.received |= bit & _ALL_RECEIVED  # (older than the window: counted lost)
