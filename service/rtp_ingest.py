@@ -432,7 +432,10 @@ class RtpIngest:
         port = sender[1]
         if port not in self._ports:
             return None
-        key = (sender[0], port)
+        host = sender[0]
+        if host.startswith("::ffff:") and "." in host:  # IPv4 on a dual-stack socket
+            host = host[7:]
+        key = (host, port)
         if key in self.sources:
             return key
         key = ("", port)

@@ -608,8 +608,12 @@ def test_a_source_mapped_by_its_sender_is_heard_whatever_its_ssrc():
     # 40002's second packet was "any-host" too (the same tick, so the louder: 30); 3 from
     # 10.0.0.6 is mapped neither by sender nor by SSRC
     assert ingest.counts["unknown_ssrc"] == 1
+    # the caller's IPv4 address as a dual-stack IPv6 socket reports it
+    ingest.receive([packet(ssrc=5, seq=2, ts=1920, extension=level_element(22, True))],
+                   0.04, senders=[("::ffff:10.0.0.5", 40000, 0, 0)])
+    assert ingest.counts["unknown_ssrc"] == 1
     assert ingest.unmap(("", 40002)).participant_id == "any-host"
-    ingest.receive([packet(ssrc=2, seq=5, ts=0, extension=level_element(30, True))], 0.04,
+    ingest.receive([packet(ssrc=2, seq=5, ts=0, extension=level_element(30, True))], 0.06,
                    senders=[("192.0.2.9", 40002)])
     assert ingest.counts["unknown_ssrc"] == 2
 
