@@ -96,9 +96,8 @@ def server():
 
 def test_many_rooms_go_as_one_message_per_tick_with_the_same_decisions(server):
     by_room = scripts(4)
-    # on a server of its own: a room's ActiveSpeakers timing depends on the rooms created
-    # before it on the same server (the second room of a server gets its first one at 80
-    # ms where the first gets it at 100, the same levels), so both ways start from scratch
+    # the same room ids, so on a server of its own: a room's ActiveSpeakers schedule has a
+    # phase taken from its id (CRC-32, spreading the rooms' rankings over the interval)
     with ServerThread(test_config()) as other:
         expected = decisions_the_existing_way(other, by_room)
     n_ticks = len(by_room["room-0"])
