@@ -54,7 +54,7 @@ def levels(room: int, participant: int, tick: int) -> tuple[int, int]:
 
 
 async def drive(target: str, rooms: int, participants: int, seconds: float,
-                server: lg.Server) -> dict:
+                server: lg.Server, shards: int = 1) -> dict:
     ids = [f"room-{r:04d}" for r in range(rooms)]
     names = [f"p{k}" for k in range(participants)]
     # precomputed (the benchmark measures the client, not our synthesis of levels): per
@@ -67,7 +67,7 @@ async def drive(target: str, rooms: int, participants: int, seconds: float,
         nonlocal switches
         switches += 1
 
-    async with SpeakerSwitchClient(target) as client:
+    async with SpeakerSwitchClient(target, shards=shards) as client:
         client.on_switch = count
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -109,7 +109,7 @@ async def drive(target: str, rooms: int, participants: int, seconds: float,
     measured_ticks = tick - measuring
     wall = shares["wall_s"]
     return dict(
-        rooms=rooms, participants=participants, seconds=round(wall, 2),
+        rooms=rooms, participants=participants, shards=shards, seconds=round(wall, 2),
         packets_pushed=measured_ticks * rooms * participants,
         frames_processed=hist.summary()["frames"],
         batches_per_s=round(hist.summary()["proc_batches"] / (measured_ticks * TICK_S), 1),
@@ -148,7 +148,9 @@ def markdown(r: dict, machine_line: str) -> str:
     return "\n".join([
         "# The Python client in a media server's pattern", "",
         f"Machine: {machine_line}.", "",
-        f"{r['rooms']} rooms x {r['participants']} participants, a `push_level` per packet "
+        f"{r['rooms']} rooms x {r['participants']} participants"
+        + (f" on {r['shards']} streams (shards)" if r.get("shards", 1) > 1 else "")
+        + ", a `push_level` per packet "
         f"every 20 ms ({r['pushes_per_s']:,} calls/s), {r['seconds']} s measured after a "
         f"{WARMUP_S:g} s warm-up; `python benchmarks/python_client.py`.", "",
         "| held in real time | client CPU | server CPU | other jobs | batches/s | "
@@ -173,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rooms", type=int, default=300)
     ap.add_argument("--participants", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--shards", type=int, default=1,
+                    help="streams by room shard (as for a room-affine proxy), sent together")
     ap.add_argument("--out", help="write the markdown here")
     ap.add_argument("--json", help="write the figures here")
     a = ap.parse_args(argv)
     machine_line = machine()
     with lg.Server() as server:
-        r = asyncio.run(drive(server.target, a.rooms, a.participants, a.seconds, server))
+        r = asyncio.run(drive(server.target, a.rooms, a.participants, a.seconds, server,
+                              a.shards))
     r["held"] = held(r)
     r["machine"] = machine_line
     r["load_average_end"] = round(os.getloadavg()[0], 2)
