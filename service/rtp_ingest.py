@@ -7,8 +7,9 @@ room have unrelated RTP clocks, so each is anchored once to the room's media clo
 first packet, or again after a restart or a jump) and advances by its own timestamps from
 then on: arrival jitter does not move a packet to another tick. A room's 20 ms tick is
 closed, and becomes a ``RoomTick`` of the ordinary gRPC path, when every source of the room
-has sent a later packet, or ``JITTER_MS`` after its end on the wall clock, whichever is
-first; a packet for a closed tick is late and dropped.
+has sent its packets for it (its timestamp steps say its next packet starts in a later
+tick), or ``JITTER_MS`` after its end on the wall clock, whichever is first; a packet for
+a closed tick is late and dropped.
 
 Time comes in as ``now_s`` (wall clock, seconds); this module reads no clock and does no
 I/O: the server feeds it datagrams and sends what ``closed`` returns through the registry.
@@ -74,6 +75,9 @@ MAX_DROPOUT, MAX_MISORDER = 3000, 100
 jump, not loss or reordering; two packets in a row after it restart the count."""
 JITTER_SAMPLES_MAX = 100_000
 """Jitter observations kept until the server reads them (a replay never does)."""
+MAX_PACKET_MS = 120
+"""The longest packet a timestamp step is taken as (Opus's longest); a longer step is a gap
+(DTX, loss), and the source's packets keep the duration they had."""
 G711_RATE_HZ = 8000
 OPUS_CLOCK_RATE_HZ = 48000
 """Opus's RTP clock (RFC 7587) whatever its audio's rate: a source at this clock whose
@@ -233,6 +237,7 @@ class _Stream:
     the stream's first packet are set, so that a clear bit is a packet not received)."""
     first: int = -1              # the lowest sequence number received since the (re)start
     jump_to: int = -1            # the sequence number after a jump: a second one restarts
+    step: int = 0                # RTP timestamp units from one packet to the next (0: unknown)
     transit: float | None = None  # arrival - RTP timestamp of the previous packet (RFC 3550)
     jitter: float = 0.0          # RFC 3550 interarrival jitter, in RTP timestamp units
     last_packet_s: float = 0.0
@@ -247,6 +252,9 @@ class _Room:
     next_tick: int = 0                  # the first tick not yet closed
     ticks: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
     latest_tick: dict[str, int] = field(default_factory=dict)  # per participant
+    ready: dict[str, int] = field(default_factory=dict)
+    """Per participant, the first tick it may still send packets for: its latest packet's
+    tick, or the one after it when the timestamp steps say the next packet starts there."""
     sent_roster: tuple[str, ...] | None = None  # the sticky roster the registry has
     leaving: list[str] = field(default_factory=list)
     silence: dict[str, tuple[int, int] | int] = field(default_factory=dict)
@@ -452,10 +460,11 @@ class RtpIngest:
         if stream is None:
             stream = self._streams[ssrc] = _Stream()
         room_ms = (now_s - room.wall0_s) * 1000.0
-        if stream.timestamp < 0:
+        previous = stream.timestamp
+        if previous < 0:
             unwrapped = timestamp
         else:
-            unwrapped = _unwrap(timestamp, stream.timestamp, 2**32)
+            unwrapped = _unwrap(timestamp, previous, 2**32)
         media_ms = stream.anchor_media_ms + (unwrapped - stream.anchor_timestamp) \
             * 1000.0 / src.clock_rate_hz
         if stream.timestamp < 0 or abs(media_ms - room_ms) > REANCHOR_MS:
@@ -465,6 +474,8 @@ class RtpIngest:
             self._settle(stream)
             stream.transit = None
             media_ms = room_ms
+        elif 0 < unwrapped - previous <= src.clock_rate_hz * MAX_PACKET_MS // 1000:
+            stream.step = unwrapped - previous  # the packet's duration, from the steps
         if stream.sequence >= 0 and (sequence - stream.sequence) % 65536 == 1:
             # the next packet (almost all of them): the window moves on by one
             received = stream.received
@@ -495,6 +506,14 @@ class RtpIngest:
             self._open[key] = room
             _silence(room, pid, last, tick)
         room.latest_tick[pid] = max(last, tick)
+        # where its next packet will be placed (the same arithmetic as for that packet): the
+        # ticks before it have all of this source's packets, and close once every source's
+        # have, without waiting for a later packet
+        ready = tick if not stream.step else math.floor(
+            (stream.anchor_media_ms + (unwrapped + stream.step - stream.anchor_timestamp)
+             * 1000.0 / src.clock_rate_hz) / TICK_MS)
+        if ready > room.ready.get(pid, -1):
+            room.ready[pid] = ready
         if tick < max(room.next_tick, _wall_due(room, now_s)):
             self.counts["late"] += 1
             return
@@ -582,9 +601,8 @@ class RtpIngest:
             due = _wall_due(room, now_s)
             present = room.latest_tick
             if present:
-                quietest = min(present.values())
-                due = max(due, quietest)  # every source is past it
-                if quietest + DTX_TICKS < due:
+                due = max(due, min(room.ready.values()))  # every source's packets are in
+                if min(present.values()) + DTX_TICKS < due:
                     self._fill_silence(room, due)
             ticks = sorted(k for k in room.ticks if k < due)
             if not ticks and not room.leaving:
@@ -627,6 +645,7 @@ class RtpIngest:
                     t.events.add(participant_id=pid,
                                  type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)
                     room.latest_tick.pop(pid, None)
+                    room.ready.pop(pid, None)
                 room.leaving.clear()
             room.next_tick = max(room.next_tick, ticks[-1] + 1 if ticks else 0)
             if not room.ticks and not self._may_fall_silent(room):

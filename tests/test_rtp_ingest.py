@@ -88,28 +88,46 @@ def test_a_conversation_over_rtp_decides_as_over_grpc():
     assert ingest.counts["ok"] == 3 * len(ticks) and ingest.counts["late"] == 0
 
 
-def test_ticks_close_when_every_source_is_past_them_or_after_the_jitter_allowance():
+def test_ticks_close_when_every_source_has_sent_them_or_after_the_jitter_allowance():
+    """A source's packet duration comes from its timestamp steps: once its packet for a
+    tick is in and the next will start in a later one, it has nothing more for it."""
     srcs = sources({"a": 0, "b": 0})
     ingest = RtpIngest(srcs)
     ingest.receive([packet(ssrc=1000, ts=0, extension=level_element(30, True)),
                     packet(ssrc=1001, ts=5000, extension=level_element(70, False))], 0.0)
-    assert ingest.closed(0.001) == {}  # tick 0 may still get packets
+    assert ingest.closed(0.001) == {}  # tick 0 may still get packets (no step known yet)
     ingest.receive([packet(ssrc=1000, ts=960, seq=2, extension=level_element(31, True))], 0.02)
-    assert ingest.closed(0.021) == {}  # b has not sent tick 1 yet
+    assert ingest.closed(0.021) == {}  # b has not sent tick 0's last packet yet
     ingest.receive([packet(ssrc=1001, ts=5960, seq=2, extension=level_element(71, False))],
                    0.022)
-    (req,) = ingest.closed(0.023).values()  # both past tick 0
+    # both have sent tick 1, and their 20 ms steps say their next packets are for tick 2:
+    # ticks 0 and 1 close at once, not a packet later
+    (req,) = ingest.closed(0.023).values()
     assert frames(req.ticks) == [(0, [("a", 30, pb.VOICE_ACTIVITY_PRESENT),
-                                      ("b", 70, pb.VOICE_ACTIVITY_ABSENT)])]
+                                      ("b", 70, pb.VOICE_ACTIVITY_ABSENT)]),
+                                 (20, [("a", 31, pb.VOICE_ACTIVITY_PRESENT),
+                                       ("b", 71, pb.VOICE_ACTIVITY_ABSENT)])]
     assert list(req.ticks[0].levels.roster) == ["a", "b"]  # the compact form, roster first
-    # b goes quiet on the wire: tick 1 closes on the wall clock, JITTER_MS after its end
-    assert ingest.closed(0.02 + 0.02 + rtp_ingest.JITTER_MS / 1000 - 0.002) == {}
-    (req,) = ingest.closed(0.04 + rtp_ingest.JITTER_MS / 1000 + 0.001).values()
-    assert [t.timestamp_ms for t in req.ticks] == [20]
+    # b goes quiet on the wire: tick 2 closes on the wall clock, JITTER_MS after its end
+    ingest.receive([packet(ssrc=1000, ts=1920, seq=3, extension=level_element(32, True))],
+                   0.04)
+    assert ingest.closed(0.04 + 0.02 + rtp_ingest.JITTER_MS / 1000 - 0.002) == {}
+    (req,) = ingest.closed(0.06 + rtp_ingest.JITTER_MS / 1000 + 0.001).values()
+    assert [t.timestamp_ms for t in req.ticks] == [40]
     # a packet for a closed tick is late
-    ingest.receive([packet(ssrc=1001, ts=5960, seq=3, extension=level_element(71, False))],
+    ingest.receive([packet(ssrc=1001, ts=5960 + 960, seq=3, extension=level_element(71, False))],
                    0.2)
     assert ingest.counts["late"] == 1
+
+
+def test_ten_ms_packets_close_their_tick_with_the_second():
+    ingest = RtpIngest(sources({"a": 0}))
+    for k in range(3):  # 10 ms packets: 480 timestamp units apart
+        ingest.receive([packet(ssrc=1000, ts=480 * k, seq=k,
+                               extension=level_element(40 + k, True))], 0.01 * k)
+    (req,) = ingest.closed(0.021).values()
+    # tick 0 (both its packets, the louder kept) closed; tick 1 waits for its second
+    assert frames(req.ticks) == [(0, [("a", 40, pb.VOICE_ACTIVITY_PRESENT)])]
 
 
 def test_two_packets_in_one_tick_keep_the_louder_and_voiced():
@@ -281,12 +299,12 @@ def test_the_compact_form_sends_its_roster_when_it_changes_and_the_other_form_on
     tick(6, "abc")
     rosters = [list(t.levels.roster) for t in sent]
     forms = ["levels" if t.levels.levels else "audio" for t in sent]
-    # tick 1 closes after c's first packet: c is in the room but has no level in it
-    assert forms == ["levels", "audio", "levels", "levels", "audio", "levels"]
-    assert rosters == [["a", "b"], [], ["a", "b", "c"], [], [], []]
+    # tick 4 lacks b's level: b is in the room, so the other form, and no roster change
+    assert forms == ["levels", "levels", "levels", "levels", "audio", "levels", "levels"]
+    assert rosters == [["a", "b"], [], ["a", "b", "c"], [], [], [], []]
     assert [[p for p, _, _ in f] for _, f in frames(sent)] == [
         ["a", "b"], ["a", "b"], ["a", "b", "c"], ["a", "b", "c"], ["a", "c"],
-        ["a", "b", "c"]]
+        ["a", "b", "c"], ["a", "b", "c"]]
     # the registry reads it as it was meant: b, missing at 80 ms, is not made silent
     reg = RoomRegistry()
     assert not reg.process(pb.StreamRequest(ticks=sent)).rejections
@@ -463,7 +481,7 @@ def test_a_source_without_packets_for_60_ms_is_silent_and_shorter_gaps_are_loss(
     # 60 ms and more: digital silence, until its packets come back
     assert [by_tick[t] for t in range(240, 400, 20)] == [SILENT_A + [b]] * 8
     assert by_tick[400] == [talk, b]
-    assert sorted(by_tick) == list(range(0, 580, 20))  # every tick before the last, once
+    assert sorted(by_tick) == list(range(0, 600, 20))  # every tick, once
     assert ingest.counts["late"] == 0
 
 
