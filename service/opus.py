@@ -4,11 +4,11 @@ ingest can hand their audio to the VAD path.
 
 No Python package is needed: the PyPI bindings (``opuslib``, unmaintained since 2018, and
 its fork ``opuslib-next``) return each frame through a Python list of samples, which took
-240-650 us a packet here against 45-55 us for the library's own decode into a buffer we
+240-650 us a packet here against 30-55 us for the library's own decode into a buffer we
 keep (benchmarks/bench_rtp.py, ``test_opus_decode``). Without libopus, ``available()`` is
 False and the ingest counts such packets as ``no_level``.
 
-Decoding costs far more than reading a level (about 4x the ingest's whole per-packet cost),
+Decoding costs far more than reading a level (about 5x the ingest's whole per-packet cost),
 so it is for a few hundred sources per core, not thousands: a media server that can add
 the level should.
 """
