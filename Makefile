@@ -148,6 +148,8 @@ $(TOOLS): Makefile $(K8S_TOOLS) | $(PY)
 	  else echo "note: missing$$missing and no way to install here; their tests will be skipped"; fi; fi
 	@touch $@
 
+# The client package (clients/python) goes in too, without build isolation: the setuptools
+# >= 77 it builds with is there already (grpcio-tools, of .[dev], requires it).
 $(STAMP): pyproject.toml setup.py dsp/_kernel.c service/_wire.c | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
