@@ -310,16 +310,14 @@ class RtpIngest:
         """By SSRC, or by the (host, port) the datagrams come from (host "": any)."""
         self._ports: Counter[int] = Counter()
         """Source ports that mappings are keyed by: datagrams from others skip the look-up."""
-        for key, src in (sources or {}).items():
-            self.map(key, src)
         self._streams: dict[SourceKey, _Stream] = {}
         self._rooms: dict[tuple[str, str], _Room] = {}
         self._open: dict[tuple[str, str], _Room] = {}
         """Rooms with ticks or events waiting to be closed: ``closed`` looks at these only."""
         self.counts: Counter[str] = Counter()
         """Packets by outcome: rtp.REASONS, "unknown_ssrc", "late", "reordered",
-        "duplicate", "no_level", "reanchored" (a bounded set of names: the metrics'
-        labels)."""
+        "duplicate", "no_level", "opus_error", "reanchored" (a bounded set of names: the
+        metrics' labels)."""
         self.lost = 0
         """Packets never received: sequence numbers SEQUENCE_WINDOW behind the newest (or
         at the end of a stream: a leave, an unmap, a restart) that did not arrive."""
@@ -331,6 +329,8 @@ class RtpIngest:
         that sent packets since the last look: the server moves them to a histogram."""
         self.bytes = 0
         self._leave_checked_s = -math.inf
+        for key, src in (sources or {}).items():
+            self.map(key, src)
 
     # ------------------------------------------------------------------ mapping
     def map(self, key: SourceKey, src: RtpSource) -> None:
