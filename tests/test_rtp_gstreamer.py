@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 import wave
@@ -125,7 +126,9 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
     extension), as a telephone gateway would; the server decodes it by table and runs its
     VAD. The decisions are those of ``replay --wav-dir`` on the same WAVs (at their own
     rate): the same speakers in the same order, each switch within two ticks (the room's
-    clock starts at the first packet, and 8 kHz G.711 is not the WAV the reference hears)."""
+    clock starts at the first packet, and 8 kHz G.711 is not the WAV the reference hears).
+    p3's sender picks its own SSRC, as a gateway does, and is mapped by the port it sends
+    from."""
     if subprocess.run(["gst-inspect-1.0", "mulawenc"], capture_output=True).returncode or \
             subprocess.run(["gst-inspect-1.0", "rtppcmupay"], capture_output=True).returncode:
         pytest.skip("GStreamer mulawenc/rtppcmupay missing (gstreamer1.0-plugins-good)")
@@ -134,10 +137,15 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
     wavs.mkdir()
     for pid, path in paths.items():
         shutil.copy(path, wavs / f"{pid}.wav")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # a free port for p3 to
+        s.bind(("127.0.0.1", 0))                                  # send from
+        p3_port = s.getsockname()[1]
     map_path = tmp_path / "map.json"
     map_path.write_text(json.dumps({"sources": [
         {"ssrc": ssrc, "room": "tel", "participant": pid, "clock_rate_hz": 8000}
-        for pid, ssrc in SSRC.items()]}))
+        for pid, ssrc in SSRC.items() if pid != "p3"] + [
+        {"source_port": p3_port, "source_host": "127.0.0.1", "room": "tel",
+         "participant": "p3", "clock_rate_hz": 8000}]}))
     with ServerThread(test_config(rtp_port=0, rtp_map=str(map_path))) as server:
         port = server.running.rtp.port
         with Client(server.target) as client, watching(client, "tel") as seen:
@@ -146,9 +154,11 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
                 command += ["filesrc", f"location={paths[pid]}", "!", "wavparse", "!",
                             "audioconvert", "!", "audioresample", "!",
                             "audio/x-raw,format=S16LE,rate=8000,channels=1", "!",
-                            "mulawenc", "!", "rtppcmupay", f"ssrc={ssrc}",
+                            "mulawenc", "!", "rtppcmupay",
+                            *([f"ssrc={ssrc}"] if pid != "p3" else []),  # p3: its own
                             "min-ptime=20000000", "max-ptime=20000000", "!",
-                            "udpsink", "host=127.0.0.1", f"port={port}", "sync=true"]
+                            "udpsink", "host=127.0.0.1", f"port={port}", "sync=true",
+                            *([f"bind-port={p3_port}"] if pid == "p3" else [])]
             done = subprocess.run(command, capture_output=True, text=True,
                                   timeout=SECONDS + 30)
             assert done.returncode == 0, done.stderr[-2000:]
@@ -160,6 +170,7 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
             for e in r.events if e.HasField("switch")]
     assert counts.get("ok", 0) >= 3 * SECONDS * 50 * 0.98, counts
     assert counts.get("no_level", 0) == 0, counts
+    assert counts.get("unknown_ssrc", 0) == 0, counts  # p3's SSRC, whatever it was
     assert [s for _, s in got] == [s for _, s in want], (got, want)
     assert [s for _, s in want][:3] == ["p1", "p2", "p3"], want
     assert np.abs(np.subtract([t for t, _ in got], [t for t, _ in want])).max() <= 40, \
