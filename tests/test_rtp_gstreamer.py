@@ -176,3 +176,62 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
     assert np.abs(np.subtract([t for t, _ in got], [t for t, _ in want])).max() <= 40, \
         (got, want)
     assert counts.get("late", 0) <= LATE_SHARE * counts["ok"], counts
+
+
+def test_gstreamer_opus_senders_without_levels_switch_as_replay_of_the_wavs(tmp_path):
+    """Opus without the level extension (a sender that cannot add it): the server decodes
+    it with libopus and runs its VAD. The coding itself moves a decision (p2 takes the floor
+    at 5320 ms from the coded audio, 5140 ms from the WAV: its onset sounds different to
+    the VAD), so the reference is the WAVs through libopus (20 ms frames, decoded at
+    16 kHz) replayed as PCM; the decisions are those, within two ticks."""
+    from service import opus
+
+    from test_rtp_ingest import _opus_encoder
+
+    if not opus.available():
+        pytest.skip("libopus0 is not installed")
+    paths = _trimmed_sample(tmp_path)
+    map_path = tmp_path / "map.json"
+    map_path.write_text(json.dumps({"sources": [
+        {"ssrc": ssrc, "room": "op", "participant": pid} for pid, ssrc in SSRC.items()]}))
+    with ServerThread(test_config(rtp_port=0, rtp_map=str(map_path))) as server:
+        port = server.running.rtp.port
+        with Client(server.target) as client, watching(client, "op") as seen:
+            command = ["gst-launch-1.0", "-q"]
+            for pid, ssrc in SSRC.items():
+                command += ["filesrc", f"location={paths[pid]}", "!", "wavparse", "!",
+                            "audioconvert", "!", "audioresample", "!",
+                            "audio/x-raw,format=S16LE,rate=48000,channels=1", "!",
+                            "opusenc", "frame-size=20", "!",
+                            "rtpopuspay", f"ssrc={ssrc}", "pt=111", "!",
+                            "udpsink", "host=127.0.0.1", f"port={port}", "sync=true"]
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  timeout=SECONDS + 30)
+            assert done.returncode == 0, done.stderr[-2000:]
+            time.sleep(0.5)
+        counts = dict(server.running.rtp.ingest.counts)
+    got = [(e.timestamp_ms, e.switch.speaker_id) for e in seen if e.HasField("switch")]
+    coded = {}
+    for pid, path in paths.items():
+        with wave.open(path) as w:
+            rate, x = w.getframerate(), w.readframes(w.getnframes())
+        encode, decoder, n = _opus_encoder(rate), opus.Decoder(), rate // 50 * 2
+        coded[pid] = [decoder.decode(encode(x[at:at + n]))
+                      for at in range(0, len(x) - n + 1, n)]
+    ticks = []
+    for k in range(min(map(len, coded.values()))):
+        tick = pb.RoomTick(room_id="op", timestamp_ms=20 * k, duration_ms=20)
+        for pid, frames in coded.items():
+            tick.audio.add(participant_id=pid, pcm=pb.PcmFrame(samples=frames[k],
+                                                              sample_rate_hz=opus.RATE_HZ))
+        ticks.append(tick)
+    want = [(e.timestamp_ms, e.switch.speaker_id)
+            for r in replay.run_local(replay.requests(iter(ticks)))
+            for e in r.events if e.HasField("switch")]
+    assert counts.get("ok", 0) >= 3 * SECONDS * 50 * 0.98, counts
+    assert counts.get("no_level", 0) == counts.get("opus_error", 0) == 0, counts
+    assert [s for _, s in got] == [s for _, s in want], (got, want)
+    assert [s for _, s in want][:3] == ["p1", "p2", "p3"], want
+    assert np.abs(np.subtract([t for t, _ in got], [t for t, _ in want])).max() <= 40, \
+        (got, want)
+    assert counts.get("late", 0) <= LATE_SHARE * counts["ok"], counts

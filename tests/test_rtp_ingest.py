@@ -685,9 +685,9 @@ def test_several_workers_with_the_rtp_port_are_refused_in_one_line(capsys):
     assert "rtp_port: the RTP ingest needs workers = 1" in err[0]
 
 
-def _opus_encoder():
-    """libopus's encoder through ctypes (the service only decodes): pcm int16 48 kHz mono
-    -> one Opus packet."""
+def _opus_encoder(rate: int = 48000):
+    """libopus's encoder through ctypes (the service only decodes): pcm int16 mono at
+    ``rate`` -> one Opus packet."""
     import ctypes
 
     lib = ctypes.CDLL("libopus.so.0")
@@ -695,7 +695,7 @@ def _opus_encoder():
     lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int,
                                 ctypes.c_char_p, ctypes.c_int32]
     error = ctypes.c_int()
-    state = lib.opus_encoder_create(48000, 1, 2048, ctypes.byref(error))  # VOIP
+    state = lib.opus_encoder_create(rate, 1, 2048, ctypes.byref(error))  # VOIP
     assert error.value == 0
     out = ctypes.create_string_buffer(1500)
 
