@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: bench-client bench-rtp run demo janus-demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean
+.PHONY: bench-client bench-rtp run demo janus-demo demo-data test install proto bench bench-load bench-quality bench-oracle bench-scaleout soak attack clean recorded-speech
 
 run: $(STAMP) $(GEN)
 	$(VENV)/bin/speakerswitch serve --insecure-no-auth --http-port 8080 $(RUN_ARGS)
@@ -33,8 +33,24 @@ janus-demo: $(STAMP) $(GEN) $(TOOLS)
 demo-data: $(STAMP)
 	$(PY) -m service.demo_build --out service/demo_data
 
-test: $(STAMP) $(GEN) $(TOOLS)
+test: $(STAMP) $(GEN) $(TOOLS) $(VENV)/.recorded-speech
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Real recorded voices for the `recorded` scenario type (service/recorded.py): five
+# professional speakers, Debian's asterisk-core-sounds-*-wav (CC-BY-SA 3.0).
+RECORDED_SPEECH := $(foreach l,en es fr it ru,asterisk-core-sounds-$(l)-wav)
+recorded-speech:
+	@if [ -d /usr/share/asterisk/sounds/ru ] && [ -d /usr/share/asterisk/sounds/en ]; then \
+	  echo "recorded speech: present in /usr/share/asterisk/sounds"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(RECORDED_SPEECH) >/dev/null; \
+	else echo "recorded speech: needs root and apt-get to install $(RECORDED_SPEECH)"; exit 1; fi
+
+# make test tries once (the tests of the recorded type skip, saying why, without them)
+$(VENV)/.recorded-speech: | $(PY)
+	@$(MAKE) -s recorded-speech || echo "note: the recorded-speech tests will be skipped"
+	@touch $@
 
 # Only bootstrap .venv (for using the CLI from it).
 install: $(STAMP) $(GEN)
@@ -55,6 +71,8 @@ bench-rtp: $(STAMP) $(GEN)
 	  --benchmark-columns=mean,median,ops $(PYTEST_ARGS)
 
 # Switching quality: every scenario x algorithm x input mode (QUALITY_ARGS="--corpus DIR").
+# With Debian's asterisk-core-sounds (make recorded-speech) the real recorded voices are
+# scored too (the `recorded` type).
 bench-quality: $(STAMP) $(GEN)
 	$(PY) benchmarks/quality/run.py --out benchmarks/quality/RESULTS.md $(QUALITY_ARGS)
 

@@ -32,7 +32,7 @@ EARLY_MS = 200
 FLICKER_MS = 1000
 """A switch reverted within this long is flicker: the viewer saw a flash of someone."""
 TYPE_ORDER = ("sample", "turns", "backchannel", "noise", "gains", "overlap", "echo", "muted",
-              "large")
+              "large", "recorded")
 
 
 def load_decisions(path: str | pathlib.Path) -> list[tuple[float, str | None]]:
@@ -102,6 +102,11 @@ class Score:
     switches: int
     false_switches: int
     flicker: int
+    overlap_delays: list[float] = field(default_factory=list)
+    """Delays of the overlapping changes: the newcomer started while the holder was still
+    talking (an utterance of the holder spans the change). Real turn-taking overlaps
+    often, briefly; a rule that waits for the holder to stop is slow exactly there."""
+    overlap_missed: int = 0
 
     @property
     def accuracy(self) -> float | None:
@@ -131,16 +136,22 @@ def score(truth: dict, decisions: list[tuple[float, str | None]]) -> Score:
         if shown == holder:
             correct += end - t
     delays, missed = [], 0
-    for k, (t, _from, to) in enumerate(changes):
+    overlap_delays, overlap_missed = [], 0
+    speech = truth.get("speech", {})
+    for k, (t, from_, to) in enumerate(changes):
         until = changes[k + 1][0] if k + 1 < len(changes) else duration
+        overlapping = any(s <= t < e for s, e in speech.get(from_, []))
         if tl.at(t) == to:
-            delays.append(0.0)
-            continue
-        hit = next((ts for ts, _a, b in tl.switches if t <= ts < until and b == to), None)
+            hit: float | None = t
+        else:
+            hit = next((ts for ts, _a, b in tl.switches if t <= ts < until and b == to), None)
         if hit is None:
             missed += 1
+            overlap_missed += overlapping
         else:
             delays.append(hit - t)
+            if overlapping:
+                overlap_delays.append(hit - t)
     first_floor = floor[0][0] if floor else duration
     starts = [f[0] for f in floor]
     holders = [f[2] for f in floor]
@@ -158,7 +169,7 @@ def score(truth: dict, decisions: list[tuple[float, str | None]]) -> Score:
                   if x[1] is not None and y[2] == x[1] and y[0] - x[0] < FLICKER_MS)
     return Score(str(truth.get("scenario", "")), str(truth.get("type", "")), duration / 60000,
                  floor_ms, correct, len(changes), delays, missed, len(tl.switches), false,
-                 flicker)
+                 flicker, overlap_delays, overlap_missed)
 
 
 def summary(scores: list[Score]) -> dict:
@@ -166,6 +177,7 @@ def summary(scores: list[Score]) -> dict:
     minutes = sum(s.minutes for s in scores)
     floor_ms = sum(s.floor_ms for s in scores)
     delays = [d for s in scores for d in s.delays]
+    overlap = [d for s in scores for d in s.overlap_delays]
     per_min = (lambda n: n / minutes if minutes else 0.0)
     return {
         "n": len(scores), "minutes": minutes,
@@ -177,6 +189,8 @@ def summary(scores: list[Score]) -> dict:
         "switches_per_min": per_min(sum(s.switches for s in scores)),
         "true_changes_per_min": per_min(sum(s.changes for s in scores)),
         "flicker_per_min": per_min(sum(s.flicker for s in scores)),
+        "overlap_changes": len(overlap) + sum(s.overlap_missed for s in scores),
+        "overlap_median_ms": percentile(overlap, 50),
     }
 
 
@@ -189,7 +203,7 @@ def by_type(scores: list[Score]) -> list[tuple[str, dict]]:
 
 
 COLUMNS = ("type", "n", "min", "acc%", "med_ms", "p90_ms", "max_ms", "miss/chg", "false/min",
-           "sw/min", "true/min", "flick/min")
+           "sw/min", "true/min", "flick/min", "ovl_n", "ovl_med_ms")
 
 
 def table_cells(name: str, s: dict) -> list[str]:
@@ -200,7 +214,8 @@ def table_cells(name: str, s: dict) -> list[str]:
             ms(s["delay_median_ms"]), ms(s["delay_p90_ms"]), ms(s["delay_max_ms"]),
             f"{s['missed']}/{s['changes']}", f"{s['false_per_min']:.2f}",
             f"{s['switches_per_min']:.1f}", f"{s['true_changes_per_min']:.1f}",
-            f"{s['flicker_per_min']:.2f}"]
+            f"{s['flicker_per_min']:.2f}", str(s["overlap_changes"]),
+            ms(s["overlap_median_ms"])]
 
 
 def format_table(rows: list[tuple[str, dict]], columns: tuple[str, ...] = COLUMNS,

@@ -36,7 +36,7 @@ from dsp.pcm import level_dbov as pcm_level_dbov
 from dsp.rfc6464 import dbov_to_level
 from dsp.vad import DEFAULT_MODE, VadBank
 
-from . import synth
+from . import recorded, synth
 
 RATE = 16000
 PACKET_MS = 20
@@ -44,6 +44,10 @@ MERGE_GAP_MS = 600
 MIN_TURN_MS = 1000
 MIN_INTERRUPT_MS = 1500
 TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large")
+RECORDED = "recorded"
+"""Real recorded voices with conversational timing (``recorded.py``): built only where
+Debian's asterisk-core-sounds packages are installed (``make recorded-speech``), so not
+one of the default TYPES."""
 
 
 # ----------------------------------------------------------------------------- truth
@@ -206,7 +210,9 @@ def _turn_taking(s: Scene, speakers: list[str], start_s: float = 0.5,
 
 
 def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
-    """Build one scenario of ``kind`` (one of TYPES)."""
+    """Build one scenario of ``kind`` (one of TYPES, or RECORDED)."""
+    if kind == RECORDED:
+        return recorded_scene(seed, seconds)
     rng = np.random.default_rng([TYPES.index(kind), seed])
     if kind == "turns":
         s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 7))))
@@ -281,6 +287,74 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
                         rng.uniform(2, seconds - 2), "cough")
     else:
         raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
+    return s
+
+
+# ----------------------------------------------------------------------------- recorded voices
+
+GAP_MEAN_MS, GAP_SD_MS = 200.0, 450.0
+"""Between-speaker intervals of the recorded type (negative: an overlap), after Heldner &
+Edlund (2010): about a third of its turn changes start before the holder has finished."""
+GAP_RANGE_MS = (-1200.0, 1500.0)
+PAUSE_MS = (150.0, 450.0)
+"""Within a recorded turn, between two prompts of one speaker (under the merge gap)."""
+
+
+class RecordedScene(Scene):
+    """A Scene whose utterances are recorded prompts of each participant's voice."""
+
+    langs: dict[str, str]
+
+    def place(self, p: str, start_s: float, x: np.ndarray) -> float:
+        level = self.voices[p].level_dbov + self.rng.uniform(-2, 2)
+        a, b = synth.add_at(self.clean[p], x * synth.dbov_gain(level), start_s, self.rate)
+        if b > a:
+            self.speech[p].append([a, b])
+        return b / 1000
+
+    def say(self, p: str, start_s: float, seconds: float) -> float:
+        """A backchannel: one short recorded word (``seconds`` is ignored)."""
+        short = recorded.prompts(self.langs[p])[1]
+        return self.place(p, start_s, recorded.clip(short[int(self.rng.integers(len(short)))]))
+
+    def turn(self, p: str, start_s: float, seconds: float) -> float:
+        """Prompts of ``p`` until ``seconds`` are filled (at least one)."""
+        long = recorded.prompts(self.langs[p])[0]
+        t, end = start_s, start_s + seconds
+        while True:
+            t = self.place(p, t, recorded.clip(long[int(self.rng.integers(len(long)))]))
+            if end - t < 0.5 or t >= self.seconds:
+                return t
+            t += self.rng.uniform(*PAUSE_MS) / 1000
+
+
+def recorded_scene(seed: int, seconds: float = 60.0) -> Scene:
+    """Two to four real voices taking turns with conversational gaps and overlaps.
+
+    The synthetic types have one kind of voice and interruptions that overlap the holder
+    by 0.3-2 s. Real turn-taking is different: most turn changes land within a few hundred
+    milliseconds of the holder's end, a third or more of them *before* it (Heldner &
+    Edlund, "Pauses, gaps and overlaps in conversations", J. Phonetics 38 (2010) 555-568:
+    between-speaker intervals cluster around 0 to +200 ms, spread over roughly +-500 ms).
+    Those short overlaps are what a switching rule meets first in a real call."""
+    rng = np.random.default_rng([1000, seed])
+    n = int(rng.integers(2, 5))
+    langs = [str(x) for x in rng.permutation(recorded.LANGUAGES)[:n]]
+    voices = {f"p{i + 1}": Voice(0.0, float(rng.uniform(-30, -18))) for i in range(n)}
+    s = RecordedScene(rng, seconds, voices)
+    s.langs = dict(zip(voices, langs))
+    end_s = seconds - 1.0
+    t, current = 0.5, None
+    while t < end_s - 2.0:
+        p = str(rng.choice([q for q in s.participants if q != current]))
+        turn_end = s.turn(p, t, min(rng.uniform(2.5, 12.0), end_s - t))
+        listeners = [q for q in s.participants if q != p]
+        for k in np.arange(t + 1.0, turn_end - 1.0, 1.0):
+            if rng.random() < 0.08:
+                s.say(str(rng.choice(listeners)), k + rng.uniform(0, 0.5), 0.0)
+        gap_ms = float(np.clip(rng.normal(GAP_MEAN_MS, GAP_SD_MS), *GAP_RANGE_MS))
+        # an overlap never reaches back before the turn it overlaps had begun
+        t, current = max(turn_end + gap_ms / 1000, t + 0.5), p
     return s
 
 
@@ -372,11 +446,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=seconds_arg, default=60.0)
     a = ap.parse_args(argv)
     types = tuple(t for t in a.types.split(",") if t)
-    bad = [t for t in types if t not in TYPES]
+    bad = [t for t in types if t not in TYPES + (RECORDED,)]
     if bad or not types:
         print(f"speakerswitch scenarios: --types: {f'unknown {bad}' if bad else 'none given'} "
-              f"(known: {', '.join(TYPES)})", file=sys.stderr)
+              f"(known: {', '.join(TYPES + (RECORDED,))})", file=sys.stderr)
         return 2
+    if RECORDED in types:
+        if not recorded.available():
+            print(f"speakerswitch scenarios: --types {RECORDED}: needs Debian's "
+                  f"asterisk-core-sounds-{{{','.join(recorded.LANGUAGES)}}}-wav in "
+                  f"{recorded.SOUNDS} (make recorded-speech)", file=sys.stderr)
+            return 2
     out = pathlib.Path(a.out)
     if out.exists() and not out.is_dir():
         print(f"speakerswitch scenarios: --out: {out} is a file, not a directory",

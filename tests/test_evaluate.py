@@ -47,6 +47,20 @@ def test_summary_pools_delays_and_weights_accuracy_by_time():
     assert agg["delay_median_ms"] == 400 and agg["missed"] == 2 and agg["changes"] == 4
 
 
+def test_overlapping_changes_are_scored_apart():
+    # b starts at 20 s while a still talks until 20.4 s (an overlap); a comes back at 40 s
+    # after b stopped at 39.5 s (no overlap)
+    truth = dict(TRUTH, speech={"a": [[1000, 20400], [40000, 59000]],
+                                "b": [[20000, 39500]]})
+    s = ev.score(truth, [(1000, "a"), (20700, "b"), (40100, "a")])
+    assert s.delays == [700.0, 100.0] and s.overlap_delays == [700.0]
+    agg = ev.summary([s, ev.score(truth, [(1000, "a")])])  # the second misses both
+    assert agg["overlap_changes"] == 2 and agg["overlap_median_ms"] == 700
+    assert ev.table_cells("x", agg)[-2:] == ["2", "700"]
+    # a truth without speech spans (older files) has no overlapping changes
+    assert ev.score(TRUTH, [(1000, "a"), (20700, "b")]).overlap_delays == []
+
+
 def test_evaluate_cli_single_and_directory(tmp_path, capsys):
     corpus = tmp_path / "corpus"
     (corpus / "turns_00").mkdir(parents=True)

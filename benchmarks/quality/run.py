@@ -3,7 +3,9 @@
     python benchmarks/quality/run.py [--corpus DIR] [--out RESULTS.md] [--jobs 2]
 
 Without --corpus, the repository's own scenarios (``speakerswitch scenarios``: 8 types x 3
-seeds x 60 s) are generated once into ``.cache/scenarios`` (deterministic, no network).
+seeds x 60 s, and the ``recorded`` type of real voices where Debian's asterisk-core-sounds
+are installed, ``make recorded-speech``) are generated once into ``.cache/scenarios``
+(deterministic, no network).
 ``--corpus`` takes any folder of ``<scenario>/{p*.wav, levels.csv, truth.json}``, such as
 the evaluation kit's development corpus. Each scenario is replayed in-process through the
 same registry path as the server:
@@ -27,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from service import evaluate as ev  # noqa: E402
-from service import replay, scenarios  # noqa: E402
+from service import recorded, replay, scenarios  # noqa: E402
 from service.api import speakerswitch_pb2 as pb  # noqa: E402
 from service.rooms import RoomRegistry  # noqa: E402
 
@@ -46,6 +48,10 @@ def ensure_scenarios(out: pathlib.Path, variants: int, seconds: float) -> pathli
     if not stamp.exists():
         scenarios.write_all(out, scenarios.TYPES, variants, seconds)
         stamp.write_text("")
+    if recorded.available() and not (out / ".complete-recorded").exists():
+        # real voices give fewer turns a minute: twice the conversations, twice as long
+        scenarios.write_all(out, (scenarios.RECORDED,), 2 * variants, 2 * seconds)
+        (out / ".complete-recorded").write_text("")
     return out
 
 
