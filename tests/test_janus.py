@@ -147,8 +147,6 @@ def _subscribed_share(log, t0: float, t1: float) -> tuple[float, float]:
     return got, offered
 
 
-@pytest.mark.skipif(not os.environ.get("JANUS_E2E"), reason="until it has passed five "
-                    "runs in a row on the shared machine: run with JANUS_E2E=1")
 def test_main_tile_follows_the_speaker_in_a_janus_room(demo, tmp_path):
     url, grpc_target, metrics_url = demo
     wavs = {n: _wav(tmp_path, n, f0, i) for i, (n, f0) in
