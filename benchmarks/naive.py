@@ -143,7 +143,8 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                                                    and p.smooth > best_p.smooth):
             best, best_p = p.evidence, p
         if (holder is not None and t_end - holder.last_active >= T.outlast_ms
-                and t_end - p.run_start >= T.interrupt_ms and p.evidence >= T.min_speech_ms):
+                and (t_end - p.run_start) + (t_end - holder.last_active) >= T.outlast_total_ms
+                and p.evidence >= T.min_speech_ms):
             outlasted = True
     quiet = (holder is None or holder.muted or holder.silent
              or t_end - holder.last_active >= T.hold_ms)

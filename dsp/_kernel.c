@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_RANKED ((int64_t)-1)
@@ -37,8 +37,8 @@ enum { ENERGY_SNR, MIN_SNR, MIN_LEVEL, SPEECH_MARGIN, MIN_RUN, ACT_ATTACK_MS, SP
 enum { A_SPEECH_RISE, A_SPEECH_FALL, A_FLOOR_FALL, A_FLOOR_RISE, A_LEVEL_ATTACK,
        A_LEVEL_RELEASE, A_ACT_ATTACK, A_ACT_RELEASE, A_MODULATION, N_ALPHA };
 /* rows of the per-room table (engine.ROOM_FIELDS order) */
-enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, AS_INTERVAL, AS_PLACES, FORWARDING_SIZE,
-       N_ROOM_TUN };
+enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, AS_INTERVAL, AS_PLACES,
+       FORWARDING_SIZE, N_ROOM_TUN };
 
 /* Python's min and max of two values (numba's too): the first unless the second is
  * strictly smaller (larger). */
@@ -536,7 +536,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 best[p] = e;
             if (e != 0 && h >= 0 && (double)e >= ROOMV(MIN_SPEECH, p)
                 && (double)(t_end - last_active_ms[h]) >= ROOMV(OUTLAST, p)
-                && (double)(t_end - run_start_ms[s]) >= ROOMV(INTERRUPT, p))
+                && (double)(t_end - run_start_ms[s] + (t_end - last_active_ms[h]))
+                   >= ROOMV(OUTLAST_TOTAL, p))
                 outlasted[p] = 1;
             if (win[p] < 0 || e > win_ev[p] || (e == win_ev[p] && level_smooth[s] > win_lv[p])) {
                 win[p] = s;

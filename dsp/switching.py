@@ -8,10 +8,11 @@ evidence reaches
     common case: switch fast), or if nobody holds the floor;
   - ``interrupt_ms`` while the holder is still talking or only pausing briefly (a 'yeah',
     a cough or a failed interruption never lasts that long);
-  - ``min_speech_ms`` also if it has been talking for ``interrupt_ms`` and the holder has
-    been silent for ``outlast_ms``: an interrupter that outlasted the holder need not
-    wait out the whole ``hold_ms`` (in overlapping turn changes that wait was most of the
-    switch delay).
+  - ``min_speech_ms`` also once the holder has been silent for ``outlast_ms`` and the
+    challenger's talk plus that silence reach ``outlast_total_ms``: an interrupter that
+    outlasted the holder need not wait out the whole ``hold_ms`` (in overlapping turn
+    changes that wait was most of the switch delay), and the shorter the overlap was, the
+    longer the silence it must outlast.
 A challenger must also sound like speech: its level modulated by syllables
 (``min_modulation_db``), which a breath before a turn or a hum is not, if the holder's is.
 This is evidence accumulated over time instead of a fixed hold after each switch, the
@@ -100,8 +101,9 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
              | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     ready = (best_r > 0) & (best_r >= need)
-    # a challenger that has talked for interrupt_ms and outlasted the holder by outlast_ms
-    # needs no more than the turn-change evidence. The room then goes, as always, to the
+    # a challenger still talking outlast_ms after the holder stopped, whose talk and the
+    # holder's silence add up to outlast_total_ms, needs no more than the turn-change
+    # evidence. The room then goes, as always, to the
     # challenger with most evidence: the one that outlasted may only be carrying the echo
     # of the real newcomer. (A room without a holder, or with a muted or silent one, is
     # quiet already: ready or not by evidence alone.)
@@ -109,8 +111,10 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     if c.size:
         r_c = room_of[c]
         t_c = slot_t_end_ms[c]
-        out = ((t_c - st.last_active_ms[st.holder[r_c]] >= st.tuning["outlast_ms"][r_c])
-               & (t_c - st.run_start_ms[idx[c]] >= st.tuning["interrupt_ms"][r_c]))
+        holder_silent = t_c - st.last_active_ms[st.holder[r_c]]
+        out = ((holder_silent >= st.tuning["outlast_ms"][r_c])
+               & (t_c - st.run_start_ms[idx[c]] + holder_silent
+                  >= st.tuning["outlast_total_ms"][r_c]))
         if out.any():
             outlasted = np.zeros(st.n_rooms, dtype=bool)
             outlasted[r_c[out]] = True

@@ -218,7 +218,8 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
         outlasted = np.array([
             holder >= 0 and e >= st.tuning["min_speech_ms"][r]
             and room_t - st.last_active_ms[holder] >= st.tuning["outlast_ms"][r]
-            and room_t - st.run_start_ms[s] >= st.tuning["interrupt_ms"][r]
+            and (room_t - st.run_start_ms[s] + room_t - st.last_active_ms[holder]
+                 >= st.tuning["outlast_total_ms"][r])
             for s, e in zip(slots, evidence[mine])], dtype=bool)
         if not (best > 0 and best >= need):
             if not outlasted.any():

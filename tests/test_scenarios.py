@@ -118,9 +118,14 @@ def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops(
 
 
 @pytest.mark.parametrize("b_start,switch_ms", [
-    (2900, 3800),   # b has talked 900 ms when a's hold (800 ms) ends: the hold decides
-    (2500, 3700)])  # b reaches interrupt_ms (1.2 s) at 3.7 s, 700 ms into a's silence
-def test_a_short_overlap_switches_at_the_hold_or_once_it_has_talked_interrupt_ms(
+    # b's talk plus a's silence (a's last speech frame ends at 3 s) reach outlast_total_ms
+    # (1.5 s) at 3.7 s, before a's hold (800 ms) ends
+    (2900, 3700),
+    # a 500 ms overlap: 3.5 s (it waited for b to have talked interrupt_ms (1.2 s), 3.7 s)
+    (2500, 3500),
+    # b starts 100 ms after a stops: a's hold ends first (3.8 s, b's sum 1.5 s at 3.8 s too)
+    (3100, 3800)])
+def test_a_short_overlap_switches_once_talk_and_silence_add_up_or_at_the_hold(
         b_start, switch_ms):
     ticks = script_levels("r", [("a", 0, 3000), ("b", b_start, 4500)], ABC, 5000)
     assert switches(run(ticks)[0]) == [(120, "a"), (switch_ms, "b")]

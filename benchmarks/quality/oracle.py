@@ -6,8 +6,9 @@ The engine's floor rule (``dsp/switching.py``) is run here on the ground truth's
 spans instead of on detected speech: every participant talks exactly inside its truth
 utterances, with no detection delay, no early end and no missed syllable. What remains is
 the rule itself: a challenger needs ``talk_ms`` of talking once the holder has been silent
-for ``hold_ms``, ``interrupt_ms`` while the holder talks, and ``talk_ms`` again once it has
-talked ``interrupt_ms`` and outlasted the holder by ``outlast_ms`` (evidence starts over at
+for ``hold_ms``, ``interrupt_ms`` while the holder talks, and ``talk_ms`` again once the
+holder has been silent ``outlast_ms`` and the challenger's talk plus that silence reach
+``outlast_total_ms`` (evidence starts over at
 every change of floor). Levels play no part: nobody is louder or quieter. The decisions are
 scored by ``service.evaluate``, as the engine's are.
 
@@ -61,7 +62,8 @@ def speech_grid(truth: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def decide(truth: dict, hold_ms: float, talk_ms: float, interrupt_ms: float,
-           outlast_ms: float) -> list[tuple[float, str | None]]:
+           outlast_ms: float, outlast_total_ms: float = 1500.0
+           ) -> list[tuple[float, str | None]]:
     """The floor rule on the truth's speech spans: the switches as (t_ms, speaker)."""
     pids, talked, silent = speech_grid(truth)
     holder, since_ms = -1, -np.inf
@@ -73,7 +75,8 @@ def decide(truth: dict, hold_ms: float, talk_ms: float, interrupt_ms: float,
         if holder_silent >= hold_ms:
             need = np.full(len(pids), talk_ms)
         else:
-            need = np.where((col >= interrupt_ms) & (holder_silent >= outlast_ms),
+            need = np.where((col + holder_silent >= outlast_total_ms)
+                            & (holder_silent >= outlast_ms),
                             talk_ms, interrupt_ms)
         ready = col >= need
         if holder >= 0:
@@ -91,7 +94,8 @@ def sweep(truths: list[dict], holds=HOLD_GRID_MS, talks=TALK_GRID_MS
     out = []
     for hold in holds:
         for need in talks:
-            scores = [ev.score(t, decide(t, hold, need, base.interrupt_ms, base.outlast_ms))
+            scores = [ev.score(t, decide(t, hold, need, base.interrupt_ms, base.outlast_ms,
+                                          base.outlast_total_ms))
                       for t in truths]
             out.append((hold, need, ev.by_type(scores)))
     return out
