@@ -80,6 +80,33 @@ def test_config(**changes) -> ServiceConfig:
 
 test_config.__test__ = False  # a builder, not a test
 
+TOKEN_SECRET = b"tests-token-secret-that-is-long-enough-for-hs256"
+"""The HS256 key of token_server(): tests sign their tokens with it through token()."""
+
+
+def token(tenant="acme", grants=("publish", "watch"), rooms=None) -> str:
+    """A token for token_server(), valid 10 minutes."""
+    from service.auth import create_token
+    return create_token(TOKEN_SECRET, tenant, list(grants), 600, rooms)
+
+
+@contextlib.contextmanager
+def token_server(tmp_path_factory, **changes):
+    """A server that takes only tokens signed with TOKEN_SECRET (``changes``: config)."""
+    secret = tmp_path_factory.mktemp("keys") / "secret"
+    secret.write_bytes(TOKEN_SECRET)
+    with ServerThread(test_config(insecure_no_auth=False, jwt_secret_file=str(secret),
+                                  **changes)) as s:
+        yield s
+
+
+def call(server, method, request, tok, timeout=10):
+    """One unary call of the SpeakerSwitch service with a bearer token."""
+    from service.api import speakerswitch_pb2_grpc as pb_grpc
+    stub = pb_grpc.SpeakerSwitchStub(grpc.insecure_channel(server.target))
+    return getattr(stub, method)(request, metadata=[("authorization", f"Bearer {tok}")],
+                                 timeout=timeout)
+
 
 @pytest.fixture
 def server():

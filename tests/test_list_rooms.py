@@ -8,22 +8,13 @@ import pytest
 
 from service.api import speakerswitch_pb2 as pb
 from service.api import speakerswitch_pb2_grpc as pb_grpc
-from service.auth import create_token
 
-from conftest import ServerThread, script_levels, test_config
-
-SECRET = b"list-rooms-secret-that-is-long-enough-for-hs256"
-
-
-def token(tenant="acme", grants=("publish", "watch"), rooms=None) -> str:
-    return create_token(SECRET, tenant, list(grants), 600, rooms)
+from conftest import call, script_levels, token, token_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    secret = tmp_path_factory.mktemp("keys") / "secret"
-    secret.write_bytes(SECRET)
-    with ServerThread(test_config(insecure_no_auth=False, jwt_secret_file=str(secret))) as s:
+    with token_server(tmp_path_factory) as s:
         stub = pb_grpc.SpeakerSwitchStub(grpc.insecure_channel(s.target))
         for tenant, room in [("acme", f"room-{i:02d}") for i in range(5)] + [("other", "x")]:
             ticks = script_levels(room, [("a", 0, 1500), ("b", 2000, 3000)], ["a", "b", "c"],
@@ -33,10 +24,6 @@ def server(tmp_path_factory):
         yield s
 
 
-def call(server, method, request, tok):
-    stub = pb_grpc.SpeakerSwitchStub(grpc.insecure_channel(server.target))
-    return getattr(stub, method)(request, metadata=[("authorization", f"Bearer {tok}")],
-                                 timeout=10)
 
 
 def test_rooms_are_listed_page_by_page_for_the_tenant_only(server):

@@ -11,34 +11,19 @@ import pytest
 
 from service.api import speakerswitch_pb2 as pb
 from service.api import speakerswitch_pb2_grpc as pb_grpc
-from service.auth import create_token
 
-from conftest import ServerThread, test_config
+from conftest import ServerThread, call, test_config, token, token_server
 from test_rtp import level_element, packet
-
-SECRET = b"rtp-mapping-secret-that-is-long-enough-for-hs256"
-
-
-def token(tenant="acme", grants=("publish", "watch"), rooms=None) -> str:
-    return create_token(SECRET, tenant, list(grants), 600, rooms)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    secret = tmp_path_factory.mktemp("keys") / "secret"
-    secret.write_bytes(SECRET)
-    cfg = test_config(insecure_no_auth=False, jwt_secret_file=str(secret), rtp_port=0)
-    with ServerThread(cfg) as s:
+    with token_server(tmp_path_factory, rtp_port=0) as s:
         yield s
 
 
 def stub(server):
     return pb_grpc.SpeakerSwitchStub(grpc.insecure_channel(server.target))
-
-
-def call(server, method, request, tok):
-    return getattr(stub(server), method)(request, metadata=[("authorization", f"Bearer {tok}")],
-                                         timeout=10)
 
 
 def refused(server, method, request, tok) -> tuple[grpc.StatusCode, str]:

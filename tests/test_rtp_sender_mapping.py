@@ -11,17 +11,14 @@ import pytest
 
 from service.api import speakerswitch_pb2 as pb
 
-from conftest import ServerThread, test_config
+from conftest import call, token, token_server
 from test_rtp import level_element, packet
-from test_rtp_mapping import SECRET, call, refused, token
+from test_rtp_mapping import refused
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    secret = tmp_path_factory.mktemp("keys") / "secret"
-    secret.write_bytes(SECRET)
-    cfg = test_config(insecure_no_auth=False, jwt_secret_file=str(secret), rtp_port=0)
-    with ServerThread(cfg) as s:
+    with token_server(tmp_path_factory, rtp_port=0) as s:
         yield s
 
 
