@@ -146,7 +146,8 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 and (t_end - p.run_start) + (t_end - holder.last_active) >= T.outlast_total_ms
                 and p.evidence >= T.min_speech_ms):
             outlasted = True
-    quiet = (holder is None or holder.muted or holder.silent
+    quiet = (holder is None or holder.muted
+             or (holder.silent and t_end - holder.last_active >= T.silent_hold_ms)
              or t_end - holder.last_active >= T.hold_ms)
     winner = best_p if best >= (T.min_speech_ms if quiet else T.interrupt_ms) or \
         outlasted else None

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_RANKED ((int64_t)-1)
@@ -37,8 +37,8 @@ enum { ENERGY_SNR, MIN_SNR, MIN_LEVEL, SPEECH_MARGIN, MIN_RUN, ACT_ATTACK_MS, SP
 enum { A_SPEECH_RISE, A_SPEECH_FALL, A_FLOOR_FALL, A_FLOOR_RISE, A_LEVEL_ATTACK,
        A_LEVEL_RELEASE, A_ACT_ATTACK, A_ACT_RELEASE, A_MODULATION, N_ALPHA };
 /* rows of the per-room table (engine.ROOM_FIELDS order) */
-enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, AS_INTERVAL, AS_PLACES,
-       FORWARDING_SIZE, N_ROOM_TUN };
+enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, SILENT_HOLD, AS_INTERVAL,
+       AS_PLACES, FORWARDING_SIZE, N_ROOM_TUN };
 
 /* Python's min and max of two values (numba's too): the first unless the second is
  * strictly smaller (larger). */
@@ -547,8 +547,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
         for (Py_ssize_t p = 0; p < n_rooms; p++) {
             const int32_t h = holder[rooms[p]];
-            const int quiet = h < 0 || muted[h] || silent[h]
-                || (double)(t_end_room[p] - last_active_ms[h]) >= ROOMV(HOLD, p);
+            const double holder_silent = h < 0 ? 0.0 : (double)(t_end_room[p] - last_active_ms[h]);
+            const int quiet = h < 0 || muted[h]
+                || (silent[h] && holder_silent >= ROOMV(SILENT_HOLD, p))
+                || holder_silent >= ROOMV(HOLD, p);
             const double need = quiet ? ROOMV(MIN_SPEECH, p) : ROOMV(INTERRUPT, p);
             if ((best[p] > 0 && (double)best[p] >= need) || outlasted[p]) {
                 changes[2 * n_changes] = p;

@@ -27,7 +27,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 2:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 3:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL = "c" if _kernel is not None and os.environ.get("DSP_KERNEL", "") != "numpy" \
     else "numpy"
@@ -43,7 +43,8 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
                "vad_mode", "algorithm")
 """The Tuning fields read per participant on the audio path (the others per room)."""
 ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms", "outlast_total_ms",
-               "active_speakers_interval_ms", "active_speakers", "forwarding_size")
+               "silent_hold_ms", "active_speakers_interval_ms", "active_speakers",
+               "forwarding_size")
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
 room, or one wave per room of a server sending a message per room, fits many times."""

@@ -19,8 +19,10 @@ This is evidence accumulated over time instead of a fixed hold after each switch
 shape Volfin & Cohen argue for (Computer Speech & Language 27 (2013) 895-910), kept simple
 enough to vectorize over every room of a batch.
 
-A muted participant, or one sending digital silence, is no speaker: it gathers no evidence,
-and as holder it keeps the floor only until someone else talks for ``min_speech_ms``.
+A muted participant, or one sending digital silence, is no speaker: it gathers no evidence.
+As holder, a muted one keeps the floor only until someone else talks for
+``min_speech_ms``; one sending digital silence, only ``silent_hold_ms`` after its last
+speech (zeros between two words, from a noise gate or DTX, are not a mute).
 
 Shown (video). The pinned participant if any; else the floor holder if its camera is on;
 else whoever was shown, if its camera is still on (the feed stays on the last speaker with
@@ -97,8 +99,10 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     best_r = best[rooms]
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)
-    quiet = ((holder < 0) | st.muted[safe] | st.silent[safe]
-             | (t_end_ms - st.last_active_ms[safe] >= st.tuning["hold_ms"][rooms]))
+    holder_silent_ms = t_end_ms - st.last_active_ms[safe]
+    quiet = ((holder < 0) | st.muted[safe]
+             | (st.silent[safe] & (holder_silent_ms >= st.tuning["silent_hold_ms"][rooms]))
+             | (holder_silent_ms >= st.tuning["hold_ms"][rooms]))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     ready = (best_r > 0) & (best_r >= need)
     # a challenger still talking outlast_ms after the holder stopped, whose talk and the

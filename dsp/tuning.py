@@ -120,6 +120,14 @@ class Tuning:
     switches the same on the two kit draws (0.15, 0.32/min) and one more on each of the
     other two (0.05 -> 0.10, 0.14 -> 0.17/min). 1400 was faster and added false switches
     on three; 1600 was slower on the kit's long overlaps (docs/switching-quality.md)."""
+    silent_hold_ms: float = 250.0
+    """A holder sending digital silence (a muted microphone that still sends, a noise gate,
+    the RTP ingest's silence for Opus DTX) keeps the floor this long after its last speech
+    frame, then as if muted: challengers need only `min_speech_ms`. Zero here would let a
+    listener's cough win the floor in a 100 ms gap of zeros between two of the holder's
+    words (the Janus browser test's cough did, 180 ms on screen); 250 ms is past any gap
+    between words and well short of `hold_ms`. The corpora (which have digital silence
+    only from mutes) decide exactly as with 0."""
     switch_margin_db: float = 3.0
     """A challenger gathers evidence only while this much louder than the holder, so two
     people at similar levels do not trade the floor back and forth."""

@@ -252,24 +252,9 @@ def test_main_tile_follows_the_speaker_in_a_janus_room(demo, tmp_path):
     # her turn has nothing to switch.
     talk = min(start.values()) + TURNS["alice"][0][0] - 0.5
     assert not [n for t, n, _ in switches if t < talk and n == "carol"], report
-    # bob's cough, in carol's turn with her camera on, is known to switch to bob and back
-    # (the same WAVs through `speakerswitch replay --wav-dir` do: 26.78-26.96 s). That
-    # episode (a switch to bob within 1 s of the cough, until the feed is back on carol)
-    # is kept apart so that everything else is checked strictly; an xfail at the end
-    # says so when it happens.
-    cough = start["bob"] + COUGH[1]
-    first = next((i for i, (t, n, _) in enumerate(switches)
-                  if n == "bob" and cough <= t <= cough + 1.0), None)
-    coughed = []
-    if first is not None:
-        back = next((i for i in range(first, len(switches)) if switches[i][1] == "carol"),
-                    len(switches) - 1)
-        coughed = switches[first:back + 1]
-        del switches[first:back + 1]
-    cough_end = coughed[-1][0] + 0.8 if coughed else cough  # the pages follow a bit later
-
-    def on_cough(t: float) -> bool:
-        return cough <= t <= cough_end
+    # bob's cough, in carol's turn with her camera on, switched to bob and back once (a gap
+    # of zeros between two of carol's words counted as a mute: silent_hold_ms now); the
+    # strict lists below fail if it does again
 
     switches = _from(talk, switches)
     # speakerswitch's decisions (the Watch stream): exactly these, so none on alice's
@@ -297,8 +282,7 @@ def test_main_tile_follows_the_speaker_in_a_janus_room(demo, tmp_path):
                "bob": start["bob"] + TURNS["bob"][0][0],
                "carol": cam_on}  # camera on mid-sentence: at once
     for name, log in logs.items():
-        shown = _from(talk, [(t / 1000, n) for t, n in log["shownAt"]
-                             if n and not on_cough(t / 1000)])
+        shown = _from(talk, [(t / 1000, n) for t, n in log["shownAt"] if n])
         names = [n for _, n in shown]
         assert names == ["alice", "bob", "carol", "bob", "alice"], (name, report)
         for who in ("alice", "bob", "carol"):
@@ -323,5 +307,3 @@ def test_main_tile_follows_the_speaker_in_a_janus_room(demo, tmp_path):
     print(f"alice's page: {got:.0f} of {offered:.0f} stream-seconds of video subscribed "
           f"({got / offered:.0%})")
     assert got < offered, report
-    if coughed:
-        pytest.xfail(f"switched on bob's cough (a switching bug, not the page's): {coughed}")
