@@ -646,6 +646,10 @@ class RtpIngest:
                                  type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)
                     room.latest_tick.pop(pid, None)
                     room.ready.pop(pid, None)
+                    # its packets for later ticks (waiting for slower sources) would add
+                    # it back after its LEAVE: it has gone
+                    for k in [k for k, f in room.ticks.items() if f.pop(pid, None) and not f]:
+                        del room.ticks[k]
                 room.leaving.clear()
             room.next_tick = max(room.next_tick, ticks[-1] + 1 if ticks else 0)
             if not room.ticks and not self._may_fall_silent(room):

@@ -793,3 +793,23 @@ def test_sequence_accounting_agrees_with_a_reference_on_any_loss_reordering_and_
     ingest.unmap(1000)
     got = {"duplicate": ingest.counts["duplicate"], "reordered": ingest.counts["reordered"]}
     assert (got, ingest.lost) == (want, want_lost), arrivals
+
+
+def test_an_unmapped_source_leaves_and_its_waiting_packets_do_not_bring_it_back():
+    # a's packets for ticks 0-9 are in while b has sent only 0-2: ticks 3-9 wait for b.
+    # a is unmapped then: it leaves, and its waiting levels must not re-add it later
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    for k in range(10):
+        _send(ingest, 1000, k, 20, True)
+    for k in range(3):
+        _send(ingest, 1001, k, 70, False)
+    ingest.unmap(1000)
+    ticks = [t for req in ingest.closed(0.045).values() for t in req.ticks]
+    for k in range(3, 10):
+        _send(ingest, 1001, k, 70, False)
+        ticks += [t for req in ingest.closed(0.02 * k + 0.002).values() for t in req.ticks]
+    left = [t.timestamp_ms for t in ticks for e in t.events
+            if e.type == pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE]
+    assert left == [40]
+    after = [(t_ms, who) for t_ms, who in frames(ticks) if t_ms > left[0]]
+    assert after and all(p == "b" for _, tick in after for p, *_ in tick), after
