@@ -1,0 +1,139 @@
+"""The npm package (clients/node, issue 24): `npm pack` builds a tarball that installs on
+its own into an empty project, and a script using the installed package pushes the levels
+of two rooms per packet against a real server: the server processes one request per tick
+for both rooms, and the decisions are those of the same levels sent the existing way."""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import ServerThread, test_config
+from test_python_client import decisions_the_existing_way, scripts, served
+from service.api import speakerswitch_pb2 as pb
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NODE, NPM = shutil.which("node"), shutil.which("npm")
+pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not installed")
+
+# What a media server does with the package: a packet per participant per 20 ms, any
+# number of rooms, one flush per tick (autoFlush off so that the count is exact).
+SCRIPT = r"""
+const fs = require('fs');
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target, input] = process.argv.slice(2);
+const ticks = JSON.parse(fs.readFileSync(input, 'utf8'));  // [[[room, t, [[p, level, voice]]]]]
+(async () => {
+  const ss = new SpeakerSwitchClient(target, { autoFlush: false });
+  const out = [];
+  ss.on('decision', (e) => out.push(e));
+  const switches = [];
+  ss.on('switch', (room, sw) => switches.push([room.roomId, sw.speaker_id]));
+  for (const tick of ticks) {
+    for (const [room, t, packets] of tick) {
+      for (const [p, level, voice] of packets) ss.pushLevel(room, p, level, voice, t);
+    }
+    await ss.flush();
+  }
+  await ss.close();
+  const views = {};
+  for (const [id, v] of ss.rooms) {
+    views[id] = { speakerId: v.speakerId, sequence: v.sequence, participants: {} };
+    for (const [pid, p] of v.participants) {
+      views[id].participants[pid] = { isSpeaking: p.isSpeaking, lastSpokeAt: p.lastSpokeAt,
+                                      audioLevel: p.audioLevel };
+    }
+  }
+  console.log(JSON.stringify({ events: out, switches, views, stats: ss.stats() }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> pathlib.Path:
+    """The package packed from a copy of the sources (the repository's tree stays free of
+    node_modules), then installed from the tarball into an empty project."""
+    work = tmp_path_factory.mktemp("npm")
+    src = work / "clients" / "node"
+    shutil.copytree(ROOT / "clients" / "node", src,
+                    ignore=shutil.ignore_patterns("node_modules", "dist", "proto", "*.tgz"))
+    shutil.copytree(ROOT / "proto", work / "proto")
+    r = run([NPM, "ci", "--no-audit", "--no-fund"], src, 600)
+    if r.returncode != 0 and ("ENOTFOUND" in r.stderr or "EAI_AGAIN" in r.stderr
+                              or "ECONNREFUSED" in r.stderr or "ETIMEDOUT" in r.stderr):
+        pytest.skip(f"the npm registry is unreachable: {r.stderr.strip()[-300:]}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run([NPM, "pack", "--silent"], src)
+    assert r.returncode == 0, r.stdout + r.stderr
+    tarball = src / r.stdout.strip().splitlines()[-1]
+    assert tarball.is_file(), r.stdout
+    listing = run(["tar", "tzf", str(tarball)], src).stdout.split()
+    # compiled code, its types and the contract; no sources' build tooling
+    for name in ("package/dist/index.js", "package/dist/index.d.ts",
+                 "package/proto/speakerswitch/v1/speakerswitch.proto"):
+        assert name in listing, listing
+    app = work / "app"
+    app.mkdir()
+    (app / "package.json").write_text('{"name": "media-server", "private": true}\n')
+    r = run([NPM, "install", "--no-audit", "--no-fund", str(tarball)], app, 600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (app / "node_modules" / "@grpc" / "grpc-js").is_dir()  # its own dependencies
+    assert not (app / "node_modules" / "typescript").exists()     # not its build tools
+    (app / "media_server.js").write_text(SCRIPT)
+    return app
+
+
+def test_the_installed_package_sends_one_request_per_tick_with_the_same_decisions(
+        installed, tmp_path):
+    by_room = scripts(2)
+    n_ticks = len(by_room["room-0"])
+    with ServerThread(test_config()) as other:  # the same room ids on a server of its own
+        expected = decisions_the_existing_way(other, by_room)
+    ticks = [[[room, ticks[i].timestamp_ms,
+               [[a.participant_id, a.level.level, a.level.voice == pb.VOICE_ACTIVITY_PRESENT]
+                for a in ticks[i].audio]] for room, ticks in by_room.items()]
+             for i in range(n_ticks)]
+    (tmp_path / "ticks.json").write_text(json.dumps(ticks))
+    with ServerThread(test_config()) as server:
+        batches0 = served(server, "speakerswitch_batches_total")
+        ticks0 = served(server, "speakerswitch_ticks_total")
+        r = run([NODE, "media_server.js", server.target, str(tmp_path / "ticks.json")],
+                installed, 120)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        # what the server itself processed: one request per tick, carrying both rooms
+        assert served(server, "speakerswitch_batches_total") - batches0 == n_ticks
+        assert served(server, "speakerswitch_ticks_total") - ticks0 == n_ticks * len(by_room)
+        states = {room: server.call(server.running.registry.room_state, room, "")
+                  for room in by_room}
+    assert got["stats"]["requests"] == got["stats"]["responses"] == n_ticks
+    for room in by_room:
+        mine = [e for e in got["events"] if e["room_id"] == room]
+        want = expected[room]
+        # every decision, in order, at the same media time with the same sequence
+        assert [(e["event"], e["timestamp_ms"], e["sequence"]) for e in mine] == \
+            [(e.WhichOneof("event"), e.timestamp_ms, e.sequence) for e in want], room
+        switches = [(e["timestamp_ms"], e["switch"]["speaker_id"],
+                     e["switch"]["previous_speaker_id"], e["switch"]["reason"])
+                    for e in mine if e["event"] == "switch"]
+        assert switches and switches == [
+            (e.timestamp_ms, e.switch.speaker_id, e.switch.previous_speaker_id,
+             pb.SwitchReason.Name(e.switch.reason)) for e in want if e.HasField("switch")], room
+        assert [s for r, s in got["switches"] if r == room] == [s[1] for s in switches]
+        view, state = got["views"][room], states[room]
+        assert (view["speakerId"], view["sequence"]) == (state.speaker_id, state.sequence)
+        for p in state.participants:
+            assert view["participants"][p.participant_id]["isSpeaking"] == p.speaking
+        stops = {p: [e["timestamp_ms"] for e in mine if e["event"] == "speaking_changed"
+                     and e["speaking_changed"]["participant_id"] == p
+                     and not e["speaking_changed"]["speaking"]] for p in ("a", "b", "c")}
+        for p, times in stops.items():
+            if times and not view["participants"][p]["isSpeaking"]:
+                assert view["participants"][p]["lastSpokeAt"] == times[-1], (room, p)
