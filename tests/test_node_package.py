@@ -11,9 +11,10 @@ import subprocess
 
 import pytest
 
-from conftest import ServerThread, test_config
+from conftest import ServerThread, test_config, token, token_server
 from test_python_client import decisions_the_existing_way, scripts, served
 from service.api import speakerswitch_pb2 as pb
+from service.auth import create_token
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NODE, NPM = shutil.which("node"), shutil.which("npm")
@@ -52,6 +53,31 @@ const ticks = JSON.parse(fs.readFileSync(input, 'utf8'));  // [[[room, t, [[p, l
 """
 
 
+# In real time with the client's own tick timer and a token: `a` talks in every room.
+LIVE = r"""
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target, token, nTicks] = process.argv.slice(2);
+const rooms = ['live-0', 'live-1'];
+const ss = new SpeakerSwitchClient(target, { token });
+let error = null;
+ss.on('error', (err) => { error = { code: err.code, details: err.details }; });
+let i = 0;
+const timer = setInterval(() => {
+  try {
+    for (const room of rooms) {
+      for (const p of ['a', 'b', 'c']) ss.pushLevel(room, p, p === 'a' ? 30 : 80, p === 'a', i * 20);
+    }
+  } catch (err) { error = error || { thrown: String(err) }; }
+  if (++i < Number(nTicks) && !error) return;
+  clearInterval(timer);
+  ss.close().catch(() => {}).then(() => {
+    const speakers = rooms.map((r) => ss.room(r).speakerId);
+    console.log(JSON.stringify({ stats: ss.stats(), speakers, error }));
+  });
+}, 20);
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -87,6 +113,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     assert (app / "node_modules" / "@grpc" / "grpc-js").is_dir()  # its own dependencies
     assert not (app / "node_modules" / "typescript").exists()     # not its build tools
     (app / "media_server.js").write_text(SCRIPT)
+    (app / "live.js").write_text(LIVE)
     return app
 
 
@@ -137,3 +164,33 @@ def test_the_installed_package_sends_one_request_per_tick_with_the_same_decision
         for p, times in stops.items():
             if times and not view["participants"][p]["isSpeaking"]:
                 assert view["participants"][p]["lastSpokeAt"] == times[-1], (room, p)
+
+
+def test_in_real_time_with_a_token_the_ticks_carry_both_rooms(installed, tmp_path_factory):
+    n_ticks = 60
+    with token_server(tmp_path_factory) as server:
+        batches0 = served(server, "speakerswitch_batches_total")
+        ticks0 = served(server, "speakerswitch_ticks_total")
+        r = run([NODE, "live.js", server.target, token(), str(n_ticks)], installed, 120)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert got["error"] is None, got
+        stats = got["stats"]
+        assert stats["requests"] == stats["responses"] > 0
+        assert served(server, "speakerswitch_batches_total") - batches0 == stats["requests"]
+        # every room's tick arrived once; requests follow the timer's ticks, not the rooms
+        assert served(server, "speakerswitch_ticks_total") - ticks0 == n_ticks * 2
+        assert stats["requests"] <= n_ticks + 2, stats
+        assert got["speakers"] == ["a", "a"]
+        for room in ("live-0", "live-1"):
+            assert server.call(server.running.registry.room_state, room, "acme").speaker_id == "a"
+
+        # a token signed with another key: an 'error' event with the status, and no decisions
+        bad = create_token(b"another-secret-that-is-long-enough-for-hs256", "acme",
+                           ["publish"], 600)
+        r = run([NODE, "live.js", server.target, bad, str(n_ticks)], installed, 120)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert got["error"]["code"] == 16, got  # UNAUTHENTICATED
+        assert "token" in got["error"]["details"], got
+        assert got["speakers"] == ["", ""] and got["stats"]["responses"] == 0, got
