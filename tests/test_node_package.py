@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -18,6 +19,7 @@ from service.auth import create_token
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NODE, NPM = shutil.which("node"), shutil.which("npm")
+MAKE_ADDRESS = "127.0.0.1:50051"  # where the docs' snippets expect `make run`
 pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not installed")
 
 # What a media server does with the package: a packet per participant per 20 ms, any
@@ -194,3 +196,18 @@ def test_in_real_time_with_a_token_the_ticks_carry_both_rooms(installed, tmp_pat
         assert got["error"]["code"] == 16, got  # UNAUTHENTICATED
         assert "token" in got["error"]["details"], got
         assert got["speakers"] == ["", ""] and got["stats"]["responses"] == 0, got
+
+
+def test_the_docs_snippet_prints_what_it_says(installed):
+    doc = (ROOT / "docs" / "clients.md").read_text()
+    blocks = [b for b in re.findall(r"```js\n(.*?)```", doc, re.S) if MAKE_ADDRESS in b]
+    assert len(blocks) == 1, "docs/clients.md: the Node snippet against make run's address"
+    code, marker, shown = blocks[0].partition("// prints:\n")
+    assert marker, "say what the Node snippet prints under '// prints:'"
+    expected = [line.strip()[2:].strip() for line in shown.splitlines() if line.strip()]
+    assert expected
+    with ServerThread(test_config()) as server:
+        (installed / "snippet.js").write_text(code.replace(MAKE_ADDRESS, server.target))
+        r = run([NODE, "snippet.js"], installed, 60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected, r.stdout
