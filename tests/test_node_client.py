@@ -1,5 +1,5 @@
-"""The Node.js example client (@grpc/grpc-js) against a real server: the same decisions as
-the Python replay."""
+"""The Node.js example (a user of the npm package, clients/node) against a real server: the
+same decisions as the Python replay."""
 import json
 import pathlib
 import shutil
@@ -8,20 +8,27 @@ import subprocess
 import pytest
 
 from service.cli import main
+from test_node_package import packed
 
 NODE_DIR = pathlib.Path(__file__).resolve().parent.parent / "examples" / "node"
 NODE, NPM = shutil.which("node"), shutil.which("npm")
 
 
 @pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not installed")
-def test_node_client_streams_levels_and_prints_the_same_switches(sample_dir, server, tmp_path):
-    if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        r = subprocess.run([NPM, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR,
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stdout + r.stderr
+def test_node_client_streams_levels_and_prints_the_same_switches(sample_dir, server, tmp_path,
+                                                                 tmp_path_factory):
+    # the example as it is, with the package installed from the tarball `npm pack` made
+    # (its package.json names the package's source folder, for a checkout)
+    example = tmp_path / "example"
+    example.mkdir()
+    for name in ("client.js", "package.json"):
+        shutil.copy(NODE_DIR / name, example / name)
+    r = subprocess.run([NPM, "install", "--no-audit", "--no-fund", str(packed(tmp_path_factory))],
+                       cwd=example, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
     r = subprocess.run([NODE, "client.js", "--server", server.target, "--levels",
                         str(sample_dir / "levels.csv"), "--room", "from-node"],
-                       cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
+                       cwd=example, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     got = [json.loads(line) for line in r.stdout.splitlines()]
     out = tmp_path / "py.jsonl"

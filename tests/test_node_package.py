@@ -84,10 +84,17 @@ def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.Com
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> pathlib.Path:
-    """The package packed from a copy of the sources (the repository's tree stays free of
-    node_modules), then installed from the tarball into an empty project."""
+_packed: dict[str, pathlib.Path] = {}
+
+
+def packed(tmp_path_factory) -> pathlib.Path:
+    """The package's tarball, packed once per test session from a copy of the sources (the
+    repository's tree stays free of node_modules); skips when the registry is unreachable.
+    tests/test_node_client.py installs the example from it too."""
+    if "tarball" in _packed:
+        return _packed["tarball"]
+    if NODE is None or NPM is None:
+        pytest.skip("node/npm are not installed")
     work = tmp_path_factory.mktemp("npm")
     src = work / "clients" / "node"
     shutil.copytree(ROOT / "clients" / "node", src,
@@ -102,7 +109,16 @@ def installed(tmp_path_factory) -> pathlib.Path:
     assert r.returncode == 0, r.stdout + r.stderr
     tarball = src / r.stdout.strip().splitlines()[-1]
     assert tarball.is_file(), r.stdout
-    listing = run(["tar", "tzf", str(tarball)], src).stdout.split()
+    _packed["tarball"] = tarball
+    return tarball
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> pathlib.Path:
+    """The package installed from its tarball into an empty project."""
+    tarball = packed(tmp_path_factory)
+    work = tarball.parent.parent.parent
+    listing = run(["tar", "tzf", str(tarball)], work).stdout.split()
     # compiled code, its types and the contract; no sources' build tooling
     for name in ("package/dist/index.js", "package/dist/index.d.ts",
                  "package/proto/speakerswitch/v1/speakerswitch.proto"):
