@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from conftest import ServerThread, test_config, token, token_server
-from test_python_client import decisions_the_existing_way, scripts, served
+from test_python_client import contiguous, decisions_the_existing_way, free_port, scripts, served
 from service.api import speakerswitch_pb2 as pb
 from service.auth import create_token
 
@@ -80,6 +80,34 @@ const timer = setInterval(() => {
 """
 
 
+# A conversation in real time while the test stops the server (at tick 40) and starts a
+# new one on the same port (at tick 60): a talks until tick 90, then b.
+RESTART = r"""
+const readline = require('readline');
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target, nTicks] = process.argv.slice(2);
+const ss = new SpeakerSwitchClient(target, { backoff: { initialMs: 20, maxMs: 200 } });
+const seen = [];
+ss.on('decision', (e) => seen.push([e.sequence, e.timestamp_ms, e.event,
+                                    e.event === 'switch' ? e.switch.speaker_id : null]));
+let error = null;
+ss.on('error', (err) => { error = { code: err.code, details: err.details }; });
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+(async () => {
+  for (let i = 0; i < Number(nTicks); i++) {
+    const talker = i < 90 ? 'a' : 'b';
+    for (const p of ['a', 'b', 'c']) ss.pushLevel('r', p, p === talker ? 25 : 70, p === talker, i * 20);
+    if (i === 40 || i === 60) { console.log(`at ${i}`); await lines.next(); }
+    await sleep(20);
+  }
+  await ss.close();
+  console.log(JSON.stringify({ seen, stats: ss.stats(), error, speaker: ss.room('r').speakerId }));
+  process.exit(0);
+})();
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -100,7 +128,8 @@ def packed(tmp_path_factory) -> pathlib.Path:
     shutil.copytree(ROOT / "clients" / "node", src,
                     ignore=shutil.ignore_patterns("node_modules", "dist", "proto", "*.tgz"))
     shutil.copytree(ROOT / "proto", work / "proto")
-    r = run([NPM, "ci", "--no-audit", "--no-fund"], src, 600)
+    # --ignore-scripts: its `prepare` builds, and `npm pack` runs that itself
+    r = run([NPM, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], src, 600)
     if r.returncode != 0 and ("ENOTFOUND" in r.stderr or "EAI_AGAIN" in r.stderr
                               or "ECONNREFUSED" in r.stderr or "ETIMEDOUT" in r.stderr):
         pytest.skip(f"the npm registry is unreachable: {r.stderr.strip()[-300:]}")
@@ -132,6 +161,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     assert not (app / "node_modules" / "typescript").exists()     # not its build tools
     (app / "media_server.js").write_text(SCRIPT)
     (app / "live.js").write_text(LIVE)
+    (app / "restart.js").write_text(RESTART)
     return app
 
 
@@ -227,3 +257,41 @@ def test_the_docs_snippet_prints_what_it_says(installed):
         r = run([NODE, "snippet.js"], installed, 60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == expected, r.stdout
+
+
+def test_a_restarted_server_is_reconnected_to_and_nothing_comes_twice(installed):
+    port = free_port()
+    servers = [ServerThread(test_config(port=port)).__enter__()]
+    node = subprocess.Popen([NODE, "restart.js", f"127.0.0.1:{port}", "150"], cwd=installed,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout.readline().strip() == "at 40"
+        servers[0].__exit__(None, None, None)  # the server goes away, its rooms with it...
+        node.stdin.write("go\n")
+        node.stdin.flush()
+        assert node.stdout.readline().strip() == "at 60"
+        servers.append(ServerThread(test_config(port=port)).__enter__())  # ... a new one
+        node.stdin.write("go\n")
+        node.stdin.flush()
+        got = json.loads(node.stdout.readline())
+        assert node.wait(30) == 0
+        second = servers[1]
+        state = second.call(second.running.registry.room_state, "r", "")
+        answered_by_second = served(second, "speakerswitch_batches_total")
+    finally:
+        node.kill()
+        servers[-1].__exit__(None, None, None)
+    stats, seen = got["stats"], got["seen"]
+    assert got["error"] is None, got
+    assert stats["reconnects"] >= 1, stats
+    assert stats["requests"] == stats["responses"] and stats["rejections"] == 0, stats
+    # the first server's events, then the new room's on the second: each numbered 1, 2,
+    # 3 ... without a repeat; the second's are all of its room's events
+    restart = next(k for k in range(1, len(seen)) if seen[k][0] <= seen[k - 1][0])
+    first, then = [e[0] for e in seen[:restart]], [e[0] for e in seen[restart:]]
+    assert contiguous(first) and contiguous(then), (first, then)
+    assert then[-1] == state.sequence
+    shown = [(t, who) for _, t, kind, who in seen[restart:] if kind == "switch"]
+    assert [who for _, who in shown] == ["a", "b"] and shown[1][0] > 1800, shown
+    assert state.speaker_id == got["speaker"] == "b"
+    assert answered_by_second <= stats["responses"]

@@ -9,6 +9,14 @@ export const VOICE_BIT = 0x80;
  * pile up (the stream was slow for a while). */
 export const MAX_TICKS_PER_REQUEST = 5000;
 
+/** A request's ticks and, per tick, the roster its LevelVector's bytes are in (null: no
+ * vector). The stream fills `levels.roster` in only where the server does not hold that
+ * roster yet: it is sticky per room on the server, and lost with a restarted server. */
+export interface Built {
+  ticks: any[];
+  rosters: Array<string[] | null>;
+}
+
 interface PendingTick {
   timestampMs: number;
   /** participant -> RFC 6464 byte (V bit set or not), in the order they were pushed */
@@ -27,7 +35,7 @@ export class Batcher {
   /** Packets dropped because their tick had already been sent. */
   late = 0;
   private sent = new Map<string, number>();       // room -> timestamp of its last audio tick
-  private rosters = new Map<string, string[]>();  // room -> the roster the server holds
+  private rosters = new Map<string, string[]>();  // room -> the order of its LevelVectors
 
   constructor(readonly tickMs = 20) {
     if (![10, 20, 30].includes(tickMs)) throw new RangeError(`tickMs: ${tickMs} is not 10, 20 or 30`);
@@ -104,22 +112,24 @@ export class Batcher {
   }
 
   /** Everything pending as StreamRequest bodies (without batch_id): usually one. */
-  take(): Array<{ ticks: any[] }> {
-    const out: Array<{ ticks: any[] }> = [];
-    let current: any[] = [];
+  take(): Built[] {
+    const out: Built[] = [];
+    let current: Built = { ticks: [], rosters: [] };
     for (const [room, ticks] of this.pending) {
       for (const t of [...ticks.keys()].sort((a, b) => a - b)) {
-        if (current.length >= MAX_TICKS_PER_REQUEST) { out.push({ ticks: current }); current = []; }
-        current.push(this.fill(room, ticks.get(t)!));
+        if (current.ticks.length >= MAX_TICKS_PER_REQUEST) { out.push(current); current = { ticks: [], rosters: [] }; }
+        const [msg, roster] = this.fill(room, ticks.get(t)!);
+        current.ticks.push(msg);
+        current.rosters.push(roster);
       }
     }
-    if (current.length) out.push({ ticks: current });
+    if (current.ticks.length) out.push(current);
     this.pending.clear();
     this.packets = 0;
     return out;
   }
 
-  private fill(room: string, tick: PendingTick): any {
+  private fill(room: string, tick: PendingTick): [any, string[] | null] {
     const msg: any = {
       room_id: room, timestamp_ms: tick.timestampMs, duration_ms: this.tickMs,
       events: tick.events.map(([participant_id, type]) => ({ participant_id, type })),
@@ -127,12 +137,12 @@ export class Batcher {
     };
     if (tick.levels.size || tick.unspecified.size) this.sent.set(room, tick.timestampMs);
     for (const [participant_id, level] of tick.unspecified) msg.audio.push({ participant_id, level: { level } });
-    if (!tick.levels.size) return msg;
+    if (!tick.levels.size) return [msg, null];
     const roster = this.rosters.get(room);
     if (roster !== undefined && roster.length === tick.levels.size && roster.every((p) => tick.levels.has(p))) {
       // the usual case: the same senders; the server holds their order (sticky roster)
       msg.levels = { levels: Buffer.from(roster.map((p) => tick.levels.get(p)!)) };
-      return msg;
+      return [msg, roster];
     }
     if (roster !== undefined && [...tick.levels.keys()].every((p) => roster.includes(p))) {
       // some senders are silent (DTX, loss): keep the roster, send these one by one
@@ -142,11 +152,11 @@ export class Batcher {
           level: { level: byte & 0x7f, voice: byte & VOICE_BIT ? 'VOICE_ACTIVITY_PRESENT' : 'VOICE_ACTIVITY_ABSENT' },
         });
       }
-      return msg;
+      return [msg, null];
     }
     const next = [...tick.levels.keys()];
     this.rosters.set(room, next);
-    msg.levels = { roster: next, levels: Buffer.from(next.map((p) => tick.levels.get(p)!)) };
-    return msg;
+    msg.levels = { levels: Buffer.from(next.map((p) => tick.levels.get(p)!)) };
+    return [msg, next];
   }
 }

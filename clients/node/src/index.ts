@@ -11,7 +11,7 @@ import { EventEmitter } from 'events';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Batcher } from './batching';
+import { Batcher, Built } from './batching';
 import { Participant, RoomEvent, RoomView } from './state';
 
 export { Batcher, Participant, RoomEvent, RoomView };
@@ -41,11 +41,15 @@ export interface ClientOptions {
   /** At most this many packets wait for a flush; beyond it pushLevel refuses (returns false,
    * counted in stats().refused) rather than grow without bound while the server is away. */
   maxPending?: number;
+  /** At most this many requests wait for their answer; then flush() waits. */
+  maxInFlight?: number;
+  /** Reconnect delays: initialMs doubling up to maxMs, with jitter (50 ms, 2 s). */
+  backoff?: { initialMs?: number; maxMs?: number };
   channelOptions?: grpc.ChannelOptions;
 }
 
 export interface ClientStats {
-  requests: number; responses: number; inFlight: number; rejections: number;
+  requests: number; responses: number; inFlight: number; rejections: number; reconnects: number;
   latePackets: number; refusedPackets: number; pendingPackets: number;
 }
 
@@ -65,6 +69,15 @@ export interface SpeakerSwitchClient {
   on(event: string, l: (...args: any[]) => void): this;
 }
 
+/** Statuses after which reconnecting may help (server down, restarting or draining; the
+ * network; a stream limit free again later); any other is the application's to fix. */
+export const RETRYABLE = new Set<number>([
+  grpc.status.UNAVAILABLE, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED,
+  grpc.status.DEADLINE_EXCEEDED, grpc.status.ABORTED, grpc.status.RESOURCE_EXHAUSTED,
+]);
+
+interface Unacked { id: number; built: Built }
+
 const WHICH: Record<string, string> = {
   switch: 'switch', floor_change: 'floor', presentation: 'presentation',
 };
@@ -76,17 +89,27 @@ export class SpeakerSwitchClient extends EventEmitter {
   error: Error | null = null;
   readonly stub: any;
   private call: grpc.ClientDuplexStream<any, any> | null = null;
-  private ended: Promise<void> | null = null;
+  private ended: Promise<void> = Promise.resolve();
+  private streamRosters = new Map<string, string[]>(); // what this stream's server holds
+  private unacked: Unacked[] = [];
+  private waiting: Array<() => void> = []; // flushes waiting for a slot, close for answers
   private timer: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  private closing = false;
+  private closed = false;
   private batchId = 0;
-  private counts = { requests: 0, responses: 0, rejections: 0, refused: 0 };
-  private answered: Array<() => void> = [];
+  private counts = { requests: 0, responses: 0, rejections: 0, refused: 0, reconnects: 0 };
   private readonly maxPending: number;
+  private readonly maxInFlight: number;
+  private readonly backoff: { initialMs: number; maxMs: number };
 
   constructor(readonly target: string, private readonly options: ClientOptions = {}) {
     super();
     this.batcher = new Batcher(options.tickMs ?? 20);
     this.maxPending = options.maxPending ?? 100_000;
+    this.maxInFlight = options.maxInFlight ?? 4;
+    this.backoff = { initialMs: 50, maxMs: 2000, ...(options.backoff || {}) };
     const tls = options.tls ?? false;
     const creds = tls === false ? grpc.credentials.createInsecure()
       : tls === true ? grpc.credentials.createSsl() : tls;
@@ -139,48 +162,88 @@ export class SpeakerSwitchClient extends EventEmitter {
   unpin(room: string): void { this.pushEvent(room, '', 'UNPIN'); }
 
   // ---------------------------------------------------------------- sending
-  private stream(): grpc.ClientDuplexStream<any, any> {
-    if (this.call !== null) return this.call;
+  // Requests go out in order with at most maxInFlight unanswered (flush waits for a slot:
+  // that is the backpressure). The server answers every request, in order; a request still
+  // unanswered when the stream breaks is sent again on the next one, so each request gets
+  // exactly one answer delivered (one the old server had processed comes back refused for
+  // its timestamps, without decisions, rather than twice).
+  private open(): void {
     const call: grpc.ClientDuplexStream<any, any> = this.stub.Stream(this.metadata());
     this.call = call;
-    call.on('data', (resp: any) => this.onResponse(resp));
+    this.streamRosters = new Map(); // a new stream may be a new server: rosters again
+    const answeredBefore = this.counts.responses;
+    let error: any = null;
     this.ended = new Promise<void>((resolve) => {
-      call.on('error', (err: Error) => { this.fail(err); resolve(); });
-      call.on('end', () => resolve());
+      call.on('error', (err: any) => { error = err; });
+      call.on('status', (status: grpc.StatusObject) => {
+        resolve();
+        if (this.call === call) this.call = null;
+        this.broken(status.code === grpc.status.OK ? null : error || status, answeredBefore);
+      });
     });
-    return call;
+    call.on('data', (resp: any) => this.onResponse(resp));
+    for (const r of this.unacked) this.write(call, r);
+    if (this.closing) call.end();
+  }
+
+  private broken(err: any, answeredBefore: number): void {
+    if (this.error !== null || (this.closing && this.unacked.length === 0)) return;
+    if (err !== null && !RETRYABLE.has(err.code)) { this.fail(err); return; }
+    if (this.closed) return;
+    if (this.counts.responses > answeredBefore) this.attempt = 0; // it worked for a while
+    this.counts.reconnects += 1;
+    // jitter: replicas restarted together are not hit by every client at once
+    const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt += 1;
+    this.reconnectTimer = setTimeout(() => { this.reconnectTimer = null; this.open(); }, delay);
+  }
+
+  private write(call: grpc.ClientDuplexStream<any, any>, r: Unacked): void {
+    const ticks = r.built.ticks.map((tick, i) => {
+      const roster = r.built.rosters[i];
+      if (roster === null || this.streamRosters.get(tick.room_id) === roster) return tick;
+      // LevelVector rosters are sticky per room on the server: sent when changed, and
+      // again to a new stream
+      this.streamRosters.set(tick.room_id, roster);
+      return { ...tick, levels: { ...tick.levels, roster } };
+    });
+    call.write({ batch_id: r.id, ticks });
   }
 
   private fail(err: Error): void {
     if (this.error === null) this.error = err;
-    this.wakeAnswered();
+    this.wake();
     this.stopTimer();
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-  /** Send everything pushed so far as one request (all rooms). Resolves once written to
-   * the stream (waiting for 'drain' when the server reads slowly), not once answered. */
+  /** Send everything pushed so far as one request (all rooms). Resolves once queued to the
+   * stream, not once answered; waits while maxInFlight requests are unanswered. */
   async flush(): Promise<void> {
     this.raiseIfFailed();
-    const bodies = this.batcher.take();
-    if (!bodies.length) return;
-    const call = this.stream();
-    for (const body of bodies) {
+    for (const built of this.batcher.take()) {
+      while (this.unacked.length >= this.maxInFlight && this.error === null) {
+        await new Promise<void>((resolve) => this.waiting.push(resolve));
+      }
+      this.raiseIfFailed();
+      const r: Unacked = { id: ++this.batchId, built };
+      this.unacked.push(r);
       this.counts.requests += 1;
-      const ok = call.write({ batch_id: ++this.batchId, ticks: body.ticks });
-      if (!ok) await new Promise<void>((resolve) => call.once('drain', resolve));
+      if (this.call !== null) this.write(this.call, r);
+      else if (this.reconnectTimer === null) this.open(); // the first: open sends it
     }
   }
 
-  /** Resolves once every request sent so far has been answered (or the stream failed). */
-  answeredAll(): Promise<void> {
-    if (this.counts.responses >= this.counts.requests || this.error) return Promise.resolve();
-    return new Promise((resolve) => this.answered.push(resolve));
+  /** Resolves once every request sent so far has been answered (or the client failed). */
+  async answeredAll(): Promise<void> {
+    while (this.unacked.length > 0 && this.error === null) {
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
   }
 
-  private wakeAnswered(): void {
-    const waiting = this.answered;
-    this.answered = [];
+  private wake(): void {
+    const waiting = this.waiting;
+    this.waiting = [];
     for (const w of waiting) w();
   }
 
@@ -203,24 +266,35 @@ export class SpeakerSwitchClient extends EventEmitter {
     this.timer = null;
   }
 
-  /** Flush what is pending, wait for its answers, end the stream and close the channel. */
-  async close(): Promise<void> {
+  /** Flush what is pending, wait for its answers (at most timeoutMs: a server away longer
+   * loses them), end the stream and close the channel. */
+  async close(timeoutMs = 5000): Promise<void> {
     this.stopTimer();
-    if (this.error === null) {
-      await this.flush();
-      await this.answeredAll();
+    let timeout: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => { timeout = setTimeout(resolve, timeoutMs); });
+    try {
+      if (this.error === null) {
+        await Promise.race([this.flush().then(() => { this.closing = true; return this.answeredAll(); }), late]);
+      }
+    } finally {
+      clearTimeout(timeout);
+      this.closing = this.closed = true;
+      if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+      if (this.call !== null) {
+        this.call.end();
+        await Promise.race([this.ended, new Promise((r) => setTimeout(r, 1000))]);
+      }
+      this.stub.close();
+      this.wake();
     }
-    if (this.call !== null) {
-      this.call.end();
-      await this.ended;
-    }
-    this.stub.close();
   }
 
   stats(): ClientStats {
     const c = this.counts;
     return {
-      requests: c.requests, responses: c.responses, inFlight: c.requests - c.responses,
+      requests: c.requests, responses: c.responses, inFlight: this.unacked.length,
+      reconnects: c.reconnects,
       rejections: c.rejections, latePackets: this.batcher.late, refusedPackets: c.refused,
       pendingPackets: this.batcher.packets,
     };
@@ -247,6 +321,11 @@ export class SpeakerSwitchClient extends EventEmitter {
   }
 
   private onResponse(resp: any): void {
+    const r = this.unacked.shift();
+    if (r === undefined || Number(resp.batch_id) !== r.id) {
+      this.fail(new Error(`answer to batch ${resp.batch_id} where ${r && r.id} was expected`));
+      return;
+    }
     this.counts.responses += 1;
     for (const r of resp.rejections || []) {
       this.counts.rejections += 1;
@@ -254,7 +333,7 @@ export class SpeakerSwitchClient extends EventEmitter {
       else console.warn(`speakerswitch refused: room ${r.room_id} ${r.field}: ${r.message}`);
     }
     for (const e of resp.events || []) this.dispatch(e);
-    if (this.counts.responses >= this.counts.requests) this.wakeAnswered();
+    this.wake();
   }
 
   private dispatch(e: RoomEvent): void {
@@ -284,7 +363,7 @@ export class SpeakerSwitchClient extends EventEmitter {
    * push starts a new room. Resolves to its last sequence. */
   async closeRoom(roomId: string): Promise<number> {
     await this.flush();
-    await this.answeredAll();
+    await this.answeredAll(); // its ticks answered before it is closed
     this.batcher.forget(roomId);
     const reply = await this.unary('CloseRoom', { room_id: roomId });
     const view = this.rooms.get(roomId) || new RoomView(roomId);
