@@ -295,3 +295,27 @@ def test_a_restarted_server_is_reconnected_to_and_nothing_comes_twice(installed)
     assert [who for _, who in shown] == ["a", "b"] and shown[1][0] > 1800, shown
     assert state.speaker_id == got["speaker"] == "b"
     assert answered_by_second <= stats["responses"]
+
+
+CONSUMER = """
+import { SpeakerSwitchClient, Participant, Switch } from 'speakerswitch-client';
+const ss = new SpeakerSwitchClient('127.0.0.1:1', { autoFlush: false, token: () => 't' });
+ss.on('switch', (room, sw: Switch) => { const who: string = sw.speaker_id; console.log(room.roomId, who); });
+ss.on('speaking', (room, p: Participant) => {
+  const level: number = p.audioLevel; const at: number | null = p.lastSpokeAt;
+  console.log(level, at, p.isSpeaking);
+});
+const sent: boolean = ss.pushLevel('r', 'a', LEVEL, true, 0);
+"""
+
+
+def test_its_types_check_a_typescript_user_and_refuse_a_wrong_call(installed, tmp_path_factory):
+    src = packed(tmp_path_factory).parent  # its build tools: tsc and @types/node
+    tsc = [str(src / "node_modules" / ".bin" / "tsc"), "--noEmit", "--strict",
+           "--typeRoots", str(src / "node_modules" / "@types"), "--types", "node", "user.ts"]
+    (installed / "user.ts").write_text(CONSUMER.replace("LEVEL", "25"))
+    r = run(tsc, installed, 120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (installed / "user.ts").write_text(CONSUMER.replace("LEVEL", "'25'"))  # a string level
+    r = run(tsc, installed, 120)
+    assert r.returncode != 0 and "user.ts(9," in r.stdout and "'number'" in r.stdout, r.stdout

@@ -55,16 +55,29 @@ export interface ClientStats {
 
 type Listener<A extends unknown[]> = (...args: A) => void;
 
+// The decoded messages the events carry (proto-loader: snake_case fields, enums as their
+// names, 64-bit integers as numbers); see speakerswitch.proto for what each field means.
+export interface Switch {
+  speaker_id: string; previous_speaker_id: string; reason: string; score: number;
+  audio_speaker_id: string; speech_onset_ms: number; slot: string;
+}
+export interface FloorChange {
+  speaker_id: string; previous_speaker_id: string; has_video: boolean; score: number;
+  speech_onset_ms: number;
+}
+export interface PresentationChanged { presenter_id: string; previous_presenter_id: string }
+export interface Rejection { code: number; tick_index: number; room_id: string; field: string; message: string }
+
 export interface SpeakerSwitchClient {
-  on(event: 'switch', l: Listener<[RoomView, any]>): this;
-  on(event: 'floor', l: Listener<[RoomView, any]>): this;
+  on(event: 'switch', l: Listener<[RoomView, Switch]>): this;
+  on(event: 'floor', l: Listener<[RoomView, FloorChange]>): this;
   on(event: 'activeSpeakers', l: Listener<[RoomView, Participant[]]>): this;
   on(event: 'speaking', l: Listener<[RoomView, Participant]>): this;
   on(event: 'forwarding', l: Listener<[RoomView, string[]]>): this;
-  on(event: 'presentation', l: Listener<[RoomView, any]>): this;
+  on(event: 'presentation', l: Listener<[RoomView, PresentationChanged]>): this;
   on(event: 'roomClosed', l: Listener<[RoomView, string]>): this;
   on(event: 'decision', l: Listener<[RoomEvent]>): this;
-  on(event: 'rejection', l: Listener<[any]>): this;
+  on(event: 'rejection', l: Listener<[Rejection]>): this;
   on(event: 'error', l: Listener<[Error]>): this;
   on(event: string, l: (...args: any[]) => void): this;
 }
