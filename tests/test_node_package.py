@@ -108,6 +108,44 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 """
 
 
+# One client pushes two rooms, another watches one of them and lists the rooms (a page a
+# room), before and after the pushing one closes the watched room.
+WATCH = r"""
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target] = process.argv.slice(2);
+const short = (e) => [e.sequence, e.event, e.timestamp_ms];
+(async () => {
+  const pusher = new SpeakerSwitchClient(target, { autoFlush: false });
+  const watcher = new SpeakerSwitchClient(target, { autoFlush: false });
+  const pushed = [];
+  pusher.on('decision', (e) => { if (e.room_id === 'w-0') pushed.push(short(e)); });
+  const watched = [];
+  const following = (async () => {
+    for await (const e of watcher.watch('w-0')) {
+      watched.push(e.event === 'snapshot' ? [e.snapshot.sequence, 'snapshot', e.snapshot.timestamp_ms] : short(e));
+    }
+  })();
+  for (let i = 0; i < 150; i++) {
+    const talker = i < 90 ? 'a' : 'b';
+    for (const room of ['w-0', 'w-1']) {
+      for (const p of ['a', 'b', 'c']) pusher.pushLevel(room, p, p === talker ? 25 : 70, p === talker, i * 20);
+    }
+    await pusher.flush();
+  }
+  await pusher.answeredAll();
+  const before = [];
+  for await (const r of watcher.listRooms(1)) before.push(r.room_id);
+  const closedAt = await pusher.closeRoom('w-0');
+  await following;
+  const after = [];
+  for await (const r of watcher.listRooms(1)) after.push(r.room_id);
+  await pusher.close();
+  await watcher.close();
+  console.log(JSON.stringify({ pushed, watched, before, after, closedAt }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -162,6 +200,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     (app / "media_server.js").write_text(SCRIPT)
     (app / "live.js").write_text(LIVE)
     (app / "restart.js").write_text(RESTART)
+    (app / "watch.js").write_text(WATCH)
     return app
 
 
@@ -319,3 +358,19 @@ def test_its_types_check_a_typescript_user_and_refuse_a_wrong_call(installed, tm
     (installed / "user.ts").write_text(CONSUMER.replace("LEVEL", "'25'"))  # a string level
     r = run(tsc, installed, 120)
     assert r.returncode != 0 and "user.ts(9," in r.stdout and "'number'" in r.stdout, r.stdout
+
+
+def test_watch_follows_a_room_to_its_close_and_list_rooms_pages(installed):
+    with ServerThread(test_config()) as server:
+        r = run([NODE, "watch.js", server.target], installed, 120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    watched, pushed = got["watched"], got["pushed"]
+    # a snapshot first, then every event after it, as the pushing client got them, in
+    # order and once each; then the room's close
+    assert watched[0][1] == "snapshot", watched[:2]
+    after_snapshot = [e for e in pushed if e[0] > watched[0][0]]
+    assert any(e[1] == "switch" for e in after_snapshot), pushed
+    assert watched[1:-1] == after_snapshot
+    assert watched[-1][1] == "room_closed" and watched[-1][0] == got["closedAt"], watched[-1]
+    assert got["before"] == ["w-0", "w-1"] and got["after"] == ["w-1"], got

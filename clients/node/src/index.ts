@@ -368,6 +368,52 @@ export class SpeakerSwitchClient extends EventEmitter {
     });
   }
 
+  /** Follow a room (from another process than the one pushing, typically): a snapshot
+   * first, then every event in order. A broken connection is resumed after the last
+   * sequence received, so nothing is missed and nothing comes twice; when the server no
+   * longer has those events (OUT_OF_RANGE: it restarted without Redis), a new snapshot
+   * comes instead. Ends after the room's room_closed; `break` ends it earlier. */
+  async *watch(roomId: string, options: { waitForRoom?: boolean } = {}): AsyncGenerator<RoomEvent> {
+    let last: number | null = null;
+    let attempt = 0;
+    for (;;) {
+      const request: any = { room_id: roomId, wait_for_room: options.waitForRoom ?? true };
+      if (last !== null) request.after_sequence = last;
+      const call: grpc.ClientReadableStream<RoomEvent> = this.stub.Watch(request, this.metadata());
+      call.on('error', () => {}); // cancelled below when the reader stops: not an error
+      try {
+        for await (const e of call as AsyncIterable<RoomEvent>) {
+          attempt = 0;
+          if (e.event === 'snapshot') last = Number(e.snapshot.sequence);
+          else if (last !== null && Number(e.sequence) <= last) continue; // already delivered
+          else last = Number(e.sequence);
+          yield e;
+          if (e.event === 'room_closed') return;
+        }
+        return; // the server ended the watch: the room is gone
+      } catch (err: any) {
+        if (err.code === grpc.status.OUT_OF_RANGE) last = null; // gone: a snapshot again
+        else if (!RETRYABLE.has(err.code)) throw err;
+      } finally {
+        call.cancel();
+      }
+      const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** attempt) * (0.5 + Math.random() / 2);
+      attempt += 1;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+
+  /** The tenant's rooms on this server, page after page. */
+  async *listRooms(pageSize = 1000): AsyncGenerator<any> {
+    let after = '';
+    for (;;) {
+      const page = await this.unary('ListRooms', { max_rooms: pageSize, after_room_id: after });
+      yield* page.rooms;
+      if (!page.more || page.rooms.length === 0) return;
+      after = page.rooms[page.rooms.length - 1].room_id;
+    }
+  }
+
   getRoom(roomId: string): Promise<any> {
     return this.unary('GetRoom', { room_id: roomId });
   }
