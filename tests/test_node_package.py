@@ -4,16 +4,18 @@ of two rooms per packet against a real server: the server processes one request 
 for both rooms, and the decisions are those of the same levels sent the existing way."""
 from __future__ import annotations
 
+import asyncio
 import json
 import pathlib
 import re
 import shutil
 import subprocess
+import threading
 
 import pytest
 
 from conftest import ServerThread, test_config, token, token_server
-from test_python_client import contiguous, decisions_the_existing_way, free_port, scripts, served
+from test_python_client import Proxy, contiguous, decisions_the_existing_way, free_port, scripts, served
 from service.api import speakerswitch_pb2 as pb
 from service.auth import create_token
 
@@ -146,6 +148,46 @@ const short = (e) => [e.sequence, e.event, e.timestamp_ms];
 """
 
 
+# A watch through a relay the test cuts (at tick 50) and restores (at tick 100) while
+# another client pushes the room directly: a talks until tick 70, then b.
+WATCH_CUT = r"""
+const readline = require('readline');
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [direct, relayed] = process.argv.slice(2);
+const short = (e) => [e.sequence, e.event, e.timestamp_ms];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+(async () => {
+  const pusher = new SpeakerSwitchClient(direct, { autoFlush: false });
+  const watcher = new SpeakerSwitchClient(relayed, { autoFlush: false, backoff: { initialMs: 20, maxMs: 200 } });
+  const published = [];
+  pusher.on('decision', (e) => published.push(short(e)));
+  const watched = [];
+  (async () => {
+    for await (const e of watcher.watch('w')) {
+      watched.push(e.event === 'snapshot' ? [e.snapshot.sequence, 'snapshot', e.snapshot.timestamp_ms] : short(e));
+    }
+  })();
+  let cutAt = 0;
+  for (let i = 0; i < 150; i++) {
+    const talker = i < 70 ? 'a' : 'b';
+    for (const p of ['a', 'b', 'c']) pusher.pushLevel('w', p, p === talker ? 25 : 70, p === talker, i * 20);
+    await pusher.flush();
+    if (i === 50 || i === 100) { console.log(`at ${i}`); await lines.next(); }
+    if (i === 50) cutAt = published.length;
+    await sleep(20);
+  }
+  await pusher.answeredAll();
+  for (let k = 0; k < 200; k++) {  // until the watcher has caught up
+    if (watched.length && published.length && watched[watched.length - 1][0] === published[published.length - 1][0]) break;
+    await sleep(20);
+  }
+  console.log(JSON.stringify({ watched, published, cutAt }));
+  process.exit(0);
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -201,6 +243,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     (app / "live.js").write_text(LIVE)
     (app / "restart.js").write_text(RESTART)
     (app / "watch.js").write_text(WATCH)
+    (app / "watch_cut.js").write_text(WATCH_CUT)
     return app
 
 
@@ -374,3 +417,40 @@ def test_watch_follows_a_room_to_its_close_and_list_rooms_pages(installed):
     assert watched[1:-1] == after_snapshot
     assert watched[-1][1] == "room_closed" and watched[-1][0] == got["closedAt"], watched[-1]
     assert got["before"] == ["w-0", "w-1"] and got["after"] == ["w-1"], got
+
+
+def test_watch_resumes_after_a_network_cut_without_gaps_or_repeats(installed):
+    loop = asyncio.new_event_loop()  # the relay's, in a thread of its own
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    def on_loop(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(10)
+
+    with ServerThread(test_config()) as server:
+        proxy = Proxy(int(server.target.rsplit(":", 1)[1]))
+        on_loop(proxy.start())
+        node = subprocess.Popen([NODE, "watch_cut.js", server.target,
+                                 f"127.0.0.1:{proxy.port}"], cwd=installed,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            for step, action in (("at 50", proxy.cut), ("at 100", proxy.start)):
+                assert node.stdout.readline().strip() == step
+                on_loop(action())
+                node.stdin.write("go\n")
+                node.stdin.flush()
+            got = json.loads(node.stdout.readline())
+            assert node.wait(30) == 0
+        finally:
+            node.kill()
+            on_loop(proxy.cut())
+            loop.call_soon_threadsafe(loop.stop)
+    watched, published = got["watched"], got["published"]
+    assert proxy.connections >= 2  # the watcher did reconnect
+    assert published[got["cutAt"]:], "decisions while the watch was cut"
+    assert any(e[1] == "switch" for e in published)
+    assert watched[0][1] == "snapshot"
+    start = watched[0][0]
+    after = [e[0] for e in watched[1:]]
+    assert after == list(range(start + 1, start + 1 + len(after))), after
+    # exactly the publisher's events, those of the cut included
+    assert watched[1:] == [e for e in published if e[0] > start]

@@ -129,6 +129,10 @@ export class SpeakerSwitchClient extends EventEmitter {
     this.stub = new (loadApi().SpeakerSwitch)(target, creds, {
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
       'grpc.max_send_message_length': 16 * 1024 * 1024,
+      // the channel redials on our backoff's scale, not gRPC's default (1 s growing to
+      // 120 s): a restarted server is back in seconds
+      'grpc.initial_reconnect_backoff_ms': Math.max(1, this.backoff.initialMs),
+      'grpc.max_reconnect_backoff_ms': this.backoff.maxMs,
       ...(options.channelOptions || {}),
     });
     if (options.autoFlush ?? true) this.flushEveryTick();
