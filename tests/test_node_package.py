@@ -188,6 +188,31 @@ const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIte
 """
 
 
+# Pushing in real time to a server that is not there yet (its port given), then is.
+AWAY = r"""
+const readline = require('readline');
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target] = process.argv.slice(2);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+(async () => {
+  const ss = new SpeakerSwitchClient(target, { maxPending: 60, maxInFlight: 2, backoff: { initialMs: 20, maxMs: 100 } });
+  let error = null;
+  ss.on('error', (err) => { error = String(err); });
+  const push = (i) => { for (const p of ['a', 'b', 'c']) ss.pushLevel('b', p, p === 'a' ? 25 : 70, p === 'a', i * 20); };
+  let i = 0;
+  for (; i < 100; i++) { push(i); await sleep(20); }
+  const away = ss.stats();
+  console.log('away ' + JSON.stringify(away));
+  await lines.next();
+  for (; i < 150; i++) { push(i); await sleep(20); }
+  await ss.close();
+  console.log(JSON.stringify({ stats: ss.stats(), error, speaker: ss.room('b').speakerId }));
+  process.exit(0);
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -244,6 +269,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     (app / "restart.js").write_text(RESTART)
     (app / "watch.js").write_text(WATCH)
     (app / "watch_cut.js").write_text(WATCH_CUT)
+    (app / "away.js").write_text(AWAY)
     return app
 
 
@@ -454,3 +480,29 @@ def test_watch_resumes_after_a_network_cut_without_gaps_or_repeats(installed):
     assert after == list(range(start + 1, start + 1 + len(after))), after
     # exactly the publisher's events, those of the cut included
     assert watched[1:] == [e for e in published if e[0] > start]
+
+
+def test_while_the_server_is_away_memory_stays_bounded_and_then_it_goes_on(installed):
+    port = free_port()
+    node = subprocess.Popen([NODE, "away.js", f"127.0.0.1:{port}"], cwd=installed,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = node.stdout.readline()
+        assert line.startswith("away "), line
+        away = json.loads(line[5:])
+        with ServerThread(test_config(port=port)) as server:
+            node.stdin.write("go\n")
+            node.stdin.flush()
+            got = json.loads(node.stdout.readline())
+            assert node.wait(30) == 0
+            state = server.call(server.running.registry.room_state, "b", "")
+    finally:
+        node.kill()
+    # 2 s of pushes with nobody answering: what waits is bounded, the rest refused
+    assert away["pendingPackets"] <= 60 and away["inFlight"] <= 2, away
+    assert away["refusedPackets"] > 0 and away["responses"] == 0, away
+    assert away["reconnects"] >= 1, away
+    # the server came: what waited is answered, and the room goes on
+    assert got["error"] is None, got
+    assert got["stats"]["requests"] == got["stats"]["responses"] > 0, got
+    assert state is not None and state.speaker_id == got["speaker"] == "a"
