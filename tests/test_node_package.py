@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from conftest import ServerThread, test_config, token, token_server
+from test_security import pki  # noqa: F401 (a fixture: a CA, server and client certificates)
 from test_python_client import Proxy, contiguous, decisions_the_existing_way, free_port, scripts, served
 from service.api import speakerswitch_pb2 as pb
 from service.auth import create_token
@@ -213,6 +214,48 @@ const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIte
 """
 
 
+# Mutual TLS with a private CA and a token asked for when the stream opens.
+TLS = r"""
+const { SpeakerSwitchClient, tlsCredentials } = require('speakerswitch-client');
+const [target, pki, token] = process.argv.slice(2);
+(async () => {
+  let asked = 0;
+  const ss = new SpeakerSwitchClient(target, {
+    autoFlush: false, token: () => { asked += 1; return token; },
+    tls: tlsCredentials(`${pki}/ca.pem`, `${pki}/client.pem`, `${pki}/client.key`),
+  });
+  for (let i = 0; i < 60; i++) {
+    for (const p of ['a', 'b', 'c']) ss.pushLevel('tls', p, p === 'a' ? 25 : 70, p === 'a', i * 20);
+    await ss.flush();
+  }
+  await ss.answeredAll();
+  const listed = [];
+  for await (const r of ss.listRooms()) listed.push(r.room_id);
+  await ss.close();
+  console.log(JSON.stringify({ speaker: ss.room('tls').speakerId, listed, asked, stats: ss.stats() }));
+})().catch((err) => { console.error(String(err)); process.exit(1); });
+"""
+
+
+ROGUE = r"""
+const { SpeakerSwitchClient, tlsCredentials } = require('speakerswitch-client');
+const [target, pki, token] = process.argv.slice(2);
+(async () => {
+  const ss = new SpeakerSwitchClient(target, {
+    autoFlush: false, token, backoff: { initialMs: 20, maxMs: 100 },
+    tls: tlsCredentials(`${pki}/ca.pem`, `${pki}/rogue.pem`, `${pki}/rogue.key`),
+  });
+  for (let i = 0; i < 2; i++) {
+    ss.pushLevel('tls', 'a', 25, true, i * 20);
+    await ss.flush();
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  console.log(JSON.stringify(ss.stats()));
+  process.exit(0);
+})();
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -270,6 +313,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     (app / "watch.js").write_text(WATCH)
     (app / "watch_cut.js").write_text(WATCH_CUT)
     (app / "away.js").write_text(AWAY)
+    (app / "tls.js").write_text(TLS)
     return app
 
 
@@ -506,3 +550,23 @@ def test_while_the_server_is_away_memory_stays_bounded_and_then_it_goes_on(insta
     assert got["error"] is None, got
     assert got["stats"]["requests"] == got["stats"]["responses"] > 0, got
     assert state is not None and state.speaker_id == got["speaker"] == "a"
+
+
+def test_mutual_tls_with_a_token(installed, pki, tmp_path_factory):  # noqa: F811
+    with token_server(tmp_path_factory, tls_cert_file=str(pki / "server.pem"),
+                      tls_key_file=str(pki / "server.key"),
+                      tls_client_ca_file=str(pki / "ca.pem")) as server:
+        r = run([NODE, "tls.js", server.target, str(pki), token()], installed, 60)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        assert got["speaker"] == "a" and got["listed"] == ["tls"] and got["asked"] >= 1, got
+        assert got["stats"]["responses"] == 60, got
+        # a client certificate from another CA is turned away
+        # a client certificate from another CA is turned away at every attempt (the client
+        # keeps trying: a handshake failure is UNAVAILABLE), and nothing is answered
+        (installed / "rogue.js").write_text(ROGUE)
+        r = run([NODE, "rogue.js", server.target, str(pki), token()], installed, 60)
+        assert r.returncode == 0, r.stderr
+        rogue = json.loads(r.stdout)
+        assert rogue["responses"] == 0 and rogue["requests"] == 2, rogue
+        assert rogue["reconnects"] >= 1, rogue

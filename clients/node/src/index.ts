@@ -8,6 +8,7 @@
 // request for all rooms on one stream. Decisions come back as events, after the room's
 // view (room(id)) has been updated.
 import { EventEmitter } from 'events';
+import * as fs from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -18,6 +19,13 @@ export { Batcher, Participant, RoomEvent, RoomView };
 
 /** The contract the package was built with (copied from the repository by `npm run build`). */
 export const PROTO_PATH = path.resolve(__dirname, '..', 'proto', 'speakerswitch', 'v1', 'speakerswitch.proto');
+
+/** TLS with the system's roots (no caFile) or a private CA; a client certificate for
+ * mutual TLS. */
+export function tlsCredentials(caFile?: string, certFile?: string, keyFile?: string): grpc.ChannelCredentials {
+  const read = (file?: string) => (file ? fs.readFileSync(file) : null);
+  return grpc.credentials.createSsl(read(caFile), read(keyFile), read(certFile));
+}
 
 let api: any = null;
 /** speakerswitch.v1 as grpc-js service constructors (loaded once). */
@@ -32,7 +40,7 @@ export function loadApi(): any {
 export interface ClientOptions {
   /** A bearer token, or a function returning the current one (asked when the stream opens). */
   token?: string | (() => string | undefined) | null;
-  /** false: plaintext; true: TLS with the system's roots; or grpc-js credentials. */
+  /** false: plaintext; true: TLS with the system's roots; or tlsCredentials(...). */
   tls?: boolean | grpc.ChannelCredentials;
   /** 10, 20 or 30 ms: the media time one tick covers. */
   tickMs?: number;
