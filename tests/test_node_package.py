@@ -256,6 +256,24 @@ const [target, pki, token] = process.argv.slice(2);
 """
 
 
+# A 'switch' listener with a bug: reported, and the decisions go on.
+BROKEN_LISTENER = r"""
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target] = process.argv.slice(2);
+(async () => {
+  const ss = new SpeakerSwitchClient(target, { autoFlush: false });
+  ss.on('switch', () => { throw new Error("the application's bug"); });
+  for (let i = 0; i < 150; i++) {
+    const talker = i < 70 ? 'a' : 'b';
+    for (const p of ['a', 'b', 'c']) ss.pushLevel('cb', p, p === talker ? 25 : 70, p === talker, i * 20);
+    await ss.flush();
+  }
+  await ss.close();
+  console.log(JSON.stringify({ speaker: ss.room('cb').speakerId, stats: ss.stats() }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
 def run(cmd: list[str], cwd: pathlib.Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
@@ -314,6 +332,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     (app / "watch_cut.js").write_text(WATCH_CUT)
     (app / "away.js").write_text(AWAY)
     (app / "tls.js").write_text(TLS)
+    (app / "broken_listener.js").write_text(BROKEN_LISTENER)
     return app
 
 
@@ -570,3 +589,13 @@ def test_mutual_tls_with_a_token(installed, pki, tmp_path_factory):  # noqa: F81
         rogue = json.loads(r.stdout)
         assert rogue["responses"] == 0 and rogue["requests"] == 2, rogue
         assert rogue["reconnects"] >= 1, rogue
+
+
+def test_a_failing_listener_is_reported_and_the_decisions_go_on(installed):
+    with ServerThread(test_config()) as server:
+        r = run([NODE, "broken_listener.js", server.target], installed, 60)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["speaker"] == "b" and got["stats"]["responses"] == 150, got
+    assert r.stderr.count("a 'switch' listener failed") == 2, r.stderr  # to a, then to b
+    assert r.stderr.count("the application's bug") == 2, r.stderr
