@@ -31,6 +31,9 @@ JANUS_JS = "/usr/share/javascript/janus-gateway/janus.js"  # Debian: libjs-janus
 ADAPTER_JS = "/usr/share/javascript/webrtc-adapter/adapter.js"  # Debian: libjs-webrtc-adapter
 ROOM = 1234  # examples/janus/conf/janus.plugin.videoroom.jcfg
 ROOM_ID = "janus-1234"  # the speakerswitch room
+FORWARD_TRIES, FORWARD_RETRY_S = 10, 0.3
+"""rtp_forward asked again for up to 3 s while Janus refuses it for a publisher that is
+still being set up (seen once in a clean-clone `make test` on a busy 2-core machine)."""
 log = logging.getLogger("bridge")
 
 
@@ -113,12 +116,20 @@ class Bridge:
         await self.stub.MapRtpSource(pb.RtpSource(ssrc=ssrc, room_id=ROOM_ID,
                                                   participant_id=name))
         self.sources[name] = (ssrc, pub, 0)
-        fwd = await self.janus({"request": "rtp_forward", "room": ROOM, "publisher_id": pub,
-                                "host": "127.0.0.1", "host_family": "ipv4",
-                                "streams": [{"mid": str(body.get("audio_mid", "0")),
-                                             "port": self.args.rtp_port, "ssrc": ssrc}]})
-        streams = fwd.get("forwarders") or fwd.get("rtp_stream") or []
-        if fwd.get("videoroom") != "rtp_forward" or not streams:
+        forward = {"request": "rtp_forward", "room": ROOM, "publisher_id": pub,
+                   "host": "127.0.0.1", "host_family": "ipv4",
+                   "streams": [{"mid": str(body.get("audio_mid", "0")),
+                                "port": self.args.rtp_port, "ssrc": ssrc}]}
+        for _ in range(FORWARD_TRIES):
+            fwd = await self.janus(forward)
+            streams = fwd.get("forwarders") or fwd.get("rtp_stream") or []
+            if fwd.get("videoroom") == "rtp_forward" and streams:
+                break
+            # a publisher whose negotiation Janus has not finished (a busy machine) is
+            # refused for a moment: ask again rather than leave it unheard for the call
+            await asyncio.sleep(FORWARD_RETRY_S)
+        else:
+            log.warning("Janus refused to forward %s: %s", name, fwd)
             await self.unmap(name, "Janus did not forward it")
             return web.json_response({"error": fwd}, status=502)
         stream = streams[0].get("stream_id", 0) if isinstance(streams, list) else 0
