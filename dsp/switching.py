@@ -107,9 +107,8 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     ready = (best_r > 0) & (best_r >= need)
     # a challenger still talking outlast_ms after the holder stopped, whose talk and the
     # holder's silence add up to outlast_total_ms, needs no more than the turn-change
-    # evidence. The room then goes, as always, to the
-    # challenger with most evidence: the one that outlasted may only be carrying the echo
-    # of the real newcomer. (A room without a holder, or with a muted or silent one, is
+    # evidence. The room then goes, as always, to the challenger with most evidence: the
+    # one that outlasted may only be carrying the echo of the real newcomer. (A room without a holder, or with a muted or silent one, is
     # quiet already: ready or not by evidence alone.)
     c = k[evidence[k] >= st.tuning["min_speech_ms"][room_of[k]]]
     if c.size:

@@ -15,6 +15,8 @@ import wave
 
 import numpy as np
 
+from dsp.pcm import level_dbov
+
 from . import synth
 
 SOUNDS = pathlib.Path("/usr/share/asterisk/sounds")
@@ -26,8 +28,10 @@ RATE = 16000
 TRIM_DB = 35.0
 """A prompt's audible extent: its 10 ms frames within this many dB of its loudest one
 (the recordings carry some silence before and after the words)."""
-BACKCHANNEL_MAX_MS = 800
-"""Prompts this short serve as backchannels ("yes", a digit): under the 1 s a turn needs."""
+BACKCHANNEL_FILE_MAX_MS = 1200
+"""Single words (``digits/``) whose files, silence before and after included, last at most
+this serve as backchannels ("yes", a digit); most are well under the 1 s a turn needs once
+trimmed, a few reach it (and then count as a turn when they fall in a pause)."""
 
 
 def available() -> bool:
@@ -38,8 +42,7 @@ def _read(path: pathlib.Path) -> np.ndarray | None:
     with wave.open(str(path)) as w:
         if w.getframerate() != SOURCE_RATE or w.getsampwidth() != 2 or w.getnchannels() != 1:
             return None
-        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-    return x / 32768.0
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
 
 
 def _trim(x: np.ndarray) -> np.ndarray:
@@ -47,8 +50,7 @@ def _trim(x: np.ndarray) -> np.ndarray:
     n = len(x) // per
     if n < 3:
         return x[:0]
-    rms = np.sqrt(np.mean(x[: n * per].reshape(n, per) ** 2, axis=1) + 1e-12)
-    db = 20 * np.log10(rms)
+    db = level_dbov(x[: n * per].reshape(n, per))
     loud = np.flatnonzero(db >= db.max() - TRIM_DB)
     return x[loud[0] * per:(loud[-1] + 1) * per]
 
@@ -70,12 +72,12 @@ def prompts(lang: str) -> tuple[tuple[pathlib.Path, ...], tuple[pathlib.Path, ..
     top = sorted((SOUNDS / lang).glob("*.wav"))
     words = sorted((SOUNDS / lang / "digits").glob("*.wav"))
     return (tuple(p for p in top if ms(p) > 1500),
-            tuple(p for p in words if ms(p) <= BACKCHANNEL_MAX_MS + 400))
+            tuple(p for p in words if ms(p) <= BACKCHANNEL_FILE_MAX_MS))
 
 
 @functools.lru_cache(maxsize=256)
 def clip(path: pathlib.Path) -> np.ndarray:
     """One prompt: trimmed to its audible extent, at 16 kHz, unit active RMS."""
     x = _read(path)
-    x = _trim(x) if x is not None else np.zeros(0)
+    x = _trim(x) / 32768.0 if x is not None else np.zeros(0)
     return synth.unit_rms(_upsample(x)).astype(np.float32) if len(x) else np.zeros(0, np.float32)

@@ -121,15 +121,19 @@ class Scene:
     def participants(self) -> list[str]:
         return list(self.voices)
 
+    def place(self, p: str, x: np.ndarray, start_s: float) -> float:
+        """Utterance ``x`` of ``p`` at ``start_s``, recorded as speech; returns its end in s."""
+        a, b = synth.add_at(self.clean[p], x, start_s, self.rate)
+        if b > a:
+            self.speech[p].append([a, b])
+        return b / 1000
+
     def say(self, p: str, start_s: float, seconds: float) -> float:
         """One utterance (level jitter +-2 dB); returns its end in s."""
         v = self.voices[p]
         x = synth.speech_like(self.rng, seconds, self.rate, v.f0_hz * self.rng.uniform(0.95, 1.05),
                               v.level_dbov + self.rng.uniform(-2, 2))
-        a, b = synth.add_at(self.clean[p], x, start_s, self.rate)
-        if b > a:
-            self.speech[p].append([a, b])
-        return b / 1000
+        return self.place(p, x, start_s)
 
     def turn(self, p: str, start_s: float, seconds: float) -> float:
         """Several utterances with pauses shorter than the merge gap; returns the end."""
@@ -305,24 +309,22 @@ class RecordedScene(Scene):
 
     langs: dict[str, str]
 
-    def place(self, p: str, start_s: float, x: np.ndarray) -> float:
+    def prompt(self, p: str, start_s: float, x: np.ndarray) -> float:
+        """Recorded clip ``x`` (unit RMS) at ``p``'s level, jittered +-2 dB."""
         level = self.voices[p].level_dbov + self.rng.uniform(-2, 2)
-        a, b = synth.add_at(self.clean[p], x * synth.dbov_gain(level), start_s, self.rate)
-        if b > a:
-            self.speech[p].append([a, b])
-        return b / 1000
+        return self.place(p, x * synth.dbov_gain(level), start_s)
 
     def say(self, p: str, start_s: float, seconds: float) -> float:
         """A backchannel: one short recorded word (``seconds`` is ignored)."""
         short = recorded.prompts(self.langs[p])[1]
-        return self.place(p, start_s, recorded.clip(short[int(self.rng.integers(len(short)))]))
+        return self.prompt(p, start_s, recorded.clip(short[int(self.rng.integers(len(short)))]))
 
     def turn(self, p: str, start_s: float, seconds: float) -> float:
         """Prompts of ``p`` until ``seconds`` are filled (at least one)."""
         long = recorded.prompts(self.langs[p])[0]
         t, end = start_s, start_s + seconds
         while True:
-            t = self.place(p, t, recorded.clip(long[int(self.rng.integers(len(long)))]))
+            t = self.prompt(p, t, recorded.clip(long[int(self.rng.integers(len(long)))]))
             if end - t < 0.5 or t >= self.seconds:
                 return t
             t += self.rng.uniform(*PAUSE_MS) / 1000
