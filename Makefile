@@ -28,15 +28,15 @@ demo: $(STAMP) $(GEN)
 janus-demo: $(STAMP) $(GEN) $(TOOLS)
 	PY=$(PY) sh examples/janus/run.sh
 
-# Rebuild service/demo_data/ from the script in service/demo_build.py (needs Debian's
+# Rebuild service/demo/data/ from the script in service/demo/build.py (needs Debian's
 # espeak-ng and opus-tools; the output is committed, so only maintainers run this).
 demo-data: $(STAMP)
-	$(PY) -m service.demo_build --out service/demo_data
+	$(PY) -m service.demo.build --out service/demo/data
 
 test: $(STAMP) $(GEN) $(TOOLS) $(VENV)/.recorded-speech
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Real recorded voices for the `recorded` scenario type (service/recorded.py): five
+# Real recorded voices for the `recorded` scenario type (service/tools/recorded.py): five
 # professional speakers, Debian's asterisk-core-sounds-*-wav (CC-BY-SA 3.0).
 RECORDED_SPEECH := $(foreach l,en es fr it ru,asterisk-core-sounds-$(l)-wav)
 recorded-speech:
@@ -108,10 +108,10 @@ soak: $(STAMP) $(GEN)
 
 # Regenerate the protobuf/gRPC modules from proto/ (one command; the output is committed).
 proto: $(STAMP)
-	$(PY) -m service.protogen
+	$(PY) -m service.tools.protogen
 
 $(GEN): $(PROTO) | $(STAMP)
-	$(PY) -m service.protogen
+	$(PY) -m service.tools.protogen
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -120,7 +120,7 @@ $(PY):
 # deploy/prometheus; redis-server and nginx run the scale-out tests;
 # chromium runs the browser tests (tests/test_browser.py); GStreamer sends RTP to the
 # RTP ingest (tests/test_rtp_gstreamer.py), and libopus0 (which its opusenc needs anyway)
-# is what the ingest decodes Opus without levels with (service/opus.py). Installed when
+# is what the ingest decodes Opus without levels with (service/runtime/opus.py). Installed when
 # this machine can (root + apt-get); otherwise those tests skip and say why.
 # command:package[,package...]
 DEBIAN_TOOLS := promtool:prometheus redis-server:redis-server nginx:nginx chromium:chromium \
@@ -168,7 +168,7 @@ $(TOOLS): Makefile $(K8S_TOOLS) | $(PY)
 
 # The client package (clients/python) goes in too, without build isolation: the setuptools
 # >= 77 it builds with is there already (grpcio-tools, of .[dev], requires it).
-$(STAMP): pyproject.toml setup.py dsp/_kernel.c service/_wire.c | $(PY)
+$(STAMP): pyproject.toml setup.py dsp/_kernel.c service/runtime/_wire.c | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python

@@ -8,7 +8,7 @@ tenants), stopped at the end:
 - stall: tenant A sends the largest batches the limits accept (one room, 5 participants,
   max_ticks_per_batch ticks, within max_entries_per_batch), back to back on one stream; meanwhile tenant B
   calls GetRoom on its own room and the health check every 20 ms. Target: B's latency p99
-  <= 100 ms, max <= 250 ms (the drain yields every 10 ms of work: service/group_commit.py).
+  <= 100 ms, max <= 250 ms (the drain yields every 10 ms of work: service/runtime/group_commit.py).
 - idle connections: 500 TCP connections to the metrics port that never send a request;
   the server's thread count, and how long a real scrape takes meanwhile. Target: < 100
   threads, the scrape within 2 s.
@@ -36,8 +36,8 @@ from load import machine  # noqa: E402
 
 from service.api import speakerswitch_pb2 as pb  # noqa: E402
 from service.api import speakerswitch_pb2_grpc as pb_grpc  # noqa: E402
-from service.auth import create_token  # noqa: E402
-from service.config import ServiceConfig  # noqa: E402
+from service.runtime.auth import create_token  # noqa: E402
+from service.runtime.config import ServiceConfig  # noqa: E402
 
 SECRET = b"attack-benchmark-secret-of-32-bytes!"
 STALL_P99_MS, STALL_MAX_MS = 100.0, 250.0

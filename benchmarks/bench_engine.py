@@ -12,8 +12,8 @@ import pytest
 
 from dsp.engine import Engine, PcmGroup, Wave
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
-from service.synth import speech_like, to_int16
+from service.runtime.rooms import RoomRegistry
+from service.tools.synth import speech_like, to_int16
 
 FRAME_MS = 20
 WARMUP_TICKS = 25

@@ -5,7 +5,7 @@ show what decoding the one and encoding the other cost next to the registry's
 processing, so that a change to the proto or to how the server reads it can be judged:
 
 - decode: ``StreamRequest.FromString`` of a 2000 x 10 batch in the compact roster form
-  (sticky roster, so levels bytes only), alone and then read the way ``service/rooms.py``
+  (sticky roster, so levels bytes only), alone and then read the way ``service/runtime/rooms.py``
   reads it (its steady-state checks and fields, and the levels joined into one buffer);
 - encode: building the ``StreamResponse`` of a realistic tick of 2000 rooms (the events a
   real registry emitted for the load generator's conversations, one tick of typical size)
@@ -20,7 +20,7 @@ import pytest
 
 import loadgen as lg
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
+from service.runtime.rooms import RoomRegistry
 
 ROOMS, PARTICIPANTS = 2000, 10
 WARM_TICKS = 400

@@ -2,8 +2,8 @@
 ``make bench``): one round is one 20 ms tick of every source (rooms of 10), browser-like
 packets (Opus payload, three header extensions with the RFC 6464 level among them).
 
-- ``parse``: service/rtp.py alone (headers and levels of the batch of datagrams);
-- ``opus_decode``: libopus (service/opus.py) decoding one 20 ms Opus packet for the VAD
+- ``parse``: service/runtime/rtp.py alone (headers and levels of the batch of datagrams);
+- ``opus_decode``: libopus (service/runtime/opus.py) decoding one 20 ms Opus packet for the VAD
   path, what a source without the level extension costs on top of the ingest;
 - ``ingest``: what the server does with a tick's datagrams short of the socket: parse,
   place on the rooms' clocks, close the previous tick, and step it through the registry
@@ -21,9 +21,9 @@ import struct
 import numpy as np
 import pytest
 
-from service import opus, rtp
-from service.rooms import RoomRegistry
-from service.rtp_ingest import RtpIngest, RtpSource
+from service.runtime import opus, rtp
+from service.runtime.rooms import RoomRegistry
+from service.runtime.rtp_ingest import RtpIngest, RtpSource
 
 PER_ROOM = 10
 SOURCES = [10, 100, 1000, 2000]

@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
+from service.runtime.rooms import RoomRegistry
 
 
 def _free_port() -> int:
@@ -100,7 +100,7 @@ def _per_room_requests(k: int) -> list[pb.StreamRequest]:
 
 
 def _run_per_room(benchmark, together: bool) -> None:
-    from service.rooms import Batch
+    from service.runtime.rooms import Batch
 
     rounds = 400
     reg = RoomRegistry()

@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from service.server import GC_THRESHOLDS  # noqa: E402
+from service.runtime.server import GC_THRESHOLDS  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ import time
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from service.metrics import PROCESSING_BUCKETS_S
+from service.runtime.metrics import PROCESSING_BUCKETS_S
 
 
 def batch_id_prefix(raw: bytes) -> bytes:

@@ -16,7 +16,7 @@ import numpy as np
 
 from dsp.tuning import ALGORITHMS, DEFAULT_PROFILE, PROFILES
 
-from . import config as config_mod
+from .runtime import config as config_mod
 from .api import speakerswitch_pb2 as pb
 
 # Flags of `replay` that override the profile, with the RoomConfig field they set.
@@ -71,7 +71,7 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None,
 
 def _tuning_range(name: str) -> tuple[float, float]:
     """The range the server accepts for this RoomConfig override (one table, in rooms)."""
-    from .rooms import _OVERRIDE_RANGES
+    from .runtime.rooms import _OVERRIDE_RANGES
 
     return _OVERRIDE_RANGES[name]
 
@@ -220,7 +220,7 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _scenarios_parser(sub: argparse._SubParsersAction) -> None:
-    from .scenarios import MAX_SECONDS, MIN_SECONDS, TYPES, seconds_arg, variants_arg
+    from .tools.scenarios import MAX_SECONDS, MIN_SECONDS, TYPES, seconds_arg, variants_arg
 
     p = sub.add_parser("scenarios", help="write the evaluation scenarios",
                        description="Write deterministic multi-participant conversations with "
@@ -267,7 +267,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from . import demo
+    from .demo import live as demo
 
     if not (a.speed > 0 and math.isfinite(a.speed)):
         return _fail("demo", f"--speed must be > 0 (and finite), got {a.speed}")
@@ -431,7 +431,7 @@ def _rtp_map_problem(cfg) -> str | None:
     """--rtp-map that cannot be read or is not a map: one line naming the entry and field."""
     if not cfg.rtp_map:
         return None
-    from .rtp_ingest import load_map
+    from .runtime.rtp_ingest import load_map
 
     try:
         load_map(cfg.rtp_map)
@@ -536,7 +536,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def _serve_one(cfg) -> int:
-    from .server import serve
+    from .runtime.server import serve
 
     logging.basicConfig(level=cfg.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -599,7 +599,7 @@ def _serve_workers(cfg) -> int:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from . import replay
+    from .tools import replay
 
     room_config = pb.RoomConfig(profile=a.profile or "", algorithm=a.algorithm or "")
     for name in TUNING_FLAGS:
@@ -659,7 +659,7 @@ def cmd_replay(a: argparse.Namespace) -> int:
 
 def _with_progress(requests, t0: float):
     """Pass requests through, showing the media time replayed (on a terminal only)."""
-    from .progress import Progress
+    from .tools.progress import Progress
 
     bar = Progress("replay", unit=" s of media")
     try:
@@ -675,7 +675,7 @@ def _with_progress(requests, t0: float):
 
 def _plot_problem() -> str | None:
     """Why no picture can be drawn here (matplotlib missing), before any work is done."""
-    from . import plot
+    from .tools import plot
 
     try:
         plot.require_matplotlib()
@@ -685,7 +685,7 @@ def _plot_problem() -> str | None:
 
 
 def _read_truth(path: str) -> dict:
-    from .evaluate import read_truth
+    from .tools.evaluate import read_truth
 
     return read_truth(path)
 
@@ -694,13 +694,13 @@ def _plot(png: str, levels_csv: str | None, wav_dir: str | None, decisions: list
           truth: dict | None) -> None:
     import pathlib
 
-    from . import plot
+    from .tools import plot
 
     if levels_csv:
         levels = plot.levels_by_participant(levels_csv)
     else:  # the levels a sender would report for these tracks
-        from .replay import read_wav
-        from .scenarios import levels_rows
+        from .tools.replay import read_wav
+        from .tools.scenarios import levels_rows
 
         tracks, rate = {}, 16000
         for path in sorted(pathlib.Path(wav_dir).glob("*.wav")):
@@ -729,7 +729,7 @@ def cmd_watch(a: argparse.Namespace) -> int:
     import grpc
 
     from .client import Client
-    from .watch_view import RoomView
+    from .tools.watch_view import RoomView
 
     problem = _client_files_problem(a)
     if problem:
@@ -772,7 +772,7 @@ def _plot_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plot(a: argparse.Namespace) -> int:
-    from .evaluate import load_decisions
+    from .tools.evaluate import load_decisions
 
     problem = _plot_problem()
     if problem:
@@ -815,7 +815,7 @@ def _client_files_problem(a: argparse.Namespace) -> str | None:
 
 
 def cmd_token(a: argparse.Namespace) -> int:
-    from .auth import create_token, key_algorithm, parse_duration
+    from .runtime.auth import create_token, key_algorithm, parse_duration
 
     if not 1 <= len(a.tenant.encode()) <= 128:  # what the server accepts (auth.principal_...)
         return _fail("token", f"--tenant: must be 1..128 bytes, got {len(a.tenant.encode())}")
@@ -904,7 +904,7 @@ def _health_over_http(url: str, timeout_s: float) -> int:
 def cmd_sample(a: argparse.Namespace) -> int:
     import pathlib
 
-    from .sample import write_sample
+    from .tools.sample import write_sample
 
     if pathlib.Path(a.out).exists() and not pathlib.Path(a.out).is_dir():
         return _fail("sample", f"--out: {a.out} is a file, not a directory")
@@ -923,11 +923,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     import json
     import pathlib
 
-    from . import evaluate as ev
+    from .tools import evaluate as ev
 
     try:
         if pathlib.Path(a.truth).is_dir():
-            from .progress import Progress
+            from .tools.progress import Progress
 
             if not pathlib.Path(a.decisions).is_dir():
                 return _fail("evaluate", f"--decisions: {a.decisions} is not a directory "
@@ -970,7 +970,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(a: argparse.Namespace) -> int:
-    from . import scenarios
+    from .tools import scenarios
 
     return scenarios.main(["--out", a.out, "--types", a.types, "--variants", str(a.variants),
                            "--seconds", str(a.seconds)])

@@ -12,11 +12,11 @@ import time
 import grpc
 import pytest
 
-from service import sample
+from service.tools import sample
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
-from service.config import ServiceConfig
-from service.server import RunningServer, start
+from service.runtime.config import ServiceConfig
+from service.runtime.server import RunningServer, start
 
 
 if os.environ.get("TEST_MONOTONIC_FROM_ZERO"):
@@ -27,7 +27,7 @@ if os.environ.get("TEST_MONOTONIC_FROM_ZERO"):
 
 
 class ServerThread:
-    """``service.server.start`` on its own event loop in a thread; stops by itself."""
+    """``service.runtime.server.start`` on its own event loop in a thread; stops by itself."""
 
     def __init__(self, config: ServiceConfig) -> None:
         self.config = config
@@ -86,7 +86,7 @@ TOKEN_SECRET = b"tests-token-secret-that-is-long-enough-for-hs256"
 
 def token(tenant="acme", grants=("publish", "watch"), rooms=None) -> str:
     """A token for token_server(), valid 10 minutes."""
-    from service.auth import create_token
+    from service.runtime.auth import create_token
     return create_token(TOKEN_SECRET, tenant, list(grants), 600, rooms)
 
 

@@ -26,15 +26,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from service import metrics as metrics_mod
+from service.runtime import metrics as metrics_mod
 from service.api import speakerswitch_pb2 as pb
 from service.api import speakerswitch_pb2_grpc as pb_grpc
-from service.auth import create_token
+from service.runtime.auth import create_token
 from service.client import Client
-from service.config import ServiceConfig
-from service.feed import FeedError
-from service.metrics import LogLimiter
-from service.server import SERVICE_NAME
+from service.runtime.config import ServiceConfig
+from service.runtime.feed import FeedError
+from service.runtime.metrics import LogLimiter
+from service.runtime.server import SERVICE_NAME
 
 from conftest import ServerThread, script_levels, test_config
 

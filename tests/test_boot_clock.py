@@ -9,12 +9,13 @@ import itertools
 
 import pytest
 
-from service import demo, server
+from service.demo import live as demo
+from service.runtime import server
 from service.api import speakerswitch_pb2 as pb
-from service.auth import Principal
-from service.config import ServiceConfig
-from service.progress import Progress
-from service.rooms import RoomRegistry
+from service.runtime.auth import Principal
+from service.runtime.config import ServiceConfig
+from service.tools.progress import Progress
+from service.runtime.rooms import RoomRegistry
 
 from conftest import level_tick
 

@@ -10,8 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dsp import engine as engine_module
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
-from service.config import ServiceConfig
-from service.rooms import RoomRegistry
+from service.runtime.config import ServiceConfig
+from service.runtime.rooms import RoomRegistry
 
 from conftest import ServerThread, level_tick, test_config
 

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 
-from service import demo
+from service.demo import live as demo
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
 

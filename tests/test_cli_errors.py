@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import service.cli as cli
 from service.cli import TUNING_FLAGS, build_parser, main
-from service.rooms import _OVERRIDE_RANGES
+from service.runtime.rooms import _OVERRIDE_RANGES
 
 HEADER = b"t_ms,participant,level,voice\n"
 FIXTURE = [HealthCheck.function_scoped_fixture]
@@ -153,11 +153,11 @@ def never_serve(monkeypatch):
     def started(*_a, **_k):
         raise AssertionError("the server would have started")
 
-    import service.demo
-    import service.server
+    import service.demo.live
+    import service.runtime.server
 
-    monkeypatch.setattr(service.server, "serve", started)
-    monkeypatch.setattr(service.demo, "run", started)
+    monkeypatch.setattr(service.runtime.server, "serve", started)
+    monkeypatch.setattr(service.demo.live, "run", started)
     monkeypatch.setattr(cli, "_serve_workers", started)
 
 

@@ -1,7 +1,7 @@
 """Configuration precedence: defaults < TOML file < SPEAKERSWITCH_* env < flags."""
 import pytest
 
-from service import config
+from service.runtime import config
 
 
 def test_embedded_defaults():

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from service import demo, replay
+from service.demo import live as demo
+from service.tools import replay
 from service.api import speakerswitch_pb2 as pb
 from service.cli import build_parser, main
 

@@ -225,7 +225,7 @@ def test_every_metric_the_dashboard_and_rules_query_is_exported(server):
 
 
 def test_metric_label_values_cover_the_proto_enums():
-    from service.metrics import SWITCH_REASONS
+    from service.runtime.metrics import SWITCH_REASONS
 
     names = {n[len("SWITCH_REASON_"):] for n in pb.SwitchReason.keys()} - {"UNSPECIFIED"}
     assert set(SWITCH_REASONS) == names

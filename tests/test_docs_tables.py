@@ -6,8 +6,8 @@ import dataclasses
 import pathlib
 import re
 
-from service.config import ServiceConfig
-from service.metrics import Metrics
+from service.runtime.config import ServiceConfig
+from service.runtime.metrics import Metrics
 
 DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
 # configuration.md has the table; the security keys live in security.md (configuration.md

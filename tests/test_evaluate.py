@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from service import evaluate as ev
+from service.tools import evaluate as ev
 from service.cli import main
 
 TRUTH = {"duration_ms": 60000, "scenario": "t", "type": "turns",

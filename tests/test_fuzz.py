@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.api import speakerswitch_pb2 as pb
-from service.config import ServiceConfig
-from service.rooms import RoomRegistry
+from service.runtime.config import ServiceConfig
+from service.runtime.rooms import RoomRegistry
 
 from conftest import script_levels
 

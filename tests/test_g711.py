@@ -1,10 +1,10 @@
-"""service/g711.py decodes every G.711 code word as the standard's decoder does."""
+"""service/runtime/g711.py decodes every G.711 code word as the standard's decoder does."""
 import warnings
 
 import numpy as np
 import pytest
 
-from service import g711
+from service.runtime import g711
 
 
 def test_known_code_words():

@@ -6,8 +6,8 @@ import random
 import grpc
 
 from service.api import speakerswitch_pb2 as pb
-from service.config import ServiceConfig
-from service.rooms import Batch, RoomRegistry
+from service.runtime.config import ServiceConfig
+from service.runtime.rooms import Batch, RoomRegistry
 
 from conftest import level_tick, script_levels
 
@@ -132,8 +132,8 @@ def test_quiet_waits_for_a_drain_in_progress():
     import asyncio
 
     from service.api import speakerswitch_pb2 as pb
-    from service.group_commit import GroupCommit
-    from service.rooms import Batch, RoomRegistry
+    from service.runtime.group_commit import GroupCommit
+    from service.runtime.rooms import Batch, RoomRegistry
 
     async def scenario() -> tuple[int, bool]:
         registry = RoomRegistry()

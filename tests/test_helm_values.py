@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from dsp.tuning import PROFILES
-from service import cli, config
+from service import cli
+from service.runtime import config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "helm" / "speakerswitch"

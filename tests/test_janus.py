@@ -21,10 +21,10 @@ import urllib.request
 import numpy as np
 import pytest
 
-from service import synth
+from service.tools import synth
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
-from service.rtp_ingest import LEAVE_AFTER_S
+from service.runtime.rtp_ingest import LEAVE_AFTER_S
 
 from conftest import watching
 

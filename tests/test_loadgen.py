@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.api import speakerswitch_pb2 as pb
-from service.metrics import PROCESSING_BUCKETS_S
+from service.runtime.metrics import PROCESSING_BUCKETS_S
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import loadgen as lg  # noqa: E402
@@ -40,7 +40,7 @@ def test_encoder_per_room_messages():
 
 
 def test_roster_batch_creates_the_rooms_the_template_then_feeds():
-    from service.rooms import RoomRegistry
+    from service.runtime.rooms import RoomRegistry
     reg = RoomRegistry()
     enc = lg.TickEncoder(0, 4, 10)
     first = reg.process(pb.StreamRequest.FromString(enc.roster_batch(1)))

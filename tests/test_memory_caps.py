@@ -5,11 +5,11 @@ import re
 
 import grpc
 
-from service import memory
+from service.runtime import memory
 from service.api import speakerswitch_pb2 as pb
-from service.config import ServiceConfig
-from service.metrics import Metrics
-from service.rooms import RoomRegistry
+from service.runtime.config import ServiceConfig
+from service.runtime.metrics import Metrics
+from service.runtime.rooms import RoomRegistry
 
 from conftest import level_tick
 

@@ -18,7 +18,7 @@ from conftest import ServerThread, test_config, token, token_server
 from test_security import pki  # noqa: F401 (a fixture: a CA, server and client certificates)
 from test_python_client import Proxy, contiguous, decisions_the_existing_way, free_port, scripts, served
 from service.api import speakerswitch_pb2 as pb
-from service.auth import create_token
+from service.runtime.auth import create_token
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NODE, NPM = shutil.which("node"), shutil.which("npm")

@@ -294,12 +294,12 @@ def test_the_installed_wheel_serves_outside_the_checkout(wheel, tmp_path):
                         "--no-deps", "--no-index", str(wheel)],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    probe = ("import service, dsp._kernel, service._wire, importlib.resources as r\n"
+    probe = ("import service, dsp._kernel, service.runtime._wire, importlib.resources as r\n"
              "api = r.files('service.api')\n"
              "print(service.__file__)\n"
              "print(api.joinpath('speakerswitch/v1/speakerswitch.proto').is_file(),\n"
-             "      r.files('service.web').joinpath('static').is_dir(),\n"
-             "      any(r.files('service').joinpath('demo_data').iterdir()))\n")
+             "      r.files('service.runtime.web').joinpath('static').is_dir(),\n"
+             "      any(r.files('service.demo').joinpath('data').iterdir()))\n")
     r = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=60,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,8 @@ import struct
 
 import pytest
 
-from service import cli, pcap
+from service import cli
+from service.tools import pcap
 
 from conftest import script_levels
 from test_rtp import level_element, packet

@@ -1,6 +1,6 @@
 import io
 
-from service.progress import Progress
+from service.tools.progress import Progress
 
 
 class FakeTty(io.StringIO):

@@ -1,5 +1,5 @@
 """The committed gRPC modules are exactly what protoc makes of proto/ today."""
-from service import protogen
+from service.tools import protogen
 
 
 def test_generated_modules_are_up_to_date():

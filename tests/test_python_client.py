@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from service.api import speakerswitch_pb2 as pb
-from service.auth import create_token
+from service.runtime.auth import create_token
 
 from conftest import ServerThread, script_levels, test_config
 from test_security import pki  # noqa: F401 (a fixture: a CA, server and client certificates)
@@ -487,7 +487,7 @@ def test_closing_a_room_ends_its_watch_and_a_later_push_starts_it_again(server):
 def test_pcm_pushed_per_packet_decides_as_pcm_sent_the_existing_way():
     import numpy as np
 
-    from service import sample
+    from service.tools import sample
     from service.client import Client
     tracks, _ = sample.conversation(rate=16000)
     frame = 320  # 20 ms at 16 kHz

@@ -3,7 +3,7 @@
 import importlib.util
 import pathlib
 
-from service import scenarios
+from service.tools import scenarios
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -1,10 +1,10 @@
-"""Conversations from real recordings (service/recorded.py): Debian's asterisk-core-sounds
+"""Conversations from real recordings (service/tools/recorded.py): Debian's asterisk-core-sounds
 voices placed with conversational gaps and overlaps. Skipped where the packages are not
 installed (``make recorded-speech`` installs them)."""
 import numpy as np
 import pytest
 
-from service import recorded, scenarios
+from service.tools import recorded, scenarios
 from service.cli import main
 
 needs_sounds = pytest.mark.skipif(

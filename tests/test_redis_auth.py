@@ -19,7 +19,7 @@ import pytest
 import redis
 import yaml
 
-from service import config
+from service.runtime import config
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
 

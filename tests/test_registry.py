@@ -4,8 +4,8 @@ import grpc
 import pytest
 
 from service.api import speakerswitch_pb2 as pb
-from service.config import ServiceConfig
-from service.rooms import RoomRegistry
+from service.runtime.config import ServiceConfig
+from service.runtime.rooms import RoomRegistry
 
 from conftest import level_tick, script_levels
 

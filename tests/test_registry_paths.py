@@ -2,7 +2,7 @@
 
 A media server's usual tick (a known room, RFC 6464 bytes in the sticky roster's order,
 nothing else) skips ``_validate`` and ``_apply_state``, is read from the request's bytes
-when service/_wire.c is built, and the rooms' roster slots are kept concatenated between
+when service/runtime/_wire.c is built, and the rooms' roster slots are kept concatenated between
 batches. Random batches of many rooms (joins, leaves, events,
 roster changes, bad ticks, two tenants, a room pattern) must give byte-identical
 responses and room states with both shortcuts turned off.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service import rooms as rooms_mod
-from service import wire
+from service.runtime import rooms as rooms_mod
+from service.runtime import wire
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
+from service.runtime.rooms import RoomRegistry
 
 ET = pb.ParticipantEventType
 N_ROOMS = 10
@@ -97,7 +97,7 @@ def test_steady_path_and_kept_roster_slots_change_nothing(seed, monkeypatch):
     assert _run(seed) == fast
 
 
-@pytest.mark.skipif(wire._wire is None, reason="service/_wire.c is not built here")
+@pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
 def test_steady_ticks_are_read_from_the_bytes(monkeypatch):
     """With the scanner built, most ticks of these batches are read from their bytes and
     neither ``_steady`` nor ``_validate`` sees them."""
@@ -119,7 +119,7 @@ def test_steady_ticks_are_read_from_the_bytes(monkeypatch):
     assert calls["read"] > 10 * calls["protobuf"] > 0
 
 
-@pytest.mark.skipif(wire._wire is None, reason="service/_wire.c is not built here")
+@pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
 def test_steady_batches_are_stepped_as_columns_and_the_others_fall_back(monkeypatch):
     """Batches whose every tick is steady (one per room) take ``_step_steady``; a batch
     with anything else is declined by it, unchanged, and takes the general path. Both

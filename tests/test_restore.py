@@ -4,7 +4,7 @@ continue, compact levels still understood, and the next real turn change still s
 from __future__ import annotations
 
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
+from service.runtime.rooms import RoomRegistry
 
 ET = pb.ParticipantEventType
 PEOPLE = ["ann", "bob", "cat", "dan"]

@@ -1,4 +1,4 @@
-"""service/rtp.py parses RTP (RFC 3550) and the RFC 6464 level in RFC 8285 extensions.
+"""service/runtime/rtp.py parses RTP (RFC 3550) and the RFC 6464 level in RFC 8285 extensions.
 
 Hand-made packets with exact values, then random and structured datagrams against a
 one-packet-at-a-time reference parser written here from the RFCs: the batch parser must
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import rtp
+from service.runtime import rtp
 
 
 def packet(*, seq=1, ts=960, ssrc=0x11223344, pt=111, marker=False, csrcs=(),

@@ -19,7 +19,7 @@ import wave
 import numpy as np
 import pytest
 
-from service import replay, sample
+from service.tools import replay, sample
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
 
@@ -184,7 +184,7 @@ def test_gstreamer_opus_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
     at 5320 ms from the coded audio, 5140 ms from the WAV: its onset sounds different to
     the VAD), so the reference is the WAVs through libopus (20 ms frames, decoded at
     16 kHz) replayed as PCM; the decisions are those, within two ticks."""
-    from service import opus
+    from service.runtime import opus
 
     from test_rtp_ingest import _opus_encoder
 

@@ -1,4 +1,4 @@
-"""service/rtp_ingest.py places each mapped source's RTP packets on its room's media clock
+"""service/runtime/rtp_ingest.py places each mapped source's RTP packets on its room's media clock
 and closes 20 ms ticks that the registry steps like any gRPC tick. A synthetic wall clock
 drives it; the decisions of a conversation sent as RTP equal those of the same levels sent
 over gRPC."""
@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service import rtp_ingest
+from service.runtime import rtp_ingest
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
-from service.rtp_ingest import RtpIngest, RtpSource
+from service.runtime.rooms import RoomRegistry
+from service.runtime.rtp_ingest import RtpIngest, RtpSource
 
 from conftest import level_tick, script_levels, switches
 from test_rtp import level_element, packet
@@ -367,7 +367,8 @@ def test_g711_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc()
     """A telephone gateway's PCMU (payload type 0, 8 kHz, no audio level): decoded and
     stepped as 20 ms PCM frames; the same decoded audio sent over gRPC makes the same
     decisions. One participant sends PCMA (type 8), in 10 ms packets."""
-    from service import g711, sample
+    from service.runtime import g711
+    from service.tools import sample
 
     tracks, _ = sample.conversation(rate=8000)
     n_ticks = 11_000 // 20
@@ -405,7 +406,7 @@ def test_l16_without_levels_goes_to_the_vad_path_and_decides_as_pcm_over_grpc():
     stepped as 20 ms PCM frames at the source's clock rate; the same audio sent over gRPC
     makes the same decisions. One participant sends 10 ms packets; one, at 8 kHz, loses a
     packet now and then (no frame of it in that tick; silence over gRPC, the same decisions)."""
-    from service import sample
+    from service.tools import sample
 
     rates = {"p1": 16000, "p2": 16000, "p3": 8000}
     tracks = {r: sample.conversation(rate=r)[0] for r in set(rates.values())}
@@ -711,7 +712,8 @@ def test_opus_without_levels_is_decoded_for_the_vad_path_and_decides_as_pcm_over
     """Opus from a 48 kHz source whose packets carry no level (a sender without the RFC
     6464 extension): decoded with libopus at 16 kHz and stepped as PCM; the same decoded
     audio over gRPC makes the same decisions."""
-    from service import opus, sample
+    from service.runtime import opus
+    from service.tools import sample
 
     tracks, _ = sample.conversation(rate=48000)
     n_ticks = 11_000 // 20

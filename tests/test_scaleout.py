@@ -14,7 +14,7 @@ import pytest
 
 from service.api import speakerswitch_pb2 as pb
 from service.client import Client
-from service.rooms import RoomRegistry
+from service.runtime.rooms import RoomRegistry
 
 from conftest import script_levels
 

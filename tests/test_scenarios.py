@@ -3,7 +3,7 @@ uses): turns, interjections, noise, video off, pin, mute, leave."""
 import pytest
 
 from service.api import speakerswitch_pb2 as pb
-from service.rooms import RoomRegistry
+from service.runtime.rooms import RoomRegistry
 
 from conftest import level_tick, script_levels, switches
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from service import scenarios
-from service.scenarios import derive_floor
+from service.tools import scenarios
+from service.tools.scenarios import derive_floor
 
 
 def test_turns_take_the_floor_and_backchannels_do_not():

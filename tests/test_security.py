@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.api import speakerswitch_pb2 as pb
-from service.auth import create_token
+from service.runtime.auth import create_token
 from service.cli import main
 from service.client import Client
 

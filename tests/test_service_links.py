@@ -17,7 +17,7 @@ import pytest
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service import config
+from service.runtime import config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HELM_RELEASE = "speakerswitch"

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dsp.vad import VadBank
-from service.synth import noise, speech_like, to_int16
+from service.tools.synth import noise, speech_like, to_int16
 
 
 def frames(x, rate, ms=20):

@@ -3,7 +3,7 @@ import threading
 
 from service.api import speakerswitch_pb2 as pb
 from service.cli import main
-from service.watch_view import RoomView
+from service.tools.watch_view import RoomView
 
 from conftest import script_levels
 
@@ -30,7 +30,7 @@ def test_view_follows_snapshot_and_events():
 
 
 def test_watch_command_prints_switches_of_a_live_room(server, client, capsys):
-    from service.rooms import RoomRegistry
+    from service.runtime.rooms import RoomRegistry
 
     ticks = script_levels("tv", [("a", 0, 1500), ("b", 2000, 3500)], ["a", "b"], 3500)
     alone = RoomRegistry()

@@ -11,11 +11,11 @@ import threading
 import pytest
 
 from service.api import speakerswitch_pb2 as pb
-from service.auth import create_token
+from service.runtime.auth import create_token
 from service.cli import build_parser
 from service.client import Client
-from service.config import ServiceConfig
-from service.web import COOKIE, CSP, event_json
+from service.runtime.config import ServiceConfig
+from service.runtime.web import COOKIE, CSP, event_json
 
 from conftest import ServerThread, script_levels, test_config
 
@@ -272,8 +272,8 @@ def test_a_page_event_is_stepped_by_the_group_commit_like_a_stream_batch(viewer,
                                                                            monkeypatch):
     """Not by calling the registry directly: a drain of a big batch yields between its
     engine steps, and an event processed then would run between a room's ticks."""
-    from service.group_commit import GroupCommit
-    from service.rooms import RoomRegistry
+    from service.runtime.group_commit import GroupCommit
+    from service.runtime.rooms import RoomRegistry
 
     publish(viewer, "gc-order", TURNS, 6000)
     seen = []
@@ -300,7 +300,7 @@ def test_a_page_event_takes_the_rooms_time_after_the_ticks_being_stepped(viewer,
     """A click that arrives while the group commit steps a media server's (the RTP ingest's)
     ticks is processed after them at the room's new time; read before them, its tick would
     be refused as going back in time (a pin that did not take in the Janus test)."""
-    from service.group_commit import GroupCommit
+    from service.runtime.group_commit import GroupCommit
 
     publish(viewer, "busy", TURNS, 6000)
     held, release, reached = threading.Event(), threading.Event(), threading.Event()

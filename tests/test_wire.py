@@ -1,4 +1,4 @@
-"""service/_wire.c reads a StreamRequest's steady ticks exactly as protobuf does.
+"""service/runtime/_wire.c reads a StreamRequest's steady ticks exactly as protobuf does.
 
 Each tick is either read (room id, timestamp, duration, level bytes: the same values the
 protobuf objects give) or left to protobuf (None) because it has anything else. The
@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import wire
+from service.runtime import wire
 from service.api import speakerswitch_pb2 as pb
 
-pytestmark = pytest.mark.skipif(wire._wire is None, reason="service/_wire.c is not built here")
+pytestmark = pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
 ET = pb.ParticipantEventType
 
 

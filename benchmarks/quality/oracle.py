@@ -10,7 +10,7 @@ for ``hold_ms``, ``interrupt_ms`` while the holder talks, and ``talk_ms`` again 
 holder has been silent ``outlast_ms`` and the challenger's talk plus that silence reach
 ``outlast_total_ms`` (evidence starts over at
 every change of floor). Levels play no part: nobody is louder or quieter. The decisions are
-scored by ``service.evaluate``, as the engine's are.
+scored by ``service.tools.evaluate``, as the engine's are.
 
 Why: a "yeah" dropped into a pause of the holder longer than the hold switches whatever
 the detector, because its first ``talk_ms`` cannot say whether it is a backchannel or the
@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from service import evaluate as ev  # noqa: E402
+from service.tools import evaluate as ev  # noqa: E402
 from dsp.tuning import PROFILES  # noqa: E402
 
 STEP_MS = 20

@@ -13,7 +13,7 @@ same registry path as the server:
   pcm     the WAV tracks as 20 ms PCM frames
 for the algorithms speakerswitch (ours, each profile), dsi (Volfin-Cohen as deployed in
 SFUs) and loudest (the loudest participant every frame), and scored by
-``service.evaluate``.
+``service.tools.evaluate``.
 """
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ from multiprocessing import Pool
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from service import evaluate as ev  # noqa: E402
-from service import recorded, replay, scenarios  # noqa: E402
+from service.tools import evaluate as ev  # noqa: E402
+from service.tools import recorded, replay, scenarios  # noqa: E402
 from service.api import speakerswitch_pb2 as pb  # noqa: E402
-from service.rooms import RoomRegistry  # noqa: E402
+from service.runtime.rooms import RoomRegistry  # noqa: E402
 
 CACHE = ROOT / ".cache" / "scenarios"
 # (label, algorithm, profile): our engine in each profile, then the peers

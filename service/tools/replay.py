@@ -29,10 +29,10 @@ import numpy as np
 from dsp.pcm import SAMPLE_RATES_HZ
 from dsp.rfc6464 import header_bytes
 
-from .api import speakerswitch_pb2 as pb
-from .config import ServiceConfig
+from ..api import speakerswitch_pb2 as pb
+from ..runtime.config import ServiceConfig
 from .jsonl import records
-from .rooms import MAX_TIMESTAMP_MS, RoomRegistry
+from ..runtime.rooms import MAX_TIMESTAMP_MS, RoomRegistry
 
 WAV_FRAME_MS = 20
 DEFAULT_BATCH_TICKS = 50
@@ -164,16 +164,16 @@ def levels_ticks(path: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick
 
 RTP_FLUSH_S = 0.005
 """Captured datagrams are handed to the ingest in batches of this much capture time, as
-the server reads its socket (service/rtp_server.py)."""
+the server reads its socket (service/runtime/rtp_server.py)."""
 
 
 def rtp_pcap_ticks(pcap_path: str, map_path: str, room_id: str | None
                    ) -> tuple[str, Iterator[pb.RoomTick]]:
     """(the room, its ticks) from a captured call's RTP: every UDP datagram of the capture
-    through the RTP ingest (service/rtp_ingest.py), timed by the capture's clock; the
+    through the RTP ingest (service/runtime/rtp_ingest.py), timed by the capture's clock; the
     sources of ``room_id`` (the map's only room when None) as the map says."""
     from .pcap import udp_datagrams
-    from .rtp_ingest import RtpIngest, load_map
+    from ..runtime.rtp_ingest import RtpIngest, load_map
 
     sources = load_map(map_path)
     rooms = sorted({s.room_id for s in sources.values()})
@@ -313,7 +313,7 @@ def run_local(requests: Iterable[pb.StreamRequest],
 def run_remote(requests: Iterable[pb.StreamRequest], target: str,
                ready_timeout_s: float = 10.0, client_options: dict | None = None
                ) -> Iterator[pb.StreamResponse]:
-    from .client import Client
+    from ..client import Client
 
     with Client(target, **(client_options or {})) as client:
         client.wait_ready(ready_timeout_s)

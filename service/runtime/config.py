@@ -78,7 +78,7 @@ class ServiceConfig:
     """Participants in all rooms of this server together; a join over it is refused
     (RESOURCE_EXHAUSTED) for its tick while the rooms already here go on. 0: derived from
     the memory the process may use (the container's cgroup limit or the machine's memory;
-    service/memory.py): a 2 GiB pod holds 131,072."""
+    service/runtime/memory.py): a 2 GiB pod holds 131,072."""
     max_participants_per_tenant: int = 0
     """The same, per tenant, so that one tenant cannot take the others' share (0: as
     max_participants; set it lower when several tenants share a server)."""

@@ -3,7 +3,7 @@ HTTP API (``serve --http-port``).
 
 It runs on the gRPC server's event loop (aiohttp), so it reads the registry and the feed
 without locks, and a page's camera or pin click goes through the group commit
-(service/group_commit.py) like a media server's event. Live updates are Server-Sent Events fed by the same ``RoomFeed``
+(service/runtime/group_commit.py) like a media server's event. Live updates are Server-Sent Events fed by the same ``RoomFeed``
 as gRPC ``Watch``: each SSE ``id:`` is the room's event sequence (a snapshot's is the last
 sequence it includes), so a browser reconnecting with ``Last-Event-ID`` resumes with no gap
 and no duplicate. Authentication is the gRPC one (same tokens, tenants, grants and room
@@ -40,7 +40,7 @@ from typing import Any, Protocol
 import grpc
 from aiohttp import web
 
-from ..api import speakerswitch_pb2 as pb
+from ...api import speakerswitch_pb2 as pb
 from ..auth import INSECURE, Authenticator, AuthError, Principal, clip
 from ..config import ServiceConfig, is_loopback
 from ..feed import FeedError, RoomFeed, WatchSlots, subscribe
@@ -50,7 +50,7 @@ from ..rooms import Batch, RoomRegistry, TickError, check_id
 
 
 class Serving(Protocol):
-    """What the viewer uses of the running gRPC server (service.server.RunningServer), so
+    """What the viewer uses of the running gRPC server (service.runtime.server.RunningServer), so
     that this module does not import the server that starts it."""
     registry: RoomRegistry
     feed: RoomFeed

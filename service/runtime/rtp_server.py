@@ -1,5 +1,5 @@
 """The RTP ingest's socket: datagrams from media servers, read on the event loop and handed
-to service/rtp_ingest.py in batches; the ticks it closes go through the group commit like a
+to service/runtime/rtp_ingest.py in batches; the ticks it closes go through the group commit like a
 Stream batch, so their decisions reach Watch, GetRoom and the viewer as any other."""
 from __future__ import annotations
 

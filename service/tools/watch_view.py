@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from .api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2 as pb
 
 BAR_WIDTH = 24
 

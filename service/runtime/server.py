@@ -17,8 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from .api import speakerswitch_pb2 as pb
-from .api import speakerswitch_pb2_grpc as pb_grpc
+from ..api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2_grpc as pb_grpc
 from .auth import INSECURE, Authenticator, AuthError, Principal, clip
 from .config import ServiceConfig, redacted_url
 from .fanout import RedisFanout
@@ -100,7 +100,7 @@ _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("speakerswitch_cal
 @dataclass(frozen=True)
 class Received:
     """A stream message as Stream sees it: decoded, with the bytes it came in (the
-    registry reads steady ticks from them, service/wire.py)."""
+    registry reads steady ticks from them, service/runtime/wire.py)."""
     request: pb.StreamRequest
     raw: bytes
 

@@ -1,4 +1,4 @@
-"""A StreamRequest's steady ticks, read from its bytes by service/_wire.c when it is built.
+"""A StreamRequest's steady ticks, read from its bytes by service/runtime/_wire.c when it is built.
 
 A steady tick (a known room's levels in the sticky roster's order, nothing else) is what a
 media server sends for almost every room and tick; reading its four fields through the
@@ -14,7 +14,7 @@ try:
 except ImportError:  # not built (no compiler at install time)
     _wire = None
 if _wire is not None and getattr(_wire, "ABI", None) != 1:
-    _wire = None  # a stale build of an older service/_wire.c (rebuild: pip install -e .)
+    _wire = None  # a stale build of an older service/runtime/_wire.c (rebuild: pip install -e .)
 
 SteadyTick = tuple  # (room_id, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
 

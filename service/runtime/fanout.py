@@ -23,7 +23,7 @@ import grpc
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2 as pb
 from .feed import FeedError, snapshot_event
 from .metrics import Metrics
 from .rooms import RoomRegistry
@@ -177,7 +177,7 @@ class RedisFanout:
 
     async def events(self, tenant: str, room_id: str, *, after_sequence: int | None = None,
                      wait_for_room: bool = False) -> AsyncIterator[pb.RoomEvent]:
-        """The RoomFeed contract (service.feed), read from the room's Redis stream."""
+        """The RoomFeed contract (service.runtime.feed), read from the room's Redis stream."""
         stream = self.stream_key(tenant, room_id)
         try:
             state = await self.state(tenant, room_id)

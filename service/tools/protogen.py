@@ -1,6 +1,6 @@
 """Generate the protobuf/gRPC Python modules of ``proto/`` into ``service/api/``.
 
-Run ``python -m service.protogen`` (or ``make proto``). The output is committed, and
+Run ``python -m service.tools.protogen`` (or ``make proto``). The output is committed, and
 ``tests/test_proto_generated.py`` fails when it is out of date with the ``.proto``. The same
 modules go to the client-only package too (``clients/python/speakerswitch_client/api``).
 
@@ -16,7 +16,7 @@ import pathlib
 import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]  # service/tools/ -> the checkout
 PROTO_ROOT = ROOT / "proto"
 PROTO_FILE = "speakerswitch/v1/speakerswitch.proto"
 OUT_DIR = ROOT / "service" / "api"

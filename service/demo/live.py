@@ -2,7 +2,7 @@
 through the real gRPC API in real time, as a media server would, so a newcomer can open
 the room page, press play, hear who speaks and watch the feed switch.
 
-The conversation (``demo_data/``, built by ``service.demo_build``): four voices over 2.7
+The conversation (``data/``, built by ``service.demo.build``): four voices over 2.7
 minutes, with interjections, a cough and a fan that must not switch, a camera turned on
 mid-turn and one turned off. The media server's side is the replay's: ``levels_ticks``
 and ``with_events`` make the ticks, ``Client.session`` sends them one per request every
@@ -27,18 +27,18 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from . import replay
-from .api import speakerswitch_pb2 as pb
-from .client import Client
-from .config import ServiceConfig
-from .web import DemoInfo
+from ..tools import replay
+from ..api import speakerswitch_pb2 as pb
+from ..client import Client
+from ..runtime.config import ServiceConfig
+from ..runtime.web import DemoInfo
 
 if TYPE_CHECKING:
-    from .server import RunningServer
+    from ..runtime.server import RunningServer
 
 log = logging.getLogger("speakerswitch.demo")
 
-DATA = pathlib.Path(__file__).parent / "demo_data"
+DATA = pathlib.Path(__file__).parent / "data"
 TICK_MS = replay.WAV_FRAME_MS
 
 
@@ -144,7 +144,7 @@ def demo_config(host: str = "127.0.0.1", port: int = 50051, http_port: int = 808
 async def start_demo(config: ServiceConfig, speed: float = 1.0
                      ) -> tuple[RunningServer, Streamer]:
     """The service with its viewer, and the conversation streaming into it."""
-    from .server import start
+    from ..runtime.server import start
 
     conversation = Conversation.bundled()
     room_id = conversation.script["room_id"]

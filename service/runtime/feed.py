@@ -1,7 +1,7 @@
 """A room's event feed for subscribers (gRPC ``Watch``, the web viewer's event stream).
 
 One interface, two sources: ``LocalFeed`` reads the rooms of this process's registry;
-``service.fanout.RedisFeed`` reads the Redis stream every replica publishes to, so that a
+``service.runtime.fanout.RedisFeed`` reads the Redis stream every replica publishes to, so that a
 subscriber may connect to any replica. Either way a subscriber gets a snapshot and then
 every later event in sequence order, or, resuming after a disconnect, the events it missed
 and then the live ones, with no gap and no duplicate.
@@ -16,7 +16,7 @@ from typing import Protocol
 
 import grpc
 
-from .api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2 as pb
 from .auth import clip
 from .metrics import LogLimiter, Metrics
 from .rooms import RoomRegistry

@@ -25,7 +25,7 @@ from dsp.state import NEVER_MS, NO_SLOT
 from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
 from . import wire
-from .api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2 as pb
 from .auth import clip
 from .config import ServiceConfig
 from .memory import default_max_participants

@@ -1,7 +1,7 @@
-"""Build the bundled demo conversation (``service/demo_data/``) from a script, with
+"""Build the bundled demo conversation (``service/demo/data/``) from a script, with
 Debian's ``espeak-ng`` (the voices) and ``opusenc`` (opus-tools, the compressed audio).
 
-    python -m service.demo_build --out service/demo_data      # make demo-data
+    python -m service.demo.build --out service/demo/data      # make demo-data
 
 Only the maintainers run this, when the script changes; the output is committed, so
 ``speakerswitch demo`` needs neither tool. Why espeak-ng rather than ``synth.speech_like``:
@@ -31,8 +31,8 @@ import wave
 import numpy as np
 from scipy import signal
 
-from . import synth
-from .scenarios import derive_floor, levels_rows
+from ..tools import synth
+from ..tools.scenarios import derive_floor, levels_rows
 
 RATE = 16000
 OPUS_KBPS = 24
@@ -193,7 +193,7 @@ def build(out: pathlib.Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "demo_data"))
+    ap.add_argument("--out", default=str(pathlib.Path(__file__).parent / "data"))
     a = ap.parse_args(argv)
     script = build(pathlib.Path(a.out))
     sizes = {p.name: p.stat().st_size for p in sorted(pathlib.Path(a.out).iterdir())}

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 
-from .api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2 as pb
 from .metrics import Metrics
 from .rooms import Batch, RoomRegistry
 

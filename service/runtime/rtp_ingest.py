@@ -26,7 +26,7 @@ from typing import Tuple, Union
 import numpy as np
 
 from . import g711, opus, rtp
-from .api import speakerswitch_pb2 as pb
+from ..api import speakerswitch_pb2 as pb
 
 TICK_MS = 20
 """The engine's frame: one RoomTick per room per 20 ms of media time."""

@@ -1,5 +1,5 @@
-"""The web viewer and its HTTP API (``serve --http-port``): service/web/viewer.py, with the
-page's files in static/. It is started by service/server.py and imports nothing of it."""
+"""The web viewer and its HTTP API (``serve --http-port``): viewer.py, with the page's files
+in static/. It is started by service/runtime/server.py and imports nothing of it."""
 from .viewer import (COOKIE, CSP, DemoInfo, Serving, WebViewer, event_json, message_json,
                      start_viewer)
 
