@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.runtime import rooms as rooms_mod
+from service.runtime.rooms import registry as rooms_mod
 from service.runtime import wire
 from service.api import speakerswitch_pb2 as pb
 from service.runtime.rooms import RoomRegistry

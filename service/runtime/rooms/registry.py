@@ -24,12 +24,12 @@ from dsp.rfc6464 import SILENCE_LEVEL, split_header_bytes
 from dsp.state import NEVER_MS, NO_SLOT
 from dsp.tuning import ALGORITHMS, PROFILES, Tuning
 
-from . import wire
-from ..api import speakerswitch_pb2 as pb
-from .auth import clip
-from .config import ServiceConfig
-from .memory import default_max_participants
-from .metrics import Metrics
+from .. import wire
+from ...api import speakerswitch_pb2 as pb
+from ..auth import clip
+from ..config import ServiceConfig
+from ..memory import default_max_participants
+from ..metrics import Metrics
 
 log = logging.getLogger("speakerswitch.rooms")
 
