@@ -1,9 +1,9 @@
 """The C extensions (everything else is in pyproject.toml): dsp._kernel, the engine's
 level path, and service.runtime._wire, which reads a request's steady ticks from its bytes.
 Optional: without a C compiler the install still succeeds, dsp/engine.py runs its numpy
-path and service/runtime/rooms/registry.py reads every tick through protobuf. The kernel is built without
-fast-math and FMA contraction, so that its results are byte-identical to numpy's
-(tests/test_engine_paths.py).
+path and service/runtime/rooms/registry.py reads every tick through protobuf. The kernel is
+built without fast-math and FMA contraction, so that its results are byte-identical to
+numpy's (tests/test_engine_paths.py).
 
 The wheel also carries the contract: proto/speakerswitch/v1/speakerswitch.proto is copied to
 service/api/speakerswitch/v1/ (the path its own package name gives, so a client compiles it

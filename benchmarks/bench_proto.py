@@ -5,8 +5,9 @@ show what decoding the one and encoding the other cost next to the registry's
 processing, so that a change to the proto or to how the server reads it can be judged:
 
 - decode: ``StreamRequest.FromString`` of a 2000 x 10 batch in the compact roster form
-  (sticky roster, so levels bytes only), alone and then read the way ``service/runtime/rooms/registry.py``
-  reads it (its steady-state checks and fields, and the levels joined into one buffer);
+  (sticky roster, so levels bytes only), alone and then read the way
+  ``service/runtime/rooms/registry.py`` reads it (its steady-state checks and fields, and the
+  levels joined into one buffer);
 - encode: building the ``StreamResponse`` of a realistic tick of 2000 rooms (the events a
   real registry emitted for the load generator's conversations, one tick of typical size)
   message by message, then ``SerializeToString``, and serializing alone.

@@ -207,7 +207,8 @@ def markdown(d: dict) -> str:
         out += [f"## A stream per room: {r['rooms']} rooms x {r['participants']}, a message "
                 "per room per tick", "",
                 "The shape media servers send (a stream per room, or per SFU worker). Messages "
-                "that wait at once are stepped together (group commit, service/runtime/group_commit.py).",
+                "that wait at once are stepped together (group commit, "
+                "service/runtime/group_commit.py).",
                 "",
                 f"- processing p50 {r['proc_p50_ms']} ms, p99 {r['proc_p99_ms']} ms "
                 f"(<= {r['proc_p99_le_ms']:g}; target <= {SMALL_P99_MS:g}) over "

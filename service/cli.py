@@ -71,9 +71,9 @@ def _number(kind: type, lo: float | None = None, hi: float | None = None,
 
 def _tuning_range(name: str) -> tuple[float, float]:
     """The range the server accepts for this RoomConfig override (one table, in rooms)."""
-    from .runtime.rooms import _OVERRIDE_RANGES
+    from .runtime.rooms import OVERRIDE_RANGES
 
-    return _OVERRIDE_RANGES[name]
+    return OVERRIDE_RANGES[name]
 
 
 def _server_target(text: str) -> str:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 import service.cli as cli
 from service.cli import TUNING_FLAGS, build_parser, main
-from service.runtime.rooms import _OVERRIDE_RANGES
+from service.runtime.rooms import OVERRIDE_RANGES
 
 HEADER = b"t_ms,participant,level,voice\n"
 FIXTURE = [HealthCheck.function_scoped_fixture]
@@ -403,7 +403,7 @@ def test_tuning_flags_show_their_range_in_help(capsys):
         main(["replay", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for name in TUNING_FLAGS:
-        lo, hi = _OVERRIDE_RANGES[name]
+        lo, hi = OVERRIDE_RANGES[name]
         assert f"override the profile's {name} ({lo:g}..{hi:g})" in text
 
 
@@ -412,7 +412,7 @@ def tuning_value(draw):
     """A tuning flag and a value the server would refuse (outside its range, or NaN/inf),
     or one it accepts (True)."""
     name = draw(st.sampled_from(sorted(TUNING_FLAGS)))
-    lo, hi = _OVERRIDE_RANGES[name]
+    lo, hi = OVERRIDE_RANGES[name]
     kind = TUNING_FLAGS[name]
     num = st.integers if kind is int else (lambda **k: st.floats(allow_nan=False, **k))
     bad = st.one_of(num(max_value=lo - 1), num(min_value=hi + 1),

@@ -62,7 +62,8 @@ def test_the_default_cap_comes_from_the_container_limit(tmp_path):
         (2 << 30) // 2 // memory.BYTES_PER_PARTICIPANT_BUDGET)
     (tmp_path / "sys/fs/cgroup/memory.max").write_text("max\n")  # v2: no limit
     assert memory.memory_limit_bytes(str(tmp_path)) == 24 << 30
-    assert RoomRegistry(ServiceConfig()).max_participants == memory.default_max_participants()
+    assert (RoomRegistry(ServiceConfig()).capacity.max_participants
+            == memory.default_max_participants())
 
 
 def _rss_kib() -> int:
@@ -85,7 +86,7 @@ def test_a_second_wave_of_rooms_reuses_the_first_waves_memory():
     before = _rss_kib()
     wave("first", 0.0)
     first = _rss_kib() - before
-    assert reg._participants == 20_000 and first > 0
+    assert reg.capacity.participants == 20_000 and first > 0
     assert len(reg.collect_idle(100.0)) == 200
     gc.collect()
     wave("second", 100.0)

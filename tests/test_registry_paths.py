@@ -1,7 +1,7 @@
 """RoomRegistry's steady-state fast paths give exactly what the full validation gives.
 
 A media server's usual tick (a known room, RFC 6464 bytes in the sticky roster's order,
-nothing else) skips ``_validate`` and ``_apply_state``, is read from the request's bytes
+nothing else) skips ``validate`` and ``_apply_state``, is read from the request's bytes
 when service/runtime/_wire.c is built, and the rooms' roster slots are kept concatenated between
 batches. Random batches of many rooms (joins, leaves, events,
 roster changes, bad ticks, two tenants, a room pattern) must give byte-identical
@@ -91,7 +91,7 @@ def test_steady_path_and_kept_roster_slots_change_nothing(seed, monkeypatch):
     assert sum(b"rejections" in m or len(m) > 40 for m in fast) > 10  # the batches decide
     monkeypatch.setattr(wire, "enabled", False)
     assert _run(seed) == fast  # steady ticks read through protobuf
-    monkeypatch.setattr(rooms_mod, "_steady", lambda tick, room: None)
+    monkeypatch.setattr(rooms_mod, "steady", lambda tick, room: None)
     monkeypatch.setattr(RoomRegistry, "_roster_slots", lambda self, rooms: np.concatenate(
         [r.roster_slots for r in rooms]))
     assert _run(seed) == fast
@@ -100,7 +100,7 @@ def test_steady_path_and_kept_roster_slots_change_nothing(seed, monkeypatch):
 @pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
 def test_steady_ticks_are_read_from_the_bytes(monkeypatch):
     """With the scanner built, most ticks of these batches are read from their bytes and
-    neither ``_steady`` nor ``_validate`` sees them."""
+    neither ``steady`` nor ``validate`` sees them."""
     calls = {"read": 0, "protobuf": 0}
     scan = wire.steady_ticks
 
@@ -114,7 +114,7 @@ def test_steady_ticks_are_read_from_the_bytes(monkeypatch):
         return None
 
     monkeypatch.setattr(wire, "steady_ticks", counting_scan)
-    monkeypatch.setattr(rooms_mod, "_steady", counting_steady)
+    monkeypatch.setattr(rooms_mod, "steady", counting_steady)
     _run(0)
     assert calls["read"] > 10 * calls["protobuf"] > 0
 
@@ -142,19 +142,19 @@ def test_steady_ticks_take_the_fast_path(monkeypatch):
     """The comparison above is not vacuous: most ticks of these batches are steady."""
     monkeypatch.setattr(wire, "enabled", False)
     calls = {"steady": 0, "full": 0}
-    steady, validate = rooms_mod._steady, RoomRegistry._validate
+    steady, validate = rooms_mod.steady, rooms_mod.validate
 
     def counting_steady(tick, room):
         result = steady(tick, room)
         calls["steady"] += result is not None
         return result
 
-    def counting_validate(self, *a, **k):
+    def counting_validate(*a, **k):
         calls["full"] += 1
-        return validate(self, *a, **k)
+        return validate(*a, **k)
 
-    monkeypatch.setattr(rooms_mod, "_steady", counting_steady)
-    monkeypatch.setattr(RoomRegistry, "_validate", counting_validate)
+    monkeypatch.setattr(rooms_mod, "steady", counting_steady)
+    monkeypatch.setattr(rooms_mod, "validate", counting_validate)
     _run(0)
     assert calls["steady"] > 2 * calls["full"] > 0
 

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from service.runtime import wire
 from service.api import speakerswitch_pb2 as pb
 
-pytestmark = pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
+pytestmark = pytest.mark.skipif(wire._wire is None,
+                                reason="service/runtime/_wire.c is not built here")
 ET = pb.ParticipantEventType
 
 

@@ -5,10 +5,10 @@
  * Reading those four fields through the protobuf objects costs about a microsecond per
  * field access from Python (each access wraps a C object); a batch of 2,000 rooms spent
  * more time there than in the engine. This scans the bytes once and hands each such tick
- * to service/runtime/rooms/registry.py as a plain tuple. Anything else (events, audio, config, a roster,
- * an unknown or repeated field, a field with an unexpected wire type) is marked None and
- * takes the ordinary path through the protobuf object, which is the reference: the two
- * give byte-identical responses (tests/test_wire.py).
+ * to service/runtime/rooms/registry.py as a plain tuple. Anything else (events, audio,
+ * config, a roster, an unknown or repeated field, a field with an unexpected wire type) is
+ * marked None and takes the ordinary path through the protobuf object, which is the
+ * reference: the two give byte-identical responses (tests/test_wire.py).
  *
  * Wire format: https://protobuf.dev/programming-guides/encoding/ (varints, tags, wire
  * types). Field numbers are those of proto/speakerswitch/v1/speakerswitch.proto.

@@ -420,12 +420,13 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
             await self._fail(context, grpc.StatusCode.ALREADY_EXISTS,
                              f"{key_field(key)}: {describe_key(key)} is mapped by another "
                              "tenant")
+        limit = self.registry.capacity.max_participants_per_tenant
         if old is None and sum(s.tenant == principal.tenant for s in ingest.sources.values()) \
-                >= self.registry.max_participants_per_tenant:
+                >= limit:
             self.metrics.limit_rejections.labels("max_participants_per_tenant").inc()
             await self._fail(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                              f"{key_field(key)}: the tenant maps max_participants_per_tenant="
-                             f"{self.registry.max_participants_per_tenant} sources already")
+                             f"{limit} sources already")
         # in the room from now on, not from its first packet: a media server may report its
         # camera state or a pin of it before it is heard (a browser sends the first audio a
         # second or so after it joins, and not at all while muted)
@@ -638,9 +639,9 @@ async def start(config: ServiceConfig) -> RunningServer:
              f"http://{config.metrics_host}:{metrics_port}/metrics" if metrics_port else "off",
              f", decisions shared through {redacted_url(config.redis_url)}" if fanout else "")
     log.info("limits: max_participants=%d%s, per tenant %d, max_rooms=%d",
-             registry.max_participants,
+             registry.capacity.max_participants,
              "" if config.max_participants else " (from the memory limit)",
-             registry.max_participants_per_tenant, config.max_rooms)
+             registry.capacity.max_participants_per_tenant, config.max_rooms)
     running = RunningServer(server, port, metrics_port, registry, metrics, health_servicer,
                             feed, http, gc_task, fanout, watch_slots=watch_slots,
                             group_commit=service.group_commit, serving=serving)
