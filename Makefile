@@ -167,8 +167,9 @@ $(TOOLS): Makefile $(K8S_TOOLS) | $(PY)
 	@touch $@
 
 # The client package (clients/python) goes in too, without build isolation: the setuptools
-# >= 77 it builds with is there already (grpcio-tools, of .[dev], requires it).
-$(STAMP): pyproject.toml setup.py dsp/_kernel.c service/runtime/_wire.c | $(PY)
+# >= 77 it builds with is there already (grpcio-tools, of .[dev], requires it). The service
+# needs it: service/client.py is its blocking layer (the CLI's and the tests' client).
+$(STAMP): pyproject.toml setup.py dsp/_kernel.c service/runtime/_wire.c clients/python/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e clients/python

@@ -104,7 +104,7 @@ def failover_once(rooms: int, participants: int, shards: int) -> tuple[float, in
             if k == 150:  # 3 s in: kill the replica with the most rooms
                 owners = c.owners()
                 victim = max(range(3), key=owners.__getitem__)
-                before = {sh: sess for sh, sess in s.sessions.items()}
+                before = {sh: link.reconnects for sh, link in s.sessions.items()}
                 c.replicas[victim].kill()
                 killed_at = time.monotonic()
             by_shard: dict[int, list[pb.RoomTick]] = {}
@@ -113,7 +113,7 @@ def failover_once(rooms: int, participants: int, shards: int) -> tuple[float, in
             for shard, group in by_shard.items():
                 s.send_ticks(*group)
                 if killed_at is not None and shard not in answered_after:
-                    if s.sessions.get(shard) is not before.get(shard):  # reconnected
+                    if s.sessions[shard].reconnects != before.get(shard, 0):  # reconnected
                         victim_shards.add(shard)
                     answered_after[shard] = time.monotonic() - killed_at
             k += 1

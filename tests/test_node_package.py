@@ -26,14 +26,16 @@ MAKE_ADDRESS = "127.0.0.1:50051"  # where the docs' snippets expect `make run`
 pytestmark = pytest.mark.skipif(NODE is None or NPM is None, reason="node/npm are not installed")
 
 # What a media server does with the package: a packet per participant per 20 ms, any
-# number of rooms, one flush per tick (autoFlush off so that the count is exact).
+# number of rooms, one flush per tick (autoFlush off so that the count is exact); with
+# `shards`, a stream per shard of rooms.
 SCRIPT = r"""
 const fs = require('fs');
 const { SpeakerSwitchClient } = require('speakerswitch-client');
-const [target, input] = process.argv.slice(2);
+const [target, input, shards] = process.argv.slice(2);
 const ticks = JSON.parse(fs.readFileSync(input, 'utf8'));  // [[[room, t, [[p, level, voice]]]]]
 (async () => {
-  const ss = new SpeakerSwitchClient(target, { autoFlush: false });
+  const ss = new SpeakerSwitchClient(target, { autoFlush: false, shards: Number(shards || 1) });
+  let queuedAtOnce = null;  // unanswered right after the first flush resolved
   const out = [];
   ss.on('decision', (e) => out.push(e));
   const switches = [];
@@ -43,6 +45,7 @@ const ticks = JSON.parse(fs.readFileSync(input, 'utf8'));  // [[[room, t, [[p, l
       for (const [p, level, voice] of packets) ss.pushLevel(room, p, level, voice, t);
     }
     await ss.flush();
+    if (queuedAtOnce === null) queuedAtOnce = ss.stats().inFlight;
   }
   await ss.close();
   const views = {};
@@ -53,7 +56,34 @@ const ticks = JSON.parse(fs.readFileSync(input, 'utf8'));  // [[[room, t, [[p, l
                                       audioLevel: p.audioLevel };
     }
   }
-  console.log(JSON.stringify({ events: out, switches, views, stats: ss.stats() }));
+  console.log(JSON.stringify({ events: out, switches, views, stats: ss.stats(), queuedAtOnce }));
+})().catch((err) => { console.error(err); process.exit(1); });
+"""
+
+
+# PCM per participant per 20 ms (tracks: {participant: base64 of 16 kHz samples}) after a
+# room configuration; and what a frame of the wrong length gets.
+PCM = r"""
+const fs = require('fs');
+const { SpeakerSwitchClient } = require('speakerswitch-client');
+const [target, input, config] = process.argv.slice(2);
+const tracks = JSON.parse(fs.readFileSync(input, 'utf8'));
+const pcm = Object.entries(tracks).map(([p, b64]) => [p, Buffer.from(b64, 'base64')]);
+const frame = 640;  // 20 ms of 16-bit samples at 16 kHz
+(async () => {
+  const ss = new SpeakerSwitchClient(target, { autoFlush: false });
+  const out = [];
+  ss.on('decision', (e) => out.push([e.sequence, e.event, e.timestamp_ms,
+                                     e.event === 'switch' ? e.switch.speaker_id : null]));
+  if (config !== 'none') ss.configure('pcm', JSON.parse(config));
+  for (let i = 0; i * frame < pcm[0][1].length; i++) {
+    for (const [p, samples] of pcm) ss.pushPcm('pcm', p, samples.subarray(i * frame, (i + 1) * frame), 16000, i * 20);
+    await ss.flush();
+  }
+  let wrong = null;
+  try { ss.pushPcm('pcm', 'a', Buffer.alloc(100), 16000, 100000); } catch (err) { wrong = String(err); }
+  await ss.close();
+  console.log(JSON.stringify({ out, wrong, stats: ss.stats(), speaker: ss.room('pcm').speakerId }));
 })().catch((err) => { console.error(err); process.exit(1); });
 """
 
@@ -326,6 +356,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
     assert (app / "node_modules" / "@grpc" / "grpc-js").is_dir()  # its own dependencies
     assert not (app / "node_modules" / "typescript").exists()     # not its build tools
     (app / "media_server.js").write_text(SCRIPT)
+    (app / "pcm.js").write_text(PCM)
     (app / "live.js").write_text(LIVE)
     (app / "restart.js").write_text(RESTART)
     (app / "watch.js").write_text(WATCH)
@@ -469,14 +500,18 @@ def test_a_restarted_server_is_reconnected_to_and_nothing_comes_twice(installed)
 
 
 CONSUMER = """
-import { SpeakerSwitchClient, Participant, Switch } from 'speakerswitch-client';
-const ss = new SpeakerSwitchClient('127.0.0.1:1', { autoFlush: false, token: () => 't' });
+import { SpeakerSwitchClient, Participant, Switch, shardOf } from 'speakerswitch-client';
+const ss = new SpeakerSwitchClient('127.0.0.1:1', { autoFlush: false, token: () => 't', shards: 4 });
 ss.on('switch', (room, sw: Switch) => { const who: string = sw.speaker_id; console.log(room.roomId, who); });
 ss.on('speaking', (room, p: Participant) => {
   const level: number = p.audioLevel; const at: number | null = p.lastSpokeAt;
   console.log(level, at, p.isSpeaking);
 });
 const sent: boolean = ss.pushLevel('r', 'a', LEVEL, true, 0);
+const pcm: boolean = ss.pushPcm('r', 'b', new Uint8Array(640), 16000, 0);
+ss.configure('r', { profile: 'podcast', hold_ms: 800 });
+const shard: number = shardOf('r', 4);
+console.log(sent, pcm, shard, ss.stats().streams);
 """
 
 
@@ -601,3 +636,136 @@ def test_a_failing_listener_is_reported_and_the_decisions_go_on(installed):
     assert got["speaker"] == "b" and got["stats"]["responses"] == 150, got
     assert r.stderr.count("a 'switch' listener failed") == 2, r.stderr  # to a, then to b
     assert r.stderr.count("the application's bug") == 2, r.stderr
+
+
+def as_json_ticks(by_room: dict[str, list[pb.RoomTick]]) -> list:
+    """The ticks as SCRIPT reads them: per tick, per room, its packets."""
+    n_ticks = len(next(iter(by_room.values())))
+    return [[[room, ticks[i].timestamp_ms,
+              [[a.participant_id, a.level.level, a.level.voice == pb.VOICE_ACTIVITY_PRESENT]
+               for a in ticks[i].audio]] for room, ticks in by_room.items()]
+            for i in range(n_ticks)]
+
+
+def test_sharded_a_flush_goes_to_every_shard_at_once_with_the_same_decisions(installed,
+                                                                            tmp_path):
+    from service.client import shard_of
+    by_room = scripts(6)
+    n_ticks = len(by_room["room-0"])
+    used = {shard_of(room, 4) for room in by_room}
+    assert len(used) > 1
+    with ServerThread(test_config()) as other:
+        expected = decisions_the_existing_way(other, by_room)
+    (tmp_path / "ticks.json").write_text(json.dumps(as_json_ticks(by_room)))
+    with ServerThread(test_config()) as server:
+        batches0 = served(server, "speakerswitch_batches_total")
+        r = run([NODE, "media_server.js", server.target, str(tmp_path / "ticks.json"), "4"],
+                installed, 120)
+        assert r.returncode == 0, r.stderr
+        got = json.loads(r.stdout)
+        # a request per shard that has rooms, per tick
+        assert served(server, "speakerswitch_batches_total") - batches0 == n_ticks * len(used)
+    stats = got["stats"]
+    assert stats["streams"] == len(used) and stats["reconnects"] == 0, stats
+    assert stats["requests"] == stats["responses"] == n_ticks * len(used), stats
+    # flush() resolved with every shard's request out and none answered yet: all at once
+    assert got["queuedAtOnce"] == len(used), got["queuedAtOnce"]
+    for room in by_room:
+        mine = [(e["event"], e["timestamp_ms"], e["sequence"]) for e in got["events"]
+                if e["room_id"] == room]
+        assert mine == [(e.WhichOneof("event"), e.timestamp_ms, e.sequence)
+                        for e in expected[room]], room
+
+
+class StreamRecorder:
+    """A stand-in server that answers every request empty and records, per stream, its
+    shard header and the rooms of its ticks."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import grpc
+
+        self.streams: list[tuple[str | None, list[str]]] = []
+        self.server = grpc.server(ThreadPoolExecutor(8))
+        handler = grpc.stream_stream_rpc_method_handler(
+            self.stream, request_deserializer=pb.StreamRequest.FromString,
+            response_serializer=pb.StreamResponse.SerializeToString)
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "speakerswitch.v1.SpeakerSwitch", {"Stream": handler}),))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stream(self, requests, context):
+        rooms: list[str] = []
+        self.streams.append((dict(context.invocation_metadata()).get(
+            "x-speakerswitch-shard"), rooms))
+        for request in requests:
+            rooms.extend(t.room_id for t in request.ticks)
+            yield pb.StreamResponse(batch_id=request.batch_id)
+
+
+def test_sharded_each_stream_carries_its_shard_header_and_only_its_rooms(installed,
+                                                                         tmp_path):
+    """The Node client's shard of a room is the Python client's (CRC-32 of the UTF-8 id),
+    so a proxy sends a room to one replica whichever language pushed it."""
+    from service.client import shard_of
+    rooms = ["room-0", "room-1", "salle-été", "会议室", "r", "a-much-longer-room-id-42"]
+    ticks = [[[room, 20 * i, [["a", 30, True]]] for room in rooms] for i in range(5)]
+    (tmp_path / "ticks.json").write_text(json.dumps(ticks))
+    recorder = StreamRecorder()
+    try:
+        r = run([NODE, "media_server.js", f"127.0.0.1:{recorder.port}",
+                 str(tmp_path / "ticks.json"), "4"], installed, 60)
+    finally:
+        recorder.server.stop(0)
+    assert r.returncode == 0, r.stderr
+    headers = [shard for shard, _ in recorder.streams]
+    assert sorted(headers) == sorted(str(s) for s in {shard_of(room, 4) for room in rooms})
+    for shard, on_it in recorder.streams:
+        assert on_it and {shard_of(room, 4) for room in on_it} == {int(shard)}, (shard, on_it)
+        assert len(on_it) == 5 * len(set(on_it))  # every tick of its rooms, on this stream
+
+
+def test_pcm_pushed_per_packet_with_a_room_config_decides_as_sent_the_existing_way(
+        installed, tmp_path):
+    import base64
+
+    import numpy as np
+
+    from service.client import Client
+    from service.tools import sample
+    tracks, _ = sample.conversation(rate=16000)
+    frame, n_ticks = 320, 300  # 20 ms at 16 kHz
+    pcm = {p: (np.clip(x[:n_ticks * frame], -1, 1) * 32767).astype("<i2").tobytes()
+           for p, x in tracks.items()}
+    config = {"profile": "debate", "hold_ms": 200}
+
+    def existing_way(room_config: dict | None) -> list:
+        with ServerThread(test_config()) as srv, Client(srv.target) as c, c.session() as s:
+            out = []
+            for i in range(n_ticks):
+                tick = pb.RoomTick(room_id="pcm", timestamp_ms=i * 20, duration_ms=20)
+                if i == 0 and room_config:
+                    tick.config.CopyFrom(pb.RoomConfig(**room_config))
+                for p in tracks:
+                    tick.audio.add(participant_id=p, pcm=pb.PcmFrame(
+                        samples=pcm[p][i * frame * 2:(i + 1) * frame * 2], sample_rate_hz=16000))
+                out.extend([e.sequence, e.WhichOneof("event"), e.timestamp_ms,
+                            e.switch.speaker_id if e.HasField("switch") else None]
+                           for e in s.send_ticks(tick).events)
+            return out
+
+    expected = existing_way(config)
+    assert any(e[1] == "switch" for e in expected)
+    assert expected != existing_way(None)  # the configuration matters to these decisions
+    (tmp_path / "tracks.json").write_text(json.dumps(
+        {p: base64.b64encode(b).decode() for p, b in pcm.items()}))
+    with ServerThread(test_config()) as server:
+        r = run([NODE, "pcm.js", server.target, str(tmp_path / "tracks.json"),
+                 json.dumps(config)], installed, 120)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["out"] == expected
+    assert got["stats"]["requests"] == got["stats"]["responses"] == n_ticks, got["stats"]
+    assert "RangeError" in got["wrong"] and "samples: 100 bytes, not 640" in got["wrong"]

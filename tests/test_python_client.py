@@ -526,3 +526,32 @@ def test_pcm_pushed_per_packet_decides_as_pcm_sent_the_existing_way():
         got = asyncio.run(run(srv.target))
     assert any(e.HasField("switch") for e in expected)
     assert [str(e) for e in got] == [str(e) for e in expected]
+
+
+def test_the_blocking_layer_rides_the_asyncio_streams_across_a_server_restart():
+    """service.client's sessions are this package's streams (speakerswitch_client.sync): a
+    sharded session reopens its shards' streams on a restarted server and is answered; a
+    plain session does not reconnect, its failure is the grpc.RpcError it always raised."""
+    from conftest import level_tick
+    from service.client import Client
+
+    port = free_port()
+    rooms = [f"blocking-{k}" for k in range(6)]
+    old = ServerThread(test_config(port=port)).__enter__()
+    with Client(f"127.0.0.1:{port}") as c, c.sharded_session(shards=4) as sharded:
+        plain = c.session()
+        assert not plain.send_ticks(level_tick("plain", 0, {"a": 30}, {"a": 1})).rejections
+        first = sharded.send_ticks(*[level_tick(r, 0, {"a": 30}, {"a": 1}) for r in rooms])
+        assert not first.rejections and sharded.reconnects == 0
+        old.__exit__(None, None, None)
+        with ServerThread(test_config(port=port)) as new:
+            again = sharded.send_ticks(*[level_tick(r, 20, {"a": 30}, {"a": 1})
+                                         for r in rooms])
+            assert not again.rejections and sharded.reconnects >= 1
+            assert {new.call(new.running.registry.room_state, r, "").timestamp_ms
+                    for r in rooms} == {40}
+            with pytest.raises(grpc.RpcError) as e:
+                plain.send_ticks(level_tick("plain", 20, {"a": 30}, {"a": 1}))
+            assert e.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                                      grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
+            plain.close()

@@ -96,9 +96,17 @@ async def main():
     print(" ".join(shown))
 
 asyncio.run(main())
+# the blocking layer (service.client on the server's side) works from the wheel alone
+from speakerswitch_client import pb
+from speakerswitch_client.sync import Client
+with Client(sys.argv[1]) as c, c.session() as s:
+    tick = pb.RoomTick(room_id="fresh", timestamp_ms=2000, duration_ms=20)
+    tick.audio.add(participant_id="bob", level=pb.AudioLevel(level=25))
+    assert not s.send_ticks(tick).rejections
+    print(c.get_room("fresh").speaker_id, c.get_room("fresh").timestamp_ms)
 """
     with ServerThread(test_config()) as server:
         r = subprocess.run([py, "-c", code, server.target], capture_output=True, text=True,
                            timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["alice", "bob"]
+    assert r.stdout.split() == ["alice", "bob", "bob", "2020"]

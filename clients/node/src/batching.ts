@@ -1,13 +1,37 @@
-// What was pushed since the last flush, turned into one StreamRequest for all rooms.
+// What was pushed since the last flush, turned into one StreamRequest per stream.
 // No I/O and no clock: the client calls add* per packet and take() once per tick. Packets
 // are grouped by room and by tick (timestamp rounded down to tickMs), so a flush of 300
-// rooms is one message of 300 RoomTicks, not 300 messages.
+// rooms is one message of 300 RoomTicks, not 300 messages. The same rules as the Python
+// client's batching.py.
 
 /** RFC 6464: bit 7 of the level byte is the sender's voice-activity flag. */
 export const VOICE_BIT = 0x80;
 /** Well inside the server's default of 20,000 ticks per request: reached only when ticks
  * pile up (the stream was slow for a while). */
 export const MAX_TICKS_PER_REQUEST = 5000;
+/** Well inside the server's 16 MiB per message: reached by PCM (300 rooms x 6 of 20 ms at
+ * 48 kHz make 3.5 MB a tick). */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/** The sample rates the server's VAD takes PCM at. */
+export const PCM_RATES = [8000, 16000, 32000, 48000];
+
+/** Room tuning (speakerswitch.v1.RoomConfig, snake_case as in the proto): a profile
+ * ('meeting', 'podcast'...) and the fields it overrides; unset fields keep their value. */
+export interface RoomConfig {
+  profile?: string;
+  algorithm?: string;
+  hold_ms?: number;
+  min_speech_ms?: number;
+  interrupt_ms?: number;
+  switch_margin_db?: number;
+  active_speakers?: number;
+  active_speakers_interval_ms?: number;
+  forwarding_size?: number;
+  forwarding_min_ms?: number;
+  speaking_interval_ms?: number;
+  no_audio_timeout_ms?: number;
+  outlast_ms?: number;
+}
 
 /** A request's ticks and, per tick, the roster its LevelVector's bytes are in (null: no
  * vector). The stream fills `levels.roster` in only where the server does not hold that
@@ -23,7 +47,10 @@ interface PendingTick {
   levels: Map<string, number>;
   /** levels of senders without a V bit (they cannot go in a LevelVector) */
   unspecified: Map<string, number>;
+  /** participant -> one tick of 16-bit little-endian mono PCM and its sample rate */
+  pcm: Map<string, [Uint8Array, number]>;
   events: Array<[string, string]>;
+  config: RoomConfig | null;
   /** at the timestamp of the room's last audio tick sent: events only, no audio */
   repeat: boolean;
 }
@@ -65,7 +92,10 @@ export class Batcher {
     }
     let tick = ticks.get(t);
     if (tick === undefined) {
-      tick = { timestampMs: t, levels: new Map(), unspecified: new Map(), events: [], repeat: t <= sent };
+      tick = {
+        timestampMs: t, levels: new Map(), unspecified: new Map(), pcm: new Map(), events: [],
+        config: null, repeat: t <= sent,
+      };
       ticks.set(t, tick);
     } else if (audio && tick.repeat) {
       this.late += 1;
@@ -96,15 +126,39 @@ export class Batcher {
     return true;
   }
 
+  /** One tick of 16-bit little-endian mono PCM (the server runs its VAD on it); false if
+   * its tick has already left. */
+  addPcm(room: string, participant: string, samples: Uint8Array, sampleRateHz: number, timestampMs: number): boolean {
+    if (!PCM_RATES.includes(sampleRateHz)) {
+      throw new RangeError(`sampleRateHz: ${sampleRateHz} is not 8000, 16000, 32000 or 48000`);
+    }
+    const expected = (sampleRateHz * this.tickMs / 1000) * 2;
+    if (samples.length !== expected) {
+      throw new RangeError(`samples: ${samples.length} bytes, not ${expected} (one tick of ${this.tickMs} ms of 16-bit mono at ${sampleRateHz} Hz)`);
+    }
+    const tick = this.tick(room, timestampMs, true);
+    if (tick === null) return false;
+    if (!tick.pcm.has(participant)) this.packets += 1;
+    tick.pcm.set(participant, [samples, sampleRateHz]);
+    return true;
+  }
+
   addEvent(room: string, participant: string, type: string, timestampMs?: number): void {
     this.tick(room, timestampMs, false)!.events.push([participant, type]);
     this.packets += 1;
   }
 
+  /** Room tuning from the room's next tick on; two in one tick merge (the later wins). */
+  setConfig(room: string, config: RoomConfig): void {
+    const tick = this.tick(room, undefined, false)!;
+    if (tick.config === null) this.packets += 1;
+    tick.config = { ...(tick.config || {}), ...config };
+  }
+
   /** The room was closed: a later tick of the same id starts a new room at any time. */
   forget(room: string): void {
     for (const t of (this.pending.get(room) || new Map()).values()) {
-      this.packets -= t.levels.size + t.unspecified.size + t.events.length;
+      this.packets -= t.levels.size + t.unspecified.size + t.pcm.size + t.events.length + (t.config ? 1 : 0);
     }
     this.pending.delete(room);
     this.sent.delete(room);
@@ -113,17 +167,40 @@ export class Batcher {
 
   /** Everything pending as StreamRequest bodies (without batch_id): usually one. */
   take(): Built[] {
-    const out: Built[] = [];
-    let current: Built = { ticks: [], rosters: [] };
+    return this.takeBy(() => 0).get(0) || [];
+  }
+
+  /** Everything pending as StreamRequest bodies per value of group(room) (a shard), and
+   * forget it. Usually one per group; more only after the server was away for a while, so
+   * that none goes over the server's limits. */
+  takeBy(group: (room: string) => number): Map<number, Built[]> {
+    const out = new Map<number, Built[]>();
+    const size = new Map<number, number>();
     for (const [room, ticks] of this.pending) {
+      const key = group(room);
+      let requests = out.get(key);
+      if (requests === undefined) {
+        requests = [{ ticks: [], rosters: [] }];
+        out.set(key, requests);
+        size.set(key, 0);
+      }
       for (const t of [...ticks.keys()].sort((a, b) => a - b)) {
-        if (current.ticks.length >= MAX_TICKS_PER_REQUEST) { out.push(current); current = { ticks: [], rosters: [] }; }
-        const [msg, roster] = this.fill(room, ticks.get(t)!);
+        const tick = ticks.get(t)!;
+        let cost = room.length + 16 * (tick.levels.size + tick.unspecified.size + tick.events.length);
+        for (const [samples] of tick.pcm.values()) cost += 16 + samples.length;
+        let current = requests[requests.length - 1];
+        if (current.ticks.length && (current.ticks.length >= MAX_TICKS_PER_REQUEST
+                                     || size.get(key)! + cost > MAX_REQUEST_BYTES)) {
+          current = { ticks: [], rosters: [] };
+          requests.push(current);
+          size.set(key, 0);
+        }
+        size.set(key, size.get(key)! + cost);
+        const [msg, roster] = this.fill(room, tick);
         current.ticks.push(msg);
         current.rosters.push(roster);
       }
     }
-    if (current.ticks.length) out.push(current);
     this.pending.clear();
     this.packets = 0;
     return out;
@@ -135,8 +212,12 @@ export class Batcher {
       events: tick.events.map(([participant_id, type]) => ({ participant_id, type })),
       audio: [],
     };
-    if (tick.levels.size || tick.unspecified.size) this.sent.set(room, tick.timestampMs);
+    if (tick.config !== null) msg.config = tick.config;
+    if (tick.levels.size || tick.unspecified.size || tick.pcm.size) this.sent.set(room, tick.timestampMs);
     for (const [participant_id, level] of tick.unspecified) msg.audio.push({ participant_id, level: { level } });
+    for (const [participant_id, [samples, sample_rate_hz]] of tick.pcm) {
+      msg.audio.push({ participant_id, pcm: { samples: Buffer.from(samples.buffer, samples.byteOffset, samples.length), sample_rate_hz } });
+    }
     if (!tick.levels.size) return [msg, null];
     const roster = this.rosters.get(room);
     if (roster !== undefined && roster.length === tick.levels.size && roster.every((p) => tick.levels.has(p))) {

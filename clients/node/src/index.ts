@@ -5,17 +5,40 @@
 //   ss.pushLevel('room-1', 'alice', 25, true, rtpMs);
 //
 // Pushes of every room wait in one buffer; every tickMs (or on flush()) they leave as ONE
-// request for all rooms on one stream. Decisions come back as events, after the room's
-// view (room(id)) has been updated.
+// request for all rooms on one stream (or one per shard, all at once: `shards`). Decisions
+// come back as events, after the room's view (room(id)) has been updated. The same shape
+// as the Python client (clients/python).
 import { EventEmitter } from 'events';
 import * as fs from 'fs';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { Batcher, Built } from './batching';
+import { Batcher, Built, RoomConfig } from './batching';
 import { Participant, RoomEvent, RoomView } from './state';
 
-export { Batcher, Participant, RoomEvent, RoomView };
+export { Batcher, Participant, RoomConfig, RoomEvent, RoomView };
+
+/** Request metadata a room-affine proxy hashes on (deploy/nginx, deploy/envoy). */
+export const SHARD_HEADER = 'x-speakerswitch-shard';
+
+const CRC32_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** The shard of a room: CRC-32 of its id (UTF-8) modulo the shard count, as the Python
+ * client computes it, so that a proxy sends a room's ticks to one replica whichever
+ * language pushed them. */
+export function shardOf(roomId: string, shards: number): number {
+  let crc = 0xffffffff;
+  for (const byte of Buffer.from(roomId, 'utf8')) crc = CRC32_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+  return ((crc ^ 0xffffffff) >>> 0) % shards;
+}
 
 /** The contract the package was built with (copied from the repository by `npm run build`). */
 export const PROTO_PATH = path.resolve(__dirname, '..', 'proto', 'speakerswitch', 'v1', 'speakerswitch.proto');
@@ -49,14 +72,19 @@ export interface ClientOptions {
   /** At most this many packets wait for a flush; beyond it pushLevel refuses (returns false,
    * counted in stats().refused) rather than grow without bound while the server is away. */
   maxPending?: number;
-  /** At most this many requests wait for their answer; then flush() waits. */
+  /** At most this many requests wait for their answer on each stream; then flush() waits. */
   maxInFlight?: number;
+  /** More than 1: one stream per shard of rooms (shardOf), each carrying
+   * x-speakerswitch-shard for a room-affine proxy in front of replicas; a flush sends to
+   * all of them at once. */
+  shards?: number;
   /** Reconnect delays: initialMs doubling up to maxMs, with jitter (50 ms, 2 s). */
   backoff?: { initialMs?: number; maxMs?: number };
   channelOptions?: grpc.ChannelOptions;
 }
 
 export interface ClientStats {
+  streams: number;
   requests: number; responses: number; inFlight: number; rejections: number; reconnects: number;
   latePackets: number; refusedPackets: number; pendingPackets: number;
 }
@@ -99,6 +127,109 @@ export const RETRYABLE = new Set<number>([
 
 interface Unacked { id: number; built: Built }
 
+interface LinkOwner {
+  readonly stub: any;
+  readonly backoff: { initialMs: number; maxMs: number };
+  /** 'closing': end the stream once what is unanswered went out again. */
+  state(): 'open' | 'closing' | 'closed' | 'failed';
+  answered(resp: any): void;
+  fatal(err: Error): void;
+}
+
+// One stream (one per shard when sharded). Requests go out in order with at most
+// maxInFlight unanswered (flush waits for a slot: that is the backpressure). The server
+// answers every request, in order; a request still unanswered when the stream breaks is
+// sent again on the next one, so each request gets exactly one answer delivered (one the
+// old server had processed comes back refused for its timestamps, without decisions,
+// rather than twice).
+class Link {
+  call: grpc.ClientDuplexStream<any, any> | null = null;
+  ended: Promise<void> = Promise.resolve();
+  unacked: Unacked[] = [];
+  requests = 0;
+  responses = 0;
+  reconnects = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private rosters = new Map<string, string[]>(); // what this stream's server holds
+  private attempt = 0;
+  private batchId = 0;
+
+  constructor(private readonly owner: LinkOwner, private readonly metadata: () => grpc.Metadata) {}
+
+  send(built: Built): void {
+    const r: Unacked = { id: ++this.batchId, built };
+    this.unacked.push(r);
+    this.requests += 1;
+    if (this.call !== null) this.write(this.call, r);
+    else if (this.reconnectTimer === null) this.open(); // the first: open sends it
+  }
+
+  private open(): void {
+    const call: grpc.ClientDuplexStream<any, any> = this.owner.stub.Stream(this.metadata());
+    this.call = call;
+    this.rosters = new Map(); // a new stream may be a new server: rosters again
+    const answeredBefore = this.responses;
+    let error: any = null;
+    this.ended = new Promise<void>((resolve) => {
+      call.on('error', (err: any) => { error = err; });
+      call.on('status', (status: grpc.StatusObject) => {
+        resolve();
+        if (this.call === call) this.call = null;
+        this.broken(status.code === grpc.status.OK ? null : error || status, answeredBefore);
+      });
+    });
+    call.on('data', (resp: any) => this.onData(resp));
+    for (const r of this.unacked) this.write(call, r);
+    if (this.owner.state() !== 'open') call.end();
+  }
+
+  private broken(err: any, answeredBefore: number): void {
+    const state = this.owner.state();
+    if (state === 'failed' || (state !== 'open' && this.unacked.length === 0)) return;
+    if (err !== null && !RETRYABLE.has(err.code)) { this.owner.fatal(err); return; }
+    if (state === 'closed') return;
+    if (this.responses > answeredBefore) this.attempt = 0; // it worked for a while
+    this.reconnects += 1;
+    // jitter: replicas restarted together are not hit by every client at once
+    const { initialMs, maxMs } = this.owner.backoff;
+    const delay = Math.min(maxMs, initialMs * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt += 1;
+    this.reconnectTimer = setTimeout(() => { this.reconnectTimer = null; this.open(); }, delay);
+  }
+
+  private write(call: grpc.ClientDuplexStream<any, any>, r: Unacked): void {
+    const ticks = r.built.ticks.map((tick, i) => {
+      const roster = r.built.rosters[i];
+      if (roster === null || this.rosters.get(tick.room_id) === roster) return tick;
+      // LevelVector rosters are sticky per room on the server: sent when changed, and
+      // again to a new stream
+      this.rosters.set(tick.room_id, roster);
+      return { ...tick, levels: { ...tick.levels, roster } };
+    });
+    call.write({ batch_id: r.id, ticks });
+  }
+
+  private onData(resp: any): void {
+    const r = this.unacked.shift();
+    if (r === undefined || Number(resp.batch_id) !== r.id) {
+      this.owner.fatal(new Error(`answer to batch ${resp.batch_id} where ${r && r.id} was expected`));
+      return;
+    }
+    this.responses += 1;
+    this.owner.answered(resp);
+  }
+
+  /** Ends the stream (after what was written); waits for its end at most 1 s. */
+  async end(): Promise<void> {
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    if (this.call !== null) {
+      this.call.end();
+      await Promise.race([this.ended, new Promise((r) => setTimeout(r, 1000))]);
+    }
+  }
+}
+
 const WHICH: Record<string, string> = {
   switch: 'switch', floor_change: 'floor', presentation: 'presentation',
 };
@@ -106,30 +237,29 @@ const WHICH: Record<string, string> = {
 export class SpeakerSwitchClient extends EventEmitter {
   readonly batcher: Batcher;
   readonly rooms = new Map<string, RoomView>();
-  /** What ended the stream (e.g. UNAUTHENTICATED); thrown by the next push or flush. */
+  /** What ended the client (a stream's fatal status, e.g. UNAUTHENTICATED); thrown by the
+   * next push or flush. */
   error: Error | null = null;
   readonly stub: any;
-  private call: grpc.ClientDuplexStream<any, any> | null = null;
-  private ended: Promise<void> = Promise.resolve();
-  private streamRosters = new Map<string, string[]>(); // what this stream's server holds
-  private unacked: Unacked[] = [];
+  readonly shards: number;
+  /** The streams: one (key -1), or one per shard that has had rooms. */
+  private links = new Map<number, Link>();
   private waiting: Array<() => void> = []; // flushes waiting for a slot, close for answers
   private timer: NodeJS.Timeout | null = null;
-  private reconnectTimer: NodeJS.Timeout | null = null;
-  private attempt = 0;
   private closing = false;
   private closed = false;
-  private batchId = 0;
-  private counts = { requests: 0, responses: 0, rejections: 0, refused: 0, reconnects: 0 };
+  private counts = { rejections: 0, refused: 0 };
   private readonly maxPending: number;
   private readonly maxInFlight: number;
-  private readonly backoff: { initialMs: number; maxMs: number };
+  readonly backoff: { initialMs: number; maxMs: number };
 
   constructor(readonly target: string, private readonly options: ClientOptions = {}) {
     super();
     this.batcher = new Batcher(options.tickMs ?? 20);
     this.maxPending = options.maxPending ?? 100_000;
     this.maxInFlight = options.maxInFlight ?? 4;
+    this.shards = options.shards ?? 1;
+    if (!Number.isInteger(this.shards) || this.shards < 1) throw new RangeError(`shards: ${this.shards} is not a positive integer`);
     this.backoff = { initialMs: 50, maxMs: 2000, ...(options.backoff || {}) };
     const tls = options.tls ?? false;
     const creds = tls === false ? grpc.credentials.createInsecure()
@@ -146,11 +276,13 @@ export class SpeakerSwitchClient extends EventEmitter {
     if (options.autoFlush ?? true) this.flushEveryTick();
   }
 
-  metadata(): grpc.Metadata {
+  /** A call's metadata: the token (asked now, if a function), and a stream's shard. */
+  metadata(shard: number | null = null): grpc.Metadata {
     const md = new grpc.Metadata();
     const t = this.options.token;
     const token = typeof t === 'function' ? t() : t;
     if (token) md.set('authorization', `Bearer ${token}`);
+    if (shard !== null) md.set(SHARD_HEADER, String(shard));
     return md;
   }
 
@@ -165,6 +297,21 @@ export class SpeakerSwitchClient extends EventEmitter {
     this.raiseIfFailed();
     if (this.batcher.packets >= this.maxPending) { this.counts.refused += 1; return false; }
     return this.batcher.addLevel(room, participant, level, voice, timestampMs);
+  }
+
+  /** One tick (tickMs) of 16-bit little-endian mono PCM at 8, 16, 32 or 48 kHz, for
+   * senders without RFC 6464 levels: the server runs its VAD on it. false when its tick
+   * has already left or too much waits (as pushLevel). */
+  pushPcm(room: string, participant: string, samples: Uint8Array, sampleRateHz: number, timestampMs: number): boolean {
+    this.raiseIfFailed();
+    if (this.batcher.packets >= this.maxPending) { this.counts.refused += 1; return false; }
+    return this.batcher.addPcm(room, participant, samples, sampleRateHz, timestampMs);
+  }
+
+  /** Room tuning from its next tick on: configure(room, { profile: 'podcast' }). */
+  configure(room: string, config: RoomConfig): void {
+    this.raiseIfFailed();
+    this.batcher.setConfig(room, config);
   }
 
   /** A participant event ('JOIN', 'LEAVE', 'VIDEO_OFF', 'PIN'...), sent with the room's
@@ -187,52 +334,19 @@ export class SpeakerSwitchClient extends EventEmitter {
   unpin(room: string): void { this.pushEvent(room, '', 'UNPIN'); }
 
   // ---------------------------------------------------------------- sending
-  // Requests go out in order with at most maxInFlight unanswered (flush waits for a slot:
-  // that is the backpressure). The server answers every request, in order; a request still
-  // unanswered when the stream breaks is sent again on the next one, so each request gets
-  // exactly one answer delivered (one the old server had processed comes back refused for
-  // its timestamps, without decisions, rather than twice).
-  private open(): void {
-    const call: grpc.ClientDuplexStream<any, any> = this.stub.Stream(this.metadata());
-    this.call = call;
-    this.streamRosters = new Map(); // a new stream may be a new server: rosters again
-    const answeredBefore = this.counts.responses;
-    let error: any = null;
-    this.ended = new Promise<void>((resolve) => {
-      call.on('error', (err: any) => { error = err; });
-      call.on('status', (status: grpc.StatusObject) => {
-        resolve();
-        if (this.call === call) this.call = null;
-        this.broken(status.code === grpc.status.OK ? null : error || status, answeredBefore);
-      });
-    });
-    call.on('data', (resp: any) => this.onResponse(resp));
-    for (const r of this.unacked) this.write(call, r);
-    if (this.closing) call.end();
-  }
-
-  private broken(err: any, answeredBefore: number): void {
-    if (this.error !== null || (this.closing && this.unacked.length === 0)) return;
-    if (err !== null && !RETRYABLE.has(err.code)) { this.fail(err); return; }
-    if (this.closed) return;
-    if (this.counts.responses > answeredBefore) this.attempt = 0; // it worked for a while
-    this.counts.reconnects += 1;
-    // jitter: replicas restarted together are not hit by every client at once
-    const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempt) * (0.5 + Math.random() / 2);
-    this.attempt += 1;
-    this.reconnectTimer = setTimeout(() => { this.reconnectTimer = null; this.open(); }, delay);
-  }
-
-  private write(call: grpc.ClientDuplexStream<any, any>, r: Unacked): void {
-    const ticks = r.built.ticks.map((tick, i) => {
-      const roster = r.built.rosters[i];
-      if (roster === null || this.streamRosters.get(tick.room_id) === roster) return tick;
-      // LevelVector rosters are sticky per room on the server: sent when changed, and
-      // again to a new stream
-      this.streamRosters.set(tick.room_id, roster);
-      return { ...tick, levels: { ...tick.levels, roster } };
-    });
-    call.write({ batch_id: r.id, ticks });
+  private link(key: number): Link {
+    let link = this.links.get(key);
+    if (link === undefined) {
+      const shard = key < 0 ? null : key;
+      link = new Link({
+        stub: this.stub, backoff: this.backoff,
+        state: () => (this.error !== null ? 'failed' : this.closed ? 'closed' : this.closing ? 'closing' : 'open'),
+        answered: (resp) => this.onResponse(resp),
+        fatal: (err) => this.fail(err),
+      }, () => this.metadata(shard));
+      this.links.set(key, link);
+    }
+    return link;
   }
 
   private fail(err: Error): void {
@@ -242,26 +356,35 @@ export class SpeakerSwitchClient extends EventEmitter {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-  /** Send everything pushed so far as one request (all rooms). Resolves once queued to the
-   * stream, not once answered; waits while maxInFlight requests are unanswered. */
+  /** Send everything pushed so far: one request per stream (all its rooms), all streams
+   * at once. Resolves once queued to the streams, not once answered; waits while a
+   * stream has maxInFlight requests unanswered. */
   async flush(): Promise<void> {
     this.raiseIfFailed();
-    for (const built of this.batcher.take()) {
-      while (this.unacked.length >= this.maxInFlight && this.error === null) {
+    const shards = this.shards;
+    const groups = this.batcher.takeBy(shards > 1 ? (room) => shardOf(room, shards) : () => -1);
+    await Promise.all([...groups].map(([key, built]) => this.sendAll(this.link(key), built)));
+  }
+
+  private async sendAll(link: Link, requests: Built[]): Promise<void> {
+    for (const built of requests) {
+      while (link.unacked.length >= this.maxInFlight && this.error === null) {
         await new Promise<void>((resolve) => this.waiting.push(resolve));
       }
       this.raiseIfFailed();
-      const r: Unacked = { id: ++this.batchId, built };
-      this.unacked.push(r);
-      this.counts.requests += 1;
-      if (this.call !== null) this.write(this.call, r);
-      else if (this.reconnectTimer === null) this.open(); // the first: open sends it
+      link.send(built);
     }
+  }
+
+  private unanswered(): number {
+    let n = 0;
+    for (const link of this.links.values()) n += link.unacked.length;
+    return n;
   }
 
   /** Resolves once every request sent so far has been answered (or the client failed). */
   async answeredAll(): Promise<void> {
-    while (this.unacked.length > 0 && this.error === null) {
+    while (this.unanswered() > 0 && this.error === null) {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
   }
@@ -304,24 +427,20 @@ export class SpeakerSwitchClient extends EventEmitter {
     } finally {
       clearTimeout(timeout);
       this.closing = this.closed = true;
-      if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = null;
-      if (this.call !== null) {
-        this.call.end();
-        await Promise.race([this.ended, new Promise((r) => setTimeout(r, 1000))]);
-      }
+      await Promise.all([...this.links.values()].map((link) => link.end()));
       this.stub.close();
       this.wake();
     }
   }
 
   stats(): ClientStats {
-    const c = this.counts;
+    const links = [...this.links.values()];
+    const sum = (f: (link: Link) => number) => links.reduce((n, link) => n + f(link), 0);
     return {
-      requests: c.requests, responses: c.responses, inFlight: this.unacked.length,
-      reconnects: c.reconnects,
-      rejections: c.rejections, latePackets: this.batcher.late, refusedPackets: c.refused,
-      pendingPackets: this.batcher.packets,
+      streams: links.length, requests: sum((l) => l.requests), responses: sum((l) => l.responses),
+      inFlight: this.unanswered(), reconnects: sum((l) => l.reconnects),
+      rejections: this.counts.rejections, latePackets: this.batcher.late,
+      refusedPackets: this.counts.refused, pendingPackets: this.batcher.packets,
     };
   }
 
@@ -346,12 +465,6 @@ export class SpeakerSwitchClient extends EventEmitter {
   }
 
   private onResponse(resp: any): void {
-    const r = this.unacked.shift();
-    if (r === undefined || Number(resp.batch_id) !== r.id) {
-      this.fail(new Error(`answer to batch ${resp.batch_id} where ${r && r.id} was expected`));
-      return;
-    }
-    this.counts.responses += 1;
     for (const r of resp.rejections || []) {
       this.counts.rejections += 1;
       if (this.listenerCount('rejection') > 0) this.safeEmit('rejection', r);

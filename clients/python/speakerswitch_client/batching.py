@@ -6,6 +6,7 @@ flush of 300 rooms is one message of 300 ``RoomTick``s, not 300 messages.
 """
 from __future__ import annotations
 
+import concurrent.futures
 from dataclasses import dataclass, field
 
 from .api import speakerswitch_pb2 as pb
@@ -46,6 +47,9 @@ class Built:
     rosters: list[tuple[str, ...] | None]
     sent_s: float = 0.0
     """When it was queued to the stream (perf_counter), for the round trip."""
+    answer: concurrent.futures.Future | None = None
+    """Set to the server's answer (or the stream's fatal error) by the stream, for a caller
+    that waits for it (the blocking sessions of ``speakerswitch_client.sync``)."""
 
 
 class Batcher:

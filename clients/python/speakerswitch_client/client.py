@@ -31,11 +31,17 @@ log = logging.getLogger("speakerswitch_client")
 SHARD_HEADER = "x-speakerswitch-shard"
 """Request metadata a room-affine proxy hashes on (deploy/nginx, deploy/envoy)."""
 
+DEFAULT_SHARDS = 16
+"""What the blocking client's ``sharded_session`` splits rooms into."""
+
 EVENT = pb.ParticipantEventType
 
 
-def shard_of(room_id: str, shards: int) -> int:
-    """CRC-32 of the room id modulo the shard count, as the server's own client computes it."""
+def shard_of(room_id: str, shards: int = DEFAULT_SHARDS) -> int:
+    """The shard of a room: every tick of a room goes down the stream of its shard, and the
+    proxy sends each shard's stream to one replica. CRC-32 of the room id modulo the shard
+    count, so any language computes it alike (zlib, java.util.zip.CRC32, Go's hash/crc32,
+    clients/node)."""
     return zlib.crc32(room_id.encode()) % shards
 
 
@@ -102,10 +108,12 @@ class SpeakerSwitchClient:
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
                          ("grpc.max_send_message_length", max_message_bytes),
                          # the channel redials on our backoff's scale, not gRPC's default
-                         # (1 s growing to 120 s): a restarted server is back in seconds
+                         # (1 s growing to 120 s): a restarted server is back in seconds.
+                         # Not grpc.min_reconnect_backoff_ms: gRPC takes it as the time a
+                         # connection attempt may take (20 s), and at 50 ms a busy server's
+                         # handshake failed the stream (UNAVAILABLE: "timed out before
+                         # receiving SETTINGS frame")
                          ("grpc.initial_reconnect_backoff_ms",
-                          int(self.backoff.initial_s * 1000) or 1),
-                         ("grpc.min_reconnect_backoff_ms",
                           int(self.backoff.initial_s * 1000) or 1),
                          ("grpc.max_reconnect_backoff_ms", int(self.backoff.max_s * 1000))]
         if server_name:

@@ -18,8 +18,11 @@ RETRYABLE = frozenset({
 class SpeakerSwitchError(Exception):
     """A call failed with a status that reconnecting would not change."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, hint: str = "") -> None:
+    def __init__(self, code: grpc.StatusCode, details: str, hint: str = "",
+                 rpc_error: grpc.RpcError | None = None) -> None:
         self.code, self.details = code, details
+        self.rpc_error = rpc_error
+        """The gRPC error itself (what the blocking client raises, as grpc does)."""
         super().__init__(f"{code.name}: {details}" + (f" ({hint})" if hint else ""))
 
 
@@ -34,7 +37,7 @@ class PermissionDeniedError(SpeakerSwitchError):
 def from_rpc(e: grpc.RpcError) -> SpeakerSwitchError:
     code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return AuthenticationError(code, details, "check the client's token")
+        return AuthenticationError(code, details, "check the client's token", e)
     if code == grpc.StatusCode.PERMISSION_DENIED:
-        return PermissionDeniedError(code, details, "check the token's grants and rooms")
-    return SpeakerSwitchError(code, details)
+        return PermissionDeniedError(code, details, "check the token's grants and rooms", e)
+    return SpeakerSwitchError(code, details, rpc_error=e)

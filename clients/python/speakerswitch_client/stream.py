@@ -5,6 +5,8 @@ slot: that is the backpressure that reaches ``push_level``). The server answers 
 request, in order; a request still unanswered when the stream breaks is sent again on the
 next one, so each request gets exactly one answer delivered (a request the old server had
 processed comes back refused for its timestamps, without decisions, rather than twice).
+``retries`` bounds the reconnects in a row (the blocking sessions give up, as they always
+did; the asyncio client tries for ever).
 """
 from __future__ import annotations
 
@@ -42,9 +44,10 @@ class Backoff:
 class Link:
     def __init__(self, stub: pb_grpc.SpeakerSwitchStub, metadata: Callable[[], tuple],
                  on_response: Callable[[pb.StreamResponse], Awaitable[None]],
-                 max_in_flight: int = 4, backoff: Backoff | None = None) -> None:
+                 max_in_flight: float = 4, backoff: Backoff | None = None,
+                 retries: int | None = None) -> None:
         self.stub, self.metadata, self.on_response = stub, metadata, on_response
-        self.max_in_flight = max_in_flight
+        self.max_in_flight, self.retries = max_in_flight, retries
         self.backoff = backoff or Backoff()
         self.unacked: collections.deque[Built] = collections.deque()
         self.error: SpeakerSwitchError | None = None
@@ -64,8 +67,9 @@ class Link:
                 lambda: self.error is not None or len(self.unacked) < self.max_in_flight)
         if self.error is not None:
             raise self.error
-        self._batch_id += 1
-        built.request.batch_id = self._batch_id
+        if not built.request.batch_id:  # a caller's own batch ids are kept
+            self._batch_id += 1
+            built.request.batch_id = self._batch_id
         self.unacked.append(built)
         self.requests += 1
         built.sent_s = time.perf_counter()
@@ -83,6 +87,8 @@ class Link:
             self._task.cancel()
         if self.unacked:
             log.warning("closed with %d requests unanswered", len(self.unacked))
+            self._answer_all(self.error or SpeakerSwitchError(
+                grpc.StatusCode.CANCELLED, "the stream was closed before the answer came"))
 
     async def _run(self) -> None:
         attempt = 0
@@ -117,12 +123,23 @@ class Link:
                 raise failure
             if self.responses > answered:
                 attempt = 0  # it worked for a while: start the backoff over
+            if self.retries is not None and attempt >= self.retries:
+                self._fail(from_rpc(failure) if isinstance(failure, grpc.RpcError) else
+                           SpeakerSwitchError(grpc.StatusCode.UNAVAILABLE,
+                                              f"the stream broke: {failure!r}"))
+                return
             self.reconnects += 1
             await asyncio.sleep(self.backoff.delay(attempt))
             attempt += 1
 
+    def _answer_all(self, error: Exception) -> None:
+        for built in self.unacked:
+            if built.answer is not None and not built.answer.done():
+                built.answer.set_exception(error)
+
     def _fail(self, error: SpeakerSwitchError) -> None:
         self.error = error
+        self._answer_all(error)
 
         async def wake() -> None:
             async with self._window:
@@ -162,3 +179,5 @@ class Link:
             async with self._window:
                 self._window.notify_all()
             await self.on_response(response)
+            if built.answer is not None and not built.answer.done():
+                built.answer.set_result(response)
