@@ -167,8 +167,9 @@ $(TOOLS): Makefile $(K8S_TOOLS) | $(PY)
 	@touch $@
 
 # The client package (clients/python) goes in too, without build isolation: the setuptools
-# >= 77 it builds with is there already (grpcio-tools, of .[dev], requires it). The service
-# needs it: service/client.py is its blocking layer (the CLI's and the tests' client).
+# >= 77 it builds with is there already (grpcio-tools, of .[dev], requires it). Its own tests
+# and benchmarks import it as speakerswitch_client; the service does not need it installed
+# (setup.py maps its sources into the service as service._client, service/client.py's layer).
 $(STAMP): pyproject.toml setup.py dsp/_kernel.c service/runtime/_wire.c clients/python/pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

@@ -8,11 +8,20 @@ numpy's (tests/test_engine_paths.py).
 The wheel also carries the contract: proto/speakerswitch/v1/speakerswitch.proto is copied to
 service/api/speakerswitch/v1/ (the path its own package name gives, so a client compiles it
 with ``-I <site-packages>/service/api``). proto/ stays where `make proto` reads it; MANIFEST.in
-puts it in the sdist, so a wheel built from the sdist has it too."""
+puts it in the sdist, so a wheel built from the sdist has it too.
+
+It carries the client too: service/client.py (the CLI's and the tests' blocking client) is
+a layer on the client package, so clients/python/speakerswitch_client is mapped into this
+wheel as ``service._client`` (its generated api/ modules and py.typed included; the sdist
+takes it along). Under that name, not as a second top-level ``speakerswitch_client``: the
+service wheel and the client's own wheel then share no file, so either installs, upgrades
+or uninstalls without breaking the other, and the service always runs the client sources
+it was built with. An editable install maps the same directory, so there is one copy of the
+code."""
 import pathlib
 import shutil
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_namespace_packages, setup
 from setuptools.command.build_py import build_py
 
 PROTO = pathlib.Path("proto/speakerswitch/v1/speakerswitch.proto")
@@ -28,7 +37,14 @@ class BuildPyWithProto(build_py):
         shutil.copyfile(PROTO, target)
 
 
+CLIENT = "clients/python/speakerswitch_client"
+
 setup(cmdclass={"build_py": BuildPyWithProto},
+      # namespace packages too (what pyproject's packages.find did): the web viewer's
+      # static/ and the demo's data/ directories go in as package data
+      packages=[*find_namespace_packages(include=["service*", "dsp*"]),
+                "service._client", "service._client.api"],
+      package_dir={"service._client": CLIENT},
       ext_modules=[Extension("dsp._kernel", ["dsp/_kernel.c"], optional=True,
                              extra_compile_args=["-O2", "-ffp-contract=off",
                                                  "-fno-fast-math"]),

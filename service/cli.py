@@ -863,10 +863,10 @@ def cmd_health(a: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    if a.url:  # the image's HEALTHCHECK: plain HTTP, no gRPC client to load
+        return _health_over_http(a.url, a.timeout_s)
     from .client import Client
 
-    if a.url:
-        return _health_over_http(a.url, a.timeout_s)
     problem = _client_files_problem(a)
     if problem:
         return _fail("health", problem)

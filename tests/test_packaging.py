@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import tarfile
 import tomllib
 import urllib.request
 import venv
@@ -132,9 +133,8 @@ def _build_stage_copies() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> pathlib.Path:
-    """The wheel built from exactly what the Dockerfile's build stage copies, with its
-    `pip wheel --no-deps --no-build-isolation` (setuptools from the venv, as from the lock)."""
+def context(tmp_path_factory) -> pathlib.Path:
+    """Exactly what the Dockerfile's build stage copies, laid out as it lays it out."""
     src = tmp_path_factory.mktemp("context")
     for rel in _build_stage_copies():
         if (ROOT / rel).is_dir():
@@ -142,13 +142,23 @@ def wheel(tmp_path_factory) -> pathlib.Path:
                 "__pycache__", "*.so", "*.pyc"))
         else:
             shutil.copy(ROOT / rel, src / pathlib.Path(rel).name)
-    out = tmp_path_factory.mktemp("wheel")
+    return src
+
+
+def _pip_wheel(src: pathlib.Path, out: pathlib.Path, name: str) -> pathlib.Path:
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                         "--no-index", "-q", "-w", str(out), str(src)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    (whl,) = out.glob("speakerswitch-*.whl")
+    (whl,) = out.glob(f"{name}-*.whl")
     return whl
+
+
+@pytest.fixture(scope="module")
+def wheel(context, tmp_path_factory) -> pathlib.Path:
+    """The wheel built from the build stage's copy with its `pip wheel --no-deps
+    --no-build-isolation` (setuptools from the venv, as from the lock)."""
+    return _pip_wheel(context, tmp_path_factory.mktemp("wheel"), "speakerswitch")
 
 
 def _wheel_metadata(whl: pathlib.Path) -> email.message.Message:
@@ -277,23 +287,36 @@ def test_the_dockerfile_installs_only_what_the_locks_hold():
     assert any(a.split()[0] == "LICENSE" for a in copies), copies
 
 
-def test_the_installed_wheel_serves_outside_the_checkout(wheel, tmp_path):
-    """The image's install step: the wheel into a fresh venv (`pip install --no-deps
-    --no-index`; its dependencies reached through a .pth to this venv's site-packages, as
-    the image has them from the lock), then run from outside the checkout: the package comes
-    from the venv, its C extensions, web pages, demo data and .proto are there, and `serve`
-    answers /healthz."""
-    env_dir = tmp_path / "venv"
+def _fresh_venv(env_dir: pathlib.Path) -> pathlib.Path:
+    """A venv without this project: its dependencies are reached through a .pth to this
+    venv's site-packages (as the image has them from the lock). A .pth line only adds the
+    directory to sys.path, so this venv's editable installs (of the service and of
+    clients/python, whose finders are .pth files there) are not seen."""
     venv.EnvBuilder(with_pip=False).create(env_dir)
     py = env_dir / "bin" / "python"
     purelib = subprocess.run(
         [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True).stdout.strip()
     (pathlib.Path(purelib) / "deps.pth").write_text(site.getsitepackages()[0] + "\n")
-    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q",
-                        "--no-deps", "--no-index", str(wheel)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    return py
+
+
+def _pip(py: pathlib.Path, *args: str, cwd: pathlib.Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), *args, "-q"],
+                       capture_output=True, text=True, timeout=300, cwd=cwd)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_installed_wheel_serves_outside_the_checkout(wheel, tmp_path):
+    """The image's install step: the wheel alone into a fresh venv (`pip install --no-deps
+    --no-index`), then run from outside the checkout: the package comes from the venv, its C
+    extensions, web pages, demo data and .proto are there, `serve` answers /healthz, and the
+    commands that use the blocking client (`health` over gRPC, as `watch`, `demo` and
+    `replay --server` do) run: the wheel carries the client package's sources
+    (service._client), not a requirement the service's install leaves out."""
+    env_dir = tmp_path / "venv"
+    py = _fresh_venv(env_dir)
+    _pip(py, "install", "--no-deps", "--no-index", str(wheel), cwd=tmp_path)
     probe = ("import service, dsp._kernel, service.runtime._wire, importlib.resources as r\n"
              "api = r.files('service.api')\n"
              "print(service.__file__)\n"
@@ -306,11 +329,19 @@ def test_the_installed_wheel_serves_outside_the_checkout(wheel, tmp_path):
     where, present = r.stdout.splitlines()
     assert where.startswith(str(env_dir)), where          # not the checkout's service/
     assert present == "True True True", present
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        mport = s.getsockname()[1]
-    proc = subprocess.Popen([env_dir / "bin" / "speakerswitch", "serve", "--insecure-no-auth",
-                             "--port", "0", "--metrics-port", str(mport)], cwd=tmp_path,
+    # the client is the wheel's own copy: nothing of this checkout or this venv leaks in
+    r = subprocess.run([py, "-c", "import service.client, speakerswitch_client"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert "No module named 'speakerswitch_client'" in r.stderr, r.stderr
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    port, mport = ports
+    cli = env_dir / "bin" / "speakerswitch"
+    proc = subprocess.Popen([cli, "serve", "--insecure-no-auth", "--port", str(port),
+                             "--metrics-port", str(mport)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline, status = time.monotonic() + 30, None
@@ -321,7 +352,68 @@ def test_the_installed_wheel_serves_outside_the_checkout(wheel, tmp_path):
             except OSError:
                 time.sleep(0.2)
         assert status == 200
+        for probe in (["--url", f"http://127.0.0.1:{mport}/healthz"],  # the HEALTHCHECK's
+                      ["--server", f"127.0.0.1:{port}"]):             # through service.client
+            r = subprocess.run([cli, "health", *probe, "--timeout-s", "10"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0 and "Traceback" not in r.stderr, (probe, r.stdout, r.stderr)
+        assert r.stdout.strip() == f"127.0.0.1:{port}: SERVING", r.stdout
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert "Traceback" not in out, out
+
+
+@pytest.fixture(scope="module")
+def client_wheel(tmp_path_factory) -> pathlib.Path:
+    """The client package's own wheel (clients/python), built from a copy of it."""
+    src = tmp_path_factory.mktemp("client-src")
+    shutil.copytree(ROOT / "clients" / "python", src, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info"))
+    return _pip_wheel(src, tmp_path_factory.mktemp("client-wheel"), "speakerswitch_client")
+
+
+def test_the_service_and_the_client_wheel_install_side_by_side(wheel, client_wheel, tmp_path):
+    """The service wheel carries the client's sources under its own name, so the two wheels
+    share no file: installing the client wheel beside the service, then uninstalling it,
+    leaves the service's client in place (a second top-level speakerswitch_client would be
+    deleted with it), and the client wheel works on its own name meanwhile."""
+    with zipfile.ZipFile(wheel) as a, zipfile.ZipFile(client_wheel) as b:
+        service_files = {n for n in a.namelist() if ".dist-info/" not in n}
+        client_files = {n for n in b.namelist() if ".dist-info/" not in n}
+    assert {"service/_client/sync.py", "service/_client/py.typed",
+            "service/_client/api/speakerswitch_pb2.py", "service/_client/api/speakerswitch_pb2.pyi",
+            "service/_client/api/speakerswitch_pb2_grpc.py"} <= service_files
+    assert service_files.isdisjoint(client_files), service_files & client_files
+    py = _fresh_venv(tmp_path / "venv")
+    _pip(py, "install", "--no-deps", "--no-index", str(wheel), str(client_wheel), cwd=tmp_path)
+    both = ("import service.client, speakerswitch_client.sync as s\n"
+            "print(service.client.shard_of('room-7', 16) == s.shard_of('room-7', 16))")
+    r = subprocess.run([py, "-c", both], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.stdout.strip() == "True", r.stderr
+    _pip(py, "uninstall", "-y", "speakerswitch-client", cwd=tmp_path)
+    r = subprocess.run([py, "-c", "import service.client; print(service.client.Client.__module__)"],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert r.stdout.strip() == "service._client.sync", r.stderr
+
+
+def test_a_wheel_built_from_the_sdist_carries_the_client_and_the_proto(context, tmp_path):
+    """`pip install speakerswitch-0.1.0.tar.gz` builds from the sdist: it must hold the
+    client package's sources (and its generated modules' stubs), as it holds the .proto."""
+    out = tmp_path / "sdist"
+    r = subprocess.run([sys.executable, "-c", "from setuptools import build_meta;"
+                        f" build_meta.build_sdist({str(out)!r})"],
+                       capture_output=True, text=True, timeout=300, cwd=context)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (sdist,) = out.glob("speakerswitch-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    (tree,) = (tmp_path / "unpacked").iterdir()
+    whl = _pip_wheel(tree, tmp_path / "wheel", "speakerswitch")
+    with zipfile.ZipFile(whl) as z:
+        names = set(z.namelist())
+        assert z.read("service/_client/sync.py") == (
+            ROOT / "clients/python/speakerswitch_client/sync.py").read_bytes()
+    assert {"service/_client/py.typed", "service/_client/api/speakerswitch_pb2.pyi",
+            "service/_client/api/speakerswitch_pb2_grpc.py",
+            "service/api/speakerswitch/v1/speakerswitch.proto"} <= names, sorted(names)
