@@ -9,6 +9,7 @@ import json
 import threading
 
 import pytest
+from google.protobuf import json_format
 
 from service.api import speakerswitch_pb2 as pb
 from service.runtime.auth import create_token
@@ -113,8 +114,12 @@ def test_stream_is_a_snapshot_then_exactly_the_grpc_events_in_sequence(viewer):
     assert [e for _, e in got] == [event_json(e) for e in later]
     assert [(e["t_ms"], e["switch"]["speaker_id"], e["switch"]["reason"])
             for _, e in got if e["kind"] == "switch"] == \
-        [(e.timestamp_ms, e.switch.speaker_id, "DOMINANT_SPEAKER")
+        [(e.timestamp_ms, e.switch.speaker_id, "SWITCH_REASON_DOMINANT_SPEAKER")
          for e in later if e.HasField("switch")]
+    # the proto3 JSON mapping (json_format): each event's message reads back as it was sent
+    for (_, e), sent in zip(got, later):
+        kind = sent.WhichOneof("event")
+        assert json_format.ParseDict(e[kind], type(getattr(sent, kind))()) == getattr(sent, kind)
 
 
 def test_last_event_id_resumes_with_no_gap_and_no_duplicate(viewer):
@@ -255,7 +260,7 @@ def test_a_pin_click_is_a_participant_event_and_its_decision_reaches_the_stream(
     kinds = [(e["kind"], e["sequence"]) for e in body["events"]]
     assert kinds[0] == ("switch", snap_id + 1)
     sw = body["events"][0]["switch"]
-    assert (sw["speaker_id"], sw["previous_speaker_id"], sw["reason"]) == ("a", "c", "PINNED")
+    assert (sw["speaker_id"], sw["previous_speaker_id"], sw["reason"]) == ("a", "c", "SWITCH_REASON_PINNED")
     assert body["events"][0]["t_ms"] == 5980  # the room's media time: its last tick
     assert sse.take(len(body["events"])) == [(e["sequence"], e) for e in body["events"]]
     # the pin holds through the next turn; UNPIN goes straight to the current speaker
@@ -264,7 +269,7 @@ def test_a_pin_click_is_a_participant_event_and_its_decision_reaches_the_stream(
     status, _, body = http(viewer, "POST", "/api/rooms/pin/events", {"type": "UNPIN"})
     assert status == 200
     assert [(e["switch"]["speaker_id"], e["switch"]["reason"])
-            for e in body["events"] if e["kind"] == "switch"] == [("b", "UNPINNED")]
+            for e in body["events"] if e["kind"] == "switch"] == [("b", "SWITCH_REASON_UNPINNED")]
     sse.close()
 
 
@@ -292,7 +297,7 @@ def test_a_page_event_is_stepped_by_the_group_commit_like_a_stream_batch(viewer,
                            {"participant": "a", "type": "PIN"})
     assert status == 200, body
     assert seen == [["gc-order"]]
-    assert [e["switch"]["reason"] for e in body["events"] if e["kind"] == "switch"] == ["PINNED"]
+    assert [e["switch"]["reason"] for e in body["events"] if e["kind"] == "switch"] == ["SWITCH_REASON_PINNED"]
 
 
 def test_a_page_event_takes_the_rooms_time_after_the_ticks_being_stepped(viewer,
@@ -341,7 +346,7 @@ def test_a_page_event_takes_the_rooms_time_after_the_ticks_being_stepped(viewer,
     status, _, body = answer[0]
     assert status == 200, body
     assert [(e["t_ms"], e["switch"]["reason"]) for e in body["events"]
-            if e["kind"] == "switch"] == [(6380, "PINNED")]
+            if e["kind"] == "switch"] == [(6380, "SWITCH_REASON_PINNED")]
 
 
 def test_camera_off_of_the_shown_speaker_moves_the_feed_at_once(viewer):
@@ -350,7 +355,7 @@ def test_camera_off_of_the_shown_speaker_moves_the_feed_at_once(viewer):
                            {"participant": "b", "type": "VIDEO_OFF"})
     assert status == 200
     switches = [e["switch"] for e in body["events"] if e["kind"] == "switch"]
-    assert [(s["speaker_id"], s["reason"]) for s in switches] == [("a", "VIDEO_OFF")]
+    assert [(s["speaker_id"], s["reason"]) for s in switches] == [("a", "SWITCH_REASON_VIDEO_OFF")]
     status, _, state = http(viewer, "GET", "/api/rooms/cam")
     assert status == 200
     assert {p["participant_id"]: p["video"] for p in state["participants"]} == \

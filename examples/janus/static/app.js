@@ -140,8 +140,8 @@ function openStream() {
       state.pinned = e.snapshot.pinned_id;
     } else if (e.kind === "switch") {
       state.shown = e.switch.speaker_id;
-      if (e.switch.reason === "PINNED") state.pinned = e.switch.speaker_id;
-      if (e.switch.reason === "UNPINNED") state.pinned = "";
+      if (e.switch.reason === "SWITCH_REASON_PINNED") state.pinned = e.switch.speaker_id;
+      if (e.switch.reason === "SWITCH_REASON_UNPINNED") state.pinned = "";
     } else if (e.kind === "forwarding") {
       state.forwarding = e.forwarding.participant_ids;
     } else return;

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 import grpc
 from aiohttp import web
+from google.protobuf import json_format
 
 from ...api import speakerswitch_pb2 as pb
 from ..auth import INSECURE, Authenticator, AuthError, Principal, clip
@@ -110,34 +111,16 @@ class ApiError(Exception):
 
 # ----------------------------------------------------------------------------- JSON
 
-def _enum_prefix(name: str) -> str:
-    """SwitchReason -> SWITCH_REASON_: stripped from enum value names in the JSON."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).upper() + "_"
-
-
 def message_json(msg: Any) -> dict:
-    """A protobuf message as plain JSON: field names as in the .proto, 64-bit integers as
-    numbers (media times fit a double), enums by name without their type's prefix, every
-    field present (false and 0 included) so the page needs no defaults."""
-    out: dict[str, Any] = {}
-    for f in msg.DESCRIPTOR.fields:
-        if f.has_presence and not f.is_repeated and f.message_type is None \
-                and f.containing_oneof is None and not msg.HasField(f.name):
-            out[f.name] = None
-            continue
-        value = getattr(msg, f.name)
-        if f.message_type is not None:
-            out[f.name] = ([message_json(v) for v in value] if f.is_repeated
-                           else message_json(value))
-        elif f.enum_type is not None:
-            prefix = _enum_prefix(f.enum_type.name)
-            out[f.name] = f.enum_type.values_by_number[value].name.removeprefix(prefix)
-        elif f.type in (f.TYPE_FLOAT, f.TYPE_DOUBLE):
-            out[f.name] = ([round(v, 3) for v in value] if f.is_repeated
-                           else round(value, 3))
-        else:
-            out[f.name] = list(value) if f.is_repeated else value
-    return out
+    """A protobuf message in the proto3 JSON mapping (google.protobuf.json_format, which
+    also knows maps, well-known types and oneofs as the .proto grows): field names as in
+    the .proto, enums by their full value name (``SWITCH_REASON_PINNED``), every field
+    without presence printed (false, 0, "" and [] included, so the page needs no defaults;
+    an unset message or ``optional`` field is left out), 64-bit integers as numbers (media
+    times fit a double). ``json_format.ParseDict`` reads it back into the message."""
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True,
+                                     unquote_int64_if_possible=True)
 
 
 def event_json(e: pb.RoomEvent) -> dict:

@@ -98,11 +98,13 @@ function apply(e) {
   switch (e.kind) {
     case "switch": {
       const s = e.switch;
-      if (s.reason === "PINNED") view.pinned = s.speaker_id;
-      if (s.reason === "UNPINNED") view.pinned = "";
+      if (s.reason === "SWITCH_REASON_PINNED") view.pinned = s.speaker_id;
+      if (s.reason === "SWITCH_REASON_UNPINNED") view.pinned = "";
       view.audio = s.audio_speaker_id;
       participant(s.speaker_id);
-      view.switches.unshift({ t, speaker: s.speaker_id, previous: s.previous_speaker_id, reason: s.reason });
+      // shown without the enum's prefix: "NEW_DOMINANT", "pinned" on the timeline
+      view.switches.unshift({ t, speaker: s.speaker_id, previous: s.previous_speaker_id,
+                              reason: s.reason.replace(/^SWITCH_REASON_/, "") });
       view.switches.length = Math.min(view.switches.length, 50);
       setShown(t, s.speaker_id);
       break;
