@@ -114,12 +114,15 @@ def test_a_served_process_loads_no_tool_and_no_scipy():
 
 
 def test_the_code_paths_the_docs_name_exist():
-    """A path of the code named in DEVELOPERS.md or docs/ (`service/...`, `dsp/...`) is
-    there, so a move updates the pages that point at it."""
+    """A path of the repository named in DEVELOPERS.md or docs/ (`service/...`, `dsp/...`,
+    `clients/...`, `benchmarks/...`, `tests/...`, ...) is there, so a move updates the pages
+    that point at it."""
     pages = [ROOT / "DEVELOPERS.md", ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    top = "service|dsp|clients|benchmarks|tests|deploy|examples|proto"
     named = {(page.name, path) for page in pages
-             for path in re.findall(r"\b((?:service|dsp)/[\w/.*-]*\w)", page.read_text())}
+             for path in re.findall(rf"\b((?:{top})/[\w/.*-]*\w)", page.read_text())}
     assert ("DEVELOPERS.md", "service/runtime/rooms/registry.py") in named  # found the table
+    assert ("DEVELOPERS.md", "clients/python/speakerswitch_client/stream.py") in named
     wheel_only = {"service/api/speakerswitch/v1/speakerswitch.proto"}  # setup.py copies it
     missing = sorted((page, path) for page, path in named
                      if not any(ROOT.glob(path)) and path not in wheel_only)
