@@ -62,6 +62,7 @@ class Participant:
     video: bool = True
     last_active: int = NEVER_MS
     run_start: int = NEVER_MS
+    loud_since: int | None = None  # while speaking: first run within overlap_margin_db of the holder
     onset: int = 0
     evidence: float = 0.0
     voiced_run: float = 0.0
@@ -127,6 +128,11 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
     best, best_p = 0.0, None  # the talking challenger with most evidence
     outlasted = False         # one talking challenger outlasted the holder
     for p in live:
+        if not p.speaking:
+            p.loud_since = None
+        elif p.active and p.loud_since is None and \
+                p.smooth >= holder_score - T.overlap_margin_db:
+            p.loud_since = t_end - int(p.voiced_run)
         if p is holder:
             p.evidence = 0.0
             continue
@@ -143,7 +149,8 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                                                    and p.smooth > best_p.smooth):
             best, best_p = p.evidence, p
         if (holder is not None and t_end - holder.last_active >= T.outlast_ms
-                and (t_end - p.run_start) + (t_end - holder.last_active) >= T.outlast_total_ms
+                and p.loud_since is not None
+                and (t_end - p.loud_since) + (t_end - holder.last_active) >= T.outlast_total_ms
                 and p.evidence >= T.min_speech_ms):
             outlasted = True
     quiet = (holder is None or holder.muted

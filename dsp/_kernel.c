@@ -18,9 +18,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 3
+#define ABI_VERSION 4
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
+#define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
 #define NOT_RANKED ((int64_t)-1)
 #define SILENCE (-127.0f)
 #define SMOOTH_FLOOR (-100.0f)
@@ -38,7 +39,7 @@ enum { A_SPEECH_RISE, A_SPEECH_FALL, A_FLOOR_FALL, A_FLOOR_RISE, A_LEVEL_ATTACK,
        A_LEVEL_RELEASE, A_ACT_ATTACK, A_ACT_RELEASE, A_MODULATION, N_ALPHA };
 /* rows of the per-room table (engine.ROOM_FIELDS order) */
 enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, SILENT_HOLD, AS_INTERVAL,
-       AS_PLACES, FORWARDING_SIZE, N_ROOM_TUN };
+       AS_PLACES, FORWARDING_SIZE, OVERLAP_MARGIN, N_ROOM_TUN };
 
 /* Python's min and max of two values (numba's too): the first unless the second is
  * strictly smaller (larger). */
@@ -66,7 +67,7 @@ enum {
     IDX, POS, DT, LEVEL_SLOTS, LEVEL, VOICE, PRESENT, ROOMS, T_MS, DURATION_MS, FLOOR_ON,
     TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_START,
     NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
-    RUN_START_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB, MUTED,
+    RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB, MUTED,
     SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED, HOLDER,
     ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED,
     SLOT_ROOM, VIDEO, PINNED, SHOWN, FORWARDED, FORWARDED_MAIN,
@@ -93,6 +94,7 @@ static const Spec SPECS[N_ARGS] = {
     [ACTIVITY] = {'f', 1, 1, 0, "activity"}, [SPEAKING] = {'?', 1, 1, 0, "speaking"},
     [LAST_ACTIVE_MS] = {'q', 1, 1, 0, "last_active_ms"},
     [RUN_START_MS] = {'q', 1, 1, 0, "run_start_ms"},
+    [LOUD_SINCE_MS] = {'q', 1, 1, 0, "loud_since_ms"},
     [ONSET_MS] = {'q', 1, 1, 0, "onset_ms"},
     [EVIDENCE_MS] = {'f', 1, 1, 0, "evidence_ms"},
     [VOICED_RUN_MS] = {'f', 1, 1, 0, "voiced_run_ms"},
@@ -226,7 +228,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
           *level_smooth = P(float, LEVEL_SMOOTH), *activity = P(float, ACTIVITY);
     uint8_t *speaking = P(uint8_t, SPEAKING);
     int64_t *last_active_ms = P(int64_t, LAST_ACTIVE_MS),
-            *run_start_ms = P(int64_t, RUN_START_MS), *onset_ms = P(int64_t, ONSET_MS);
+            *run_start_ms = P(int64_t, RUN_START_MS), *onset_ms = P(int64_t, ONSET_MS),
+            *loud_since_ms = P(int64_t, LOUD_SINCE_MS);
     float *evidence_ms = P(float, EVIDENCE_MS), *voiced_run_ms = P(float, VOICED_RUN_MS),
           *last_level = P(float, LAST_LEVEL), *modulation_db = P(float, MODULATION_DB);
     const uint8_t *muted = P(uint8_t, MUTED);
@@ -273,7 +276,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             || a.buf[ROOM_TUN].shape[1] != n_rooms)
             return release(&a), bad("tuning table shapes");
         static const int per_slot[] = {SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING,
-                                       LAST_ACTIVE_MS, RUN_START_MS, ONSET_MS, EVIDENCE_MS,
+                                       LAST_ACTIVE_MS, RUN_START_MS, LOUD_SINCE_MS,
+                                       ONSET_MS, EVIDENCE_MS,
                                        VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB, MUTED,
                                        SILENT, LAST_FRAME_MS, REPORTED_SPEAKING,
                                        REPORTED_MS, JOINED, SLOT_ROOM, VIDEO};
@@ -497,6 +501,12 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             const int64_t p = pos[i];
             const int32_t h = holder[rooms[p]];
             const float e = evidence_ms[s];
+            /* talk over the holder counts from the first run within the overlap margin */
+            if (!speaking[s])
+                loud_since_ms[s] = NOT_LOUD_MS;
+            else if (active[i] && loud_since_ms[s] == NOT_LOUD_MS
+                     && (double)level_smooth[s] >= score[p] - ROOMV(OVERLAP_MARGIN, p))
+                loud_since_ms[s] = t_end_room[p] - (int64_t)voiced_run_ms[s];
             if (speaking[s] && s != h && !muted[s]
                 && (double)level_smooth[s] > score[p] + TUNV(SWITCH_MARGIN, i)) {
                 if (active[i]) {
@@ -536,7 +546,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 best[p] = e;
             if (e != 0 && h >= 0 && (double)e >= ROOMV(MIN_SPEECH, p)
                 && (double)(t_end - last_active_ms[h]) >= ROOMV(OUTLAST, p)
-                && (double)(t_end - run_start_ms[s] + (t_end - last_active_ms[h]))
+                && loud_since_ms[s] != NOT_LOUD_MS
+                && (double)(t_end - loud_since_ms[s] + (t_end - last_active_ms[h]))
                    >= ROOMV(OUTLAST_TOTAL, p))
                 outlasted[p] = 1;
             if (win[p] < 0 || e > win_ev[p] || (e == win_ev[p] && level_smooth[s] > win_lv[p])) {
@@ -648,7 +659,8 @@ PyMODINIT_FUNC PyInit__kernel(void)
         return NULL;
     /* the constants compiled in, so that a test can hold them to dsp's Python ones */
     PyObject *constants = Py_BuildValue(
-        "{s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
+        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
+        "NOT_LOUD_MS", (long long)NOT_LOUD_MS,
         "NOT_RANKED", (long long)NOT_RANKED, "SILENCE_DBOV", (double)SILENCE,
         "SMOOTH_FLOOR_DBOV", (double)SMOOTH_FLOOR, "INITIAL_FLOOR_DBOV", (double)INITIAL_FLOOR,
         "INITIAL_SPEECH_MAX_DBOV", (double)INITIAL_SPEECH_MAX,

@@ -27,7 +27,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 3:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 4:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL = "c" if _kernel is not None and os.environ.get("DSP_KERNEL", "") != "numpy" \
     else "numpy"
@@ -44,7 +44,7 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
 """The Tuning fields read per participant on the audio path (the others per room)."""
 ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms", "outlast_total_ms",
                "silent_hold_ms", "active_speakers_interval_ms", "active_speakers",
-               "forwarding_size")
+               "forwarding_size", "overlap_margin_db")
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
 room, or one wave per room of a server sending a message per room, fits many times."""
@@ -332,7 +332,7 @@ class Engine:
         state = (layout.all_ours, layout.tun, layout.coef, layout.room_tun, layout.members,
                  layout.member_start,
                  st.noise_floor, st.speech_level, st.level_smooth, st.activity, st.speaking,
-                 st.last_active_ms, st.run_start_ms, st.onset_ms, st.evidence_ms,
+                 st.last_active_ms, st.run_start_ms, st.loud_since_ms, st.onset_ms, st.evidence_ms,
                  st.voiced_run_ms, st.last_level, st.modulation_db, st.muted, st.silent,
                  st.last_frame_ms, st.reported_speaking, st.reported_ms, st.joined, st.holder,
                  st.room_t_ms, st.ranking_t_ms, st.ranking_phase_ms, st.ranked,
@@ -461,7 +461,7 @@ class Engine:
                                                     alpha, rows)
         out = self._speaking_reports(idx, room_of, t_end, tuning, rows)
         if layout.all_ours or (tuning["algorithm"] == SPEAKERSWITCH).all():
-            switching.accumulate_evidence(st, idx, room_of, active, dt, tuning, rows)
+            switching.accumulate_evidence(st, idx, room_of, active, dt, t_end, tuning, rows)
             changes = switching.takeovers(st, rooms, t_end_room, idx, room_of, t_end, tuning,
                                           rows)
         else:
@@ -586,7 +586,8 @@ class Engine:
         room_algorithm = st.tuning["algorithm"][rooms]
         ours = algorithm == SPEAKERSWITCH
         sub = {k: v[ours] for k, v in tuning.items()}
-        switching.accumulate_evidence(st, idx[ours], room_of[ours], active[ours], dt[ours], sub)
+        switching.accumulate_evidence(st, idx[ours], room_of[ours], active[ours], dt[ours],
+                                      t_end[ours], sub)
         mine = room_algorithm == SPEAKERSWITCH
         changes = switching.takeovers(st, rooms[mine], t_end_room[mine], idx[ours],
                                       room_of[ours], t_end[ours], sub)

@@ -16,6 +16,9 @@ NO_SLOT = -1
 NEVER_MS = np.iinfo(np.int64).min // 4
 """'Long ago' for media-time stamps: far enough that any difference with it is huge, near
 enough that subtracting it does not overflow."""
+NOT_LOUD_MS = -NEVER_MS
+"""``EngineState.loud_since_ms`` of a participant that has not (yet) sounded comparably loud
+to the holder in its current speech: 'not yet', later than any media time."""
 Rows = slice | np.ndarray
 """Where a batch's slots sit in the slot arrays: their index array, or the same slots as a
 slice when they are one contiguous run (then reads are views and writes are copies, not
@@ -60,6 +63,11 @@ class EngineState:
     speaking: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     last_active_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     run_start_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    loud_since_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """While speaking: the start of the first speech run in which the participant sounded
+    within ``Tuning.overlap_margin_db`` of the floor holder (NOT_LOUD_MS: not yet). What an
+    interrupter has talked over the holder is counted from here (``outlast_total_ms``), not
+    from an onset that echo of the holder began."""
     onset_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     evidence_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     voiced_run_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -112,6 +120,7 @@ class EngineState:
 
     SLOT_FILL = dict(slot_room=-1, noise_floor=np.nan, speech_level=np.nan, level_smooth=-127.0, activity=0.0,
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
+                     loud_since_ms=NOT_LOUD_MS,
                      onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
                      modulation_db=ONSET_MODULATION_DB, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,

@@ -35,14 +35,15 @@ from __future__ import annotations
 import numpy as np
 
 from . import events as ev
-from .state import NO_SLOT, EngineState, Rows
+from .state import NO_SLOT, NOT_LOUD_MS, EngineState, Rows
 
 
 def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
-                        active: np.ndarray, dt_ms: np.ndarray, tuning: dict[str, np.ndarray],
-                        rows: Rows | None = None) -> None:
+                        active: np.ndarray, dt_ms: np.ndarray, t_end_ms: np.ndarray,
+                        tuning: dict[str, np.ndarray], rows: Rows | None = None) -> None:
     """Add or drain the evidence of participants ``idx`` (all of their rooms' slots;
-    ``rows``: the same as a slice if contiguous).
+    ``rows``: the same as a slice if contiguous), whose frames end at ``t_end_ms``, and
+    note when each speaker first sounds comparably loud to its holder (``loud_since_ms``).
 
     Only frames with speech add evidence; a speaker's unvoiced frames keep it; it drains
     once the speaker stops. (Counting the release tail of the speaking flag would let a
@@ -57,13 +58,21 @@ def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
     safe_holder = np.where(has_holder, st.holder, 0)
     holder_out = st.muted[safe_holder] | st.silent[safe_holder]
     room_score = np.where(has_holder & ~holder_out, st.level_smooth[safe_holder], -np.inf)
+    # talk over the holder counts from the first run within overlap_margin_db of it
+    speaking = st.speaking[rows]
+    loud_since = np.where(speaking, st.loud_since_ms[rows], NOT_LOUD_MS)
+    a = np.flatnonzero(active & (loud_since == NOT_LOUD_MS))
+    a = a[st.level_smooth[idx[a]]
+          >= room_score[room_of[a]] - st.tuning["overlap_margin_db"][room_of[a]]]
+    loud_since[a] = t_end_ms[a] - st.voiced_run_ms[idx[a]].astype(np.int64)
+    st.loud_since_ms[rows] = loud_since
     evidence = st.evidence_ms[rows]  # (maybe a view: every value is computed before writing)
     # everyone with evidence drains...
     e = np.flatnonzero(evidence)
     drained = np.maximum(evidence[e] - tuning["evidence_decay"][e] * dt_ms[e], 0.0)
     drained[idx[e] == st.holder[room_of[e]]] = 0.0
     # ...but for the dominant challengers
-    k = np.flatnonzero(st.speaking[rows])
+    k = np.flatnonzero(speaking)
     slot, room = idx[k], room_of[k]
     k = k[(slot != st.holder[room]) & ~st.muted[slot]
           & (st.level_smooth[slot] > room_score[room] + tuning["switch_margin_db"][k])]
@@ -115,9 +124,10 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
         r_c = room_of[c]
         t_c = slot_t_end_ms[c]
         holder_silent = t_c - st.last_active_ms[st.holder[r_c]]
+        loud_since = st.loud_since_ms[idx[c]]
         out = ((holder_silent >= st.tuning["outlast_ms"][r_c])
-               & (t_c - st.run_start_ms[idx[c]] + holder_silent
-                  >= st.tuning["outlast_total_ms"][r_c]))
+               & (loud_since != NOT_LOUD_MS)
+               & (t_c - loud_since + holder_silent >= st.tuning["outlast_total_ms"][r_c]))
         if out.any():
             outlasted = np.zeros(st.n_rooms, dtype=bool)
             outlasted[r_c[out]] = True

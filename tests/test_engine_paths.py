@@ -20,7 +20,7 @@ from dsp import events as ev
 from dsp import forwarding, switching
 from dsp import engine as engine_module
 from dsp.engine import Engine, Wave
-from dsp.state import NEVER_MS, NOT_RANKED
+from dsp.state import NEVER_MS, NOT_LOUD_MS, NOT_RANKED
 from dsp.tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH
 
 
@@ -193,10 +193,12 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
     st.evidence_ms[:] = rng.choice(np.float32([0, 200, 400, 1300]), st.n_slots, p=evidence_p)
     st.level_smooth[:] = rng.choice(np.float32([-40.0, -30.0]), st.n_slots)
     st.last_active_ms[:] = rng.choice(last_active, st.n_slots)
-    st.run_start_ms[:] = rng.choice([-500, 500], st.n_slots)
+    st.loud_since_ms[:] = rng.choice([-500, 500], st.n_slots)
     st.modulation_db[:] = rng.choice(np.float32([1.0, 3.0]), st.n_slots, p=[0.2, 0.8])
     st.holder[rooms] = np.where(rng.random(len(rooms)) < holder_share,
                                 [st.room_slots[r][0] for r in rooms], -1)
+    # a few have talked long, but never within overlap_margin_db of their holder
+    st.loud_since_ms[np.random.default_rng(seed).random(st.n_slots) < 0.1] = NOT_LOUD_MS
     t_end = np.full(len(rooms), 1000)
     tuning = {"takeover_recency_ms": np.full(len(idx), 100.0),
               "min_modulation_db": np.full(len(idx), 1.75)}
@@ -218,7 +220,8 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
         outlasted = np.array([
             holder >= 0 and e >= st.tuning["min_speech_ms"][r]
             and room_t - st.last_active_ms[holder] >= st.tuning["outlast_ms"][r]
-            and (room_t - st.run_start_ms[s] + room_t - st.last_active_ms[holder]
+            and st.loud_since_ms[s] != NOT_LOUD_MS
+            and (room_t - st.loud_since_ms[s] + room_t - st.last_active_ms[holder]
                  >= st.tuning["outlast_total_ms"][r])
             for s, e in zip(slots, evidence[mine])], dtype=bool)
         if not (best > 0 and best >= need):
@@ -245,7 +248,7 @@ def test_interrupters_that_outlasted_the_holder_take_the_floor_as_one_room_at_a_
     turn-change evidence that started 1.5 s or 0.5 s ago: only the former may switch."""
     got, want, n_outlasted = _takeovers_and_reference(seed, [0.5, 0.25, 0.25, 0.0], 1.0,
                                                       [700, 1000])
-    assert n_outlasted >= 3
+    assert n_outlasted >= 2
     assert got == want
 
 
@@ -524,7 +527,8 @@ def test_the_kernels_constants_are_dsps():
     of them in Python must be made in C too, or the two paths would part."""
     from dsp import activity, rfc6464, state
     c = engine_module._kernel.CONSTANTS
-    python = {"NEVER_MS": state.NEVER_MS, "NOT_RANKED": state.NOT_RANKED,
+    python = {"NEVER_MS": state.NEVER_MS, "NOT_LOUD_MS": state.NOT_LOUD_MS,
+              "NOT_RANKED": state.NOT_RANKED,
               "SILENCE_DBOV": rfc6464.SILENCE_DBOV,
               "SMOOTH_FLOOR_DBOV": activity.SMOOTH_FLOOR_DBOV,
               "INITIAL_FLOOR_DBOV": activity.INITIAL_FLOOR_DBOV,

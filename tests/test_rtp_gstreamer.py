@@ -181,7 +181,7 @@ def test_gstreamer_g711_senders_without_levels_switch_as_replay_of_the_wavs(tmp_
 def test_gstreamer_opus_senders_without_levels_switch_as_replay_of_the_wavs(tmp_path):
     """Opus without the level extension (a sender that cannot add it): the server decodes
     it with libopus and runs its VAD. The coding itself moves a decision (p2 takes the floor
-    at 5320 ms from the coded audio, 5140 ms from the WAV: its onset sounds different to
+    at 5220 ms from the coded audio, 5120 ms from the WAV: its onset sounds different to
     the VAD), so the reference is the WAVs through libopus (20 ms frames, decoded at
     16 kHz) replayed as PCM; the decisions are those, within two ticks."""
     from service.runtime import opus

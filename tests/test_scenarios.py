@@ -85,7 +85,7 @@ def test_modulation_is_not_asked_of_a_room_whose_holder_sends_smooth_levels():
     # levels averaged by the sender are smooth for everyone: the breath is not told apart
     sw = switches(run(breath_then_turn((25,)))[0])
     assert [p for _, p in sw] == ["a", "b"]
-    assert 2800 <= sw[1][0] < 2900
+    assert 2700 <= sw[1][0] < 2800
 
 
 def test_a_door_slam_before_a_first_word_does_not_make_the_speaker_inaudible():
@@ -111,7 +111,7 @@ def test_a_door_slam_before_a_first_word_does_not_make_the_speaker_inaudible():
 
 def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops():
     # b talks over a from 1.7 s; a stops at 3 s: b has talked 1.3 s (>= interrupt_ms) and
-    # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (800)
+    # outlasted a, so it needs a's outlast_ms (250 ms) of silence, not its hold_ms (700)
     ticks = script_levels("r", [("a", 0, 3000), ("b", 1700, 4500)], ABC, 5000)
     assert switches(run(ticks)[0]) == [(120, "a"), (3260, "b")]
 
@@ -119,16 +119,39 @@ def test_an_interrupter_that_outlasts_the_holder_switches_250_ms_after_it_stops(
 
 @pytest.mark.parametrize("b_start,switch_ms", [
     # b's talk plus a's silence (a's last speech frame ends at 3 s) reach outlast_total_ms
-    # (1.5 s) at 3.7 s, before a's hold (800 ms) ends
-    (2900, 3700),
+    # (1.5 s) at 3.6 s, before a's hold (700 ms) ends
+    (2700, 3600),
     # a 500 ms overlap: 3.5 s (it waited for b to have talked interrupt_ms (1.2 s), 3.7 s)
     (2500, 3500),
-    # b starts 100 ms after a stops: a's hold ends first (3.8 s, b's sum 1.5 s at 3.8 s too)
-    (3100, 3800)])
+    # b starts 100 ms after a stops: a's hold ends first (3.7 s; b's sum 1.5 s at 3.8 s)
+    (3100, 3700)])
 def test_a_short_overlap_switches_once_talk_and_silence_add_up_or_at_the_hold(
         b_start, switch_ms):
     ticks = script_levels("r", [("a", 0, 3000), ("b", b_start, 4500)], ABC, 5000)
     assert switches(run(ticks)[0]) == [(120, "a"), (switch_ms, "b")]
+
+
+@pytest.mark.parametrize("overlap_margin_db,switched", [
+    (9.0, False),    # the default: echo (25 dB below a) is not talk over a
+    (40.0, True)])   # echo counted as talk over a: the remark 'outlasts' a
+def test_echo_of_the_holder_is_no_talk_over_it(monkeypatch, overlap_margin_db, switched):
+    # b's microphone carries a's voice 25 dB down (imperfect echo cancellation: b is
+    # 'speaking' all through a's turn); a stops at 3 s, b says a 250 ms remark from 3.3 s,
+    # which ends before a's hold (700 ms): it must not take the floor
+    from dsp import tuning
+    monkeypatch.setitem(tuning.PROFILES, "meeting",
+                        tuning.Tuning(overlap_margin_db=overlap_margin_db))
+    ticks = []
+    for t in range(0, 5000, 20):
+        a = 20 if t < 3000 else 70
+        b = 45 if 500 <= t < 3040 else 30 if 3300 <= t < 3550 else 70
+        ticks.append(level_tick("r", t, {"a": a, "b": b, "c": 70},
+                                {"a": int(a < 70), "b": int(b < 70), "c": 0},
+                                duration_ms=20))
+    sw = switches(run(ticks)[0])
+    assert [p for _, p in sw] == (["a", "b"] if switched else ["a"])
+    if switched:
+        assert 3300 < sw[1][0] < 3550
 
 
 def test_a_failed_interruption_that_ends_first_never_switches():

@@ -46,7 +46,7 @@ def test_get_room_and_its_errors(client):
     assert state.speaker_id == "b" and state.audio_speaker_id == "b"
     assert state.timestamp_ms == 3000 and state.sequence > 0
     assert {p.participant_id for p in state.participants} == {"a", "b", "c"}
-    assert state.config.profile == "meeting" and state.config.hold_ms == 800
+    assert state.config.profile == "meeting" and state.config.hold_ms == 700
     with pytest.raises(grpc.RpcError) as e:
         client.get_room("nope")
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in e.value.details()
