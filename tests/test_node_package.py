@@ -529,6 +529,62 @@ def test_its_types_check_a_typescript_user_and_refuse_a_wrong_call(installed, tm
     assert all(e.startswith("wrong.ts(10,") and "'number'" in e for e in errors), r.stdout
 
 
+# What the decisions and queries carry is typed by interfaces generated from the .proto at
+# build time (proto-loader-gen-types), not written by hand: a field the .proto has checks,
+# one it lacks, or the wrong type for one, is refused.
+TYPED = """
+import { SpeakerSwitchClient, RoomEvent, RoomState, RoomSummary } from 'speakerswitch-client';
+const ss = new SpeakerSwitchClient('127.0.0.1:1', { autoFlush: false });
+ss.on('decision', (e: RoomEvent) => { const kind: string | undefined = e.event; console.log(kind); });
+ss.on('switch', (room, sw) => { const onset: number = sw.speech_onset_ms; console.log(onset); });
+(async () => {
+  for await (const r of ss.listRooms()) { const n: number = r.participants; console.log(n); }
+  const state: RoomState = await ss.getRoom('r');
+  const at: number | undefined = state.participants[0].last_spoke_at_ms;
+  const summary: RoomSummary | null = null;
+  console.log(at, summary, FIELD);
+})();
+"""
+
+
+def test_the_messages_are_typed_by_interfaces_generated_from_the_proto(installed,
+                                                                       tmp_path_factory):
+    tarball = packed(tmp_path_factory)
+    listing = set(run(["tar", "tzf", str(tarball)], tarball.parent).stdout.split())
+    proto = (ROOT / "proto" / "speakerswitch" / "v1" / "speakerswitch.proto").read_text()
+    names = re.findall(r"^(?:message|enum) (\w+)", proto, re.M)
+    assert len(names) > 20  # read the contract
+    missing = [n for n in names
+               if f"package/dist/generated/speakerswitch/v1/{n}.d.ts" not in listing]
+    assert missing == []
+    src = tarball.parent  # its build tools: tsc and @types/node
+    (installed / "typed.ts").write_text(TYPED.replace("FIELD", "state.sequence"))
+    (installed / "typed_wrong.ts").write_text(
+        "export {};\n" + TYPED.replace("FIELD", "state.no_such_field"))
+    r = run([str(src / "node_modules" / ".bin" / "tsc"), "--noEmit", "--strict",
+             "--typeRoots", str(src / "node_modules" / "@types"), "--types", "node",
+             "typed.ts", "typed_wrong.ts"], installed, 120)
+    errors = [line for line in r.stdout.splitlines() if ": error TS" in line]
+    assert r.returncode != 0 and errors, r.stdout + r.stderr
+    # only the field the .proto lacks, on line 12 of typed_wrong.ts
+    assert all(e.startswith("typed_wrong.ts(12,") and "no_such_field" in e
+               for e in errors), r.stdout
+
+
+def test_the_generated_types_use_the_options_the_client_decodes_with():
+    """package.json's proto-loader-gen-types flags and loadApi's loadSync options agree:
+    the types describe the objects the client really hands out."""
+    package = json.loads((ROOT / "clients" / "node" / "package.json").read_text())
+    build = package["scripts"]["build"]
+    flags = set(re.search(r"proto-loader-gen-types (.*?) --outDir", build)[1].split())
+    options = re.search(r"protoLoader\.loadSync\(PROTO_PATH, \{(.*?)\}",
+                        (ROOT / "clients" / "node" / "src" / "index.ts").read_text())[1]
+    as_flags = set()
+    for option in options.split(","):
+        key, value = (s.strip() for s in option.split(":"))
+        as_flags.add(f"--{key}" if value == "true" else f"--{key}={value}")
+    assert as_flags == flags - {"--grpcLib=@grpc/grpc-js"}
+
 def test_watch_follows_a_room_to_its_close_and_list_rooms_pages(installed):
     with ServerThread(test_config()) as server:
         r = run([NODE, "watch.js", server.target], installed, 120)

@@ -15,6 +15,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { Batcher, Built, RoomConfig } from './batching';
 import { Participant, RoomEvent, RoomView } from './state';
+import type { FloorChange__Output } from './generated/speakerswitch/v1/FloorChange';
+import type { PresentationChanged__Output } from './generated/speakerswitch/v1/PresentationChanged';
+import type { Rejection__Output } from './generated/speakerswitch/v1/Rejection';
+import type { RoomState__Output } from './generated/speakerswitch/v1/RoomState';
+import type { RoomSummary__Output } from './generated/speakerswitch/v1/RoomSummary';
+import type { Switch__Output } from './generated/speakerswitch/v1/Switch';
 
 export { Batcher, Participant, RoomConfig, RoomEvent, RoomView };
 
@@ -51,7 +57,9 @@ export function tlsCredentials(caFile?: string, certFile?: string, keyFile?: str
 }
 
 let api: any = null;
-/** speakerswitch.v1 as grpc-js service constructors (loaded once). */
+/** speakerswitch.v1 as grpc-js service constructors (loaded once). The decoding options are
+ * those package.json's build gives proto-loader-gen-types, so that the generated types
+ * describe the objects these constructors decode (a test holds the two the same). */
 export function loadApi(): any {
   if (api === null) {
     const def = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
@@ -91,18 +99,16 @@ export interface ClientStats {
 
 type Listener<A extends unknown[]> = (...args: A) => void;
 
-// The decoded messages the events carry (proto-loader: snake_case fields, enums as their
-// names, 64-bit integers as numbers); see speakerswitch.proto for what each field means.
-export interface Switch {
-  speaker_id: string; previous_speaker_id: string; reason: string; score: number;
-  audio_speaker_id: string; speech_onset_ms: number; slot: string;
-}
-export interface FloorChange {
-  speaker_id: string; previous_speaker_id: string; has_video: boolean; score: number;
-  speech_onset_ms: number;
-}
-export interface PresentationChanged { presenter_id: string; previous_presenter_id: string }
-export interface Rejection { code: number; tick_index: number; room_id: string; field: string; message: string }
+// The decoded messages the events carry, typed by the interfaces `npm run build` generates
+// from the package's copy of speakerswitch.proto (proto-loader-gen-types, with the options
+// loadApi decodes with: snake_case fields, enums as their names, 64-bit integers as
+// numbers); see speakerswitch.proto for what each field means.
+export type Switch = Switch__Output;
+export type FloorChange = FloorChange__Output;
+export type PresentationChanged = PresentationChanged__Output;
+export type Rejection = Rejection__Output;
+export type RoomSummary = RoomSummary__Output;
+export type RoomState = RoomState__Output;
 
 export interface SpeakerSwitchClient {
   on(event: 'switch', l: Listener<[RoomView, Switch]>): this;
@@ -477,11 +483,11 @@ export class SpeakerSwitchClient extends EventEmitter {
   private dispatch(e: RoomEvent): void {
     const view = this.room(e.room_id);
     const kind = view.apply(e);
-    if (kind in WHICH) this.safeEmit(WHICH[kind], view, e[kind]);
+    if (kind in WHICH) this.safeEmit(WHICH[kind], view, e[kind as keyof RoomEvent]);
     else if (kind === 'active_speakers') this.safeEmit('activeSpeakers', view, view.activeSpeakers);
-    else if (kind === 'speaking_changed') this.safeEmit('speaking', view, view.participant(e.speaking_changed.participant_id));
+    else if (kind === 'speaking_changed') this.safeEmit('speaking', view, view.participant(e.speaking_changed!.participant_id));
     else if (kind === 'forwarding') this.safeEmit('forwarding', view, view.forwarding);
-    else if (kind === 'room_closed') this.safeEmit('roomClosed', view, e.room_closed.reason);
+    else if (kind === 'room_closed') this.safeEmit('roomClosed', view, e.room_closed!.reason);
     this.safeEmit('decision', e);
   }
 
@@ -509,7 +515,7 @@ export class SpeakerSwitchClient extends EventEmitter {
       try {
         for await (const e of call as AsyncIterable<RoomEvent>) {
           attempt = 0;
-          if (e.event === 'snapshot') last = Number(e.snapshot.sequence);
+          if (e.event === 'snapshot') last = Number(e.snapshot!.sequence);
           else if (last !== null && Number(e.sequence) <= last) continue; // already delivered
           else last = Number(e.sequence);
           yield e;
@@ -529,7 +535,7 @@ export class SpeakerSwitchClient extends EventEmitter {
   }
 
   /** The tenant's rooms on this server, page after page. */
-  async *listRooms(pageSize = 1000): AsyncGenerator<any> {
+  async *listRooms(pageSize = 1000): AsyncGenerator<RoomSummary> {
     let after = '';
     for (;;) {
       const page = await this.unary('ListRooms', { max_rooms: pageSize, after_room_id: after });
@@ -539,7 +545,7 @@ export class SpeakerSwitchClient extends EventEmitter {
     }
   }
 
-  getRoom(roomId: string): Promise<any> {
+  getRoom(roomId: string): Promise<RoomState> {
     return this.unary('GetRoom', { room_id: roomId });
   }
 

@@ -2,15 +2,12 @@
 // SDKs give (isSpeaking, audioLevel, lastSpokeAt), kept up to date by RoomView.apply for
 // every event of the room, in order. The same rules as the Python client's state.py.
 
-/** A decoded speakerswitch.v1.RoomEvent (proto-loader objects: snake_case fields,
- * enums as their names, 64-bit integers as numbers, `event` naming the oneof that is set). */
-export interface RoomEvent {
-  room_id: string;
-  sequence: number;
-  timestamp_ms: number;
-  event: string;
-  [field: string]: any;
-}
+import type { RoomEvent__Output } from './generated/speakerswitch/v1/RoomEvent';
+
+/** A decoded speakerswitch.v1.RoomEvent (proto-loader objects: snake_case fields, enums as
+ * their names, 64-bit integers as numbers, `event` naming the oneof that is set), as the
+ * interface generated from the .proto by `npm run build`. */
+export type RoomEvent = RoomEvent__Output;
 
 export class Participant {
   isSpeaking = false;
@@ -54,27 +51,28 @@ export class RoomView {
 
   /** Update from one event; returns which one it was (the `event` oneof's name). */
   apply(e: RoomEvent): string {
+    // `event` names the oneof that is set: the `!` below read that one
     const kind = e.event || '';
     const t = Number(e.timestamp_ms);
     if (e.sequence) this.sequence = Number(e.sequence);
     this.timestampMs = Math.max(this.timestampMs, t);
     switch (kind) {
       case 'switch':
-        this.speakerId = e.switch.speaker_id;
-        this.audioSpeakerId = e.switch.audio_speaker_id;
+        this.speakerId = e.switch!.speaker_id;
+        this.audioSpeakerId = e.switch!.audio_speaker_id;
         break;
       case 'floor_change':
-        this.audioSpeakerId = e.floor_change.speaker_id;
+        this.audioSpeakerId = e.floor_change!.speaker_id;
         break;
       case 'speaking_changed': {
-        const p = this.participant(e.speaking_changed.participant_id);
+        const p = this.participant(e.speaking_changed!.participant_id);
         // a start, or the end of its speech: both are a time it was speaking
-        if (e.speaking_changed.speaking || p.isSpeaking) p.lastSpokeAt = t;
-        p.isSpeaking = !!e.speaking_changed.speaking;
+        if (e.speaking_changed!.speaking || p.isSpeaking) p.lastSpokeAt = t;
+        p.isSpeaking = !!e.speaking_changed!.speaking;
         break;
       }
       case 'active_speakers':
-        this.activeSpeakers = (e.active_speakers.speakers || []).map((r: any) => {
+        this.activeSpeakers = (e.active_speakers!.speakers || []).map((r) => {
           const p = this.participant(r.participant_id);
           p.levelDbov = r.level_dbov;
           p.isSpeaking = !!r.speaking;
@@ -83,10 +81,10 @@ export class RoomView {
         });
         break;
       case 'forwarding':
-        this.forwarding = [...(e.forwarding.participant_ids || [])];
+        this.forwarding = [...(e.forwarding!.participant_ids || [])];
         break;
       case 'presentation':
-        this.presenterId = e.presentation.presenter_id;
+        this.presenterId = e.presentation!.presenter_id;
         break;
       case 'room_closed':
         this.closed = true;
