@@ -167,3 +167,91 @@ def test_small_batches_are_not_stepped_as_columns(monkeypatch):
                         lambda self, *a: calls.append(1) or False)
     _run(0)
     assert calls == []
+
+
+def _same_rooms_batches(seed: int, n: int = 200):
+    """(tenant, request, action) triples: the same rooms in the same order tick after tick,
+    as a media server sends them, disturbed now and then by what must drop what
+    ``_step_steady`` keeps of them: a roster change, a leave, a refused tick (wrong length)
+    and in the next batch one that is refused only by the time the refused batch's other
+    rooms reached, a batch of another tenant with the same ids, a room closed (action
+    "drop") that the next batch still ticks (refused) and the one after names again."""
+    rng = np.random.default_rng(seed)
+    t = {r: 0 for r in range(N_ROOMS)}
+    rosters = {r: [f"p{i}" for i in range(4)] for r in range(N_ROOMS)}
+    named: set[tuple[str, int]] = set()
+    back: int | None = None  # a room whose next tick repeats its last time
+    dropped = False
+    for b in range(n):
+        tenant = "b" if b % 23 == 22 else "a"
+        action = "drop" if b % 31 == 30 else ""
+        disturb = int(rng.integers(N_ROOMS)) if b % 7 == 6 else None
+        kind = int(rng.integers(3))
+        q = pb.StreamRequest(batch_id=b)
+        for r in range(N_ROOMS):
+            t[r] += 20
+            tick = q.ticks.add(room_id=f"room-{r}", timestamp_ms=t[r], duration_ms=20)
+            roster = rosters[r]
+            if r == disturb and kind == 0:
+                roster = rosters[r] = roster + [f"j{b}"]
+                named.discard((tenant, r))
+            if r == disturb and kind == 1 and len(roster) > 1:
+                tick.events.add(participant_id=roster[-1], type=ET.PARTICIPANT_EVENT_TYPE_LEAVE)
+                roster = rosters[r] = roster[:-1]
+            if (tenant, r) not in named:
+                tick.levels.roster.extend(roster)
+                named.add((tenant, r))
+            lv = rng.integers(50, 80, size=len(roster)).astype(np.uint8)
+            lv[(b // 40 + r) % len(roster)] = int(rng.integers(10, 40)) | 0x80
+            if r == disturb and kind == 2:
+                lv = lv[:-1]                       # wrong length: refused
+                back = (r + 1) % N_ROOMS
+            elif r == back:
+                tick.timestamp_ms -= 20            # its last time again: refused
+                back = None
+            tick.levels.levels = lv.tobytes()
+        if dropped:  # this batch ticked the closed room as if it were there
+            named = {key for key in named if key[1] != 0}
+        dropped = action == "drop"
+        yield tenant, q, action
+
+
+def _run_same_rooms(seed: int) -> list[bytes]:
+    reg = RoomRegistry()
+    out = []
+    for tenant, q, action in _same_rooms_batches(seed):
+        out.append(reg.process(q, tenant=tenant).SerializeToString(deterministic=True))
+        if action == "drop":
+            for key in [k for k in reg.rooms if k[1] == "room-0"]:
+                reg.drop_room(key, "closed")
+    for tenant in ("a", "b"):
+        for r in range(N_ROOMS):
+            state = reg.room_state(f"room-{r}", tenant)
+            out.append(state.SerializeToString(deterministic=True) if state else b"")
+    return out
+
+
+@pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
+@pytest.mark.parametrize("seed", range(3))
+def test_rooms_kept_between_steady_batches_change_nothing(seed, monkeypatch):
+    """The same rooms batch after batch: ``_step_steady`` keeps what it read of them for
+    the next batch; every other change to a room drops that, and the responses and room
+    states are those of the general path alone."""
+    monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 1)
+    kept = {"used": 0}
+    step_steady = RoomRegistry._step_steady
+
+    def counting(self, batch, *a):
+        before = self._steady
+        done = step_steady(self, batch, *a)
+        kept["used"] += done and before is not None and self._steady.rooms is before.rooms
+        return done
+
+    monkeypatch.setattr(RoomRegistry, "_step_steady", counting)
+    fast = _run_same_rooms(seed)
+    assert kept["used"] > 30
+    refused = sum(len(pb.StreamResponse.FromString(m).rejections) for m in fast[:200])
+    assert refused > 0  # the refused ticks came in among the kept ones
+    monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 10**9)
+    monkeypatch.setattr(wire, "enabled", False)
+    assert _run_same_rooms(seed) == fast
