@@ -155,7 +155,7 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
             outlasted = True
     quiet = (holder is None or holder.muted
              or (holder.silent and t_end - holder.last_active >= T.silent_hold_ms)
-             or t_end - holder.last_active >= T.hold_ms)
+             or (t_end - holder.last_active >= T.hold_ms and holder.voiced_run == 0))
     winner = best_p if best >= (T.min_speech_ms if quiet else T.interrupt_ms) or \
         outlasted else None
     floor_moved = winner is not None

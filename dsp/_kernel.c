@@ -561,7 +561,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             const double holder_silent = h < 0 ? 0.0 : (double)(t_end_room[p] - last_active_ms[h]);
             const int quiet = h < 0 || muted[h]
                 || (silent[h] && holder_silent >= ROOMV(SILENT_HOLD, p))
-                || holder_silent >= ROOMV(HOLD, p);
+                || (holder_silent >= ROOMV(HOLD, p) && voiced_run_ms[h] == 0);
             const double need = quiet ? ROOMV(MIN_SPEECH, p) : ROOMV(INTERRUPT, p);
             if ((best[p] > 0 && (double)best[p] >= need) || outlasted[p]) {
                 changes[2 * n_changes] = p;

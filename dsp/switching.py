@@ -5,7 +5,8 @@ and louder (smoothed level) than the floor holder by a margin. Evidence drains w
 stops, so scattered interjections do not add up. A challenger takes the floor when its
 evidence reaches
   - ``min_speech_ms`` if the holder has been silent for ``hold_ms`` (a turn change, the
-    common case: switch fast), or if nobody holds the floor;
+    common case: switch fast) and its voice is not coming back in this very frame, or if
+    nobody holds the floor;
   - ``interrupt_ms`` while the holder is still talking or only pausing briefly (a 'yeah',
     a cough or a failed interruption never lasts that long);
   - ``min_speech_ms`` also once the holder has been silent for ``outlast_ms`` and the
@@ -109,9 +110,12 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)
     holder_silent_ms = t_end_ms - st.last_active_ms[safe]
+    # a holder whose voice is back (speech-like frames, not yet a 60 ms run) keeps the
+    # floor when its hold runs out: the listener who spoke into its pause has not won it
     quiet = ((holder < 0) | st.muted[safe]
              | (st.silent[safe] & (holder_silent_ms >= st.tuning["silent_hold_ms"][rooms]))
-             | (holder_silent_ms >= st.tuning["hold_ms"][rooms]))
+             | ((holder_silent_ms >= st.tuning["hold_ms"][rooms])
+                & (st.voiced_run_ms[safe] == 0)))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     ready = (best_r > 0) & (best_r >= need)
     # a challenger still talking outlast_ms after the holder stopped, whose talk and the

@@ -104,7 +104,10 @@ class Tuning:
     voices 95.72 -> 96.23%, 514 -> 414 ms and 96.41 -> 96.81%, 515 -> 414 ms), false
     switches 0.15 -> 0.18, 0.32 -> 0.30, 0.27 -> 0.29, 0.10 -> 0.05, 0.05 -> 0.00 per min.
     650 was faster still and added false switches on the three kit draws; 750 gave back
-    half the gain."""
+    half the gain. On the repo scenarios, which no tuning had seen, 700 added false
+    switches at the frame the holder's voice came back (0.17 -> 0.28/min): a holder whose
+    current frame is speech-like now keeps the floor when its hold runs out (0.19/min;
+    the kit's draws 0.18, 0.29, 0.26; docs/switching-quality.md)."""
     outlast_ms: float = 250.0
     """An interrupter still talking this long after the holder's last speech frame, whose
     talk and that silence add up to `outlast_total_ms`, has outlasted it: the room needs only

@@ -301,3 +301,21 @@ def test_a_holder_that_stays_digitally_silent_hands_over_after_silent_hold_ms(b_
     ticks = script_levels("r", [("a", 0, 2000), ("b", b_start, 4000)], ABC, 4500,
                           quiet_level=127)
     assert switches(run(ticks)[0]) == [(120, "a"), (switch_ms, "b")]
+
+
+@pytest.mark.parametrize("resume_ms,switched", [
+    (3660, False),   # a's voice is back two frames before its hold ends (run not yet 60 ms)
+    (3680, False),   # ...one frame before
+    (3700, True)])   # a still silent when its hold ends: b, talking, takes the floor
+def test_a_holder_whose_voice_is_back_keeps_the_floor_at_the_end_of_its_hold(
+        resume_ms, switched):
+    # a pauses from 3 s; b, 4 dB louder, remarks from 3.3 s over the end of a's hold (700 ms)
+    ticks = []
+    for t in range(0, 6000, 20):
+        k = t // 20
+        a = SYLLABLES[k % len(SYLLABLES)] if t < 3000 or t >= resume_ms else 70
+        b = SYLLABLES[k % len(SYLLABLES)] - 4 if 3300 <= t < 4200 else 70
+        ticks.append(level_tick("r", t, {"a": a, "b": b, "c": 70},
+                                {"a": int(a < 70), "b": int(b < 70), "c": 0}, duration_ms=20))
+    sw = switches(run(ticks)[0])
+    assert sw[:2] == ([(120, "a"), (3700, "b")] if switched else [(120, "a")])
