@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 import numpy as np
@@ -34,25 +35,89 @@ RoomKey = tuple[str, str]
 """(tenant, room_id): the same room id under two tenants is two rooms."""
 
 
-@dataclass(eq=False)  # a room is itself: compared by identity (and found fast in lists)
 class Room:
-    room_id: str
-    index: int
-    config: pb.RoomConfig
-    slots: dict[str, int] = field(default_factory=dict)
-    names: dict[int, str] = field(default_factory=dict)
-    roster: tuple[str, ...] = ()
-    roster_slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    last_t_ms: int | None = None
-    last_audio_t_ms: int | None = None
-    end_t_ms: int = 0
-    sequence: int = 0
-    last_seen_s: float = 0.0
-    watchers: list[Watcher] = field(default_factory=list)
-    tenant: str = ""
-    history: deque[pb.RoomEvent] | None = None
-    """The room's last events, kept from its first Watch on, for subscribers that resume."""
+    """A room's bookkeeping beside its engine state. A room is itself: compared by
+    identity (and found fast in lists).
 
+    Its media times and last activity (``last_t_ms``, ``last_audio_t_ms``, ``end_t_ms``,
+    ``last_seen_s``) are read and written as attributes; while the registry steps the same
+    rooms batch after batch as columns, the latest of them wait there (``kept``, a
+    registry._SteadyRooms) and are written into the room on its first read."""
+
+    def __init__(self, room_id: str, index: int, config: pb.RoomConfig,
+                 slots: dict[str, int] | None = None, names: dict[int, str] | None = None,
+                 roster: tuple[str, ...] = (), roster_slots: np.ndarray | None = None,
+                 last_t_ms: int | None = None, last_audio_t_ms: int | None = None,
+                 end_t_ms: int = 0, sequence: int = 0, last_seen_s: float = 0.0,
+                 watchers: list[Watcher] | None = None, tenant: str = "",
+                 history: deque[pb.RoomEvent] | None = None) -> None:
+        self.room_id = room_id
+        self.index = index
+        self.config = config
+        self.slots = {} if slots is None else slots
+        self.names = {} if names is None else names
+        self.roster = roster
+        self.roster_slots = np.zeros(0, np.int64) if roster_slots is None else roster_slots
+        self.kept: _Kept | None = None
+        self._last_t_ms = last_t_ms
+        self._last_audio_t_ms = last_audio_t_ms
+        self._end_t_ms = end_t_ms
+        self._last_seen_s = last_seen_s
+        self.sequence = sequence
+        self.watchers = [] if watchers is None else watchers
+        self.tenant = tenant
+        self.history = history
+        """The room's last events, kept from its first Watch on, for subscribers that
+        resume."""
+
+    def __repr__(self) -> str:
+        return f"Room({self.room_id!r}, index={self.index}, tenant={self.tenant!r})"
+
+    def _settled(self) -> Room:
+        kept = self.kept
+        if kept is not None and kept.pending:
+            kept.settle()
+        return self
+
+    @property
+    def last_t_ms(self) -> int | None:
+        return self._settled()._last_t_ms
+
+    @last_t_ms.setter
+    def last_t_ms(self, value: int | None) -> None:
+        self._settled()._last_t_ms = value
+
+    @property
+    def last_audio_t_ms(self) -> int | None:
+        return self._settled()._last_audio_t_ms
+
+    @last_audio_t_ms.setter
+    def last_audio_t_ms(self, value: int | None) -> None:
+        self._settled()._last_audio_t_ms = value
+
+    @property
+    def end_t_ms(self) -> int:
+        return self._settled()._end_t_ms
+
+    @end_t_ms.setter
+    def end_t_ms(self, value: int) -> None:
+        self._settled()._end_t_ms = value
+
+    @property
+    def last_seen_s(self) -> float:
+        return self._settled()._last_seen_s
+
+    @last_seen_s.setter
+    def last_seen_s(self, value: float) -> None:
+        self._settled()._last_seen_s = value
+
+
+class _Kept(Protocol):
+    """What a room needs of the columns its times may wait in."""
+    pending: bool
+
+    def settle(self) -> None:
+        """Write the waiting times into their rooms."""
 
 
 @dataclass(frozen=True)

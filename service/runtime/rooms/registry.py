@@ -52,7 +52,7 @@ MAX_TICKS_PER_STEP = 4096
 a server that yields between steps never holds its event loop for the whole wave; a media
 server's usual batch (a few thousand rooms) stays one step."""
 
-_LAST_AUDIO = operator.attrgetter("last_audio_t_ms")
+_LAST_AUDIO = operator.attrgetter("_last_audio_t_ms")  # read once settled
 _ROSTER = operator.attrgetter("roster")
 _ROSTER_SLOTS = operator.attrgetter("roster_slots")
 _INDEX = operator.attrgetter("index")
@@ -63,8 +63,11 @@ _INDEX = operator.attrgetter("index")
 class _SteadyRooms:
     """The rooms of the last batch stepped as columns and what ``_step_steady`` read from
     them: a media server sends the same rooms in the same order tick after tick, so the
-    next such batch skips the per-room look-ups (~0.5 ms at 2,000 rooms). Dropped as soon
-    as anything else changes a room (``RoomRegistry._changed``)."""
+    next such batch skips the per-room look-ups (~0.5 ms at 2,000 rooms). Their times
+    wait here too, written into the rooms when one is read (Room's properties) or
+    anything else changes a room (``RoomRegistry._changed``), which drops all this: one
+    attribute write per room and tick on 2,000 rooms took 0.5-0.8 ms, the rooms' memory
+    being cold by the next tick."""
     tenant: str
     ids: list[str]
     allowed: Callable[[str], bool] | None
@@ -73,7 +76,20 @@ class _SteadyRooms:
     index: np.ndarray
     roster_slots: np.ndarray
     n_roster: np.ndarray
-    last_audio_t_ms: np.ndarray
+    t_ms: np.ndarray
+    """Each room's last tick's timestamp: its last_t_ms and last_audio_t_ms."""
+    end_t_ms: np.ndarray
+    now_s: float
+    pending: bool = False
+    """Whether the times above are newer than the rooms' own."""
+
+    def settle(self) -> None:
+        now = self.now_s
+        for room, t_ms, end_ms in zip(self.rooms, self.t_ms.tolist(), self.end_t_ms.tolist()):
+            room._last_seen_s = now
+            room._last_t_ms = room._last_audio_t_ms = t_ms
+            room._end_t_ms = end_ms
+        self.pending = False
 
 
 class RoomRegistry:
@@ -200,7 +216,7 @@ class RoomRegistry:
                     room = rooms_of.get(room_id)
                     if room is not None and room.roster:
                         _, t, d, levels = tick
-                        last = room.last_audio_t_ms
+                        last = room._last_audio_t_ms  # settled: by _changed() above
                         if (len(levels) == len(room.roster) and (last is None or t > last)
                                 and 0 <= t <= MAX_TIMESTAMP_MS
                                 and (not d or d in TICK_DURATIONS_MS)):
@@ -235,9 +251,9 @@ class RoomRegistry:
                 room, t, duration, levels = plan
                 index = room.index
                 resp_of_room[index] = resp
-                room.last_seen_s = batch.now_s
-                room.last_t_ms = room.last_audio_t_ms = t
-                room.end_t_ms = t + duration
+                room._last_seen_s = batch.now_s
+                room._last_t_ms = room._last_audio_t_ms = t
+                room._end_t_ms = t + duration
                 add_room(index)
                 add_t(t)
                 add_duration(duration)
@@ -298,8 +314,10 @@ class RoomRegistry:
         if (kept is not None and kept.tenant == batch.tenant and kept.allowed is allowed
                 and kept.ids == ids):  # the same rooms as the last batch, nothing changed
             rooms, index, slots = kept.rooms, kept.index, kept.roster_slots
-            n_roster, last = kept.n_roster, kept.last_audio_t_ms
+            n_roster, last = kept.n_roster, kept.t_ms
         else:
+            kept = None
+            self._changed()  # the rooms' own times are read below
             rooms = list(map(self._by_tenant.get(batch.tenant, {}).get, ids))
             if None in rooms or len(set(ids)) != len(ids):
                 return False
@@ -319,14 +337,15 @@ class RoomRegistry:
               & np.logical_or.reduce([duration == d for d in (0, *TICK_DURATIONS_MS)]))
         if not ok.all():
             return False
-        self._steady = _SteadyRooms(batch.tenant, ids, allowed, rooms, index, slots,
-                                    n_roster, t)
         duration = np.where(duration == 0, DEFAULT_DURATION_MS, duration)
-        now = batch.now_s
-        for room, t_ms, end_ms in zip(rooms, t.tolist(), (t + duration).tolist()):
-            room.last_seen_s = now
-            room.last_t_ms = room.last_audio_t_ms = t_ms
-            room.end_t_ms = end_ms
+        if kept is None:
+            kept = self._steady = _SteadyRooms(batch.tenant, ids, allowed, rooms, index,
+                                               slots, n_roster, t, t + duration, batch.now_s)
+            for room in rooms:
+                room.kept = kept
+        else:
+            kept.t_ms, kept.end_t_ms, kept.now_s = t, t + duration, batch.now_s
+        kept.pending = True  # the rooms are dated when read
         level_dbov, voice = split_header_bytes(levels)
         wave = Wave(rooms=index, t_ms=t, duration_ms=duration, level_slots=slots,
                     level_dbov=level_dbov, level_voice=voice, pcm=[])
@@ -361,8 +380,12 @@ class RoomRegistry:
 
     def _changed(self) -> None:
         """A room is about to change other than by ``_step_steady``: what it kept of the
-        rooms it stepped no longer holds."""
-        self._steady = None
+        rooms it stepped no longer holds (their waiting times are written into them)."""
+        kept = self._steady
+        if kept is not None:
+            if kept.pending:
+                kept.settle()
+            self._steady = None
 
     def _roster_slots(self, rooms: list[Room]) -> np.ndarray:
         """The slots of these rooms' rosters, end to end: the order of their level bytes.
