@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 4
+#define ABI_VERSION 5
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -63,31 +63,39 @@ static inline int64_t pymod(int64_t a, int64_t b)
 }
 
 /* ------------------------------------------------------------------ arguments */
-enum {
-    IDX, POS, DT, LEVEL_SLOTS, LEVEL, VOICE, PRESENT, ROOMS, T_MS, DURATION_MS, FLOOR_ON,
-    TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_START,
-    NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
-    RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB, MUTED,
-    SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED, HOLDER,
-    ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED,
-    SLOT_ROOM, VIDEO, PINNED, SHOWN, FORWARDED, FORWARDED_MAIN,
-    T_END_ROOM, LIVE, ACTIVE, STARTED, REFRESH, REPORTS, CHANGES, DUE,
-    N_ARGS
-};
+/* Three groups of arrays, by how long they live:
+ * - a wave layout's (a Layout object, made once per layout by dsp/engine.py): which slots
+ *   a wave of these rooms touches, their rooms' tuning, and the kernel's outputs;
+ * - the engine state's (a State object): replaced only when the state grows;
+ * - the wave's own (advance's other arguments): its levels and media time.
+ * The first two keep their buffers between calls: numpy's buffer export costs ~0.15 us an
+ * array, and acquiring ~45 of them was most of the cost of a small wave. */
+enum { IDX, POS, ROOMS, DURATION_MS, DT, TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_START,
+       T_END_ROOM, LIVE, ACTIVE, STARTED, REFRESH, REPORTS, CHANGES, DUE, N_LAYOUT };
+enum { NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
+       RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL,
+       MODULATION_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
+       HOLDER, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
+       SHOWN, FORWARDED, FORWARDED_MAIN, N_STATE };
+enum { LEVEL_SLOTS, LEVEL, VOICE, PRESENT, T_MS, N_WAVE };
 
-/* kind: f float32, d float64, q int64, i int32, b int8, ? bool, o any object */
+/* kind: f float32, d float64, q int64, i int32, b int8, ? bool */
 typedef struct { char kind; int ndim; int writable; int optional; const char *name; } Spec;
 
-static const Spec SPECS[N_ARGS] = {
+static const Spec LAYOUT_SPECS[N_LAYOUT] = {
     [IDX] = {'q', 1, 0, 0, "idx"}, [POS] = {'q', 1, 0, 0, "pos"},
-    [DT] = {'f', 1, 0, 0, "dt"}, [LEVEL_SLOTS] = {'q', 1, 0, 0, "level_slots"},
-    [LEVEL] = {'f', 1, 0, 0, "level"}, [VOICE] = {'b', 1, 0, 0, "voice"},
-    [PRESENT] = {'?', 1, 0, 1, "present"}, [ROOMS] = {'q', 1, 0, 0, "rooms"},
-    [T_MS] = {'q', 1, 0, 0, "t_ms"}, [DURATION_MS] = {'q', 1, 0, 0, "duration_ms"},
-    [FLOOR_ON] = {'o', 0, 0, 0, "floor_on"},
+    [ROOMS] = {'q', 1, 0, 0, "rooms"}, [DURATION_MS] = {'q', 1, 0, 0, "duration_ms"},
+    [DT] = {'f', 1, 0, 0, "dt"},
     [TUN] = {'d', 2, 0, 0, "tun"}, [ALPHA] = {'d', 2, 0, 0, "alpha"},
     [ROOM_TUN] = {'d', 2, 0, 0, "room_tun"}, [MEMBERS] = {'q', 1, 0, 0, "members"},
     [MEMBER_START] = {'q', 1, 0, 0, "member_start"},
+    [T_END_ROOM] = {'q', 1, 1, 0, "t_end_room"}, [LIVE] = {'?', 1, 1, 0, "live"},
+    [ACTIVE] = {'?', 1, 1, 0, "active"}, [STARTED] = {'q', 1, 1, 0, "started"},
+    [REFRESH] = {'?', 1, 1, 0, "refresh"}, [REPORTS] = {'q', 1, 1, 0, "reports"},
+    [CHANGES] = {'q', 2, 1, 0, "changes"}, [DUE] = {'q', 1, 1, 0, "due"},
+};
+
+static const Spec STATE_SPECS[N_STATE] = {
     [NOISE_FLOOR] = {'f', 1, 1, 0, "noise_floor"},
     [SPEECH_LEVEL] = {'f', 1, 1, 0, "speech_level"},
     [LEVEL_SMOOTH] = {'f', 1, 1, 0, "level_smooth"},
@@ -111,10 +119,12 @@ static const Spec SPECS[N_ARGS] = {
     [VIDEO] = {'?', 1, 0, 0, "video"}, [PINNED] = {'i', 1, 0, 0, "pinned"},
     [SHOWN] = {'i', 1, 0, 0, "shown"}, [FORWARDED] = {'q', 2, 0, 0, "forwarded"},
     [FORWARDED_MAIN] = {'q', 1, 0, 0, "forwarded_main"},
-    [T_END_ROOM] = {'q', 1, 1, 0, "t_end_room"}, [LIVE] = {'?', 1, 1, 0, "live"},
-    [ACTIVE] = {'?', 1, 1, 0, "active"}, [STARTED] = {'q', 1, 1, 0, "started"},
-    [REFRESH] = {'?', 1, 1, 0, "refresh"}, [REPORTS] = {'q', 1, 1, 0, "reports"},
-    [CHANGES] = {'q', 2, 1, 0, "changes"}, [DUE] = {'q', 1, 1, 0, "due"},
+};
+
+static const Spec WAVE_SPECS[N_WAVE] = {
+    [LEVEL_SLOTS] = {'q', 1, 0, 0, "level_slots"}, [LEVEL] = {'f', 1, 0, 0, "level"},
+    [VOICE] = {'b', 1, 0, 0, "voice"}, [PRESENT] = {'?', 1, 0, 1, "present"},
+    [T_MS] = {'q', 1, 0, 0, "t_ms"},
 };
 
 static int kind_matches(const Py_buffer *b, char kind)
@@ -135,33 +145,31 @@ static int kind_matches(const Py_buffer *b, char kind)
     return 0;
 }
 
-typedef struct {
-    Py_buffer buf[N_ARGS];
-    int held[N_ARGS];
-} Args;
-
-static void release(Args *a)
+static void release(Py_buffer *buf, int *held, int count)
 {
-    for (int k = 0; k < N_ARGS; k++)
-        if (a->held[k]) {
-            PyBuffer_Release(&a->buf[k]);
-            a->held[k] = 0;
+    for (int k = 0; k < count; k++)
+        if (held[k]) {
+            PyBuffer_Release(&buf[k]);
+            held[k] = 0;
         }
 }
 
-static int acquire(Args *a, PyObject *const *args)
+/* Each argument's buffer, of the kind and dimensions its spec says (what, for errors:
+ * the function or type taking them). */
+static int acquire(const char *what, const Spec *specs, int count, PyObject *const *args,
+                   Py_buffer *buf, int *held)
 {
-    for (int k = 0; k < N_ARGS; k++) {
-        const Spec *s = &SPECS[k];
-        if (s->kind == 'o' || (s->optional && args[k] == Py_None))
+    for (int k = 0; k < count; k++) {
+        const Spec *s = &specs[k];
+        if (s->optional && args[k] == Py_None)
             continue;
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (s->writable ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(args[k], &a->buf[k], flags) < 0)
+        if (PyObject_GetBuffer(args[k], &buf[k], flags) < 0)
             return -1;
-        a->held[k] = 1;
-        if (!kind_matches(&a->buf[k], s->kind) || a->buf[k].ndim != s->ndim) {
-            PyErr_Format(PyExc_TypeError, "advance: %s has format %s and %d dimensions, "
-                         "not '%c' and %d", s->name, a->buf[k].format, a->buf[k].ndim,
+        held[k] = 1;
+        if (!kind_matches(&buf[k], s->kind) || buf[k].ndim != s->ndim) {
+            PyErr_Format(PyExc_TypeError, "%s: %s has format %s and %d dimensions, "
+                         "not '%c' and %d", what, s->name, buf[k].format, buf[k].ndim,
                          s->kind, s->ndim);
             return -1;
         }
@@ -169,45 +177,224 @@ static int acquire(Args *a, PyObject *const *args)
     return 0;
 }
 
-#define LEN(k) (a.buf[k].shape[0])
-#define P(type, k) ((type *)a.buf[k].buf)
-
-static PyObject *bad(const char *what)
+static int bad(const char *what)
 {
     PyErr_Format(PyExc_ValueError, "advance: %s", what);
-    return NULL;
+    return -1;
+}
+
+/* ------------------------------------------------------------------ Layout and State */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer buf[N_LAYOUT];
+    int held[N_LAYOUT];
+    int floor_on;          /* every room of the wave runs our floor logic */
+    uint64_t checked;      /* the State its slots and rooms were last checked against */
+} Layout;
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer buf[N_STATE];
+    int held[N_STATE];
+    uint64_t serial;       /* unique per State made: what a Layout was checked against */
+} State;
+
+static uint64_t states_made = 0;
+
+static void layout_dealloc(Layout *self)
+{
+    release(self->buf, self->held, N_LAYOUT);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static void state_dealloc(State *self)
+{
+    release(self->buf, self->held, N_STATE);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject LayoutType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dsp._kernel.Layout",
+    .tp_basicsize = sizeof(Layout),
+    .tp_dealloc = (destructor)layout_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A wave layout's arrays, held for advance (see layout()).",
+};
+
+static PyTypeObject StateType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dsp._kernel.State",
+    .tp_basicsize = sizeof(State),
+    .tp_dealloc = (destructor)state_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The engine state's arrays, held for advance (see state()).",
+};
+
+#define LEN(b, k) ((b)[k].shape[0])
+#define P(type, b, k) ((type *)(b)[k].buf)
+
+/* A layout's arrays, consistent among themselves (what does not depend on the state) */
+static int check_layout(const Py_buffer *b)
+{
+    const Py_ssize_t n = LEN(b, IDX), n_rooms = LEN(b, ROOMS);
+    static const int per_wave_slot[] = {POS, MEMBERS, LIVE, ACTIVE, STARTED, REFRESH,
+                                        REPORTS};
+    for (size_t k = 0; k < sizeof per_wave_slot / sizeof *per_wave_slot; k++)
+        if (LEN(b, per_wave_slot[k]) != n)
+            return bad(LAYOUT_SPECS[per_wave_slot[k]].name);
+    static const int per_wave_room[] = {DURATION_MS, DT, T_END_ROOM, CHANGES, DUE};
+    for (size_t k = 0; k < sizeof per_wave_room / sizeof *per_wave_room; k++)
+        if (LEN(b, per_wave_room[k]) != n_rooms)
+            return bad(LAYOUT_SPECS[per_wave_room[k]].name);
+    if (b[CHANGES].shape[1] != 2)
+        return bad("changes");
+    if (LEN(b, TUN) < N_TUN || b[TUN].shape[1] != n_rooms || LEN(b, ALPHA) < N_ALPHA
+        || b[ALPHA].shape[1] != n_rooms || LEN(b, ROOM_TUN) < N_ROOM_TUN
+        || b[ROOM_TUN].shape[1] != n_rooms)
+        return bad("tuning table shapes");
+    const int64_t *rooms = P(int64_t, b, ROOMS), *idx = P(int64_t, b, IDX),
+                  *pos = P(int64_t, b, POS), *members = P(int64_t, b, MEMBERS),
+                  *member_start = P(int64_t, b, MEMBER_START);
+    if (LEN(b, MEMBER_START) != n_rooms + 1 || member_start[0] != 0
+        || member_start[n_rooms] != n)
+        return bad("members");
+    for (Py_ssize_t p = 0; p < n_rooms; p++) {
+        if (rooms[p] < 0)
+            return bad("rooms");
+        if (member_start[p + 1] < member_start[p])
+            return bad("member_start");
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (idx[i] < 0 || members[i] < 0)
+            return bad("idx");
+        if (pos[i] < 0 || pos[i] >= n_rooms)
+            return bad("pos");
+    }
+    return 0;
+}
+
+/* The state's arrays: one length per slot, at least one row per room */
+static int check_state(const Py_buffer *b)
+{
+    const Py_ssize_t n_slots = LEN(b, NOISE_FLOOR), n_all_rooms = LEN(b, HOLDER);
+    static const int per_slot[] = {SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING,
+                                   LAST_ACTIVE_MS, RUN_START_MS, LOUD_SINCE_MS, ONSET_MS,
+                                   EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB,
+                                   MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING,
+                                   REPORTED_MS, JOINED, SLOT_ROOM, VIDEO};
+    for (size_t k = 0; k < sizeof per_slot / sizeof *per_slot; k++)
+        if (LEN(b, per_slot[k]) != n_slots)
+            return bad(STATE_SPECS[per_slot[k]].name);
+    static const int per_room[] = {ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED,
+                                   PINNED, SHOWN, FORWARDED, FORWARDED_MAIN};
+    for (size_t k = 0; k < sizeof per_room / sizeof *per_room; k++)
+        if (LEN(b, per_room[k]) < n_all_rooms)
+            return bad(STATE_SPECS[per_room[k]].name);
+    return 0;
+}
+
+/* The layout's slots and rooms are the state's */
+static int check_layout_in_state(const Py_buffer *b, const Py_buffer *s)
+{
+    const Py_ssize_t n = LEN(b, IDX), n_rooms = LEN(b, ROOMS);
+    const Py_ssize_t n_slots = LEN(s, NOISE_FLOOR), n_all_rooms = LEN(s, HOLDER);
+    const int64_t *rooms = P(int64_t, b, ROOMS), *idx = P(int64_t, b, IDX),
+                  *members = P(int64_t, b, MEMBERS);
+    for (Py_ssize_t p = 0; p < n_rooms; p++)
+        if (rooms[p] >= n_all_rooms)
+            return bad("rooms");
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (idx[i] >= n_slots || members[i] >= n_slots)
+            return bad("idx");
+    return 0;
+}
+
+static PyObject *make_layout(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 1 + N_LAYOUT) {
+        PyErr_Format(PyExc_TypeError, "layout takes %d arguments (%zd given)", 1 + N_LAYOUT,
+                     nargs);
+        return NULL;
+    }
+    int floor_on = PyObject_IsTrue(args[0]);
+    if (floor_on < 0)
+        return NULL;
+    Layout *o = PyObject_New(Layout, &LayoutType);
+    if (o == NULL)
+        return NULL;
+    memset(o->held, 0, sizeof o->held);
+    o->floor_on = floor_on;
+    o->checked = 0;
+    if (acquire("layout", LAYOUT_SPECS, N_LAYOUT, args + 1, o->buf, o->held) < 0
+        || check_layout(o->buf) < 0) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    return (PyObject *)o;
+}
+
+static PyObject *make_state(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != N_STATE) {
+        PyErr_Format(PyExc_TypeError, "state takes %d arguments (%zd given)", N_STATE, nargs);
+        return NULL;
+    }
+    State *o = PyObject_New(State, &StateType);
+    if (o == NULL)
+        return NULL;
+    memset(o->held, 0, sizeof o->held);
+    o->serial = ++states_made;
+    if (acquire("state", STATE_SPECS, N_STATE, args, o->buf, o->held) < 0
+        || check_state(o->buf) < 0) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    return (PyObject *)o;
 }
 
 /* ------------------------------------------------------------------ the kernel */
 static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != N_ARGS) {
-        PyErr_Format(PyExc_TypeError, "advance takes %d arguments (%zd given)", N_ARGS,
+    if (nargs != 2 + N_WAVE) {
+        PyErr_Format(PyExc_TypeError, "advance takes %d arguments (%zd given)", 2 + N_WAVE,
                      nargs);
         return NULL;
     }
-    int floor_on = PyObject_IsTrue(args[FLOOR_ON]);
-    if (floor_on < 0)
+    if (!Py_IS_TYPE(args[0], &LayoutType) || !Py_IS_TYPE(args[1], &StateType)) {
+        PyErr_SetString(PyExc_TypeError, "advance: a Layout and a State come first");
         return NULL;
-    Args a;
-    memset(a.held, 0, sizeof a.held);
+    }
+    Layout *lay = (Layout *)args[0];
+    const State *sta = (const State *)args[1];
+    const Py_buffer *L = lay->buf, *S = sta->buf;
+    Py_buffer W[N_WAVE];
+    int held[N_WAVE] = {0};
     PyObject *result = NULL;
     void *scratch = NULL;
-    if (acquire(&a, args) < 0)
+    if (acquire("advance", WAVE_SPECS, N_WAVE, args + 2, W, held) < 0)
         goto done;
+    if (lay->checked != sta->serial) {
+        if (check_layout_in_state(L, S) < 0)
+            goto done;
+        lay->checked = sta->serial;
+    }
+    const int floor_on = lay->floor_on;
 
-    const Py_ssize_t n = LEN(IDX);
-    const int64_t *idx = P(int64_t, IDX), *pos = P(int64_t, POS);
-    const float *dt = P(float, DT);
-    const int64_t *level_slots = P(int64_t, LEVEL_SLOTS);
-    const float *level = P(float, LEVEL);
-    const int8_t *voice = P(int8_t, VOICE);
-    const uint8_t *present = a.held[PRESENT] ? P(uint8_t, PRESENT) : NULL;
+    const Py_ssize_t n = LEN(L, IDX);
+    const int64_t *idx = P(int64_t, L, IDX), *pos = P(int64_t, L, POS);
+    const float *dt = P(float, L, DT);
+    const int64_t *level_slots = P(int64_t, W, LEVEL_SLOTS);
+    const float *level = P(float, W, LEVEL);
+    const int8_t *voice = P(int8_t, W, VOICE);
+    const uint8_t *present = held[PRESENT] ? P(uint8_t, W, PRESENT) : NULL;
     if (present == NULL) {
         /* the steady state: every participant has a level, in slot order; else the
          * caller gathers the frames (-1, nothing changed) */
-        int same = LEN(LEVEL_SLOTS) == n;
+        int same = LEN(W, LEVEL_SLOTS) == n;
         for (Py_ssize_t i = 0; same && i < n; i++)
             same = level_slots[i] == idx[i];
         if (!same) {
@@ -216,106 +403,73 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
     }
 
-    const Py_ssize_t n_rooms = LEN(ROOMS);
-    const Py_ssize_t n_slots = LEN(NOISE_FLOOR);
-    const Py_ssize_t n_all_rooms = LEN(HOLDER);
-    const int64_t *rooms = P(int64_t, ROOMS), *t_ms = P(int64_t, T_MS),
-                  *duration_ms = P(int64_t, DURATION_MS);
-    const double *tun = P(double, TUN), *alpha = P(double, ALPHA),
-                 *room_tun = P(double, ROOM_TUN);
-    const int64_t *members = P(int64_t, MEMBERS), *member_start = P(int64_t, MEMBER_START);
-    float *noise_floor = P(float, NOISE_FLOOR), *speech_level = P(float, SPEECH_LEVEL),
-          *level_smooth = P(float, LEVEL_SMOOTH), *activity = P(float, ACTIVITY);
-    uint8_t *speaking = P(uint8_t, SPEAKING);
-    int64_t *last_active_ms = P(int64_t, LAST_ACTIVE_MS),
-            *run_start_ms = P(int64_t, RUN_START_MS), *onset_ms = P(int64_t, ONSET_MS),
-            *loud_since_ms = P(int64_t, LOUD_SINCE_MS);
-    float *evidence_ms = P(float, EVIDENCE_MS), *voiced_run_ms = P(float, VOICED_RUN_MS),
-          *last_level = P(float, LAST_LEVEL), *modulation_db = P(float, MODULATION_DB);
-    const uint8_t *muted = P(uint8_t, MUTED);
-    uint8_t *silent = P(uint8_t, SILENT);
-    int64_t *last_frame_ms = P(int64_t, LAST_FRAME_MS);
-    uint8_t *reported_speaking = P(uint8_t, REPORTED_SPEAKING);
-    int64_t *reported_ms = P(int64_t, REPORTED_MS);
-    const int64_t *joined = P(int64_t, JOINED);
-    const int32_t *holder = P(int32_t, HOLDER);
-    int64_t *room_t_ms = P(int64_t, ROOM_T_MS), *ranking_t_ms = P(int64_t, RANKING_T_MS);
-    const int64_t *ranking_phase_ms = P(int64_t, RANKING_PHASE_MS);
-    int64_t *ranked = P(int64_t, RANKED);
-    const int32_t *slot_room = P(int32_t, SLOT_ROOM);
-    const uint8_t *video = P(uint8_t, VIDEO);
-    const int32_t *pinned = P(int32_t, PINNED), *shown = P(int32_t, SHOWN);
-    const int64_t *forwarded = P(int64_t, FORWARDED),
-                  *forwarded_main = P(int64_t, FORWARDED_MAIN);
-    int64_t *t_end_room = P(int64_t, T_END_ROOM);
-    uint8_t *live = P(uint8_t, LIVE), *active = P(uint8_t, ACTIVE);
-    int64_t *started = P(int64_t, STARTED);
-    uint8_t *refresh = P(uint8_t, REFRESH);
-    int64_t *reports = P(int64_t, REPORTS), *changes = P(int64_t, CHANGES),
-            *due = P(int64_t, DUE);
-    const Py_ssize_t width = a.buf[RANKED].shape[1];
-    const Py_ssize_t fwidth = a.buf[FORWARDED].shape[1];
+    const Py_ssize_t n_rooms = LEN(L, ROOMS);
+    const Py_ssize_t n_slots = LEN(S, NOISE_FLOOR);
+    const int64_t *rooms = P(int64_t, L, ROOMS), *t_ms = P(int64_t, W, T_MS),
+                  *duration_ms = P(int64_t, L, DURATION_MS);
+    const double *tun = P(double, L, TUN), *alpha = P(double, L, ALPHA),
+                 *room_tun = P(double, L, ROOM_TUN);
+    const int64_t *members = P(int64_t, L, MEMBERS),
+                  *member_start = P(int64_t, L, MEMBER_START);
+    float *noise_floor = P(float, S, NOISE_FLOOR), *speech_level = P(float, S, SPEECH_LEVEL),
+          *level_smooth = P(float, S, LEVEL_SMOOTH), *activity = P(float, S, ACTIVITY);
+    uint8_t *speaking = P(uint8_t, S, SPEAKING);
+    int64_t *last_active_ms = P(int64_t, S, LAST_ACTIVE_MS),
+            *run_start_ms = P(int64_t, S, RUN_START_MS), *onset_ms = P(int64_t, S, ONSET_MS),
+            *loud_since_ms = P(int64_t, S, LOUD_SINCE_MS);
+    float *evidence_ms = P(float, S, EVIDENCE_MS), *voiced_run_ms = P(float, S, VOICED_RUN_MS),
+          *last_level = P(float, S, LAST_LEVEL), *modulation_db = P(float, S, MODULATION_DB);
+    const uint8_t *muted = P(uint8_t, S, MUTED);
+    uint8_t *silent = P(uint8_t, S, SILENT);
+    int64_t *last_frame_ms = P(int64_t, S, LAST_FRAME_MS);
+    uint8_t *reported_speaking = P(uint8_t, S, REPORTED_SPEAKING);
+    int64_t *reported_ms = P(int64_t, S, REPORTED_MS);
+    const int64_t *joined = P(int64_t, S, JOINED);
+    const int32_t *holder = P(int32_t, S, HOLDER);
+    int64_t *room_t_ms = P(int64_t, S, ROOM_T_MS), *ranking_t_ms = P(int64_t, S, RANKING_T_MS);
+    const int64_t *ranking_phase_ms = P(int64_t, S, RANKING_PHASE_MS);
+    int64_t *ranked = P(int64_t, S, RANKED);
+    const int32_t *slot_room = P(int32_t, S, SLOT_ROOM);
+    const uint8_t *video = P(uint8_t, S, VIDEO);
+    const int32_t *pinned = P(int32_t, S, PINNED), *shown = P(int32_t, S, SHOWN);
+    const int64_t *forwarded = P(int64_t, S, FORWARDED),
+                  *forwarded_main = P(int64_t, S, FORWARDED_MAIN);
+    int64_t *t_end_room = P(int64_t, L, T_END_ROOM);
+    uint8_t *live = P(uint8_t, L, LIVE), *active = P(uint8_t, L, ACTIVE);
+    int64_t *started = P(int64_t, L, STARTED);
+    uint8_t *refresh = P(uint8_t, L, REFRESH);
+    int64_t *reports = P(int64_t, L, REPORTS), *changes = P(int64_t, L, CHANGES),
+            *due = P(int64_t, L, DUE);
+    const Py_ssize_t width = S[RANKED].shape[1];
+    const Py_ssize_t fwidth = S[FORWARDED].shape[1];
 
-    /* shapes and indices, all checked before anything is written */
-    {
-        static const int per_wave_slot[] = {POS, DT, LEVEL, VOICE, LIVE, ACTIVE, STARTED,
-                                            REFRESH, REPORTS};
-        for (size_t k = 0; k < sizeof per_wave_slot / sizeof *per_wave_slot; k++)
-            if (LEN(per_wave_slot[k]) < n)
-                return release(&a), bad(SPECS[per_wave_slot[k]].name);
-        if (present && LEN(PRESENT) < n)
-            return release(&a), bad("present");
-        static const int per_wave_room[] = {T_MS, DURATION_MS, T_END_ROOM, CHANGES, DUE};
-        for (size_t k = 0; k < sizeof per_wave_room / sizeof *per_wave_room; k++)
-            if (LEN(per_wave_room[k]) < n_rooms)
-                return release(&a), bad(SPECS[per_wave_room[k]].name);
-        if (a.buf[CHANGES].shape[1] != 2)
-            return release(&a), bad("changes");
-        if (LEN(TUN) < N_TUN || a.buf[TUN].shape[1] != n || LEN(ALPHA) < N_ALPHA
-            || a.buf[ALPHA].shape[1] != n || LEN(ROOM_TUN) < N_ROOM_TUN
-            || a.buf[ROOM_TUN].shape[1] != n_rooms)
-            return release(&a), bad("tuning table shapes");
-        static const int per_slot[] = {SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING,
-                                       LAST_ACTIVE_MS, RUN_START_MS, LOUD_SINCE_MS,
-                                       ONSET_MS, EVIDENCE_MS,
-                                       VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB, MUTED,
-                                       SILENT, LAST_FRAME_MS, REPORTED_SPEAKING,
-                                       REPORTED_MS, JOINED, SLOT_ROOM, VIDEO};
-        for (size_t k = 0; k < sizeof per_slot / sizeof *per_slot; k++)
-            if (LEN(per_slot[k]) != n_slots)
-                return release(&a), bad(SPECS[per_slot[k]].name);
-        static const int per_room[] = {ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED,
-                                       PINNED, SHOWN, FORWARDED, FORWARDED_MAIN};
-        for (size_t k = 0; k < sizeof per_room / sizeof *per_room; k++)
-            if (LEN(per_room[k]) < n_all_rooms)
-                return release(&a), bad(SPECS[per_room[k]].name);
-        if (LEN(MEMBERS) != n || LEN(MEMBER_START) != n_rooms + 1 || member_start[0] != 0
-            || member_start[n_rooms] != n)
-            return release(&a), bad("members");
-        for (Py_ssize_t p = 0; p < n_rooms; p++) {
-            if (rooms[p] < 0 || rooms[p] >= n_all_rooms)
-                return release(&a), bad("rooms");
-            if (member_start[p + 1] < member_start[p])
-                return release(&a), bad("member_start");
-            int32_t h = holder[rooms[p]];
-            if (h >= n_slots)
-                return release(&a), bad("holder");
-            int32_t pin = pinned[rooms[p]], sh = shown[rooms[p]];
-            if (pin >= n_slots || sh >= n_slots)
-                return release(&a), bad("pinned/shown");
-            for (Py_ssize_t j = 0; j < fwidth; j++)
-                if (forwarded[rooms[p] * fwidth + j] >= n_slots)
-                    return release(&a), bad("forwarded");
-        }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (idx[i] < 0 || idx[i] >= n_slots || members[i] < 0 || members[i] >= n_slots)
-                return release(&a), bad("idx");
-            if (pos[i] < 0 || pos[i] >= n_rooms)
-                return release(&a), bad("pos");
-        }
+    /* the wave's lengths, and the slots the state names per room (Python sets them
+     * between calls), all checked before anything is written */
+    if (LEN(W, LEVEL) < n || LEN(W, VOICE) < n || (present && LEN(W, PRESENT) < n)) {
+        bad("level, voice or present");
+        goto done;
     }
-#define TUNV(row, i) tun[(row) * n + (i)]
-#define ALPHAV(row, i) alpha[(row) * n + (i)]
+    if (LEN(W, T_MS) < n_rooms) {
+        bad("t_ms");
+        goto done;
+    }
+    for (Py_ssize_t p = 0; p < n_rooms; p++) {
+        const int64_t r = rooms[p];
+        if (holder[r] >= n_slots || pinned[r] >= n_slots || shown[r] >= n_slots) {
+            bad("holder/pinned/shown");
+            goto done;
+        }
+        for (Py_ssize_t j = 0; j < fwidth; j++)
+            if (forwarded[r * fwidth + j] >= n_slots) {
+                bad("forwarded");
+                goto done;
+            }
+    }
+/* tuning and coefficients by room (p: the room's position in the wave): the same for all
+ * of a room's participants, so the tables are a column per room, not per participant,
+ * and stay in cache while the participants stream by */
+#define TUNV(row, p) tun[(row) * n_rooms + (p)]
+#define ALPHAV(row, p) alpha[(row) * n_rooms + (p)]
 #define ROOMV(row, p) room_tun[(row) * n_rooms + (p)]
 
     /* scratch: per room of the wave, and the candidates of one room's ranking */
@@ -345,7 +499,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_ssize_t n_reports = 0, n_started = 0, n_changes = 0, n_due = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t s = idx[i];
-        const int64_t t_end = t_end_room[pos[i]];
+        const int64_t p = pos[i];
+        const int64_t t_end = t_end_room[p];
         float lv = level[i];
         int64_t v = voice[i];
         const int here = present == NULL || present[i];
@@ -355,13 +510,13 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             lv = SILENCE;
             v = 0;
         }
-        if (!here && !((double)(t_end - last_frame_ms[s]) > TUNV(NO_AUDIO_TIMEOUT, i))) {
+        if (!here && !((double)(t_end - last_frame_ms[s]) > TUNV(NO_AUDIO_TIMEOUT, p))) {
             live[i] = 0; /* a short gap in its packets: it sits the frame out */
             active[i] = 0;
             continue;
         }
         live[i] = 1;
-        const float dt_i = dt[i];
+        const float dt_i = dt[p];
         /* noise floor: a new participant's starts at its first sounding frame */
         float floor_ = noise_floor[s];
         const int sounding = lv > SILENCE;
@@ -369,21 +524,21 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             floor_ = minf_(lv, INITIAL_FLOOR);
         int voiced;
         if (v < 0)
-            voiced = (double)(float)(lv - floor_) >= TUNV(ENERGY_SNR, i);
+            voiced = (double)(float)(lv - floor_) >= TUNV(ENERGY_SNR, p);
         else
             voiced = v > 0;
         int speech_like = voiced && sounding
-                          && (double)(float)(lv - floor_) >= TUNV(MIN_SNR, i)
-                          && (double)lv >= TUNV(MIN_LEVEL, i);
+                          && (double)(float)(lv - floor_) >= TUNV(MIN_SNR, p)
+                          && (double)lv >= TUNV(MIN_LEVEL, p);
         /* the participant's own speech level, and whether this frame reaches near it */
         if (speech_like) {
             float sp = speech_level[s];
             if (isnan(sp))
                 sp = minf_(lv, INITIAL_SPEECH_MAX);
-            const double al = lv > sp ? ALPHAV(A_SPEECH_RISE, i) : ALPHAV(A_SPEECH_FALL, i);
+            const double al = lv > sp ? ALPHAV(A_SPEECH_RISE, p) : ALPHAV(A_SPEECH_FALL, p);
             const double sp64 = (double)sp + al * (double)(float)(lv - sp);
             speech_level[s] = (float)sp64;
-            speech_like = (double)lv >= sp64 - TUNV(SPEECH_MARGIN, i);
+            speech_like = (double)lv >= sp64 - TUNV(SPEECH_MARGIN, p);
         }
         float run = 0.0f;
         if (speech_like) {
@@ -392,31 +547,31 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
              * coefficient), rounded to float32 when stored */
             const float mod32 = modulation_db[s];
             double mod = (double)mod32
-                + ALPHAV(A_MODULATION, i) * (double)(float)(fabsf(lv - last_level[s]) - mod32);
+                + ALPHAV(A_MODULATION, p) * (double)(float)(fabsf(lv - last_level[s]) - mod32);
             if (run_before == 0 && activity[s] < ONSET_RESET)
                 mod = (double)ONSET_MOD;
             modulation_db[s] = (float)mod;
             run = (float)(run_before + dt_i);
         }
         voiced_run_ms[s] = run;
-        const int is_active = speech_like && (double)run >= TUNV(MIN_RUN, i);
-        const int confirming = is_active && (double)(float)(run - dt_i) < TUNV(MIN_RUN, i);
+        const int is_active = speech_like && (double)run >= TUNV(MIN_RUN, p);
+        const int confirming = is_active && (double)(float)(run - dt_i) < TUNV(MIN_RUN, p);
         const float step = confirming ? run : dt_i;
         last_level[s] = lv;
         if (sounding)
-            noise_floor[s] = (float)toward(floor_, lv, ALPHAV(A_FLOOR_RISE, i),
-                                           ALPHAV(A_FLOOR_FALL, i));
+            noise_floor[s] = (float)toward(floor_, lv, ALPHAV(A_FLOOR_RISE, p),
+                                           ALPHAV(A_FLOOR_FALL, p));
         const float lvs = maxf_(lv, SMOOTH_FLOOR);
-        level_smooth[s] = (float)toward(level_smooth[s], lvs, ALPHAV(A_LEVEL_ATTACK, i),
-                                        ALPHAV(A_LEVEL_RELEASE, i));
+        level_smooth[s] = (float)toward(level_smooth[s], lvs, ALPHAV(A_LEVEL_ATTACK, p),
+                                        ALPHAV(A_LEVEL_RELEASE, p));
         const float act = activity[s];
         const float target = is_active ? 1.0f : 0.0f;
         double new_act;
         if (confirming) { /* a confirmed run's frames, all at once */
-            const double al = -expm1((double)(-step) / maxd_(TUNV(ACT_ATTACK_MS, i), 1e-3));
+            const double al = -expm1((double)(-step) / maxd_(TUNV(ACT_ATTACK_MS, p), 1e-3));
             new_act = (double)act + al * (double)(float)(target - act);
         } else {
-            new_act = toward(act, target, ALPHAV(A_ACT_ATTACK, i), ALPHAV(A_ACT_RELEASE, i));
+            new_act = toward(act, target, ALPHAV(A_ACT_ATTACK, p), ALPHAV(A_ACT_RELEASE, p));
         }
         if (!sounding)
             new_act = 0.0;
@@ -428,8 +583,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             last_active_ms[s] = t_end;
         active[i] = (uint8_t)is_active;
         const int was = speaking[s] != 0;
-        const int now = sounding && ((was && new_act > TUNV(SPEAKING_OFF, i))
-                                     || (!was && new_act >= TUNV(SPEAKING_ON, i)));
+        const int now = sounding && ((was && new_act > TUNV(SPEAKING_OFF, p))
+                                     || (!was && new_act >= TUNV(SPEAKING_ON, p)));
         speaking[s] = (uint8_t)now;
         if (now && !was) {
             onset_ms[s] = run_start_ms[s];
@@ -444,8 +599,9 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         const int64_t s = idx[i];
         const int now = speaking[s] != 0;
         if (now != (reported_speaking[s] != 0)) {
-            const int64_t t_end = t_end_room[pos[i]];
-            if ((double)(t_end - reported_ms[s]) >= TUNV(SPEAKING_INTERVAL, i)
+            const int64_t p = pos[i];
+            const int64_t t_end = t_end_room[p];
+            if ((double)(t_end - reported_ms[s]) >= TUNV(SPEAKING_INTERVAL, p)
                 || (!now && silent[s])) {
                 reported_speaking[s] = (uint8_t)now;
                 reported_ms[s] = t_end;
@@ -508,16 +664,16 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                      && (double)level_smooth[s] >= score[p] - ROOMV(OVERLAP_MARGIN, p))
                 loud_since_ms[s] = t_end_room[p] - (int64_t)voiced_run_ms[s];
             if (speaking[s] && s != h && !muted[s]
-                && (double)level_smooth[s] > score[p] + TUNV(SWITCH_MARGIN, i)) {
+                && (double)level_smooth[s] > score[p] + TUNV(SWITCH_MARGIN, p)) {
                 if (active[i]) {
                     const float run = voiced_run_ms[s];
                     const float speech_ms =
-                        (double)(float)(run - dt[i]) < TUNV(MIN_RUN, i) ? run : dt[i];
+                        (double)(float)(run - dt[p]) < TUNV(MIN_RUN, p) ? run : dt[p];
                     evidence_ms[s] = (float)(e + speech_ms);
                 }
             } else if (e != 0) {
                 evidence_ms[s] = s == h ? 0.0f
-                    : (float)maxd_((double)e - TUNV(EVIDENCE_DECAY, i) * (double)dt[i], 0.0);
+                    : (float)maxd_((double)e - TUNV(EVIDENCE_DECAY, p) * (double)dt[p], 0.0);
             }
         }
 
@@ -537,8 +693,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             const int32_t h = holder[rooms[p]];
             const int64_t t_end = t_end_room[p];
             float e = evidence_ms[s];
-            const double min_mod = TUNV(MIN_MODULATION, i);
-            if (!(e != 0 && (double)(t_end - last_active_ms[s]) <= TUNV(TAKEOVER_RECENCY, i)
+            const double min_mod = TUNV(MIN_MODULATION, p);
+            if (!(e != 0 && (double)(t_end - last_active_ms[s]) <= TUNV(TAKEOVER_RECENCY, p)
                   && ((double)modulation_db[s] >= min_mod || h < 0
                       || (double)modulation_db[h] < min_mod)))
                 e = 0.0f;
@@ -631,18 +787,27 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
 done:
     PyMem_Free(scratch);
-    release(&a);
+    release(W, held, N_WAVE);
     return result;
 }
 
 static PyMethodDef methods[] = {
+    {"layout", (PyCFunction)(void (*)(void))make_layout, METH_FASTCALL,
+     "layout(floor_on, idx, pos, rooms, duration_ms, dt, tun, alpha, room_tun, members,\n"
+     "       member_start, t_end_room, live, active, started, refresh, reports, changes,\n"
+     "       due) -> Layout\n"
+     "A wave layout's arrays (see dsp/engine.py: _Layout), checked and held for advance.\n"
+     "dt and the tables tun (SLOT_FIELDS[:14]), alpha (activity.TIME_CONSTANTS) and\n"
+     "room_tun (ROOM_FIELDS) have a column per room of the wave."},
+    {"state", (PyCFunction)(void (*)(void))make_state, METH_FASTCALL,
+     "state(noise_floor, speech_level, ..., forwarded_main) -> State\n"
+     "The engine state's arrays (dsp/state.py: EngineState.kernel_arrays), checked and held\n"
+     "for advance."},
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL,
-     "advance(idx, pos, dt, level_slots, level, voice, present, rooms, t_ms, duration_ms,\n"
-     "        floor_on, tun, alpha, room_tun, members, member_start, <engine state>...,\n"
-     "        t_end_room, live, active, started, refresh, reports, changes, due)\n"
+     "advance(layout, state, level_slots, level, voice, present, t_ms)\n"
      "One frame of every participant of a wave (see dsp/engine.py). Returns (number of\n"
      "reports, of starters, of floor changes, of new rankings), or (-1, 0, 0, 0) with\n"
-     "nothing changed if level_slots (with present None) are not idx."},
+     "nothing changed if level_slots (with present None) are not the layout's idx."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -654,6 +819,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__kernel(void)
 {
+    if (PyType_Ready(&LayoutType) < 0 || PyType_Ready(&StateType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

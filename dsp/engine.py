@@ -27,7 +27,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 4:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 5:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL = "c" if _kernel is not None and os.environ.get("DSP_KERNEL", "") != "numpy" \
     else "numpy"
@@ -42,6 +42,13 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
                "no_audio_timeout_ms",
                "vad_mode", "algorithm")
 """The Tuning fields read per participant on the audio path (the others per room)."""
+KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "speaking",
+                "last_active_ms", "run_start_ms", "loud_since_ms", "onset_ms", "evidence_ms",
+                "voiced_run_ms", "last_level", "modulation_db", "muted", "silent",
+                "last_frame_ms", "reported_speaking", "reported_ms", "joined", "holder",
+                "room_t_ms", "ranking_t_ms", "ranking_phase_ms", "ranked", "slot_room", "video",
+                "pinned", "shown", "forwarded", "forwarded_main")
+"""The EngineState arrays dsp/_kernel.c reads and writes, in the order of its ``state``."""
 ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms", "outlast_total_ms",
                "silent_hold_ms", "active_speakers_interval_ms", "active_speakers",
                "forwarding_size", "overlap_margin_db")
@@ -90,9 +97,13 @@ class _Layout:
     alpha: dict[str, np.ndarray]    # activity.coefficients per slot
     all_ours: bool                  # every room of the wave runs our floor logic
     pos: np.ndarray = None          # position of each slot's room in the wave's rooms
-    tun: np.ndarray = None          # SLOT_FIELDS[:14] x slots (_kernel.advance's table)
-    coef: np.ndarray = None         # activity.TIME_CONSTANTS x slots
+    rooms: np.ndarray = None        # the wave's rooms and frame lengths (the key's)
+    duration_ms: np.ndarray = None
+    dt_room: np.ndarray = None      # frame length per room of the wave, ms (float32)
+    tun: np.ndarray = None          # SLOT_FIELDS[:14] x rooms of the wave (the kernel's)
+    coef: np.ndarray = None         # activity.TIME_CONSTANTS x rooms of the wave
     room_tun: np.ndarray = None     # ROOM_FIELDS x rooms of the wave
+    kernel: object = None           # the arrays for _kernel.advance, held (made at first use)
     live: np.ndarray = None         # _kernel.advance's outputs (scratch)
     active: np.ndarray = None
     started: np.ndarray = None
@@ -150,6 +161,7 @@ class Engine:
         self._layouts_slots = 0                   # their slots in all (the cache's size)
         self._joins = 0
         self.kernel = KERNEL  # "c" or "numpy"; a test may set it per engine
+        self._kernel_state: tuple | None = None  # (st, its arrays_version, _kernel.State)
 
     # ------------------------------------------------------------------ rooms & members
     def add_room(self, tuning: Tuning = PROFILES["meeting"], ranking_phase_ms: int = 0) -> int:
@@ -325,33 +337,31 @@ class Engine:
         rooms = np.asarray(wave.rooms, dtype=np.int64)
         if len(rooms) == 0:
             return []
-        duration_ms = np.asarray(wave.duration_ms, np.int64)
-        layout = self._layout_for(rooms, duration_ms)
+        layout = self._layout_for(rooms, np.asarray(wave.duration_ms, np.int64))
+        plan = layout.kernel
+        if plan is None:
+            plan = layout.kernel = _kernel.layout(
+                layout.all_ours, layout.idx, layout.pos, layout.rooms, layout.duration_ms,
+                layout.dt_room, layout.tun, layout.coef, layout.room_tun, layout.members,
+                layout.member_start, layout.t_end_room, layout.live, layout.active,
+                layout.started, layout.refresh, layout.reports, layout.changes, layout.due)
+        held = self._kernel_state
+        if held is None or held[0] is not st or held[1] != st.arrays_version:
+            held = self._kernel_state = (st, st.arrays_version, _kernel.state(
+                *(getattr(st, name) for name in KERNEL_STATE)))
         t_end_room = layout.t_end_room
-        args = (layout.idx, layout.pos, layout.dt)
-        state = (layout.all_ours, layout.tun, layout.coef, layout.room_tun, layout.members,
-                 layout.member_start,
-                 st.noise_floor, st.speech_level, st.level_smooth, st.activity, st.speaking,
-                 st.last_active_ms, st.run_start_ms, st.loud_since_ms, st.onset_ms, st.evidence_ms,
-                 st.voiced_run_ms, st.last_level, st.modulation_db, st.muted, st.silent,
-                 st.last_frame_ms, st.reported_speaking, st.reported_ms, st.joined, st.holder,
-                 st.room_t_ms, st.ranking_t_ms, st.ranking_phase_ms, st.ranked,
-                 st.slot_room, st.video, st.pinned, st.shown, st.forwarded, st.forwarded_main,
-                 t_end_room, layout.live, layout.active, layout.started, layout.refresh,
-                 layout.reports,
-                 layout.changes, layout.due)
         t_ms = np.asarray(wave.t_ms, np.int64)
         level, voice = wave.level_dbov, wave.level_voice
         n_rep = -1
         if not wave.pcm:
             # every participant has a level, in slot order (a server's steady state)?
             n_rep, n_start, n_chg, n_due = _kernel.advance(
-                *args, np.asarray(wave.level_slots, np.int64), np.asarray(level, np.float32),
-                np.asarray(voice, np.int8), None, rooms, t_ms, duration_ms, *state)
+                plan, held[2], np.asarray(wave.level_slots, np.int64),
+                np.asarray(level, np.float32), np.asarray(voice, np.int8), None, t_ms)
         if n_rep < 0:
             level, voice, present = self._frames(wave, layout)
-            n_rep, n_start, n_chg, n_due = _kernel.advance(
-                *args, layout.idx, level, voice, present, rooms, t_ms, duration_ms, *state)
+            n_rep, n_start, n_chg, n_due = _kernel.advance(plan, held[2], layout.idx, level,
+                                                           voice, present, t_ms)
         out: list[ev.Event] = []
         idx, room_of, pos = layout.idx, layout.room_of, layout.pos
         if n_rep:
@@ -360,7 +370,7 @@ class Engine:
             out = ev.many(ev.SpeakingChange, room_of[k].tolist(), t_end_room[pos[k]].tolist(),
                           slots.tolist(), st.speaking[slots].tolist())
         if layout.all_ours:
-            changes = layout.changes[:n_chg].tolist()
+            changes = layout.changes[:n_chg].tolist() if n_chg else []
         else:
             live = layout.live
             level = np.where(st.muted[idx], SILENCE_DBOV, np.asarray(level, np.float32))
@@ -552,8 +562,14 @@ class Engine:
         pos_of_room[rooms] = np.arange(len(rooms))
         n = len(idx)
         layout.pos = pos_of_room[room_of]
-        layout.tun = np.array([tuning[name] for name in SLOT_FIELDS[:14]], dtype=np.float64)
-        layout.coef = np.array([alpha[name] for name in activity.TIME_CONSTANTS],
+        layout.rooms, layout.duration_ms = rooms.copy(), duration_ms.copy()
+        # the kernel's tables are per room: a room's participants all share its values
+        layout.dt_room = duration_ms.astype(np.float32)
+        layout.tun = np.array([st.tuning[name][rooms] for name in SLOT_FIELDS[:14]],
+                              dtype=np.float64)
+        coef = activity.coefficients(layout.dt_room, {name: st.tuning[name][rooms]
+                                                      for name in activity.TIME_CONSTANTS})
+        layout.coef = np.array([coef[name] for name in activity.TIME_CONSTANTS],
                                dtype=np.float64)
         layout.room_tun = np.array([st.tuning[name][rooms] for name in ROOM_FIELDS],
                                    dtype=np.float64)

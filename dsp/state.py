@@ -109,6 +109,10 @@ class EngineState:
     layout_version: int = 0
     """Bumped by every change of membership, rooms or tuning: the engine's per-slot
     gathers (which slots a wave touches, their tuning) stay valid while it is unchanged."""
+    arrays_version: int = 0
+    """Bumped whenever an array of the state is replaced by another (growth, a wider table;
+    see ``__setattr__``): what the engine's compiled kernel holds of the arrays is then
+    stale."""
     # ---- per room, Python side (changed only by joins, leaves and presentation changes)
     room_slots: list[list[int]] = field(default_factory=list)
     presenters: list[list[int]] = field(default_factory=list)
@@ -128,6 +132,11 @@ class EngineState:
     ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0,
                      forwarded_main=UNKNOWN)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        if isinstance(value, np.ndarray):
+            object.__setattr__(self, "arrays_version", self.arrays_version + 1)
 
     def __post_init__(self) -> None:
         for name in FIELDS:
