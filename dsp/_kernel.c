@@ -47,12 +47,20 @@ static inline float minf_(float a, float b) { return b < a ? b : a; }
 static inline float maxf_(float a, float b) { return b > a ? b : a; }
 static inline double maxd_(double a, double b) { return b > a ? b : a; }
 
+/* yes if c else no, by indexing rather than a branch: where c follows noisy levels (the
+ * direction of a smoothing step) it is a coin toss, and a mispredicted branch cost more
+ * than the arithmetic around it */
+static inline double pick(int c, double yes, double no)
+{
+    const double v[2] = {no, yes};
+    return v[c != 0];
+}
+
 /* x + (up if y > x else down) * (y - x): float32 x, y; float64 result */
 static inline double toward(float x, float y, double up, double down)
 {
-    float d = y - x;
-    double a = d > 0 ? up : down;
-    return a * (double)d + (double)x;
+    const float d = y - x;
+    return pick(d > 0, up, down) * (double)d + (double)x;
 }
 
 /* Python's (floored) modulo, for b > 0 */
@@ -474,7 +482,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
     /* scratch: per room of the wave, and the candidates of one room's ranking */
     size_t rsz = (size_t)(n_rooms > 0 ? n_rooms : 1);
-    size_t bytes = rsz * (sizeof(double) + 3 * sizeof(float) + 2 * sizeof(int64_t) + 1)
+    size_t bytes = rsz * (sizeof(double) + 3 * sizeof(float) + 3 * sizeof(int64_t) + 1)
                    + (size_t)(n > 0 ? n : 1) * sizeof(int64_t)
                    + (size_t)(width > 0 ? width : 1) * sizeof(int64_t);
     scratch = PyMem_Malloc(bytes);
@@ -485,7 +493,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     double *score = (double *)scratch;
     int64_t *win = (int64_t *)(score + rsz);
     int64_t *count = win + rsz;
-    int64_t *cand = count + rsz;
+    int64_t *hold = count + rsz;
+    int64_t *cand = hold + rsz;
     int64_t *row = cand + (n > 0 ? n : 1);
     float *best = (float *)(row + (width > 0 ? width : 1));
     float *win_ev = best + rsz;
@@ -535,7 +544,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             float sp = speech_level[s];
             if (isnan(sp))
                 sp = minf_(lv, INITIAL_SPEECH_MAX);
-            const double al = lv > sp ? ALPHAV(A_SPEECH_RISE, p) : ALPHAV(A_SPEECH_FALL, p);
+            const double al = pick(lv > sp, ALPHAV(A_SPEECH_RISE, p), ALPHAV(A_SPEECH_FALL, p));
             const double sp64 = (double)sp + al * (double)(float)(lv - sp);
             speech_level[s] = (float)sp64;
             speech_like = (double)lv >= sp64 - TUNV(SPEECH_MARGIN, p);
@@ -590,23 +599,13 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             onset_ms[s] = run_start_ms[s];
             started[n_started++] = i;
         }
-    }
-
-    /* SpeakingChanged: at most one per speaking_interval_ms; a stop by silence at once */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (!live[i])
-            continue;
-        const int64_t s = idx[i];
-        const int now = speaking[s] != 0;
-        if (now != (reported_speaking[s] != 0)) {
-            const int64_t p = pos[i];
-            const int64_t t_end = t_end_room[p];
-            if ((double)(t_end - reported_ms[s]) >= TUNV(SPEAKING_INTERVAL, p)
-                || (!now && silent[s])) {
-                reported_speaking[s] = (uint8_t)now;
-                reported_ms[s] = t_end;
-                reports[n_reports++] = i;
-            }
+        /* SpeakingChanged: at most one per speaking_interval_ms; a stop by silence at once */
+        if (now != (reported_speaking[s] != 0)
+            && ((double)(t_end - reported_ms[s]) >= TUNV(SPEAKING_INTERVAL, p)
+                || (!now && !sounding))) {
+            reported_speaking[s] = (uint8_t)now;
+            reported_ms[s] = t_end;
+            reports[n_reports++] = i;
         }
     }
 
@@ -644,55 +643,50 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     }
 
     if (floor_on) {
-        /* floor evidence: gathered by a speaking challenger louder than the holder by the
-         * margin, on its speech frames; drained otherwise */
+        /* per room: its holder, the level to beat (the holder's smoothed level after this
+         * frame), and its takeover so far */
         for (Py_ssize_t p = 0; p < n_rooms; p++) {
             const int32_t h = holder[rooms[p]];
+            hold[p] = h;
             score[p] = (h < 0 || muted[h] || silent[h]) ? -INFINITY : (double)level_smooth[h];
-        }
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (!live[i])
-                continue;
-            const int64_t s = idx[i];
-            const int64_t p = pos[i];
-            const int32_t h = holder[rooms[p]];
-            const float e = evidence_ms[s];
-            /* talk over the holder counts from the first run within the overlap margin */
-            if (!speaking[s])
-                loud_since_ms[s] = NOT_LOUD_MS;
-            else if (active[i] && loud_since_ms[s] == NOT_LOUD_MS
-                     && (double)level_smooth[s] >= score[p] - ROOMV(OVERLAP_MARGIN, p))
-                loud_since_ms[s] = t_end_room[p] - (int64_t)voiced_run_ms[s];
-            if (speaking[s] && s != h && !muted[s]
-                && (double)level_smooth[s] > score[p] + TUNV(SWITCH_MARGIN, p)) {
-                if (active[i]) {
-                    const float run = voiced_run_ms[s];
-                    const float speech_ms =
-                        (double)(float)(run - dt[p]) < TUNV(MIN_RUN, p) ? run : dt[p];
-                    evidence_ms[s] = (float)(e + speech_ms);
-                }
-            } else if (e != 0) {
-                evidence_ms[s] = s == h ? 0.0f
-                    : (float)maxd_((double)e - TUNV(EVIDENCE_DECAY, p) * (double)dt[p], 0.0);
-            }
-        }
-
-        /* takeovers: the recent, speech-like challenger with most evidence, if enough */
-        for (Py_ssize_t p = 0; p < n_rooms; p++) {
             best[p] = 0.0f;
             outlasted[p] = 0;
             win[p] = -1;
             win_ev[p] = 0.0f;
             win_lv[p] = 0.0f;
         }
+        /* One pass for both steps below: a participant's takeover reads only its own
+         * evidence and state, and its holder's, which the evidence step leaves alone */
         for (Py_ssize_t i = 0; i < n; i++) {
             if (!live[i])
                 continue;
             const int64_t s = idx[i];
             const int64_t p = pos[i];
-            const int32_t h = holder[rooms[p]];
+            const int64_t h = hold[p];
             const int64_t t_end = t_end_room[p];
+            /* floor evidence: gathered by a speaking challenger louder than the holder by
+             * the margin, on its speech frames; drained otherwise */
             float e = evidence_ms[s];
+            /* talk over the holder counts from the first run within the overlap margin */
+            if (!speaking[s])
+                loud_since_ms[s] = NOT_LOUD_MS;
+            else if (active[i] && loud_since_ms[s] == NOT_LOUD_MS
+                     && (double)level_smooth[s] >= score[p] - ROOMV(OVERLAP_MARGIN, p))
+                loud_since_ms[s] = t_end - (int64_t)voiced_run_ms[s];
+            if (speaking[s] && s != h && !muted[s]
+                && (double)level_smooth[s] > score[p] + TUNV(SWITCH_MARGIN, p)) {
+                if (active[i]) {
+                    const float run = voiced_run_ms[s];
+                    const float speech_ms =
+                        (double)(float)(run - dt[p]) < TUNV(MIN_RUN, p) ? run : dt[p];
+                    e = evidence_ms[s] = (float)(e + speech_ms);
+                }
+            } else if (e != 0) {
+                e = evidence_ms[s] = s == h ? 0.0f
+                    : (float)maxd_((double)e - TUNV(EVIDENCE_DECAY, p) * (double)dt[p], 0.0);
+            }
+
+            /* takeovers: the recent, speech-like challenger with most evidence, if enough */
             const double min_mod = TUNV(MIN_MODULATION, p);
             if (!(e != 0 && (double)(t_end - last_active_ms[s]) <= TUNV(TAKEOVER_RECENCY, p)
                   && ((double)modulation_db[s] >= min_mod || h < 0
@@ -706,11 +700,14 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                 && (double)(t_end - loud_since_ms[s] + (t_end - last_active_ms[h]))
                    >= ROOMV(OUTLAST_TOTAL, p))
                 outlasted[p] = 1;
-            if (win[p] < 0 || e > win_ev[p] || (e == win_ev[p] && level_smooth[s] > win_lv[p])) {
-                win[p] = s;
-                win_ev[p] = e;
-                win_lv[p] = level_smooth[s];
-            }
+            /* the room's winner so far: most evidence, then the loudest, then the first;
+             * selected without branches (the loudness order is a coin toss per frame) */
+            const float lv = level_smooth[s];
+            const int take = (win[p] < 0) | (e > win_ev[p])
+                             | ((e == win_ev[p]) & (lv > win_lv[p]));
+            win[p] = take ? s : win[p];
+            win_ev[p] = take ? e : win_ev[p];
+            win_lv[p] = take ? lv : win_lv[p];
         }
         for (Py_ssize_t p = 0; p < n_rooms; p++) {
             const int32_t h = holder[rooms[p]];
