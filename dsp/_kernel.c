@@ -47,13 +47,20 @@ static inline float minf_(float a, float b) { return b < a ? b : a; }
 static inline float maxf_(float a, float b) { return b > a ? b : a; }
 static inline double maxd_(double a, double b) { return b > a ? b : a; }
 
-/* yes if c else no, by indexing rather than a branch: where c follows noisy levels (the
- * direction of a smoothing step) it is a coin toss, and a mispredicted branch cost more
- * than the arithmetic around it */
+/* yes if c else no, selected by bit masks rather than by a branch: where c follows noisy
+ * levels (the direction of a smoothing step) it is a coin toss, and a mispredicted branch
+ * cost more than the arithmetic around it (so did a pick from a two-element array: its
+ * load waits for the store of the pair) */
 static inline double pick(int c, double yes, double no)
 {
-    const double v[2] = {no, yes};
-    return v[c != 0];
+    uint64_t y, n, r;
+    memcpy(&y, &yes, sizeof y);
+    memcpy(&n, &no, sizeof n);
+    const uint64_t mask = (uint64_t)0 - (uint64_t)(c != 0);
+    r = (y & mask) | (n & ~mask);
+    double out;
+    memcpy(&out, &r, sizeof out);
+    return out;
 }
 
 /* x + (up if y > x else down) * (y - x): float32 x, y; float64 result */
