@@ -1,4 +1,5 @@
-"""A StreamRequest's steady ticks, read from its bytes by service/runtime/_wire.c when it is built.
+"""A StreamRequest's steady ticks, read from its bytes by service/runtime/_wire.c when it is
+built; and the engine's events written as a StreamResponse's bytes.
 
 A steady tick (a known room's levels in the sticky roster's order, nothing else) is what a
 media server sends for almost every room and tick; reading its four fields through the
@@ -13,7 +14,7 @@ try:
     from . import _wire
 except ImportError:  # not built (no compiler at install time)
     _wire = None
-if _wire is not None and getattr(_wire, "ABI", None) != 1:
+if _wire is not None and getattr(_wire, "ABI", None) != 2:
     _wire = None  # a stale build of an older service/runtime/_wire.c (rebuild: pip install -e .)
 
 SteadyTick = tuple  # (room_id, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
@@ -64,3 +65,18 @@ def steady_columns(serialized: bytes) -> SteadyColumns | None:
         return None
     return (ids, np.frombuffer(t, np.int64), np.frombuffer(d, np.int64), levels,
             np.frombuffer(counts, np.int64))
+
+
+def encode_events(out: bytearray, room_id: str, names: dict[int, str], events: list,
+                  sequence: int, kinds: dict[type, int], reasons: dict[str, int]) -> int | None:
+    """Append a room's engine events, numbered from ``sequence + 1``, to ``out`` as
+    StreamResponse.events fields (``kinds``: the event classes' numbers in _wire.c;
+    ``reasons``: SwitchReason values by the engine's reason); returns the last sequence.
+    None, ``out`` unchanged, if the extension is not built or turned off, or an event is
+    not one it writes: the caller builds the messages instead."""
+    if not enabled:
+        return None
+    try:
+        return _wire.encode_events(out, room_id, names, events, sequence, kinds, reasons)
+    except (ValueError, TypeError, OverflowError):
+        return None

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from dsp import events as ev
 
+from .. import wire
 from ...api import speakerswitch_pb2 as pb
 from ..metrics import Metrics
 from .model import Room
 
 SPEECH_REASONS = (pb.SWITCH_REASON_FIRST_SPEAKER, pb.SWITCH_REASON_DOMINANT_SPEAKER)
+_REASONS = {name[len("SWITCH_REASON_"):]: value for name, value in pb.SwitchReason.items()}
+"""SwitchReason values by the engine's reason ("DOMINANT_SPEAKER")."""
+_KINDS = {ev.SwitchDecision: 1, ev.FloorChange: 2, ev.SpeakingChange: 3,
+          ev.ActiveSpeakersUpdate: 4, ev.PresentationChange: 5, ev.ForwardingChange: 6}
+"""The event classes as service/runtime/_wire.c numbers them."""
 
 
 def convert(room: Room, events: list[ev.Event], out: list[pb.RoomEvent]) -> None:
@@ -67,13 +73,40 @@ def emit(room: Room, msgs: list[pb.RoomEvent], resp: pb.StreamResponse,
             room.watchers[:] = [w for w in room.watchers if w(m)]
 
 
+def encode(room: Room, events: list[ev.Event], out: bytearray,
+           metrics: Metrics | None) -> bool:
+    """``convert`` then ``emit`` for a room that no watcher and no history needs messages
+    of, by service/runtime/_wire.c: the events numbered and appended to ``out`` as
+    StreamResponse.events fields, which the caller merges into the response (the same
+    response as ``emit``'s). False, having changed nothing, where it does not apply."""
+    if room.history is not None or room.watchers:
+        return False
+    last = wire.encode_events(out, room.room_id, room.names, events, room.sequence, _KINDS,
+                              _REASONS)
+    if last is None:
+        return False
+    room.sequence = last
+    if metrics is not None:
+        for e in events:
+            if type(e) is ev.SwitchDecision:
+                reason = _REASONS[e.reason]
+                _observe(metrics, reason, e.t_ms - e.onset_ms if reason in SPEECH_REASONS
+                         else None)
+    return True
+
+
 def observe_switch(metrics: Metrics | None, m: pb.RoomEvent) -> None:
     if metrics is None:
         return
     sw = m.switch
-    metrics.switches.labels(pb.SwitchReason.Name(sw.reason)[len("SWITCH_REASON_"):]).inc()
-    if sw.reason in SPEECH_REASONS:
-        metrics.switch_delay.observe(max(0, m.timestamp_ms - sw.speech_onset_ms) / 1000)
+    _observe(metrics, sw.reason, m.timestamp_ms - sw.speech_onset_ms
+             if sw.reason in SPEECH_REASONS else None)
+
+
+def _observe(metrics: Metrics, reason: int, delay_ms: int | None) -> None:
+    metrics.switches.labels(pb.SwitchReason.Name(reason)[len("SWITCH_REASON_"):]).inc()
+    if delay_ms is not None:
+        metrics.switch_delay.observe(max(0, delay_ms) / 1000)
 
 
 def room_closed(room: Room, reason: str) -> None:

@@ -29,7 +29,7 @@ from ..config import ServiceConfig
 from ..metrics import Metrics
 from .batches import (EVENTS_BEFORE_SIZE_CHECK, PREPARE_CHUNK, Entry, count_entries, fit,
                       in_waves, over_budget, read_in_parts)
-from .events import convert, emit, room_closed
+from .events import convert, emit, encode, room_closed
 from .model import (DEFAULT_DURATION_MS, MAX_TIMESTAMP_MS, TICK_DURATIONS_MS, Batch, Room,
                     RoomKey, TickError, Watcher)
 from .snapshots import state_of, summary_of
@@ -363,11 +363,24 @@ class RoomRegistry:
         grouped: dict[int, list[ev.Event]] = {}
         for e in step_events:
             grouped.setdefault(e.room, []).append(e)
+        encoded: dict[int, tuple[pb.StreamResponse, bytearray]] = {}  # by id(response)
         for index, events in grouped.items():
             room = self._room_at[index]
+            resp = resp_of(index)
+            pending = encoded.get(id(resp))
+            if pending is None:
+                pending = encoded[id(resp)] = (resp, bytearray())
+            if encode(room, events, pending[1], self.metrics):
+                continue
+            if pending[1]:  # the events encoded so far go first
+                resp.MergeFromString(bytes(pending[1]))
+                del pending[1][:]
             msgs: list[pb.RoomEvent] = []
             convert(room, events, msgs)
-            emit(room, msgs, resp_of(index), self.metrics)
+            emit(room, msgs, resp, self.metrics)
+        for resp, pending in encoded.values():
+            if pending:
+                resp.MergeFromString(bytes(pending))
         if self.metrics is not None:
             m = self.metrics
             m.ticks.inc(n_ticks)
