@@ -169,6 +169,15 @@ def columns_agree_with_ticks(raw: bytes) -> None:
     assert d.tolist() == [0 if r is None else r[2] for r in read]
     assert counts.tolist() == [0 if r is None else len(r[3]) for r in read]
     assert levels == b"".join(r[3] for r in read if r is not None)
+    # given the last batch's room ids: the same columns, and that very list for the ids
+    # exactly when every tick is steady and names its room
+    for kept in (list(ids), list(ids)[:-1], list(ids) + ["x"], ["x"] + list(ids)[1:],
+                 [None] * len(ids)):
+        got = wire.steady_columns(raw, kept)
+        assert got[0] == ids and got[3] == levels
+        assert [c.tolist() for c in (got[1], got[2], got[4])] == [t.tolist(), d.tolist(),
+                                                                   counts.tolist()]
+        assert (got[0] is kept) == (None not in ids and kept == ids)
 
 
 def agrees_with_protobuf(raw: bytes) -> None:
@@ -299,3 +308,19 @@ def test_reading_from_outside_the_bytes_is_a_value_error():
     for offset, n in ((-1, 1), (len(raw) + 1, 1), (0, 0)):
         with pytest.raises(ValueError):
             wire._wire.steady_ticks_part(raw, offset, n)
+
+
+def test_the_last_batch_s_room_ids_come_back_as_they_are_when_the_rooms_are_the_same():
+    q = pb.StreamRequest(batch_id=1)
+    for r in ("salle-é", "room-2", "名前"):
+        q.ticks.add(room_id=r, timestamp_ms=40, duration_ms=20,
+                    levels=pb.LevelVector(levels=b"\x80\x7f"))
+    raw = q.SerializeToString()
+    first = wire.steady_columns(raw)[0]
+    assert first == ["salle-é", "room-2", "名前"]
+    assert wire.steady_columns(raw, first)[0] is first
+    other = ["salle-é", "room-3", "名前"]
+    assert wire.steady_columns(raw, other)[0] == first  # another room: a list of its own
+    q.ticks[1].levels.roster.append("p")                 # a tick that is not steady
+    ids = wire.steady_columns(q.SerializeToString(), first)[0]
+    assert ids == ["salle-é", None, "名前"] and ids is not first

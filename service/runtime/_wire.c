@@ -17,7 +17,7 @@
 #include <Python.h>
 #include <stdint.h>
 
-#define ABI_VERSION 2
+#define ABI_VERSION 3
 
 /* StreamRequest */
 #define F_TICKS 2
@@ -246,7 +246,29 @@ typedef struct {
     int64_t *timestamp, *duration, *n_levels;
     const uint8_t **levels;
     Py_ssize_t n, cap, total_levels;
+    PyObject *kept;              /* steady_columns_kept: the last batch's room ids, or NULL */
+    int all_kept;                /* every tick so far steady, with kept's id at its place */
 } Columns;
+
+/* kept[i] when it is a str whose UTF-8 is the tick's room id (a new reference), else NULL
+ * (no exception). */
+static PyObject *kept_id(Columns *c, const TickFields *f)
+{
+    if (c->kept == NULL || !c->all_kept || c->n >= PyList_GET_SIZE(c->kept))
+        return NULL;
+    PyObject *id = PyList_GET_ITEM(c->kept, c->n);
+    if (!PyUnicode_Check(id))
+        return NULL;
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_AsUTF8AndSize(id, &n);
+    if (utf8 == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (n != f->n_room || memcmp(utf8, f->room, n) != 0)
+        return NULL;
+    return Py_NewRef(id);
+}
 
 static int append_columns(void *arg, int steady, const TickFields *f)
 {
@@ -267,7 +289,11 @@ static int append_columns(void *arg, int steady, const TickFields *f)
         c->levels = l;
         c->cap = cap;
     }
-    PyObject *room_id = steady ? room_id_of(f) : NULL;
+    PyObject *room_id = steady ? kept_id(c, f) : NULL;
+    if (room_id == NULL) {
+        c->all_kept = 0;
+        room_id = steady ? room_id_of(f) : NULL;
+    }
     if (room_id == NULL) {
         room_id = Py_NewRef(Py_None);
         steady = 0;
@@ -284,16 +310,16 @@ static int append_columns(void *arg, int steady, const TickFields *f)
     return 0;
 }
 
-static PyObject *steady_columns(PyObject *self, PyObject *args)
+static PyObject *columns_of(Py_buffer raw, PyObject *kept)
 {
-    Py_buffer raw;
-    if (!PyArg_ParseTuple(args, "y*", &raw))
-        return NULL;
-    Columns c = {PyList_New(0), NULL, NULL, NULL, NULL, 0, 0, 0};
+    Columns c = {PyList_New(0), NULL, NULL, NULL, NULL, 0, 0, 0, kept, kept != NULL};
     PyObject *out = NULL, *levels = NULL;
     if (c.room_ids == NULL || for_each_tick(raw.buf, (const uint8_t *)raw.buf + raw.len,
                                             append_columns, &c) < 0)
         goto done;
+    if (kept != NULL && c.all_kept && c.n == PyList_GET_SIZE(kept)) {
+        Py_SETREF(c.room_ids, Py_NewRef(kept)); /* the same rooms: the caller sees it is */
+    }
     levels = PyBytes_FromStringAndSize(NULL, c.total_levels);
     if (levels == NULL) goto done;
     char *at = PyBytes_AS_STRING(levels);
@@ -315,6 +341,26 @@ done:
     PyMem_Free(c.duration);
     PyMem_Free(c.n_levels);
     PyMem_Free(c.levels);
+    return out;
+}
+
+static PyObject *steady_columns(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    if (!PyArg_ParseTuple(args, "y*", &raw))
+        return NULL;
+    PyObject *out = columns_of(raw, NULL);
+    PyBuffer_Release(&raw);
+    return out;
+}
+
+static PyObject *steady_columns_kept(PyObject *self, PyObject *args)
+{
+    Py_buffer raw;
+    PyObject *kept;
+    if (!PyArg_ParseTuple(args, "y*O!", &raw, &PyList_Type, &kept))
+        return NULL;
+    PyObject *out = columns_of(raw, kept);
     PyBuffer_Release(&raw);
     return out;
 }
@@ -664,6 +710,10 @@ static PyMethodDef methods[] = {
      "levels, level_counts): per tick its room id (None where the tick is not steady), "
      "int64 timestamps, durations and level byte counts as bytes (0 where not steady), "
      "and every steady tick's level bytes end to end; ValueError as steady_ticks."},
+    {"steady_columns_kept", steady_columns_kept, METH_VARARGS,
+     "steady_columns_kept(serialized StreamRequest, kept room ids) -> steady_columns, whose "
+     "room ids are the kept list itself when every tick is steady and names, in order, "
+     "the rooms it lists (no str made, and one identity test for the caller)."},
     {"encode_events", encode_events, METH_VARARGS,
      "encode_events(out: bytearray, room_id, names: {slot: participant id}, events, "
      "sequence, kinds: {event class: kind}, reasons: {reason: SwitchReason value}) -> the "

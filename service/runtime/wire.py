@@ -14,7 +14,7 @@ try:
     from . import _wire
 except ImportError:  # not built (no compiler at install time)
     _wire = None
-if _wire is not None and getattr(_wire, "ABI", None) != 2:
+if _wire is not None and getattr(_wire, "ABI", None) != 3:
     _wire = None  # a stale build of an older service/runtime/_wire.c (rebuild: pip install -e .)
 
 SteadyTick = tuple  # (room_id, timestamp_ms, duration_ms, RFC 6464 bytes in roster order)
@@ -53,14 +53,17 @@ SteadyColumns = tuple
 counts as int64 arrays (0 where not steady); every steady tick's level bytes end to end)."""
 
 
-def steady_columns(serialized: bytes) -> SteadyColumns | None:
+def steady_columns(serialized: bytes, kept: list[str] | None = None) -> SteadyColumns | None:
     """``steady_ticks`` as columns, for a batch that is stepped as one (no Python object
-    per tick but its room id). None if the scanner is not built, turned off, or the bytes
-    are not a StreamRequest."""
+    per tick but its room id). With ``kept`` (the last such batch's room ids), the room ids
+    are ``kept`` itself when every tick is steady and names the same room at the same
+    place: no str is made, and the caller knows it by identity. None if the scanner is not
+    built, turned off, or the bytes are not a StreamRequest."""
     if not enabled:
         return None
     try:
-        ids, t, d, levels, counts = _wire.steady_columns(serialized)
+        ids, t, d, levels, counts = (_wire.steady_columns(serialized) if kept is None
+                                     else _wire.steady_columns_kept(serialized, kept))
     except ValueError:
         return None
     return (ids, np.frombuffer(t, np.int64), np.frombuffer(d, np.int64), levels,

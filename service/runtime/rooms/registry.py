@@ -161,7 +161,8 @@ class RoomRegistry:
                 self._reject(resp, refusal, 0, "")
                 continue
             if (len(batches) == 1 and STEADY_COLUMNS_MIN_TICKS <= len(ticks) <= MAX_TICKS_PER_STEP
-                    and self._step_steady(batch, resp, wire.steady_columns(raw))):
+                    and self._step_steady(batch, resp, wire.steady_columns(
+                        raw, self._steady.ids if self._steady is not None else None))):
                 stepped = True
                 yield
                 continue
@@ -306,17 +307,19 @@ class RoomRegistry:
         engine step, no Python loop over the rooms but one that dates them. False, having
         changed nothing, when any tick is not such a tick: the general path, which gives
         the same responses, then takes the batch (tests/test_registry_paths.py)."""
-        if columns is None or None in columns[0]:
+        if columns is None:
             return False
         ids, t, duration, levels, n_levels = columns
         allowed = batch.room_allowed
         kept = self._steady
-        if (kept is not None and kept.tenant == batch.tenant and kept.allowed is allowed
-                and kept.ids == ids):  # the same rooms as the last batch, nothing changed
+        if (kept is not None and ids is kept.ids  # the scanner saw the same rooms, in order
+                and kept.tenant == batch.tenant and kept.allowed is allowed):
             rooms, index, slots = kept.rooms, kept.index, kept.roster_slots
             n_roster, last = kept.n_roster, kept.t_ms
         else:
             kept = None
+            if None in ids:
+                return False
             self._changed()  # the rooms' own times are read below
             rooms = list(map(self._by_tenant.get(batch.tenant, {}).get, ids))
             if None in rooms or len(set(ids)) != len(ids):
