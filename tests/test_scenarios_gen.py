@@ -54,6 +54,9 @@ def test_every_type_builds_a_consistent_truth(kind):
         assert any(np.count_nonzero(x) == 0 for x in tracks.values())   # muted all along
     if kind == "backchannel":
         assert changes == []
+    if kind == "rapid":  # quick exchanges: a change every 1-3.5 s
+        assert len(changes) >= 5
+        assert np.median([b - a for a, b, _ in floor]) < 3500
 
 
 def test_generation_is_deterministic(tmp_path):

@@ -2,7 +2,7 @@
 
     python benchmarks/quality/run.py [--corpus DIR] [--out RESULTS.md] [--jobs 2]
 
-Without --corpus, the repository's own scenarios (``speakerswitch scenarios``: 8 types x 3
+Without --corpus, the repository's own scenarios (``speakerswitch scenarios``: 9 types x 3
 seeds x 60 s, and the ``recorded`` type of real voices where Debian's asterisk-core-sounds
 are installed, ``make recorded-speech``) are generated once into ``.cache/scenarios``
 (deterministic, no network).
@@ -44,7 +44,8 @@ MODES = ("levels", "pcm")
 
 
 def ensure_scenarios(out: pathlib.Path, variants: int, seconds: float) -> pathlib.Path:
-    stamp = out / f".complete-{variants}x{seconds:g}"
+    # the stamp names the types, so that a type added since rebuilds the cache
+    stamp = out / f".complete-{variants}x{seconds:g}-{'-'.join(scenarios.TYPES)}"
     if not stamp.exists():
         scenarios.write_all(out, scenarios.TYPES, variants, seconds)
         stamp.write_text("")

@@ -43,7 +43,7 @@ PACKET_MS = 20
 MERGE_GAP_MS = 600
 MIN_TURN_MS = 1000
 MIN_INTERRUPT_MS = 1500
-TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large")
+TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large", "rapid")
 RECORDED = "recorded"
 """Real recorded voices with conversational timing (``recorded.py``): built only where
 Debian's asterisk-core-sounds packages are installed (``make recorded-speech``), so not
@@ -205,7 +205,7 @@ def _turn_taking(s: Scene, speakers: list[str], start_s: float = 0.5,
         if rng.random() < overlap:
             t = turn_end - rng.uniform(0.3, 2.0)
             # the interrupter must outlast the holder and talk for 1.5 s at least
-            turn_s_next = (max(turn_s[0], 3.5), turn_s[1])
+            turn_s_next = (max(turn_s[0], 3.5), max(turn_s[1], 4.0))
             nxt = str(rng.choice(listeners))
             length = min(rng.uniform(*turn_s_next), end_s - t)
             turn_end = s.turn(nxt, t, length)
@@ -289,6 +289,10 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
             elif rng.random() < 0.3:
                 s.sound(p, synth.cough(rng, s.rate, rng.uniform(-30, -20)),
                         rng.uniform(2, seconds - 2), "cough")
+    elif kind == "rapid":  # quick exchanges: short turns, short gaps, now and then a cut-in
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(2, 4))))
+        _turn_taking(s, s.participants, turn_s=(1.0, 3.0), gap_s=(0.05, 0.5),
+                     backchannels=0.03, overlap=0.1)
     else:
         raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
     return s
