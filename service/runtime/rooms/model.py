@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import grpc
 import numpy as np
@@ -120,9 +119,10 @@ class _Kept(Protocol):
         """Write the waiting times into their rooms."""
 
 
-@dataclass(frozen=True)
-class Batch:
-    """One StreamRequest with who sent it: the unit ``process_many`` steps together."""
+class Batch(NamedTuple):
+    """One StreamRequest with who sent it: the unit ``process_many`` steps together. (A
+    named tuple: made for every message a server receives, in a third of the time of a
+    frozen dataclass.)"""
     request: pb.StreamRequest
     now_s: float = 0.0
     """Wall clock of its arrival: dates room activity for idle collection only."""

@@ -107,6 +107,9 @@ class RoomRegistry:
         """Rooms by engine index, for the engine's events."""
         self._roster_cache: tuple[list[np.ndarray], np.ndarray] | None = None
         self._steady: _SteadyRooms | None = None
+        self._events_out = 0
+        """Events handed to responses by the batches being processed (none of the
+        responses can be over max_message_bytes while this is small)."""
         self._room_waiters: dict[RoomKey, list[Callable[[], None]]] = {}
         self.capacity = Capacity(self.config, metrics)
         """Rooms and participants held, against their limits."""
@@ -143,24 +146,29 @@ class RoomRegistry:
         responses = [pb.StreamResponse(batch_id=b.request.batch_id) for b in batches]
         entries: list[Entry] = []
         stepped = False  # as columns, by _step_steady
+        self._events_out = 0
+        max_ticks = self.config.max_ticks_per_batch
+        max_entries = self.config.max_entries_per_batch
         for batch, resp in zip(batches, responses):
             ticks = batch.request.ticks
+            n_ticks = len(ticks)
             raw = batch.raw if batch.raw is not None else batch.request.SerializeToString()
             # a batch that may be over the entry budget is counted from its steady ticks; a
             # huge one is read in parts, other calls served in between
             read = counted = None
-            if PREPARE_CHUNK < len(ticks) <= self.config.max_ticks_per_batch:
-                read = yield from read_in_parts(raw, len(ticks))
-                if len(raw) > self.config.max_entries_per_batch:
+            if PREPARE_CHUNK < n_ticks <= max_ticks:
+                read = yield from read_in_parts(raw, n_ticks)
+                if len(raw) > max_entries:
                     counted = yield from count_entries(ticks, read, PREPARE_CHUNK)
-            elif len(raw) > self.config.max_entries_per_batch:
+            elif len(raw) > max_entries:
                 read = wire.steady_ticks(raw)
-            refusal = over_budget(batch.request, self.config, self.capacity.limit_hit, len(raw),
-                                  read, counted)
-            if refusal is not None:
-                self._reject(resp, refusal, 0, "")
-                continue
-            if (len(batches) == 1 and STEADY_COLUMNS_MIN_TICKS <= len(ticks) <= MAX_TICKS_PER_STEP
+            if n_ticks > max_ticks or len(raw) > max_entries:  # else within budget at once
+                refusal = over_budget(batch.request, self.config, self.capacity.limit_hit,
+                                      len(raw), read, counted)
+                if refusal is not None:
+                    self._reject(resp, refusal, 0, "")
+                    continue
+            if (len(batches) == 1 and STEADY_COLUMNS_MIN_TICKS <= n_ticks <= MAX_TICKS_PER_STEP
                     and self._step_steady(batch, resp, wire.steady_columns(
                         raw, self._steady.ids if self._steady is not None else None))):
                 stepped = True
@@ -169,8 +177,13 @@ class RoomRegistry:
             # read from the bytes even for one tick: 2 us against 4 us through protobuf
             if read is None:
                 read = wire.steady_ticks(raw)
-            for lo in range(0, len(ticks), PREPARE_CHUNK):  # a huge batch yields meanwhile
-                hi = min(lo + PREPARE_CHUNK, len(ticks))
+            if n_ticks == 1:  # a message per room: the usual shape
+                r = read[0] if read is not None else None
+                entries.append((batch, resp, 0, r, r[0]) if r is not None
+                               else (batch, resp, 0, ticks[0], ticks[0].room_id))
+                continue
+            for lo in range(0, n_ticks, PREPARE_CHUNK):  # a huge batch yields meanwhile
+                hi = min(lo + PREPARE_CHUNK, n_ticks)
                 if read is None:
                     entries.extend([(batch, resp, i, ticks[i], ticks[i].room_id)
                                     for i in range(lo, hi)])
@@ -179,7 +192,7 @@ class RoomRegistry:
                                     if read[i] is not None
                                     else (batch, resp, i, ticks[i], ticks[i].room_id)
                                     for i in range(lo, hi)])
-                if hi < len(ticks):
+                if hi < n_ticks:
                     yield
         waves = yield from in_waves(entries)
         for wave in waves if entries or not stepped else ():
@@ -187,7 +200,7 @@ class RoomRegistry:
             for start in range(0, max(len(wave), 1), MAX_TICKS_PER_STEP):
                 self._process_wave(wave[start:start + MAX_TICKS_PER_STEP])
                 yield
-        for resp in responses:
+        for resp in responses if self._events_out > EVENTS_BEFORE_SIZE_CHECK else ():
             if len(resp.events) > EVENTS_BEFORE_SIZE_CHECK:
                 fit(resp, self.config.max_message_bytes)
         if self.metrics is not None:
@@ -361,6 +374,7 @@ class RoomRegistry:
         """Step the wave; hand the state events ``out`` and the step's decisions (to the
         response ``resp_of(room index)``) to responses and watchers."""
         step_events = self.engine.step(wave) if len(wave.rooms) else []
+        self._events_out += len(step_events) + sum(len(msgs) for _, msgs, _ in out)
         for room, msgs, resp in out:
             emit(room, msgs, resp, self.metrics)
         grouped: dict[int, list[ev.Event]] = {}
