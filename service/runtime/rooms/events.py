@@ -13,6 +13,7 @@ from .model import Room
 SPEECH_REASONS = (pb.SWITCH_REASON_FIRST_SPEAKER, pb.SWITCH_REASON_DOMINANT_SPEAKER)
 _REASONS = {name[len("SWITCH_REASON_"):]: value for name, value in pb.SwitchReason.items()}
 """SwitchReason values by the engine's reason ("DOMINANT_SPEAKER")."""
+_REASON_NAMES = {value: name for name, value in _REASONS.items()}
 _KINDS = {ev.SwitchDecision: 1, ev.FloorChange: 2, ev.SpeakingChange: 3,
           ev.ActiveSpeakersUpdate: 4, ev.PresentationChange: 5, ev.ForwardingChange: 6}
 """The event classes as service/runtime/_wire.c numbers them."""
@@ -104,7 +105,10 @@ def observe_switch(metrics: Metrics | None, m: pb.RoomEvent) -> None:
 
 
 def _observe(metrics: Metrics, reason: int, delay_ms: int | None) -> None:
-    metrics.switches.labels(pb.SwitchReason.Name(reason)[len("SWITCH_REASON_"):]).inc()
+    name = _REASON_NAMES.get(reason)
+    if name is None:  # a value the .proto does not name: Name says so, as it always did
+        name = pb.SwitchReason.Name(reason)[len("SWITCH_REASON_"):]
+    metrics.switches.labels(name).inc()
     if delay_ms is not None:
         metrics.switch_delay.observe(max(0, delay_ms) / 1000)
 
