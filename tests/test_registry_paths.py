@@ -261,3 +261,28 @@ def test_rooms_kept_between_steady_batches_change_nothing(seed, monkeypatch):
     monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 10**9)
     monkeypatch.setattr(wire, "enabled", False)
     assert _run_same_rooms(seed) == fast
+
+
+@pytest.mark.skipif(wire._wire is None, reason="service/runtime/_wire.c is not built here")
+def test_a_closed_room_is_not_kept_alive_by_the_rooms_stepped_with_it(monkeypatch):
+    """The rooms of a kept steady batch point at what was kept of it; once that is
+    dropped (a room closed), it holds none of them, so the closed room goes at once."""
+    import gc
+    import weakref
+
+    monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 1)
+    reg = RoomRegistry()
+    batches = list(_same_rooms_batches(1, n=12))
+    for _, q, _ in batches[:6]:
+        reg.process(q, tenant="a")
+    assert reg._steady is not None
+    closed = weakref.ref(reg.rooms[("a", "room-0")])
+    reg.drop_room(("a", "room-0"), "closed")
+    gc.disable()
+    try:
+        for _, q, _ in batches[6:]:
+            del q.ticks[0]                                   # the media server stops it too
+            reg.process(q, tenant="a")
+        assert reg._steady is not None and closed() is None  # without the cycle collector
+    finally:
+        gc.enable()

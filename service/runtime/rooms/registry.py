@@ -416,6 +416,9 @@ class RoomRegistry:
             if kept.pending:
                 kept.settle()
             self._steady = None
+            # the rooms still point here (not pending: never read again); let go of them,
+            # so that a room dropped meanwhile is not kept alive by the others
+            kept.rooms, kept.ids = [], []
 
     def _roster_slots(self, rooms: list[Room]) -> np.ndarray:
         """The slots of these rooms' rosters, end to end: the order of their level bytes.
