@@ -150,17 +150,20 @@ class RoomRegistry:
         max_ticks = self.config.max_ticks_per_batch
         max_entries = self.config.max_entries_per_batch
         for batch, resp in zip(batches, responses):
-            ticks = batch.request.ticks
-            n_ticks = len(ticks)
             raw = batch.raw if batch.raw is not None else batch.request.SerializeToString()
+            read = counted = ticks = None
+            if len(raw) < 2 * PREPARE_CHUNK:  # at most PREPARE_CHUNK ticks (two bytes each
+                # at least): read now, and counted from that, not from protobuf's tick list
+                read = wire.steady_ticks(raw)
+            n_ticks = len(read) if read is not None else len(batch.request.ticks)
             # a batch that may be over the entry budget is counted from its steady ticks; a
             # huge one is read in parts, other calls served in between
-            read = counted = None
             if PREPARE_CHUNK < n_ticks <= max_ticks:
                 read = yield from read_in_parts(raw, n_ticks)
                 if len(raw) > max_entries:
-                    counted = yield from count_entries(ticks, read, PREPARE_CHUNK)
-            elif len(raw) > max_entries:
+                    counted = yield from count_entries(batch.request.ticks, read,
+                                                       PREPARE_CHUNK)
+            elif read is None and len(raw) > max_entries:
                 read = wire.steady_ticks(raw)
             if n_ticks > max_ticks or len(raw) > max_entries:  # else within budget at once
                 refusal = over_budget(batch.request, self.config, self.capacity.limit_hit,
@@ -179,9 +182,13 @@ class RoomRegistry:
                 read = wire.steady_ticks(raw)
             if n_ticks == 1:  # a message per room: the usual shape
                 r = read[0] if read is not None else None
-                entries.append((batch, resp, 0, r, r[0]) if r is not None
-                               else (batch, resp, 0, ticks[0], ticks[0].room_id))
+                if r is None:
+                    tick = batch.request.ticks[0]
+                    entries.append((batch, resp, 0, tick, tick.room_id))
+                else:
+                    entries.append((batch, resp, 0, r, r[0]))
                 continue
+            ticks = batch.request.ticks
             for lo in range(0, n_ticks, PREPARE_CHUNK):  # a huge batch yields meanwhile
                 hi = min(lo + PREPARE_CHUNK, n_ticks)
                 if read is None:
