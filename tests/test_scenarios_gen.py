@@ -54,6 +54,11 @@ def test_every_type_builds_a_consistent_truth(kind):
         assert any(np.count_nonzero(x) == 0 for x in tracks.values())   # muted all along
     if kind == "backchannel":
         assert changes == []
+    if kind == "crosstalk":  # p2's microphone carries p1's voice a few dB down
+        p1 = np.array(s.clean["p1"][:20 * 16000])
+        leak = tracks["p2"] - s.clean["p2"][:20 * 16000]
+        ratio_db = 10 * np.log10(np.mean(leak ** 2) / np.mean(p1 ** 2))
+        assert -10.5 < ratio_db < -3.5
     if kind == "rapid":  # quick exchanges: a change every 1-3.5 s
         assert len(changes) >= 5
         assert np.median([b - a for a, b, _ in floor]) < 3500

@@ -43,7 +43,8 @@ PACKET_MS = 20
 MERGE_GAP_MS = 600
 MIN_TURN_MS = 1000
 MIN_INTERRUPT_MS = 1500
-TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large", "rapid")
+TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large", "rapid",
+         "crosstalk")
 RECORDED = "recorded"
 """Real recorded voices with conversational timing (``recorded.py``): built only where
 Debian's asterisk-core-sounds packages are installed (``make recorded-speech``), so not
@@ -162,6 +163,15 @@ class Scene:
                     d = int(self.rng.uniform(*delay_ms) * self.rate / 1000)
                     g = synth.dbov_gain(self.rng.uniform(*db_range))
                     self.tracks[p][d:] += g * self.clean[q][: len(self.clean[q]) - d]
+
+    def share_room(self, p: str, q: str, db_range: tuple[float, float] = (-10, -4),
+                   delay_ms: tuple[float, float] = (1, 6)) -> None:
+        """``p`` and ``q`` sit in one room, a few metres apart: each microphone carries the
+        other's voice a few dB down, after the short acoustic path."""
+        for a, b in ((p, q), (q, p)):
+            d = int(self.rng.uniform(*delay_ms) * self.rate / 1000)
+            g = synth.dbov_gain(self.rng.uniform(*db_range))
+            self.tracks[a][d:] += g * self.clean[b][: len(self.clean[b]) - d]
 
     def mute(self, p: str, start_s: float, end_s: float) -> None:
         self.muted[p].append((start_s, end_s))
@@ -293,6 +303,10 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
         s = Scene(rng, seconds, _voices(rng, int(rng.integers(2, 4))))
         _turn_taking(s, s.participants, turn_s=(1.0, 3.0), gap_s=(0.05, 0.5),
                      backchannels=0.03, overlap=0.1)
+    elif kind == "crosstalk":  # two of them share a room (and hear each other's voice)
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
+        _turn_taking(s, s.participants, backchannels=0.05)
+        s.share_room(s.participants[0], s.participants[1])
     else:
         raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
     return s
