@@ -172,7 +172,8 @@ def test_small_batches_are_not_stepped_as_columns(monkeypatch):
 def _same_rooms_batches(seed: int, n: int = 200):
     """(tenant, request, action) triples: the same rooms in the same order tick after tick,
     as a media server sends them, disturbed now and then by what must drop what
-    ``_step_steady`` keeps of them: a roster change, a leave, a refused tick (wrong length)
+    ``_step_steady`` keeps of them: a roster change (a newcomer; the same people in
+    another order), a leave, a refused tick (wrong length)
     and in the next batch one that is refused only by the time the refused batch's other
     rooms reached, a batch of another tenant with the same ids, a room closed (action
     "drop") that the next batch still ticks (refused) and the one after names again."""
@@ -186,7 +187,7 @@ def _same_rooms_batches(seed: int, n: int = 200):
         tenant = "b" if b % 23 == 22 else "a"
         action = "drop" if b % 31 == 30 else ""
         disturb = int(rng.integers(N_ROOMS)) if b % 7 == 6 else None
-        kind = int(rng.integers(3))
+        kind = int(rng.integers(4))
         q = pb.StreamRequest(batch_id=b)
         for r in range(N_ROOMS):
             t[r] += 20
@@ -194,6 +195,9 @@ def _same_rooms_batches(seed: int, n: int = 200):
             roster = rosters[r]
             if r == disturb and kind == 0:
                 roster = rosters[r] = roster + [f"j{b}"]
+                named.discard((tenant, r))
+            if r == disturb and kind == 3:                 # the same people, reordered
+                roster = rosters[r] = roster[1:] + roster[:1]
                 named.discard((tenant, r))
             if r == disturb and kind == 1 and len(roster) > 1:
                 tick.events.add(participant_id=roster[-1], type=ET.PARTICIPANT_EVENT_TYPE_LEAVE)
@@ -220,7 +224,9 @@ def _run_same_rooms(seed: int) -> list[bytes]:
     reg = RoomRegistry()
     out = []
     for b, (tenant, q, action) in enumerate(_same_rooms_batches(seed)):
-        out.append(reg.process(q, now_s=float(b), tenant=tenant)
+        # now and then a stream whose token does not cover one of the (existing) rooms
+        allowed = (lambda rid: rid != "room-4") if b % 11 == 10 else None
+        out.append(reg.process(q, now_s=float(b), tenant=tenant, room_allowed=allowed)
                    .SerializeToString(deterministic=True))
         if b % 5 == 0:  # a room's times as read between batches (ones waiting are written)
             room = reg.rooms.get(("a", f"room-{b % N_ROOMS}"))
@@ -260,6 +266,8 @@ def test_rooms_kept_between_steady_batches_change_nothing(seed, monkeypatch):
     assert sum(len(r.rejections) for r in responses) > 0  # refusals among the kept ones
     monkeypatch.setattr(rooms_mod, "STEADY_COLUMNS_MIN_TICKS", 10**9)
     monkeypatch.setattr(wire, "enabled", False)
+    monkeypatch.setattr(RoomRegistry, "_roster_slots", lambda self, rooms: np.concatenate(
+        [r.roster_slots for r in rooms]))
     assert _run_same_rooms(seed) == fast
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import operator
 import zlib
+from itertools import repeat
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,11 @@ class _SteadyRooms:
         self.pending = False
 
 
+_NO_ROOM = Room("", -1, pb.RoomConfig())
+"""Stands for an unknown room where every tick's room is read at once (no roster, no
+audio yet): such a tick is never steady."""
+
+
 class RoomRegistry:
     """All rooms of one server (or one replay), on one engine."""
 
@@ -105,7 +111,9 @@ class RoomRegistry:
         """The same rooms by tenant, then id: no key tuple to build per tick."""
         self._room_at: dict[int, Room] = {}
         """Rooms by engine index, for the engine's events."""
-        self._roster_cache: tuple[list[np.ndarray], np.ndarray] | None = None
+        self._roster_cache: tuple[list[np.ndarray], np.ndarray, list[int]] | None = None
+        """The rooms' roster slots last concatenated, that concatenation, and where each
+        room's part starts in it."""
         self._steady: _SteadyRooms | None = None
         self._events_out = 0
         """Events handed to responses by the batches being processed (none of the
@@ -171,12 +179,14 @@ class RoomRegistry:
                 if refusal is not None:
                     self._reject(resp, refusal, 0, "")
                     continue
-            if (len(batches) == 1 and STEADY_COLUMNS_MIN_TICKS <= n_ticks <= MAX_TICKS_PER_STEP
-                    and self._step_steady(batch, resp, wire.steady_columns(
-                        raw, self._steady.ids if self._steady is not None else None))):
-                stepped = True
-                yield
-                continue
+            if len(batches) == 1 and STEADY_COLUMNS_MIN_TICKS <= n_ticks <= MAX_TICKS_PER_STEP:
+                columns = wire.steady_columns(
+                    raw, self._steady.ids if self._steady is not None else None)
+                if (self._step_steady(batch, resp, columns)
+                        or self._step_mostly_steady(batch, resp, columns)):
+                    stepped = True
+                    yield
+                    continue
             # read from the bytes even for one tick: 2 us against 4 us through protobuf
             if read is None:
                 read = wire.steady_ticks(raw)
@@ -375,6 +385,145 @@ class RoomRegistry:
         self._step_and_emit(wave, [], lambda _index: resp, n)
         return True
 
+    def _step_mostly_steady(self, batch: Batch, resp: pb.StreamResponse,
+                            columns: wire.SteadyColumns | None) -> bool:
+        """A batch of one tick per room, most of them steady but not all (a room's roster
+        changed, a refused tick): what ``_process_wave`` does with it, and in the same
+        order (rejections, state changes, the wave's rows and levels, the events), with
+        the steady ticks checked and stepped as columns and only the others tick by tick.
+        A batch of 2,000 rooms with one roster change took the general path's 5-6x the
+        steady batch's time. False, having changed nothing, where it does not apply."""
+        if columns is None:
+            return False
+        ids, t, duration, levels, n_levels = columns
+        n = len(ids)
+        odd = [i for i, room_id in enumerate(ids) if room_id is None]
+        if 2 * len(odd) > n:
+            return False  # mostly not steady: the general path
+        ticks = batch.request.ticks
+        all_ids = list(ids)
+        for i in odd:
+            all_ids[i] = ticks[i].room_id
+        if len(set(all_ids)) != n:
+            return False  # a room ticks twice: waves
+        self._changed()
+        tenant, allowed = batch.tenant, batch.room_allowed
+        rooms_of = self._by_tenant.get(tenant, {})
+        rooms = list(map(rooms_of.get, all_ids))
+        known = np.fromiter(map(operator.is_not, rooms, repeat(None)), bool, n)
+        present = rooms if known.all() else [_NO_ROOM if r is None else r for r in rooms]
+        in_roster = np.fromiter(map(len, map(_ROSTER, present)), np.int64, n)
+        listed = list(map(_LAST_AUDIO, present))  # settled: by _changed() above
+        if None in listed:
+            listed = [NO_AUDIO_YET_MS if x is None else x for x in listed]
+        last = np.array(listed, np.int64)
+        ok = (np.fromiter(map(operator.is_not, ids, repeat(None)), bool, n) & known
+              & (in_roster > 0) & (n_levels == in_roster) & (t > last) & (t >= 0)
+              & (t <= MAX_TIMESTAMP_MS)
+              & np.logical_or.reduce([duration == d for d in (0, *TICK_DURATIONS_MS)]))
+        if allowed is not None:
+            ok &= np.fromiter(map(allowed, all_ids), bool, n)
+        if 2 * int(ok.sum()) < n:
+            return False  # (nothing changed: _changed() only wrote waiting times)
+        # the others as _process_wave takes them, in order: refused, or a plan
+        plans: dict[int, Plan | Steady] = {}
+        growth = Growth()
+        for i in np.flatnonzero(~ok).tolist():
+            room_id = all_ids[i]
+            try:
+                if allowed is not None and not allowed(room_id):
+                    raise TickError(grpc.StatusCode.PERMISSION_DENIED, f"ticks[{i}].room_id",
+                                    f"room {clip(room_id)} is outside the token's rooms")
+                plan = None if ids[i] is not None else steady(ticks[i], rooms_of.get(room_id))
+                if plan is None:
+                    plan = validate(i, ticks[i], tenant, growth, self.rooms, self.capacity)
+            except TickError as e:
+                self._reject(resp, e, i, room_id)
+                continue
+            plans[i] = plan
+        # apply: the steady ones dated, the plans in order
+        duration = np.where(duration == 0, DEFAULT_DURATION_MS, duration)
+        now = batch.now_s
+        steady_at = np.flatnonzero(ok)
+        for i, t_ms, end_ms in zip(steady_at.tolist(), t[steady_at].tolist(),
+                                   (t + duration)[steady_at].tolist()):
+            room = rooms[i]
+            room._last_seen_s = now
+            room._last_t_ms = room._last_audio_t_ms = t_ms
+            room._end_t_ms = end_ms
+        out: list[tuple[Room, list[pb.RoomEvent], pb.StreamResponse]] = []
+        row = ok.copy()
+        index = np.zeros(n, np.int64)
+        index[steady_at] = np.fromiter(map(_INDEX, map(rooms.__getitem__, steady_at.tolist())),
+                                       np.int64, len(steady_at))
+        t_row, d_row = t.copy(), duration.copy()
+        roster_row = ok.copy()
+        roster_bytes: dict[int, bytes] = {}
+        lv_slots: list[int] = []
+        lv_dbov: list[float] = []
+        lv_voice: list[int] = []
+        pcm: dict[tuple[int, int], tuple[list[int], list[bytes]]] = {}
+        for i, plan in plans.items():
+            if type(plan) is tuple:  # Steady
+                room, t_ms, d_ms, lv = plan
+                room._last_seen_s = now
+                room._last_t_ms = room._last_audio_t_ms = t_ms
+                room._end_t_ms = t_ms + d_ms
+                rooms[i] = room
+                row[i] = roster_row[i] = True
+                index[i], t_row[i], d_row[i] = room.index, t_ms, d_ms
+                roster_bytes[i] = lv
+                continue
+            room, state_events = self._apply_state(plan, now, tenant)
+            rooms[i] = room
+            out.append((room, state_events, resp))
+            if not (plan.level_ids or plan.pcm or plan.roster_levels):
+                continue  # events only: nobody's audio advances
+            tick = plan.tick
+            row[i] = True
+            index[i], t_row[i], d_row[i] = room.index, tick.timestamp_ms, plan.duration_ms
+            lv_slots.extend(room.slots[p] for p in plan.level_ids)
+            lv_dbov.extend(plan.level_dbov)
+            lv_voice.extend(plan.level_voice)
+            if plan.roster_levels:
+                roster_row[i] = True
+                roster_bytes[i] = plan.roster_levels
+            for key, (ids_, frames) in plan.pcm.items():
+                g = pcm.setdefault(key, ([], []))
+                g[0].extend(room.slots[p] for p in ids_)
+                g[1].extend(frames)
+            room.end_t_ms = tick.timestamp_ms + plan.duration_ms
+            room.last_audio_t_ms = tick.timestamp_ms
+        # the roster levels in tick order: the steady ticks' bytes between the others'
+        ends = np.cumsum(n_levels).tolist()
+        parts, at = [], 0
+        for i in np.flatnonzero(~ok).tolist():
+            start = ends[i] - int(n_levels[i])
+            parts.append(levels[at:start])
+            if i in roster_bytes:
+                parts.append(roster_bytes[i])
+            at = ends[i]
+        parts.append(levels[at:])
+        rows = np.flatnonzero(row)
+        wave = Wave(rooms=index[rows], t_ms=t_row[rows], duration_ms=d_row[rows],
+                    level_slots=np.asarray(lv_slots, np.int64),
+                    level_dbov=np.asarray(lv_dbov, np.float32),
+                    level_voice=np.asarray(lv_voice, np.int8),
+                    pcm=[PcmGroup(np.asarray(s, np.int64), rate, frames)
+                         for (rate, _n), (s, frames) in pcm.items()])
+        roster_at = np.flatnonzero(roster_row).tolist()
+        if roster_at:
+            dbov, voice = split_header_bytes(b"".join(parts))
+            slots = self._roster_slots([rooms[i] for i in roster_at])
+            if len(wave.level_slots):
+                wave.level_slots = np.concatenate([wave.level_slots, slots])
+                wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
+                wave.level_voice = np.concatenate([wave.level_voice, voice])
+            else:
+                wave.level_slots, wave.level_dbov, wave.level_voice = slots, dbov, voice
+        self._step_and_emit(wave, out, lambda _index: resp, len(steady_at) + len(plans))
+        return True
+
     def _step_and_emit(self, wave: Wave,
                        out: list[tuple[Room, list[pb.RoomEvent], pb.StreamResponse]],
                        resp_of: Callable[[int], pb.StreamResponse], n_ticks: int) -> None:
@@ -433,12 +582,25 @@ class RoomRegistry:
         thousands of small arrays per tick is not free)."""
         key = list(map(_ROSTER_SLOTS, rooms))
         cached = self._roster_cache
-        if (cached is not None and len(cached[0]) == len(key)
-                and all(map(operator.is_, key, cached[0]))):
-            return cached[1]
+        if cached is not None and len(cached[0]) == len(key):
+            same = list(map(operator.is_, key, cached[0]))
+            if all(same):
+                return cached[1]
+            changed = [i for i, kept in enumerate(same) if not kept]
+            if len(changed) <= len(key) // 8 and all(
+                    len(key[i]) == len(cached[0][i]) for i in changed):
+                # a few rooms' rosters changed, not their sizes: patched, not rebuilt
+                slots, starts = cached[1].copy(), cached[2]
+                for i in changed:
+                    slots[starts[i]:starts[i] + len(key[i])] = key[i]
+                slots.flags.writeable = False
+                self._roster_cache = (key, slots, starts)
+                return slots
         slots = np.concatenate(key) if key else np.zeros(0, np.int64)
         slots.flags.writeable = False
-        self._roster_cache = (key, slots)
+        starts = np.concatenate([[0], np.cumsum(list(map(len, key)))[:-1]]).astype(
+            np.int64).tolist() if key else []
+        self._roster_cache = (key, slots, starts)
         return slots
 
     def _reject(self, resp: pb.StreamResponse, e: TickError, index: int, room_id: str) -> None:
