@@ -60,6 +60,21 @@ _INDEX = operator.attrgetter("index")
 """Room fields read for every room of a batch (a map of these runs in C)."""
 
 
+def _gather_frames(room: Room, t_ms: int, plan: Plan, lv_slots: list, lv_dbov: list,
+                   lv_voice: list, pcm: dict) -> None:
+    """Append a planned tick's level frames and PCM frames (by rate) to a wave's columns,
+    and date its room: the one gathering of the general and the mostly steady paths."""
+    lv_slots.extend(room.slots[p] for p in plan.level_ids)
+    lv_dbov.extend(plan.level_dbov)
+    lv_voice.extend(plan.level_voice)
+    for key, (ids_, frames) in plan.pcm.items():
+        g = pcm.setdefault(key, ([], []))
+        g[0].extend(room.slots[p] for p in ids_)
+        g[1].extend(frames)
+    room.end_t_ms = t_ms + plan.duration_ms
+    room.last_audio_t_ms = t_ms
+
+
 @dataclass(eq=False)
 class _SteadyRooms:
     """The rooms of the last batch stepped as columns and what ``_step_steady`` read from
@@ -300,18 +315,10 @@ class RoomRegistry:
             rooms.append(room.index)
             t_ms.append(tick.timestamp_ms)
             durations.append(plan.duration_ms)
-            lv_slots.extend(room.slots[p] for p in plan.level_ids)
-            lv_dbov.extend(plan.level_dbov)
-            lv_voice.extend(plan.level_voice)
+            _gather_frames(room, tick.timestamp_ms, plan, lv_slots, lv_dbov, lv_voice, pcm)
             if plan.roster_levels:
                 roster_rooms.append(room)
                 roster_bytes.append(plan.roster_levels)
-            for key, (ids_, frames) in plan.pcm.items():
-                g = pcm.setdefault(key, ([], []))
-                g[0].extend(room.slots[p] for p in ids_)
-                g[1].extend(frames)
-            room.end_t_ms = tick.timestamp_ms + plan.duration_ms
-            room.last_audio_t_ms = tick.timestamp_ms
         wave = Wave(rooms=np.asarray(rooms, np.int64), t_ms=np.asarray(t_ms, np.int64),
                     duration_ms=np.asarray(durations, np.int64),
                     level_slots=np.asarray(lv_slots, np.int64),
@@ -482,18 +489,10 @@ class RoomRegistry:
             tick = plan.tick
             row[i] = True
             index[i], t_row[i], d_row[i] = room.index, tick.timestamp_ms, plan.duration_ms
-            lv_slots.extend(room.slots[p] for p in plan.level_ids)
-            lv_dbov.extend(plan.level_dbov)
-            lv_voice.extend(plan.level_voice)
+            _gather_frames(room, tick.timestamp_ms, plan, lv_slots, lv_dbov, lv_voice, pcm)
             if plan.roster_levels:
                 roster_row[i] = True
                 roster_bytes[i] = plan.roster_levels
-            for key, (ids_, frames) in plan.pcm.items():
-                g = pcm.setdefault(key, ([], []))
-                g[0].extend(room.slots[p] for p in ids_)
-                g[1].extend(frames)
-            room.end_t_ms = tick.timestamp_ms + plan.duration_ms
-            room.last_audio_t_ms = tick.timestamp_ms
         # the roster levels in tick order: the steady ticks' bytes between the others'
         ends = np.cumsum(n_levels).tolist()
         parts, at = [], 0
