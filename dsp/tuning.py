@@ -140,14 +140,17 @@ class Tuning:
     corpora (levels): 9, 12 and 15 dB equal on the kit's dev draw, the recorded-voice sets
     and the real pyannote sample; on the kit's other two draws echo-room false switches
     0.10 / 0.12 per min at 9 dB against 0.21 / 0.35 at 15 (0.63 / 0.58 with no margin)."""
-    silent_hold_ms: float = 250.0
+    silent_hold_ms: float = 500.0
     """A holder sending digital silence (a muted microphone that still sends, a noise gate,
     the RTP ingest's silence for Opus DTX) keeps the floor this long after its last speech
     frame, then as if muted: challengers need only `min_speech_ms`. Zero here would let a
     listener's cough win the floor in a 100 ms gap of zeros between two of the holder's
-    words (the Janus browser test's cough did, 180 ms on screen); 250 ms is past any gap
-    between words and well short of `hold_ms`. The corpora (which have digital silence
-    only from mutes) decide exactly as with 0."""
+    words (the Janus browser test's cough did, 180 ms on screen). 250 ms was not enough:
+    a pause between words lasts up to 300 ms, and the quiet end of the word before it is
+    already below the speech gate, so the silence counted from the last speech frame
+    reached 250 ms in some pauses and the test's cough, or alice's 'mm-hm', landing in
+    one took the floor (2 of 6 runs). 500 ms is past that and still short of `hold_ms`.
+    The corpora (digital silence only from mutes) decide exactly as with 0 and 250."""
     switch_margin_db: float = 3.0
     """A challenger gathers evidence only while this much louder than the holder, so two
     people at similar levels do not trade the floor back and forth."""
