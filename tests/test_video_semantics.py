@@ -115,8 +115,11 @@ def test_digital_silence_stops_the_speaker_in_the_same_tick(session):
     room.run(1000, talking={"a"})
     out = room.tick(silent={"a"})
     assert [(s.participant_id, s.speaking) for s in of(out, "speaking_changed")] == [("a", False)]
-    # and the next speaker does not wait for the holder's hold or interrupt time
-    room.run(300, silent={"a"}, talking={"b"})
+    # and the next speaker waits only silent_hold_ms (500 ms), not the holder's hold
+    # (700 ms) or its interrupt time (1.2 s)
+    room.run(400, silent={"a"}, talking={"b"})
+    assert shown(room.events) == ["a"]
+    room.run(200, silent={"a"}, talking={"b"})
     assert shown(room.events) == ["a", "b"]
 
 
