@@ -324,3 +324,14 @@ def test_the_last_batch_s_room_ids_come_back_as_they_are_when_the_rooms_are_the_
     q.ticks[1].levels.roster.append("p")                 # a tick that is not steady
     ids = wire.steady_columns(q.SerializeToString(), first)[0]
     assert ids == ["salle-é", None, "名前"] and ids is not first
+
+
+def test_an_unknown_group_field_is_skipped_as_protobuf_skips_it():
+    # field 12 as a (deprecated) group, empty or holding a varint and a nested group:
+    # protobuf decodes these requests, so the scanner must read them too (it refused them)
+    tick = pb.StreamRequest(ticks=[pb.RoomTick(room_id="r", timestamp_ms=20, duration_ms=20,
+                                               levels=pb.LevelVector(levels=b"\x19"))])
+    for group in (b"cd", b"c\x08\x01d", b"c\x73\x74d"):
+        raw = group + tick.SerializeToString() + group
+        agrees_with_protobuf(raw)
+        assert wire._wire.steady_ticks(raw) == [("r", 20, 20, b"\x19")]

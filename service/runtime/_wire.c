@@ -48,10 +48,32 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
     return -1;
 }
 
-/* Skips a field's value of wire type wt; 0 on success, -1 if malformed or a group. */
+#define WT_START_GROUP 3
+#define WT_END_GROUP 4
+#define MAX_GROUP_DEPTH 64
+
+/* Skips a field's value of wire type wt; 0 on success, -1 if malformed. An unknown field
+ * may be a (deprecated) group, which protobuf accepts and skips: so must the scanner. */
 static int skip_value(const uint8_t **p, const uint8_t *end, int wt)
 {
     uint64_t n;
+    if (wt == WT_START_GROUP) {
+        int depth = 1;
+        while (depth > 0) {
+            uint64_t tag;
+            if (read_varint(p, end, &tag))
+                return -1;
+            const int inner = (int)(tag & 7);
+            if (inner == WT_END_GROUP)
+                depth--;
+            else if (inner == WT_START_GROUP) {
+                if (++depth > MAX_GROUP_DEPTH)
+                    return -1;
+            } else if (skip_value(p, end, inner))
+                return -1;
+        }
+        return 0;
+    }
     switch (wt) {
     case WT_VARINT:
         return read_varint(p, end, &n);
