@@ -327,15 +327,20 @@ class RoomRegistry:
                     pcm=[PcmGroup(np.asarray(s, np.int64), rate, frames)
                          for (rate, _n), (s, frames) in pcm.items()])
         if roster_bytes:
-            dbov, voice = split_header_bytes(b"".join(roster_bytes))
-            slots = self._roster_slots(roster_rooms)
-            if len(wave.level_slots):
-                wave.level_slots = np.concatenate([wave.level_slots, slots])
-                wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
-                wave.level_voice = np.concatenate([wave.level_voice, voice])
-            else:
-                wave.level_slots, wave.level_dbov, wave.level_voice = slots, dbov, voice
+            self._add_roster_levels(wave, b"".join(roster_bytes), roster_rooms)
         self._step_and_emit(wave, out, resp_of_room.__getitem__, len(plans))
+
+    def _add_roster_levels(self, wave: Wave, header_bytes: bytes, rooms: list[Room]) -> None:
+        """Append the roster-ordered level bytes of ``rooms`` (in that order) to ``wave``'s
+        level columns: the one step of the general and the mostly steady paths."""
+        dbov, voice = split_header_bytes(header_bytes)
+        slots = self._roster_slots(rooms)
+        if len(wave.level_slots):
+            wave.level_slots = np.concatenate([wave.level_slots, slots])
+            wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
+            wave.level_voice = np.concatenate([wave.level_voice, voice])
+        else:
+            wave.level_slots, wave.level_dbov, wave.level_voice = slots, dbov, voice
 
     def _step_steady(self, batch: Batch, resp: pb.StreamResponse,
                      columns: wire.SteadyColumns | None) -> bool:
@@ -512,14 +517,7 @@ class RoomRegistry:
                          for (rate, _n), (s, frames) in pcm.items()])
         roster_at = np.flatnonzero(roster_row).tolist()
         if roster_at:
-            dbov, voice = split_header_bytes(b"".join(parts))
-            slots = self._roster_slots([rooms[i] for i in roster_at])
-            if len(wave.level_slots):
-                wave.level_slots = np.concatenate([wave.level_slots, slots])
-                wave.level_dbov = np.concatenate([wave.level_dbov, dbov])
-                wave.level_voice = np.concatenate([wave.level_voice, voice])
-            else:
-                wave.level_slots, wave.level_dbov, wave.level_voice = slots, dbov, voice
+            self._add_roster_levels(wave, b"".join(parts), [rooms[i] for i in roster_at])
         self._step_and_emit(wave, out, lambda _index: resp, len(steady_at) + len(plans))
         return True
 
