@@ -14,11 +14,12 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 5
+#define ABI_VERSION 6
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -370,6 +371,79 @@ static PyObject *make_state(PyObject *self, PyObject *const *args, Py_ssize_t na
     return (PyObject *)o;
 }
 
+/* ------------------------------------------------------------------ events */
+/* The events of a step are made here, in C: through Python (dsp.events.many) a
+ * SpeakingChange cost ~1 us and an ActiveSpeakersUpdate ~2 us, and hundreds of rooms can
+ * change their ranking on one tick. Each is made as object.__new__(cls) followed by its
+ * fields' slots, what dsp.events.many does; the classes are dsp.events', registered once
+ * by dsp/engine.py (event_types). */
+enum { SPEAKING_CHANGE, ACTIVE_SPEAKERS, N_EVENT_TYPES };
+#define MAX_FIELDS 6
+static const int N_FIELDS[N_EVENT_TYPES] = {4, 6};
+static PyTypeObject *event_type[N_EVENT_TYPES];
+static PyMemberDef *event_field[N_EVENT_TYPES][MAX_FIELDS];
+
+static PyObject *set_event_types(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 2 * N_EVENT_TYPES) {
+        PyErr_SetString(PyExc_TypeError, "event_types(SpeakingChange, its field names, "
+                        "ActiveSpeakersUpdate, its field names)");
+        return NULL;
+    }
+    for (int k = 0; k < N_EVENT_TYPES; k++) {
+        PyObject *cls = args[2 * k], *names = args[2 * k + 1];
+        if (!PyType_Check(cls) || !PyTuple_Check(names)
+            || PyTuple_GET_SIZE(names) != N_FIELDS[k]) {
+            PyErr_Format(PyExc_TypeError, "event_types: a class and its %d field names",
+                         N_FIELDS[k]);
+            return NULL;
+        }
+        PyMemberDef *fields[MAX_FIELDS];
+        for (int f = 0; f < N_FIELDS[k]; f++) {
+            /* a slot of the class (a member descriptor holding any object) */
+            PyObject *d = PyObject_GetAttr(cls, PyTuple_GET_ITEM(names, f));
+            if (d == NULL)
+                return NULL;
+            const int slot = Py_IS_TYPE(d, &PyMemberDescr_Type)
+                             && ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX
+                             && !(((PyMemberDescrObject *)d)->d_member->flags & READONLY);
+            fields[f] = slot ? ((PyMemberDescrObject *)d)->d_member : NULL;
+            Py_DECREF(d); /* the class keeps it */
+            if (!slot) {
+                PyErr_Format(PyExc_TypeError, "event_types: %R is not a slot of %R",
+                             PyTuple_GET_ITEM(names, f), cls);
+                return NULL;
+            }
+        }
+        Py_INCREF(cls);
+        Py_XSETREF(event_type[k], (PyTypeObject *)cls);
+        memcpy(event_field[k], fields, sizeof fields);
+    }
+    Py_RETURN_NONE;
+}
+
+/* An event of kind k with these field values (new references, all taken, any NULL: an
+ * error is set) */
+static PyObject *make_event(int k, PyObject **values)
+{
+    PyTypeObject *cls = event_type[k];
+    PyObject *o = NULL;
+    int ok = cls != NULL;
+    for (int f = 0; ok && f < N_FIELDS[k]; f++)
+        ok = values[f] != NULL;
+    if (ok)
+        o = cls->tp_alloc(cls, 0);
+    for (int f = 0; f < N_FIELDS[k]; f++) {
+        if (o != NULL && PyMember_SetOne((char *)o, event_field[k][f], values[f]) < 0)
+            Py_CLEAR(o);
+        Py_XDECREF(values[f]);
+    }
+    if (cls == NULL && !PyErr_Occurred())
+        PyErr_SetString(PyExc_RuntimeError, "advance: event_types() was not called");
+    return o;
+}
+
 /* ------------------------------------------------------------------ the kernel */
 static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -388,7 +462,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     const Py_buffer *L = lay->buf, *S = sta->buf;
     Py_buffer W[N_WAVE];
     int held[N_WAVE] = {0};
-    PyObject *result = NULL;
+    PyObject *result = NULL, *speaking_changes = NULL, *rankings = NULL;
     void *scratch = NULL;
     if (acquire("advance", WAVE_SPECS, N_WAVE, args + 2, W, held) < 0)
         goto done;
@@ -413,7 +487,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         for (Py_ssize_t i = 0; same && i < n; i++)
             same = level_slots[i] == idx[i];
         if (!same) {
-            result = Py_BuildValue("(iiii)", -1, 0, 0, 0);
+            result = Py_NewRef(Py_None);
             goto done;
         }
     }
@@ -787,9 +861,60 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (changed)
             due[n_due++] = p;
     }
-    result = Py_BuildValue("(nnnn)", n_reports, n_started, n_changes, n_due);
+
+    /* the events: SpeakingChange per report, ActiveSpeakersUpdate per new ranking (the
+     * places of the ranking's row that are listed, as Engine._step_numpy makes them) */
+    speaking_changes = PyList_New(n_reports);
+    rankings = PyList_New(n_due);
+    if (speaking_changes == NULL || rankings == NULL)
+        goto done;
+    for (Py_ssize_t j = 0; j < n_reports; j++) {
+        const int64_t i = reports[j], p = pos[i], s = idx[i];
+        PyObject *v[4] = {PyLong_FromLongLong(rooms[p]), PyLong_FromLongLong(t_end_room[p]),
+                          PyLong_FromLongLong(s), PyBool_FromLong(speaking[s])};
+        PyObject *e = make_event(SPEAKING_CHANGE, v);
+        if (e == NULL)
+            goto done;
+        PyList_SET_ITEM(speaking_changes, j, e);
+    }
+    for (Py_ssize_t j = 0; j < n_due; j++) {
+        const int64_t p = due[j], r = rooms[p];
+        const int64_t *places = ranked + r * width;
+        Py_ssize_t listed = 0;
+        for (Py_ssize_t k = 0; k < width; k++)
+            listed += places[k] != NOT_RANKED;
+        PyObject *v[6] = {PyLong_FromLongLong(r), PyLong_FromLongLong(t_end_room[p]),
+                          PyTuple_New(listed), PyTuple_New(listed), PyTuple_New(listed),
+                          PyTuple_New(listed)};
+        for (Py_ssize_t k = 0; k < listed && v[2] && v[3] && v[4] && v[5]; k++) {
+            const int64_t x = places[k];
+            const int64_t s = x != NOT_RANKED ? x >> 1 : 0;
+            if (s < 0 || s >= n_slots) {
+                for (int f = 0; f < 6; f++)
+                    Py_XDECREF(v[f]);
+                bad("ranked");
+                goto done;
+            }
+            PyTuple_SET_ITEM(v[2], k, PyLong_FromLongLong(s));
+            PyTuple_SET_ITEM(v[3], k, PyFloat_FromDouble((double)level_smooth[s]));
+            PyTuple_SET_ITEM(v[4], k, PyBool_FromLong((x & 1) == 1));
+            PyTuple_SET_ITEM(v[5], k, PyFloat_FromDouble((double)activity[s]));
+            if (!PyTuple_GET_ITEM(v[2], k) || !PyTuple_GET_ITEM(v[3], k)
+                || !PyTuple_GET_ITEM(v[5], k)) {
+                for (int f = 2; f < 6; f++)
+                    Py_CLEAR(v[f]); /* an item failed: make_event sees a NULL */
+            }
+        }
+        PyObject *e = make_event(ACTIVE_SPEAKERS, v);
+        if (e == NULL)
+            goto done;
+        PyList_SET_ITEM(rankings, j, e);
+    }
+    result = Py_BuildValue("(OnnO)", speaking_changes, n_started, n_changes, rankings);
 
 done:
+    Py_XDECREF(speaking_changes);
+    Py_XDECREF(rankings);
     PyMem_Free(scratch);
     release(W, held, N_WAVE);
     return result;
@@ -807,11 +932,15 @@ static PyMethodDef methods[] = {
      "state(noise_floor, speech_level, ..., forwarded_main) -> State\n"
      "The engine state's arrays (dsp/state.py: EngineState.kernel_arrays), checked and held\n"
      "for advance."},
+    {"event_types", (PyCFunction)(void (*)(void))set_event_types, METH_FASTCALL,
+     "event_types(SpeakingChange, its field names, ActiveSpeakersUpdate, its field names)\n"
+     "The classes of the events advance makes (dsp.events'), their fields in order."},
     {"advance", (PyCFunction)(void (*)(void))advance, METH_FASTCALL,
      "advance(layout, state, level_slots, level, voice, present, t_ms)\n"
-     "One frame of every participant of a wave (see dsp/engine.py). Returns (number of\n"
-     "reports, of starters, of floor changes, of new rankings), or (-1, 0, 0, 0) with\n"
-     "nothing changed if level_slots (with present None) are not the layout's idx."},
+     "One frame of every participant of a wave (see dsp/engine.py). Returns (its\n"
+     "SpeakingChange events, the number of starters, of floor changes, its\n"
+     "ActiveSpeakersUpdate events), or None with nothing changed if level_slots (with\n"
+     "present None) are not the layout's idx."},
     {NULL, NULL, 0, NULL},
 };
 

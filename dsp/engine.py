@@ -27,8 +27,11 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 5:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 6:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
+if _kernel is not None:  # the kernel makes these events itself
+    _kernel.event_types(*(x for cls in (ev.SpeakingChange, ev.ActiveSpeakersUpdate)
+                          for x in (cls, tuple(f.name for f in dataclasses.fields(cls)))))
 KERNEL = "c" if _kernel is not None and os.environ.get("DSP_KERNEL", "") != "numpy" \
     else "numpy"
 """The level path ``Engine.step`` runs: "c" (dsp/_kernel.c, one call per wave) when it is
@@ -352,23 +355,17 @@ class Engine:
         t_end_room = layout.t_end_room
         t_ms = np.asarray(wave.t_ms, np.int64)
         level, voice = wave.level_dbov, wave.level_voice
-        n_rep = -1
+        made = None
         if not wave.pcm:
             # every participant has a level, in slot order (a server's steady state)?
-            n_rep, n_start, n_chg, n_due = _kernel.advance(
-                plan, held[2], np.asarray(wave.level_slots, np.int64),
-                np.asarray(level, np.float32), np.asarray(voice, np.int8), None, t_ms)
-        if n_rep < 0:
+            made = _kernel.advance(plan, held[2], np.asarray(wave.level_slots, np.int64),
+                                   np.asarray(level, np.float32), np.asarray(voice, np.int8),
+                                   None, t_ms)
+        if made is None:
             level, voice, present = self._frames(wave, layout)
-            n_rep, n_start, n_chg, n_due = _kernel.advance(plan, held[2], layout.idx, level,
-                                                           voice, present, t_ms)
-        out: list[ev.Event] = []
+            made = _kernel.advance(plan, held[2], layout.idx, level, voice, present, t_ms)
+        out, n_start, n_chg, rankings = made  # SpeakingChange events first
         idx, room_of, pos = layout.idx, layout.room_of, layout.pos
-        if n_rep:
-            k = layout.reports[:n_rep]
-            slots = idx[k]
-            out = ev.many(ev.SpeakingChange, room_of[k].tolist(), t_end_room[pos[k]].tolist(),
-                          slots.tolist(), st.speaking[slots].tolist())
         if layout.all_ours:
             changes = layout.changes[:n_chg].tolist() if n_chg else []
         else:
@@ -383,15 +380,8 @@ class Engine:
         if n_start or changes:
             self._floor_and_forwarding(rooms, t_end_room, idx, room_of, layout.started[:n_start],
                                        layout.refresh[:n_start], changes, out)
-        if n_due:
-            due = layout.due[:n_due]
-            due_rooms = rooms[due]
-            ranked = st.ranked[due_rooms]
-            listed = ranked != NOT_RANKED
-            slots = np.where(listed, ranked >> 1, 0)
-            out += _active_speakers_updates(due_rooms, t_end_room[due], listed.sum(axis=1),
-                                            slots, st.level_smooth[slots], (ranked & 1) == 1,
-                                            st.activity[slots])
+        if rankings:
+            out += rankings
         return out
 
     def _floor_and_forwarding(self, rooms, t_end_room, idx, room_of, started, refresh_flags,
