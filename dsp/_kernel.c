@@ -265,9 +265,9 @@ static int check_layout(const Py_buffer *b)
             return bad(LAYOUT_SPECS[per_wave_room[k]].name);
     if (b[CHANGES].shape[1] != 2)
         return bad("changes");
-    if (LEN(b, TUN) < N_TUN || b[TUN].shape[1] != n_rooms || LEN(b, ALPHA) < N_ALPHA
-        || b[ALPHA].shape[1] != n_rooms || LEN(b, ROOM_TUN) < N_ROOM_TUN
-        || b[ROOM_TUN].shape[1] != n_rooms)
+    if (LEN(b, TUN) != n_rooms || b[TUN].shape[1] != N_TUN || LEN(b, ALPHA) != n_rooms
+        || b[ALPHA].shape[1] != N_ALPHA || LEN(b, ROOM_TUN) != n_rooms
+        || b[ROOM_TUN].shape[1] != N_ROOM_TUN)
         return bad("tuning table shapes");
     const int64_t *rooms = P(int64_t, b, ROOMS), *idx = P(int64_t, b, IDX),
                   *pos = P(int64_t, b, POS), *members = P(int64_t, b, MEMBERS),
@@ -483,9 +483,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     if (present == NULL) {
         /* the steady state: every participant has a level, in slot order; else the
          * caller gathers the frames (-1, nothing changed) */
-        int same = LEN(W, LEVEL_SLOTS) == n;
-        for (Py_ssize_t i = 0; same && i < n; i++)
-            same = level_slots[i] == idx[i];
+        const int same = LEN(W, LEVEL_SLOTS) == n
+                         && memcmp(level_slots, idx, (size_t)n * sizeof *idx) == 0;
         if (!same) {
             result = Py_NewRef(Py_None);
             goto done;
@@ -555,11 +554,11 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             }
     }
 /* tuning and coefficients by room (p: the room's position in the wave): the same for all
- * of a room's participants, so the tables are a column per room, not per participant,
- * and stay in cache while the participants stream by */
-#define TUNV(row, p) tun[(row) * n_rooms + (p)]
-#define ALPHAV(row, p) alpha[(row) * n_rooms + (p)]
-#define ROOMV(row, p) room_tun[(row) * n_rooms + (p)]
+ * of a room's participants, so the tables have a row per room, not per participant, and
+ * a room's row (a few cache lines) stays in cache while its participants stream by */
+#define TUNV(row, p) tun[(p) * N_TUN + (row)]
+#define ALPHAV(row, p) alpha[(p) * N_ALPHA + (row)]
+#define ROOMV(row, p) room_tun[(p) * N_ROOM_TUN + (row)]
 
     /* scratch: per room of the wave, and the candidates of one room's ranking */
     size_t rsz = (size_t)(n_rooms > 0 ? n_rooms : 1);
@@ -927,7 +926,7 @@ static PyMethodDef methods[] = {
      "       due) -> Layout\n"
      "A wave layout's arrays (see dsp/engine.py: _Layout), checked and held for advance.\n"
      "dt and the tables tun (SLOT_FIELDS[:14]), alpha (activity.TIME_CONSTANTS) and\n"
-     "room_tun (ROOM_FIELDS) have a column per room of the wave."},
+     "room_tun (ROOM_FIELDS) have a row per room of the wave."},
     {"state", (PyCFunction)(void (*)(void))make_state, METH_FASTCALL,
      "state(noise_floor, speech_level, ..., forwarded_main) -> State\n"
      "The engine state's arrays (dsp/state.py: EngineState.kernel_arrays), checked and held\n"

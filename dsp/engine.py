@@ -103,9 +103,9 @@ class _Layout:
     rooms: np.ndarray = None        # the wave's rooms and frame lengths (the key's)
     duration_ms: np.ndarray = None
     dt_room: np.ndarray = None      # frame length per room of the wave, ms (float32)
-    tun: np.ndarray = None          # SLOT_FIELDS[:14] x rooms of the wave (the kernel's)
-    coef: np.ndarray = None         # activity.TIME_CONSTANTS x rooms of the wave
-    room_tun: np.ndarray = None     # ROOM_FIELDS x rooms of the wave
+    tun: np.ndarray = None          # rooms of the wave x SLOT_FIELDS[:14] (the kernel's)
+    coef: np.ndarray = None         # rooms of the wave x activity.TIME_CONSTANTS
+    room_tun: np.ndarray = None     # rooms of the wave x ROOM_FIELDS
     kernel: object = None           # the arrays for _kernel.advance, held (made at first use)
     live: np.ndarray = None         # _kernel.advance's outputs (scratch)
     active: np.ndarray = None
@@ -555,14 +555,15 @@ class Engine:
         layout.rooms, layout.duration_ms = rooms.copy(), duration_ms.copy()
         # the kernel's tables are per room: a room's participants all share its values
         layout.dt_room = duration_ms.astype(np.float32)
-        layout.tun = np.array([st.tuning[name][rooms] for name in SLOT_FIELDS[:14]],
-                              dtype=np.float64)
+        # (a row per room: a room's values side by side, in a few cache lines)
+        layout.tun = np.column_stack([st.tuning[name][rooms] for name in SLOT_FIELDS[:14]]
+                                     ).astype(np.float64, copy=False)
         coef = activity.coefficients(layout.dt_room, {name: st.tuning[name][rooms]
                                                       for name in activity.TIME_CONSTANTS})
-        layout.coef = np.array([coef[name] for name in activity.TIME_CONSTANTS],
-                               dtype=np.float64)
-        layout.room_tun = np.array([st.tuning[name][rooms] for name in ROOM_FIELDS],
-                                   dtype=np.float64)
+        layout.coef = np.column_stack([coef[name] for name in activity.TIME_CONSTANTS]
+                                      ).astype(np.float64, copy=False)
+        layout.room_tun = np.column_stack([st.tuning[name][rooms] for name in ROOM_FIELDS]
+                                          ).astype(np.float64, copy=False)
         layout.live = np.zeros(n, dtype=bool)
         layout.active = np.zeros(n, dtype=bool)
         layout.started = np.zeros(n, dtype=np.int64)
