@@ -904,6 +904,13 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                     Py_CLEAR(v[f]); /* an item failed: make_event sees a NULL */
             }
         }
+        /* ints, floats and bools only: no cycle can pass through these tuples, so they
+         * leave the garbage collector's lists now (as CPython's collector would at its
+         * first look): a ranking tick's thousands of tuples do not fill the young
+         * generation, nor get promoted into the old one */
+        for (int f = 2; f < 6; f++)
+            if (v[f] != NULL)
+                PyObject_GC_UnTrack(v[f]);
         PyObject *e = make_event(ACTIVE_SPEAKERS, v);
         if (e == NULL)
             goto done;
