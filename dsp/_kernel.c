@@ -772,6 +772,11 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                   && ((double)modulation_db[s] >= min_mod || h < 0
                       || (double)modulation_db[h] < min_mod)))
                 e = 0.0f;
+            /* a room changes hands only on evidence (best > 0, or an interrupter with
+             * evidence that outlasted the holder), so only participants with evidence
+             * can win it: the others (most) are done */
+            if (e == 0)
+                continue;
             if (e > best[p])
                 best[p] = e;
             if (e != 0 && h >= 0 && (double)e >= ROOMV(MIN_SPEECH, p)
