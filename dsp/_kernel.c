@@ -180,8 +180,11 @@ static int acquire(const char *what, const Spec *specs, int count, PyObject *con
         if (s->optional && args[k] == Py_None)
             continue;
         int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (s->writable ? PyBUF_WRITABLE : 0);
-        if (PyObject_GetBuffer(args[k], &buf[k], flags) < 0)
+        if (PyObject_GetBuffer(args[k], &buf[k], flags) < 0) {
+            PyErr_Format(PyExc_TypeError, "%s: %s is not a C-contiguous%s array (%R)", what,
+                         s->name, s->writable ? ", writable" : "", Py_TYPE(args[k]));
             return -1;
+        }
         held[k] = 1;
         if (!kind_matches(&buf[k], s->kind) || buf[k].ndim != s->ndim) {
             PyErr_Format(PyExc_TypeError, "%s: %s has format %s and %d dimensions, "

@@ -30,9 +30,16 @@ except ImportError:  # no C compiler at install time: the numpy path, the same d
     _kernel = None
 if _kernel is not None and getattr(_kernel, "ABI", None) != 6:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
-if _kernel is not None:  # the kernel makes these events itself
-    _kernel.event_types(*(x for cls in (ev.SpeakingChange, ev.ActiveSpeakersUpdate)
-                          for x in (cls, tuple(f.name for f in dataclasses.fields(cls)))))
+KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
+                 (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
+                                            "activity")))
+"""The events dsp/_kernel.c makes itself, with the fields it fills, in its order."""
+if _kernel is not None:
+    if all({f.name for f in dataclasses.fields(cls)} == set(names)
+           for cls, names in KERNEL_EVENTS):
+        _kernel.event_types(*chain.from_iterable(KERNEL_EVENTS))
+    else:  # an event has a field the kernel does not fill: the numpy path
+        _kernel = None
 KERNEL = "c" if _kernel is not None and os.environ.get("DSP_KERNEL", "") != "numpy" \
     else "numpy"
 """The level path ``Engine.step`` runs: "c" (dsp/_kernel.c, one call per wave) when it is
