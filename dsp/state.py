@@ -109,6 +109,9 @@ class EngineState:
     layout_version: int = 0
     """Bumped by every change of membership, rooms or tuning: the engine's per-slot
     gathers (which slots a wave touches, their tuning) stay valid while it is unchanged."""
+    tuning_version: int = 0
+    """Bumped by every change of a room's tuning (and by growth): what the engine derives
+    from all rooms' tuning stays valid while it is unchanged (membership does not bump it)."""
     arrays_version: int = 0
     """Bumped whenever an array of the state is replaced by another (growth, a wider table;
     see ``__setattr__``): what the engine's compiled kernel holds of the arrays is then
@@ -163,6 +166,7 @@ class EngineState:
         self.ranked = grown_table(self.ranked, n, 1, NOT_RANKED)
         self.forwarded = grown_table(self.forwarded, n, 1, NO_SLOT)
         self.layout_version += 1
+        self.tuning_version += 1
         while len(self.room_slots) < n:
             self.room_slots.append([])
             self.presenters.append([])
@@ -202,6 +206,7 @@ class EngineState:
             self.tuning[name][room] = float(getattr(tuning, name))
         self.ranked = grown_table(self.ranked, 0, tuning.active_speakers, NOT_RANKED)
         self.layout_version += 1
+        self.tuning_version += 1
 
     def get_tuning(self, room: int) -> Tuning:
         values = {name: self.tuning[name][room] for name in FIELDS}
