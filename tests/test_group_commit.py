@@ -151,3 +151,49 @@ def test_quiet_waits_for_a_drain_in_progress():
         return seen
 
     assert asyncio.run(scenario()) == (20 * 2999, True)  # the whole batch was applied
+
+
+def test_a_busy_server_lets_what_arrives_within_the_drain_interval_join_one_drain(monkeypatch):
+    """A lone message is stepped at once (the last drain started long ago); one that arrives
+    right after a drain waits for the rest of DRAIN_INTERVAL_S, and the messages that come
+    meanwhile are stepped with it: one drain, where stepping each on the next loop turn
+    took one drain each (most drains stepped one or two messages of a stream per room)."""
+    import asyncio
+
+    from service.runtime import group_commit
+    from service.runtime.metrics import Metrics
+
+    interval = 0.25  # long against a loop turn, so a loaded test machine cannot outrun it
+    monkeypatch.setattr(group_commit, "DRAIN_INTERVAL_S", interval)
+    now = [100.0]
+
+    def request(room: str, k: int) -> pb.StreamRequest:
+        return pb.StreamRequest(batch_id=k + 1, ticks=[pb.RoomTick(
+            room_id=room, timestamp_ms=20 * k, duration_ms=20,
+            levels=pb.LevelVector(roster=["a", "b"], levels=b"\x9e\x46"))])
+
+    async def scenario() -> None:
+        registry, metrics = RoomRegistry(), Metrics()
+        gc_ = group_commit.GroupCommit(registry, metrics, clock=lambda: now[0])
+        drains = metrics.drains._value.get
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        lone = await gc_.process(Batch(request("r0", 0)))  # idle: stepped at once
+        assert lone.batch_id == 1 and drains() == 1
+        assert loop.time() - t0 < interval / 2
+        first = asyncio.ensure_future(gc_.process(Batch(request("r1", 1))))
+        for _ in range(3):
+            await asyncio.sleep(0)  # the drain task runs: it waits for the interval
+        assert not first.done() and drains() == 1
+        later = [asyncio.ensure_future(gc_.process(Batch(request(f"r{k}", k))))
+                 for k in (2, 3)]
+        answers = await asyncio.gather(first, *later)
+        assert [a.batch_id for a in answers] == [2, 3, 4]
+        assert drains() == 2  # the three stepped together
+        assert {key[1] for key in registry.rooms} == {"r0", "r1", "r2", "r3"}
+        now[0] += 2 * interval  # a quiet spell: the next lone message is stepped at once
+        t1 = loop.time()
+        assert (await gc_.process(Batch(request("r0", 1)))).batch_id == 2
+        assert loop.time() - t1 < interval / 2 and drains() == 3
+
+    asyncio.run(scenario())
