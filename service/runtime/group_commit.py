@@ -30,14 +30,15 @@ tens of milliseconds behind a 50,000-entry batch instead of seconds (benchmarks/
 
 DRAIN_INTERVAL_S = 0.001
 """Drains start at least this far apart: a drain's engine step costs ~150 us on a busy
-server whatever its size (one room or five: the step's fixed cost, with caches cold
-after the framework's work between messages), and a stream per room at 50 rooms sends
-2,500 messages a second that arrive one by one, so without a wait most drains stepped one
-or two of them. A server that has not drained for this long (an idle one, or one message
-per stream now and then) still drains at once: the wait is only ever the rest of this
-interval, so it adds at most 1 ms to a message's processing (target p99 5 ms). At 50
-rooms x 10 a stream each: 3.6-6.6 messages a drain instead of 1.7, and about 7 points of
-a core less, for ~0.7 ms more round trip (docs/performance.md)."""
+server, mostly a fixed cost (in-process, warm: 70 us for one room, 105 us for five; in
+the server the framework's work between drains leaves caches cold), and a stream per
+room at 50 rooms sends 2,500 messages a second that arrive one by one, so without a wait
+most drains stepped one or two of them. A server that has not drained for this long (an
+idle one, or one message per stream now and then) still drains at once: the wait is only
+ever the rest of this interval, so it adds at most 1 ms to a message's processing (target
+p99 5 ms). At 50 rooms x 10 a stream each: 3.6-6.6 messages a drain instead of 1.7, and
+about 10 points of a core less, for ~0.5 ms more round trip; 2 ms saved more and cost
+more latency (docs/performance.md)."""
 
 
 class GroupCommit:
