@@ -8,7 +8,8 @@ for a levels-only wave of rooms running the ``speakerswitch`` algorithm, with th
 formulas, constants and outputs (``dsp.events``):
 - decode each byte (level, V bit); a muted participant counts as digital silence; one
   without a frame keeps its state until ``no_audio_timeout_ms``, then counts as silence;
-- activity (``dsp/activity.py``): noise floor, own speech level, voiced-run gate,
+- activity (``dsp/activity.py``): noise floor, the loudest participant's voice leaking
+  into another's microphone set apart, own speech level, voiced-run gate,
   activity share and its hysteresis, smoothed level, speech-run onsets;
 - SpeakingChanged, at most one per ``speaking_interval_ms`` (a stop by digital silence
   at once);
@@ -41,6 +42,9 @@ INITIAL_FLOOR_DBOV = -60.0
 INITIAL_SPEECH_MAX_DBOV = -20.0
 ONSET_RESET_ACTIVITY = 0.05
 ONSET_MODULATION_DB = 3.0
+LEAK_MIN_DB = 3.0
+LEAK_FOLLOW_SHARE = 0.5
+LEAK_MIN_MOVE_DB = 2.0
 NEVER_MS = -(2**61)
 NO_SLOT = -1
 
@@ -68,6 +72,8 @@ class Participant:
     voiced_run: float = 0.0
     last_level: float = SILENCE_DBOV
     modulation: float = ONSET_MODULATION_DB
+    follow: float = 0.0          # mean |jump - the room's loudest participant's jump|
+    move: float = 0.0            # mean |that participant's jump|
     credit: float = 0.0          # speech time this frame adds to the evidence
     last_frame: int = NEVER_MS
     active: bool = False
@@ -101,6 +107,7 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
     ps = room.participants
     started: list[int] = []
     live = []
+    frames = []
     for i, p in enumerate(ps):
         if i < len(payload):
             b = payload[i]
@@ -112,7 +119,16 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
             continue  # no frame: its state is kept (packet loss)
         if p.muted:
             level, voice = SILENCE_DBOV, 0
-        p.active = _activity(p, level, voice, t_end, dt, T, started)
+        frames.append((p, level, voice))
+    # the loudest frame (the last of equals): what a leak into another microphone follows
+    loudest, loudest_level = None, -math.inf
+    for p, level, _voice in frames:
+        if level >= loudest_level:
+            loudest, loudest_level = p, level
+    loudest_jump = loudest_level - loudest.last_level if loudest is not None else 0.0
+    for p, level, voice in frames:
+        ref = None if p is loudest else (loudest_level, loudest_jump)
+        p.active = _activity(p, level, voice, t_end, dt, T, started, ref)
         live.append(p)
         if p.speaking != p.reported_speaking and (
                 t_end - p.reported_ms >= T.speaking_interval_ms
@@ -173,14 +189,23 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
 
 
 def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: Tuning,
-              started: list[int]) -> bool:
-    """One frame of ``p``; whether the frame was speech."""
+              started: list[int], ref: tuple[float, float] | None) -> bool:
+    """One frame of ``p``; whether the frame was speech. ``ref``: the level and the jump
+    of the room's loudest frame, if not ``p``'s."""
     sounding = level > SILENCE_DBOV
     if math.isnan(p.floor) and sounding:
         p.floor = min(level, INITIAL_FLOOR_DBOV)
     snr = level - p.floor
     active = (bool(voice) and sounding and snr >= T.min_snr_db
               and level >= T.min_level_dbov)
+    if active and ref is not None:  # the loudest one's voice leaking into this microphone?
+        ref_level, ref_jump = ref
+        a = alpha(dt, T.modulation_ms)
+        p.follow += a * (abs((level - p.last_level) - ref_jump) - p.follow)
+        p.move += a * (abs(ref_jump) - p.move)
+        if (ref_level - level >= LEAK_MIN_DB and p.move >= LEAK_MIN_MOVE_DB
+                and p.follow < LEAK_FOLLOW_SHARE * p.move):
+            active = False
     if math.isnan(p.speech) and active:
         p.speech = min(level, INITIAL_SPEECH_MAX_DBOV)
     if active:

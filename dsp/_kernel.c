@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 6
+#define ABI_VERSION 7
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -30,6 +30,9 @@
 #define INITIAL_SPEECH_MAX (-20.0f)
 #define ONSET_RESET (0.05f)
 #define ONSET_MOD (3.0f)
+#define LEAK_MIN_DB 3.0          /* dsp.activity.LEAK_MIN_DB */
+#define LEAK_FOLLOW_SHARE 0.5    /* dsp.activity.LEAK_FOLLOW_SHARE */
+#define LEAK_MIN_MOVE_DB 2.0     /* dsp.activity.LEAK_MIN_MOVE_DB */
 
 /* rows of the per-slot tuning table (engine.SLOT_FIELDS order) */
 enum { ENERGY_SNR, MIN_SNR, MIN_LEVEL, SPEECH_MARGIN, MIN_RUN, ACT_ATTACK_MS, SPEAKING_ON,
@@ -90,7 +93,7 @@ enum { IDX, POS, ROOMS, DURATION_MS, DT, TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_S
        T_END_ROOM, LIVE, ACTIVE, STARTED, REFRESH, REPORTS, CHANGES, DUE, N_LAYOUT };
 enum { NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
        RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL,
-       MODULATION_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
+       MODULATION_DB, FOLLOW_DB, MOVE_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
        HOLDER, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
        SHOWN, FORWARDED, FORWARDED_MAIN, N_STATE };
 enum { LEVEL_SLOTS, LEVEL, VOICE, PRESENT, T_MS, N_WAVE };
@@ -124,6 +127,7 @@ static const Spec STATE_SPECS[N_STATE] = {
     [VOICED_RUN_MS] = {'f', 1, 1, 0, "voiced_run_ms"},
     [LAST_LEVEL] = {'f', 1, 1, 0, "last_level"},
     [MODULATION_DB] = {'f', 1, 1, 0, "modulation_db"},
+    [FOLLOW_DB] = {'f', 1, 1, 0, "follow_db"}, [MOVE_DB] = {'f', 1, 1, 0, "move_db"},
     [MUTED] = {'?', 1, 0, 0, "muted"}, [SILENT] = {'?', 1, 1, 0, "silent"},
     [LAST_FRAME_MS] = {'q', 1, 1, 0, "last_frame_ms"},
     [REPORTED_SPEAKING] = {'?', 1, 1, 0, "reported_speaking"},
@@ -300,6 +304,7 @@ static int check_state(const Py_buffer *b)
     static const int per_slot[] = {SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING,
                                    LAST_ACTIVE_MS, RUN_START_MS, LOUD_SINCE_MS, ONSET_MS,
                                    EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB,
+                                   FOLLOW_DB, MOVE_DB,
                                    MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING,
                                    REPORTED_MS, JOINED, SLOT_ROOM, VIDEO};
     for (size_t k = 0; k < sizeof per_slot / sizeof *per_slot; k++)
@@ -509,7 +514,8 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             *run_start_ms = P(int64_t, S, RUN_START_MS), *onset_ms = P(int64_t, S, ONSET_MS),
             *loud_since_ms = P(int64_t, S, LOUD_SINCE_MS);
     float *evidence_ms = P(float, S, EVIDENCE_MS), *voiced_run_ms = P(float, S, VOICED_RUN_MS),
-          *last_level = P(float, S, LAST_LEVEL), *modulation_db = P(float, S, MODULATION_DB);
+          *last_level = P(float, S, LAST_LEVEL), *modulation_db = P(float, S, MODULATION_DB),
+          *follow_db = P(float, S, FOLLOW_DB), *move_db = P(float, S, MOVE_DB);
     const uint8_t *muted = P(uint8_t, S, MUTED);
     uint8_t *silent = P(uint8_t, S, SILENT);
     int64_t *last_frame_ms = P(int64_t, S, LAST_FRAME_MS);
@@ -565,7 +571,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
     /* scratch: per room of the wave, and the candidates of one room's ranking */
     size_t rsz = (size_t)(n_rooms > 0 ? n_rooms : 1);
-    size_t bytes = rsz * (sizeof(double) + 3 * sizeof(float) + 3 * sizeof(int64_t) + 1)
+    size_t bytes = rsz * (sizeof(double) + 5 * sizeof(float) + 4 * sizeof(int64_t) + 1)
                    + (size_t)(n > 0 ? n : 1) * sizeof(int64_t)
                    + (size_t)(width > 0 ? width : 1) * sizeof(int64_t);
     scratch = PyMem_Malloc(bytes);
@@ -582,10 +588,35 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     float *best = (float *)(row + (width > 0 ? width : 1));
     float *win_ev = best + rsz;
     float *win_lv = win_ev + rsz;
-    uint8_t *outlasted = (uint8_t *)(win_lv + rsz);
+    int64_t *loud_i = (int64_t *)(win_lv + rsz);
+    float *loud_lv = (float *)(loud_i + rsz);
+    float *loud_jump = loud_lv + rsz;
+    uint8_t *outlasted = (uint8_t *)(loud_jump + rsz);
 
     for (Py_ssize_t p = 0; p < n_rooms; p++)
         t_end_room[p] = t_ms[p] + duration_ms[p];
+
+    /* the loudest live frame of each room (the last of equals) and its jump from its
+     * participant's previous frame: what a leak into another microphone follows
+     * (activity._without_leaks) */
+    for (Py_ssize_t p = 0; p < n_rooms; p++) {
+        loud_i[p] = -1;
+        loud_lv[p] = -INFINITY;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const int64_t s = idx[i];
+        const int64_t p = pos[i];
+        const int here = present == NULL || present[i];
+        if (!here && !((double)(t_end_room[p] - last_frame_ms[s]) > TUNV(NO_AUDIO_TIMEOUT, p)))
+            continue;
+        const float lv = muted[s] ? SILENCE : level[i];
+        if (lv >= loud_lv[p]) {
+            loud_lv[p] = lv;
+            loud_i[p] = i;
+        }
+    }
+    for (Py_ssize_t p = 0; p < n_rooms; p++)
+        loud_jump[p] = loud_i[p] < 0 ? 0.0f : loud_lv[p] - last_level[idx[loud_i[p]]];
 
     /* activity (activity.update) */
     Py_ssize_t n_reports = 0, n_started = 0, n_changes = 0, n_due = 0;
@@ -622,6 +653,20 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         int speech_like = voiced && sounding
                           && (double)(float)(lv - floor_) >= TUNV(MIN_SNR, p)
                           && (double)lv >= TUNV(MIN_LEVEL, p);
+        /* another participant's voice leaking into this microphone is no speech of its own */
+        if (speech_like && loud_i[p] != i) {
+            const float jump = lv - last_level[s], jump_ref = loud_jump[p];
+            const double a = ALPHAV(A_MODULATION, p);
+            const float fo32 = follow_db[s], mv32 = move_db[s];
+            const float fo = (float)((double)fo32
+                                     + a * (double)(float)(fabsf(jump - jump_ref) - fo32));
+            const float mv = (float)((double)mv32 + a * (double)(float)(fabsf(jump_ref) - mv32));
+            follow_db[s] = fo;
+            move_db[s] = mv;
+            if ((double)(float)(loud_lv[p] - lv) >= LEAK_MIN_DB && (double)mv >= LEAK_MIN_MOVE_DB
+                && (double)fo < LEAK_FOLLOW_SHARE * (double)mv)
+                speech_like = 0;
+        }
         /* the participant's own speech level, and whether this frame reaches near it */
         if (speech_like) {
             float sp = speech_level[s];
@@ -973,12 +1018,14 @@ PyMODINIT_FUNC PyInit__kernel(void)
         return NULL;
     /* the constants compiled in, so that a test can hold them to dsp's Python ones */
     PyObject *constants = Py_BuildValue(
-        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
+        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
         "NOT_LOUD_MS", (long long)NOT_LOUD_MS,
         "NOT_RANKED", (long long)NOT_RANKED, "SILENCE_DBOV", (double)SILENCE,
         "SMOOTH_FLOOR_DBOV", (double)SMOOTH_FLOOR, "INITIAL_FLOOR_DBOV", (double)INITIAL_FLOOR,
         "INITIAL_SPEECH_MAX_DBOV", (double)INITIAL_SPEECH_MAX,
-        "ONSET_RESET_ACTIVITY", (double)ONSET_RESET, "ONSET_MODULATION_DB", (double)ONSET_MOD);
+        "ONSET_RESET_ACTIVITY", (double)ONSET_RESET, "ONSET_MODULATION_DB", (double)ONSET_MOD,
+        "LEAK_MIN_DB", LEAK_MIN_DB, "LEAK_FOLLOW_SHARE", LEAK_FOLLOW_SHARE,
+        "LEAK_MIN_MOVE_DB", LEAK_MIN_MOVE_DB);
     if (PyModule_AddIntConstant(m, "ABI", ABI_VERSION) < 0 || constants == NULL
         || PyModule_AddObject(m, "CONSTANTS", constants) < 0) {
         Py_XDECREF(constants);

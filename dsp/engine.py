@@ -28,7 +28,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 6:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 7:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
                  (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
@@ -55,7 +55,8 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
 """The Tuning fields read per participant on the audio path (the others per room)."""
 KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "speaking",
                 "last_active_ms", "run_start_ms", "loud_since_ms", "onset_ms", "evidence_ms",
-                "voiced_run_ms", "last_level", "modulation_db", "muted", "silent",
+                "voiced_run_ms", "last_level", "modulation_db", "follow_db", "move_db", "muted",
+                "silent",
                 "last_frame_ms", "reported_speaking", "reported_ms", "joined", "holder",
                 "room_t_ms", "ranking_t_ms", "ranking_phase_ms", "ranked", "slot_room", "video",
                 "pinned", "shown", "forwarded", "forwarded_main")
@@ -468,7 +469,7 @@ class Engine:
                 rows = idx
 
         active, started, _stopped = activity.update(st, idx, level, voice, dt, t_end, tuning,
-                                                    alpha, rows)
+                                                    alpha, rows, room_of)
         out = self._speaking_reports(idx, room_of, t_end, tuning, rows)
         if layout.all_ours or (tuning["algorithm"] == SPEAKERSWITCH).all():
             switching.accumulate_evidence(st, idx, room_of, active, dt, t_end, tuning, rows)

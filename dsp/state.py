@@ -78,6 +78,14 @@ class EngineState:
     modulation_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """Mean level jump between frames over the recent speech-like frames (see
     ``Tuning.min_modulation_db``)."""
+    follow_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """How far the participant's level jumps stray from those of the loudest other
+    participant of its room, frame by frame (mean |difference|, dB, over its recent
+    speech-like frames that are not the loudest): about 1 dB for that participant's voice
+    leaking into this microphone, as large as the jumps themselves for speech of its own
+    (see ``activity.LEAK_FOLLOW_SHARE``)."""
+    move_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """The mean |level jump| of that loudest other participant over the same frames."""
     video: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     muted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     silent: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
@@ -129,7 +137,7 @@ class EngineState:
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
                      loud_since_ms=NOT_LOUD_MS,
                      onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
-                     modulation_db=ONSET_MODULATION_DB, video=True, muted=False,
+                     modulation_db=ONSET_MODULATION_DB, follow_db=0.0, move_db=0.0, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
                      reported_ms=NEVER_MS, joined=0)
     ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,

@@ -435,6 +435,7 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
     talkers = {r: {0} for r in rooms}
     gap = {r: -1 for r in rooms}   # a participant index whose packets stop for a while
     out: list[ev.Event] = []
+    leaking_steps = 0
     for k in range(900):
         t = k * 20
         r = rooms[int(rng.integers(len(rooms)))]
@@ -468,6 +469,7 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
         wave_rooms = [r for r in rooms if rng.random() < 0.9]
         frames = []
         for r in wave_rooms:
+            first_dbov = None
             for i, s in enumerate(slots[r]):
                 if i == gap[r] or rng.random() < 0.04:
                     continue  # packet loss
@@ -476,6 +478,11 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
                 if rng.random() < 0.01:
                     dbov = -127.0  # digital silence
                 voice = int(rng.choice([-1, 0, 1])) if rng.random() < 0.2 else int(loud)
+                if i == 0:
+                    first_dbov = dbov
+                elif i == 1 and r % 2 == 0 and first_dbov is not None and first_dbov > -40:
+                    # the first one's voice leaking into this microphone (one room)
+                    dbov, voice = first_dbov - float(rng.integers(3, 11)), 1
                 frames.append((r, s, dbov, voice))
         per_room = k % 7 == 3
         for wave in ([[r] for r in wave_rooms] if per_room else [wave_rooms]):
@@ -486,8 +493,11 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
                 mine = [mine[j] for j in rng.permutation(len(mine))]
             out += eng.step(_level_wave(wave, t, [f[1] for f in mine],
                                         [f[2] for f in mine], [f[3] for f in mine]))
+            st = eng.st  # a participant whose frames follow its room's loudest one's
+            leaking_steps += bool(((st.follow_db < 0.5 * st.move_db) & (st.move_db >= 2.0)).any())
     state = _state_copy(eng.st)
     state["ranked"] = eng.st.ranked.copy()
+    state["leaking_steps"] = np.array(leaking_steps)
     return out, state
 
 
@@ -502,6 +512,7 @@ def test_the_compiled_kernel_decides_as_the_numpy_path(seed, monkeypatch):
     assert {ev.SpeakingChange, ev.FloorChange, ev.ActiveSpeakersUpdate,
             ev.ForwardingChange} <= kinds, kinds
     assert len(reference) > 500
+    assert reference_state["leaking_steps"] > 50  # frames taken for a leak: in both paths
     assert fast == reference
     for name, a in fast_state.items():
         np.testing.assert_array_equal(a, reference_state[name], err_msg=name)
@@ -534,7 +545,10 @@ def test_the_kernels_constants_are_dsps():
               "INITIAL_FLOOR_DBOV": activity.INITIAL_FLOOR_DBOV,
               "INITIAL_SPEECH_MAX_DBOV": activity.INITIAL_SPEECH_MAX_DBOV,
               "ONSET_RESET_ACTIVITY": activity.ONSET_RESET_ACTIVITY,
-              "ONSET_MODULATION_DB": state.ONSET_MODULATION_DB}
+              "ONSET_MODULATION_DB": state.ONSET_MODULATION_DB,
+              "LEAK_MIN_DB": activity.LEAK_MIN_DB,
+              "LEAK_FOLLOW_SHARE": activity.LEAK_FOLLOW_SHARE,
+              "LEAK_MIN_MOVE_DB": activity.LEAK_MIN_MOVE_DB}
     assert set(c) == set(python)
     for name, value in python.items():  # the state is float32: compare as float32
         assert np.float32(c[name]) == np.float32(value), name
