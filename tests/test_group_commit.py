@@ -2,6 +2,7 @@
 have got alone (``RoomRegistry.process_many``), and the server batches what arrives
 together."""
 import random
+import time
 
 import grpc
 
@@ -113,11 +114,20 @@ def test_the_server_steps_messages_that_arrive_together_once(server, client):
         busy.result(5)
     drains = m.drains._value.get() - drains_before
     assert drains <= rounds * n_streams / 4, f"{drains} drains for {rounds * n_streams} messages"
+    # open streams are counted (for the drain interval), and no longer once closed (the
+    # module's server may still be closing streams of earlier tests: never opening any)
+    open_streams = server.running.group_commit.streams
+    assert open_streams >= n_streams
     for k, responses in answers.items():
         assert [resp.batch_id for resp in responses] == [1000 + 100 * k + r for r in range(rounds)]
         assert all(e.room_id == f"gc-{k}" for resp in responses for e in resp.events)
     for s in sessions:
         s.close()
+    deadline = time.monotonic() + 10
+    while (server.running.group_commit.streams > open_streams - n_streams
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    assert server.running.group_commit.streams <= open_streams - n_streams
 
 
 async def _block(seconds: float) -> None:
@@ -175,6 +185,7 @@ def test_a_busy_server_lets_what_arrives_within_the_drain_interval_join_one_drai
     async def scenario() -> None:
         registry, metrics = RoomRegistry(), Metrics()
         gc_ = group_commit.GroupCommit(registry, metrics, clock=lambda: now[0])
+        gc_.streams = 8  # a stream per room: others may send any moment
         drains = metrics.drains._value.get
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -195,5 +206,35 @@ def test_a_busy_server_lets_what_arrives_within_the_drain_interval_join_one_drai
         t1 = loop.time()
         assert (await gc_.process(Batch(request("r0", 1)))).batch_id == 2
         assert loop.time() - t1 < interval / 2 and drains() == 3
+
+    asyncio.run(scenario())
+
+
+def test_one_stream_sending_back_to_back_is_never_held_for_the_drain_interval(monkeypatch):
+    """With a message waiting from every open stream nothing else is about to arrive: a
+    client that sends its next message when the last is answered is not slowed to one
+    message per interval."""
+    import asyncio
+
+    from service.runtime import group_commit
+    from service.runtime.metrics import Metrics
+
+    interval = 0.25
+    monkeypatch.setattr(group_commit, "DRAIN_INTERVAL_S", interval)
+
+    async def scenario() -> None:
+        registry, metrics = RoomRegistry(), Metrics()
+        gc_ = group_commit.GroupCommit(registry, metrics, clock=lambda: 100.0)  # no time passes
+        gc_.streams = 1
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for k in range(4):
+            answer = await gc_.process(Batch(pb.StreamRequest(batch_id=k + 1, ticks=[
+                pb.RoomTick(room_id="r", timestamp_ms=20 * k, duration_ms=20,
+                            levels=pb.LevelVector(roster=["a"] if k == 0 else [],
+                                                  levels=b"\x9e"))])))
+            assert answer.batch_id == k + 1 and not answer.rejections
+        assert metrics.drains._value.get() == 4
+        assert loop.time() - t0 < interval  # four drains within one interval: none waited
 
     asyncio.run(scenario())

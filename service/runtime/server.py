@@ -268,6 +268,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
         bucket = TokenBucket(self.config.max_batches_per_s)
         room_allowed = principal.room_allowed if principal.rooms is not None else None
         m.streams.inc()
+        self.group_commit.streams += 1
         try:
             async for received in request_iterator:
                 t0 = time.perf_counter()
@@ -300,6 +301,7 @@ class SpeakerSwitchService(pb_grpc.SpeakerSwitchServicer):
                 m.processing_latency.observe(time.perf_counter() - t0)
         finally:
             m.streams.dec()
+            self.group_commit.streams -= 1
             self.streams_per_tenant[tenant] -= 1
             if not self.streams_per_tenant[tenant]:
                 del self.streams_per_tenant[tenant]
