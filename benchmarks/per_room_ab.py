@@ -5,9 +5,10 @@
 A variant is a server and its flags in one argument: ``"echo"`` (benchmarks/echo_server.py,
 the framework's floor, with its flags: ``"echo --loop uvloop"``, ``"echo --option
 grpc.http2.bdp_probe=0"``), ``"serve"`` (``speakerswitch serve``, with its flags);
-``NAME=VALUE`` words with an upper-case name are the server's environment (``"echo GRPC_POLL_STRATEGY=poll"``),
-and ``drain_interval_s=SECONDS`` runs ``serve`` with ``group_commit.DRAIN_INTERVAL_S`` set
-(``0``: each drain on the next loop turn, as before it existed).
+``NAME=VALUE`` words with an upper-case name are the server's environment (``"echo
+GRPC_POLL_STRATEGY=poll"``), and ``drain_interval_s=SECONDS`` runs ``serve`` with
+``group_commit.DRAIN_INTERVAL_S`` set (``0``: each drain on the next loop turn, as before
+it existed).
 
 The load is ``make bench-load``'s small deployment (benchmarks/loadgen.py
 ``drive_per_room``): ``--rooms`` rooms x 10, a stream each, a message per room per 20 ms

@@ -224,7 +224,8 @@ def test_one_stream_sending_back_to_back_is_never_held_for_the_drain_interval(mo
 
     async def scenario() -> None:
         registry, metrics = RoomRegistry(), Metrics()
-        gc_ = group_commit.GroupCommit(registry, metrics, clock=lambda: 100.0)  # no time passes
+        gc_ = group_commit.GroupCommit(registry, metrics,
+                                       clock=lambda: 100.0)  # no time passes
         gc_.streams = 1
         loop = asyncio.get_running_loop()
         t0 = loop.time()

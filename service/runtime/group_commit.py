@@ -36,10 +36,10 @@ room at 50 rooms sends 2,500 messages a second that arrive one by one, so withou
 most drains stepped one or two of them. A server that has not drained for this long (an
 idle one, or one message per stream now and then) still drains at once, and so does one
 with a message waiting from every open stream (a client sending back to back: nothing
-else is about to come); the wait is only ever the rest of this interval, so it adds at most 1 ms to a message's processing (target
-p99 5 ms). At 50 rooms x 10 a stream each: 3.6-6.6 messages a drain instead of 1.7, and
-about 10 points of a core less, for ~0.5 ms more round trip; 2 ms saved more and cost
-more latency (docs/performance.md)."""
+else is about to come); the wait is only ever the rest of this interval, so it adds at
+most 1 ms to a message's processing (target p99 5 ms). At 50 rooms x 10 a stream each:
+3.6-6.6 messages a drain instead of 1.7, and about 10 points of a core less, for ~0.5 ms
+more round trip; 2 ms saved more and cost more latency (docs/performance.md)."""
 
 
 class GroupCommit:
