@@ -52,7 +52,9 @@ TOKEN_EXPIRED = "token expired: reconnect with a new one"
 class _Call:
     """A call being served: who made it, and how to end it from outside its handler (its
     token expired; its watcher was dropped while the handler waited to write to a client
-    that does not read). The status is sent first, then the handler is cancelled."""
+    that does not read). The status is sent first, then the handler is cancelled; a status
+    held back by the handler's write to a client that does not read is waited for
+    ABORT_WAIT_S, then the handler is cancelled anyway (the status follows that write)."""
 
     def __init__(self, context, principal: Principal, metrics: Metrics) -> None:
         self.context, self.principal, self.metrics = context, principal, metrics
@@ -83,14 +85,30 @@ class _Call:
         self._ender = asyncio.get_running_loop().create_task(self._end(code, message))
 
     async def _end(self, code: grpc.StatusCode, message: str) -> None:
-        try:
-            await self.context.abort(code, message)
-        except grpc.aio.AbortError:
-            pass  # the status is sent: now stop the handler
-        except Exception:  # noqa: BLE001 - the handler ended the call itself meanwhile
-            return
+        abort = asyncio.ensure_future(self.context.abort(code, message))
+        done, _ = await asyncio.wait([abort], timeout=ABORT_WAIT_S)
+        if done:
+            try:
+                abort.result()
+            except grpc.aio.AbortError:
+                pass  # the status is sent: now stop the handler
+            except Exception:  # noqa: BLE001 - the handler ended the call itself meanwhile
+                return
+        else:
+            abort.add_done_callback(_retrieve)
         if self.task is not None:
             self.task.cancel()
+
+
+ABORT_WAIT_S = 0.5
+"""How long ending a call from outside waits for its status to be sent before it cancels
+the handler anyway: a handler stuck writing to a client that does not read holds the
+status behind that write for as long as the client does not read."""
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()  # an abort that finished after the handler was cancelled
 
 
 _CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("speakerswitch_call")
