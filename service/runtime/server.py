@@ -103,7 +103,9 @@ class _Call:
 ABORT_WAIT_S = 0.5
 """How long ending a call from outside waits for its status to be sent before it cancels
 the handler anyway: a handler stuck writing to a client that does not read holds the
-status behind that write for as long as the client does not read."""
+status behind that write for as long as the client does not read, and the handler holds
+its watch slot meanwhile. A status that can go out does in well under a millisecond on a
+busy server; half a second is long against that and short against a watch slot."""
 
 
 def _retrieve(task: asyncio.Future) -> None:
