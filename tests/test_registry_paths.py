@@ -294,3 +294,23 @@ def test_a_closed_room_is_not_kept_alive_by_the_rooms_stepped_with_it(monkeypatc
         assert reg._steady is not None and closed() is None  # without the cycle collector
     finally:
         gc.enable()
+
+
+def test_a_few_rooms_slots_are_built_and_leave_the_kept_ones_of_many_rooms():
+    """A group commit's drain steps a few rooms, different ones each time: their slots are
+    concatenated (the same values the kept ones would give), and the kept slots of the
+    batch of many rooms that comes every tick are still kept after them."""
+    class Room:
+        def __init__(self, slots):
+            self.roster_slots = np.asarray(slots, np.int64)
+
+    reg = RoomRegistry()
+    many = [Room(range(5 * i, 5 * i + 5)) for i in range(rooms_mod.FEW_ROOMS + 4)]
+    kept = reg._roster_slots(many)
+    assert kept.tolist() == list(range(5 * len(many))) and not kept.flags.writeable
+    few = [many[3], many[0], Room([70, 71])]
+    got = reg._roster_slots(few)
+    assert got.tolist() == [15, 16, 17, 18, 19, 0, 1, 2, 3, 4, 70, 71]
+    assert not got.flags.writeable
+    assert reg._roster_slots([]).tolist() == []
+    assert reg._roster_slots(many) is kept  # the drains in between did not replace them
