@@ -15,7 +15,8 @@ formulas, constants and outputs (``dsp.events``):
   at once);
 - floor (``dsp/switching.py``): evidence against the holder (a muted or silent holder
   scores nothing), takeover after ``min_speech_ms`` or ``interrupt_ms`` by the talking
-  challenger with most evidence (the louder among equals), the FloorChange and the main
+  challenger with most evidence (the louder among equals; a shorter hold for the
+  previous holder's answer in a quick exchange), the FloorChange and the main
   feed's SwitchDecision (pin, video);
 - the forwarding set (``dsp/forwarding.py``) when someone starts speaking or the floor
   moves;
@@ -87,6 +88,9 @@ class Room:
     index: int = 0
     tuning: Tuning = PROFILES["meeting"]
     holder: int = -1             # position in participants, or -1
+    floor_since: int = NEVER_MS  # when the holder took the floor
+    previous_holder: int = -1    # who held it before
+    previous_turn: float = math.inf  # and for how long
     shown: int = -1
     pinned: int = -1
     ranking_phase_ms: int = 0
@@ -169,15 +173,24 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 and (t_end - p.loud_since) + (t_end - holder.last_active) >= T.outlast_total_ms
                 and p.evidence >= T.min_speech_ms):
             outlasted = True
+    hold = T.hold_ms  # a quick exchange: the previous holder answers after a short hold
+    if (room.previous_holder >= 0 and t_end - room.floor_since < T.reply_turn_ms
+            and room.previous_turn < T.reply_turn_ms
+            and ps[room.previous_holder].evidence > 0
+            and ps[room.previous_holder].run_start > ps[max(room.holder, 0)].last_active):
+        hold = min(hold, T.reply_hold_ms)
     quiet = (holder is None or holder.muted
              or (holder.silent and t_end - holder.last_active >= T.silent_hold_ms)
-             or (t_end - holder.last_active >= T.hold_ms and holder.voiced_run == 0))
+             or (t_end - holder.last_active >= hold and holder.voiced_run == 0))
     winner = best_p if best >= (T.min_speech_ms if quiet else T.interrupt_ms) or \
         outlasted else None
     floor_moved = winner is not None
     if floor_moved:
         previous = room.holder
         room.holder = winner.slot
+        room.previous_turn = (t_end - room.floor_since if room.floor_since != NEVER_MS
+                              and previous >= 0 else math.inf)
+        room.previous_holder, room.floor_since = previous, t_end
         for p in ps:
             p.evidence = 0.0
         out.append(ev.FloorChange(room.index, t_end, winner.slot, previous, winner.video,

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 7
+#define ABI_VERSION 8
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -43,7 +43,7 @@ enum { A_SPEECH_RISE, A_SPEECH_FALL, A_FLOOR_FALL, A_FLOOR_RISE, A_LEVEL_ATTACK,
        A_LEVEL_RELEASE, A_ACT_ATTACK, A_ACT_RELEASE, A_MODULATION, N_ALPHA };
 /* rows of the per-room table (engine.ROOM_FIELDS order) */
 enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, SILENT_HOLD, AS_INTERVAL,
-       AS_PLACES, FORWARDING_SIZE, OVERLAP_MARGIN, N_ROOM_TUN };
+       AS_PLACES, FORWARDING_SIZE, OVERLAP_MARGIN, REPLY_HOLD, REPLY_TURN, N_ROOM_TUN };
 
 /* Python's min and max of two values (numba's too): the first unless the second is
  * strictly smaller (larger). */
@@ -94,7 +94,7 @@ enum { IDX, POS, ROOMS, DURATION_MS, DT, TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_S
 enum { NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
        RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL,
        MODULATION_DB, FOLLOW_DB, MOVE_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
-       HOLDER, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
+       HOLDER, FLOOR_SINCE_MS, PREVIOUS_HOLDER, PREVIOUS_TURN_MS, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
        SHOWN, FORWARDED, FORWARDED_MAIN, N_STATE };
 enum { LEVEL_SLOTS, LEVEL, VOICE, PRESENT, T_MS, N_WAVE };
 
@@ -132,7 +132,11 @@ static const Spec STATE_SPECS[N_STATE] = {
     [LAST_FRAME_MS] = {'q', 1, 1, 0, "last_frame_ms"},
     [REPORTED_SPEAKING] = {'?', 1, 1, 0, "reported_speaking"},
     [REPORTED_MS] = {'q', 1, 1, 0, "reported_ms"}, [JOINED] = {'q', 1, 0, 0, "joined"},
-    [HOLDER] = {'i', 1, 0, 0, "holder"}, [ROOM_T_MS] = {'q', 1, 1, 0, "room_t_ms"},
+    [HOLDER] = {'i', 1, 0, 0, "holder"},
+    [FLOOR_SINCE_MS] = {'q', 1, 0, 0, "floor_since_ms"},
+    [PREVIOUS_HOLDER] = {'i', 1, 0, 0, "previous_holder"},
+    [PREVIOUS_TURN_MS] = {'q', 1, 0, 0, "previous_turn_ms"},
+    [ROOM_T_MS] = {'q', 1, 1, 0, "room_t_ms"},
     [RANKING_T_MS] = {'q', 1, 1, 0, "ranking_t_ms"},
     [RANKING_PHASE_MS] = {'q', 1, 0, 0, "ranking_phase_ms"},
     [RANKED] = {'q', 2, 1, 0, "ranked"}, [SLOT_ROOM] = {'i', 1, 0, 0, "slot_room"},
@@ -310,7 +314,7 @@ static int check_state(const Py_buffer *b)
     for (size_t k = 0; k < sizeof per_slot / sizeof *per_slot; k++)
         if (LEN(b, per_slot[k]) != n_slots)
             return bad(STATE_SPECS[per_slot[k]].name);
-    static const int per_room[] = {ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED,
+    static const int per_room[] = {FLOOR_SINCE_MS, PREVIOUS_HOLDER, PREVIOUS_TURN_MS, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED,
                                    PINNED, SHOWN, FORWARDED, FORWARDED_MAIN};
     for (size_t k = 0; k < sizeof per_room / sizeof *per_room; k++)
         if (LEN(b, per_room[k]) < n_all_rooms)
@@ -522,7 +526,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     uint8_t *reported_speaking = P(uint8_t, S, REPORTED_SPEAKING);
     int64_t *reported_ms = P(int64_t, S, REPORTED_MS);
     const int64_t *joined = P(int64_t, S, JOINED);
-    const int32_t *holder = P(int32_t, S, HOLDER);
+    const int32_t *holder = P(int32_t, S, HOLDER),
+                  *previous_holder = P(int32_t, S, PREVIOUS_HOLDER);
+    const int64_t *floor_since_ms = P(int64_t, S, FLOOR_SINCE_MS),
+                  *previous_turn_ms = P(int64_t, S, PREVIOUS_TURN_MS);
     int64_t *room_t_ms = P(int64_t, S, ROOM_T_MS), *ranking_t_ms = P(int64_t, S, RANKING_T_MS);
     const int64_t *ranking_phase_ms = P(int64_t, S, RANKING_PHASE_MS);
     int64_t *ranked = P(int64_t, S, RANKED);
@@ -552,8 +559,9 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     }
     for (Py_ssize_t p = 0; p < n_rooms; p++) {
         const int64_t r = rooms[p];
-        if (holder[r] >= n_slots || pinned[r] >= n_slots || shown[r] >= n_slots) {
-            bad("holder/pinned/shown");
+        if (holder[r] >= n_slots || pinned[r] >= n_slots || shown[r] >= n_slots
+            || previous_holder[r] >= n_slots) {
+            bad("holder/pinned/shown/previous_holder");
             goto done;
         }
         for (Py_ssize_t j = 0; j < fwidth; j++)
@@ -843,11 +851,20 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             win_lv[p] = take ? lv : win_lv[p];
         }
         for (Py_ssize_t p = 0; p < n_rooms; p++) {
-            const int32_t h = holder[rooms[p]];
+            const int64_t r = rooms[p];
+            const int32_t h = holder[r];
             const double holder_silent = h < 0 ? 0.0 : (double)(t_end_room[p] - last_active_ms[h]);
+            /* a quick exchange: the previous holder answering a short turn that answered
+             * its own needs only reply_hold_ms of the holder's silence */
+            double hold_ms = ROOMV(HOLD, p);
+            const int32_t prev = previous_holder[r];
+            if (prev >= 0 && (double)(t_end_room[p] - floor_since_ms[r]) < ROOMV(REPLY_TURN, p)
+                && (double)previous_turn_ms[r] < ROOMV(REPLY_TURN, p) && evidence_ms[prev] > 0
+                && run_start_ms[prev] > last_active_ms[h < 0 ? 0 : h])
+                hold_ms = ROOMV(REPLY_HOLD, p) < hold_ms ? ROOMV(REPLY_HOLD, p) : hold_ms;
             const int quiet = h < 0 || muted[h]
                 || (silent[h] && holder_silent >= ROOMV(SILENT_HOLD, p))
-                || (holder_silent >= ROOMV(HOLD, p) && voiced_run_ms[h] == 0);
+                || (holder_silent >= hold_ms && voiced_run_ms[h] == 0);
             const double need = quiet ? ROOMV(MIN_SPEECH, p) : ROOMV(INTERRUPT, p);
             if ((best[p] > 0 && (double)best[p] >= need) || outlasted[p]) {
                 changes[2 * n_changes] = p;

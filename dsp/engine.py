@@ -20,7 +20,7 @@ from . import events as ev
 from .pcm import VAD_RATE_HZ, for_vad
 from .pcm import level_dbov as pcm_level_dbov
 from .rfc6464 import SILENCE_DBOV
-from .state import NEVER_MS, NO_SLOT, NOT_RANKED, UNKNOWN, EngineState, Rows
+from .state import LONG_TURN_MS, NEVER_MS, NO_SLOT, NOT_RANKED, UNKNOWN, EngineState, Rows
 from .tuning import DSI, LOUDEST, PROFILES, SPEAKERSWITCH, Tuning
 from .vad import VadBank
 
@@ -28,7 +28,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 7:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 8:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
                  (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
@@ -58,12 +58,13 @@ KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "spea
                 "voiced_run_ms", "last_level", "modulation_db", "follow_db", "move_db", "muted",
                 "silent",
                 "last_frame_ms", "reported_speaking", "reported_ms", "joined", "holder",
+                "floor_since_ms", "previous_holder", "previous_turn_ms",
                 "room_t_ms", "ranking_t_ms", "ranking_phase_ms", "ranked", "slot_room", "video",
                 "pinned", "shown", "forwarded", "forwarded_main")
 """The EngineState arrays dsp/_kernel.c reads and writes, in the order of its ``state``."""
 ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms", "outlast_total_ms",
                "silent_hold_ms", "active_speakers_interval_ms", "active_speakers",
-               "forwarding_size", "overlap_margin_db")
+               "forwarding_size", "overlap_margin_db", "reply_hold_ms", "reply_turn_ms")
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
 room, or one wave per room of a server sending a message per room, fits many times."""
@@ -229,6 +230,8 @@ class Engine:
             st.pinned[room] = NO_SLOT
         if st.holder[room] == slot:
             out.append(switching.set_holder(st, room, NO_SLOT, t_ms))
+        if st.previous_holder[room] == slot:
+            st.previous_holder[room] = NO_SLOT
         presentation = switching.set_presenting(st, room, slot, False, t_ms)
         if presentation is not None:
             out.append(presentation)
@@ -317,6 +320,8 @@ class Engine:
         no events: the first tick here then changes nothing that its audio does not."""
         st = self.st
         st.shown[room], st.holder[room], st.pinned[room] = shown, holder, pinned
+        st.floor_since_ms[room], st.previous_holder[room] = NEVER_MS, NO_SLOT
+        st.previous_turn_ms[room] = LONG_TURN_MS
         st.presenters[room] = list(presenters)
         # members count as just admitted: a failover is no reason to churn the SFU's streams
         st.forwarding[room] = list(forwarding)

@@ -19,6 +19,8 @@ enough that subtracting it does not overflow."""
 NOT_LOUD_MS = -NEVER_MS
 """``EngineState.loud_since_ms`` of a participant that has not (yet) sounded comparably loud
 to the holder in its current speech: 'not yet', later than any media time."""
+LONG_TURN_MS = -NEVER_MS
+"""``previous_turn_ms`` when unknown: longer than any quick exchange's turn."""
 Rows = slice | np.ndarray
 """Where a batch's slots sit in the slot arrays: their index array, or the same slots as a
 slice when they are one contiguous run (then reads are views and writes are copies, not
@@ -97,6 +99,13 @@ class EngineState:
     as in the room's member list, without walking that list."""
     # ---- per room
     holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    floor_since_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """When the holder took the floor (NEVER_MS: unknown, e.g. restored)."""
+    previous_holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    """Who held the floor before the holder (NO_SLOT: nobody, or gone)."""
+    previous_turn_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """How long that previous holder held it (LONG_TURN_MS: unknown). With
+    ``floor_since_ms``, whether the room is in a quick exchange (``Tuning.reply_hold_ms``)."""
     shown: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     room_t_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -140,7 +149,8 @@ class EngineState:
                      modulation_db=ONSET_MODULATION_DB, follow_db=0.0, move_db=0.0, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
                      reported_ms=NEVER_MS, joined=0)
-    ROOM_FILL = dict(holder=NO_SLOT, shown=NO_SLOT, pinned=NO_SLOT,
+    ROOM_FILL = dict(holder=NO_SLOT, floor_since_ms=NEVER_MS, previous_holder=NO_SLOT,
+                     previous_turn_ms=LONG_TURN_MS, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0,
                      forwarded_main=UNKNOWN)
 

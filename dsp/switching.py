@@ -6,7 +6,9 @@ stops, so scattered interjections do not add up. A challenger takes the floor wh
 evidence reaches
   - ``min_speech_ms`` if the holder has been silent for ``hold_ms`` (a turn change, the
     common case: switch fast) and its voice is not coming back in this very frame, or if
-    nobody holds the floor;
+    nobody holds the floor; in a quick exchange (the holder's turn and the one before it
+    both under ``reply_turn_ms``) the previous holder's answer, begun after the holder's
+    last word, needs only ``reply_hold_ms`` of that silence;
   - ``interrupt_ms`` while the holder is still talking or only pausing briefly (a 'yeah',
     a cough or a failed interruption never lasts that long);
   - ``min_speech_ms`` also once the holder has been silent for ``outlast_ms`` and the
@@ -36,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import events as ev
-from .state import NO_SLOT, NOT_LOUD_MS, EngineState, Rows
+from .state import LONG_TURN_MS, NEVER_MS, NO_SLOT, NOT_LOUD_MS, EngineState, Rows
 
 
 def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
@@ -110,11 +112,24 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     holder = st.holder[rooms]
     safe = np.where(holder >= 0, holder, 0)
     holder_silent_ms = t_end_ms - st.last_active_ms[safe]
+    hold_ms = st.tuning["hold_ms"][rooms]
+    # a quick exchange: the previous holder answering (talking since the holder's last
+    # word, not over it) a short turn that answered its own
+    previous = st.previous_holder[rooms]
+    safe_previous = np.maximum(previous, 0)
+    reply_turn = st.tuning["reply_turn_ms"][rooms]
+    reply = ((previous >= 0) & (t_end_ms - st.floor_since_ms[rooms] < reply_turn)
+             & (st.previous_turn_ms[rooms] < reply_turn)
+             & (st.evidence_ms[safe_previous] > 0)
+             & (st.run_start_ms[safe_previous] > st.last_active_ms[safe]))
+    if reply.any():
+        hold_ms = np.where(reply, np.minimum(hold_ms, st.tuning["reply_hold_ms"][rooms]),
+                           hold_ms)
     # a holder whose voice is back (speech-like frames, not yet a 60 ms run) keeps the
     # floor when its hold runs out: the listener who spoke into its pause has not won it
     quiet = ((holder < 0) | st.muted[safe]
              | (st.silent[safe] & (holder_silent_ms >= st.tuning["silent_hold_ms"][rooms]))
-             | ((holder_silent_ms >= st.tuning["hold_ms"][rooms])
+             | ((holder_silent_ms >= hold_ms)
                 & (st.voiced_run_ms[safe] == 0)))
     need = np.where(quiet, st.tuning["min_speech_ms"][rooms], st.tuning["interrupt_ms"][rooms])
     ready = (best_r > 0) & (best_r >= need)
@@ -179,6 +194,11 @@ def set_holder(st: EngineState, room: int, slot: int, t_ms: int) -> ev.FloorChan
     if slot == previous:
         return None
     st.holder[room] = slot
+    since = int(st.floor_since_ms[room])
+    st.previous_holder[room] = previous
+    st.previous_turn_ms[room] = t_ms - since if since != NEVER_MS and previous >= 0 \
+        else LONG_TURN_MS
+    st.floor_since_ms[room] = t_ms
     st.evidence_ms[st.room_slots[room]] = 0.0
     if slot < 0:
         return ev.FloorChange(room, t_ms, NO_SLOT, previous, False, -127.0, 0)

@@ -435,7 +435,7 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
     talkers = {r: {0} for r in rooms}
     gap = {r: -1 for r in rooms}   # a participant index whose packets stop for a while
     out: list[ev.Event] = []
-    leaking_steps = 0
+    leaking_steps = quick_steps = 0
     for k in range(900):
         t = k * 20
         r = rooms[int(rng.integers(len(rooms)))]
@@ -495,9 +495,14 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
                                         [f[2] for f in mine], [f[3] for f in mine]))
             st = eng.st  # a participant whose frames follow its room's loudest one's
             leaking_steps += bool(((st.follow_db < 0.5 * st.move_db) & (st.move_db >= 2.0)).any())
+            # a room in a quick exchange (a short turn answering a short turn)
+            quick_steps += bool(((st.previous_holder >= 0)
+                                 & (st.previous_turn_ms < PROFILES["meeting"].reply_turn_ms)
+                                 ).any())
     state = _state_copy(eng.st)
     state["ranked"] = eng.st.ranked.copy()
     state["leaking_steps"] = np.array(leaking_steps)
+    state["quick_steps"] = np.array(quick_steps)
     return out, state
 
 
@@ -513,6 +518,7 @@ def test_the_compiled_kernel_decides_as_the_numpy_path(seed, monkeypatch):
             ev.ForwardingChange} <= kinds, kinds
     assert len(reference) > 500
     assert reference_state["leaking_steps"] > 50  # frames taken for a leak: in both paths
+    assert reference_state["quick_steps"] > 50    # rooms in a quick exchange
     assert fast == reference
     for name, a in fast_state.items():
         np.testing.assert_array_equal(a, reference_state[name], err_msg=name)
