@@ -42,6 +42,7 @@ class Bridge:
         self.args = args
         self.stub: pbg.SpeakerSwitchStub | None = None  # made on the server's loop
         self.sources: dict[str, tuple[int, int, int]] = {}  # participant -> (ssrc, pub, stream)
+        self.publishing: set[str] = set()  # mapped, its forwarder not yet set up
         self.http: aiohttp.ClientSession | None = None
         self.janus_session = 0
         self.janus_handle = 0
@@ -78,16 +79,22 @@ class Bridge:
         """A closed tab: Janus drops its publisher; unmap whoever is no longer listed."""
         while True:
             await asyncio.sleep(1)
-            if not self.sources:
-                continue
-            try:
-                data = await self.janus({"request": "listparticipants", "room": ROOM})
-            except (aiohttp.ClientError, KeyError):
-                continue
-            live = {p["id"] for p in data.get("participants", []) if p.get("publisher")}
-            for name, (_, pub, _) in list(self.sources.items()):
-                if pub not in live:
-                    await self.unmap(name, "Janus no longer lists it")
+            await self.drop_vanished()
+
+    async def drop_vanished(self) -> None:
+        """Unmap the publishers Janus no longer lists, but not one still being published:
+        Janus lists a publisher only once its negotiation is done, and unmapping it then
+        (while `publish` waits for its forwarder) left its audio unmapped for the call."""
+        if not self.sources:
+            return
+        try:
+            data = await self.janus({"request": "listparticipants", "room": ROOM})
+        except (aiohttp.ClientError, KeyError):
+            return
+        live = {p["id"] for p in data.get("participants", []) if p.get("publisher")}
+        for name, (_, pub, _) in list(self.sources.items()):
+            if pub not in live and name not in self.publishing:
+                await self.unmap(name, "Janus no longer lists it")
 
     async def unmap(self, name: str, why: str = "") -> None:
         ssrc, pub, stream = self.sources.pop(name, (0, 0, 0))
@@ -107,7 +114,14 @@ class Bridge:
 
     async def publish(self, request: web.Request) -> web.Response:
         body = await request.json()
-        name, pub = str(body["participant"]), int(body["publisher_id"])
+        name = str(body["participant"])
+        self.publishing.add(name)
+        try:
+            return await self._publish(name, int(body["publisher_id"]), body)
+        finally:
+            self.publishing.discard(name)
+
+    async def _publish(self, name: str, pub: int, body: dict) -> web.Response:
         await self.unmap(name, "published again")
         ssrc = zlib.crc32(f"{name}/{pub}".encode()) or 1
         # mapped first: the participant is then in speakerswitch's room (MapRtpSource joins
