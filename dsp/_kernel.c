@@ -604,9 +604,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     for (Py_ssize_t p = 0; p < n_rooms; p++)
         t_end_room[p] = t_ms[p] + duration_ms[p];
 
-    /* the loudest live frame of each room (the last of equals) and its jump from its
-     * participant's previous frame: what a leak into another microphone follows
-     * (activity._without_leaks) */
+    /* who takes part in this frame (one without a frame sits it out until
+     * no_audio_timeout_ms after its last: a short gap in its packets), and the loudest
+     * live frame of each room (the last of equals) with its jump from its participant's
+     * previous frame: what a leak into another microphone follows (activity._without_leaks) */
     for (Py_ssize_t p = 0; p < n_rooms; p++) {
         loud_i[p] = -1;
         loud_lv[p] = -INFINITY;
@@ -614,8 +615,9 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t s = idx[i];
         const int64_t p = pos[i];
-        const int here = present == NULL || present[i];
-        if (!here && !((double)(t_end_room[p] - last_frame_ms[s]) > TUNV(NO_AUDIO_TIMEOUT, p)))
+        live[i] = (present == NULL || present[i])
+                  || (double)(t_end_room[p] - last_frame_ms[s]) > TUNV(NO_AUDIO_TIMEOUT, p);
+        if (!live[i])
             continue;
         const float lv = muted[s] ? SILENCE : level[i];
         if (lv >= loud_lv[p]) {
@@ -641,12 +643,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             lv = SILENCE;
             v = 0;
         }
-        if (!here && !((double)(t_end - last_frame_ms[s]) > TUNV(NO_AUDIO_TIMEOUT, p))) {
-            live[i] = 0; /* a short gap in its packets: it sits the frame out */
+        if (!live[i]) {
             active[i] = 0;
             continue;
         }
-        live[i] = 1;
         const float dt_i = dt[p];
         /* noise floor: a new participant's starts at its first sounding frame */
         float floor_ = noise_floor[s];
