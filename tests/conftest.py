@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import pathlib
 import threading
@@ -24,6 +25,18 @@ if os.environ.get("TEST_MONOTONIC_FROM_ZERO"):
     # sees starts at 0 (`TEST_MONOTONIC_FROM_ZERO=1 make test`).
     _real_monotonic, _booted = time.monotonic, time.monotonic()
     time.monotonic = lambda: _real_monotonic() - _booted
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str, path: str):
+    """A file of the repo that is no package module (benchmarks/, examples/), as module
+    ``name``; ``path`` is relative to the repo's root."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class ServerThread:

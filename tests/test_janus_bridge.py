@@ -2,18 +2,12 @@
 negotiation unfinished) is not unmapped while the bridge sets up its forwarder."""
 import argparse
 import asyncio
-import importlib.util
-import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from conftest import load_script
 
 
 def load_bridge():
-    spec = importlib.util.spec_from_file_location("janus_bridge",
-                                                  ROOT / "examples/janus/bridge.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("janus_bridge", "examples/janus/bridge.py")
 
 
 class FakeStub:

@@ -1,18 +1,13 @@
 """The quality benchmark harness runs end to end on a tiny corpus (the full run is
 `make bench-quality`)."""
-import importlib.util
-import pathlib
 
 from service.tools import scenarios
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from conftest import load_script
 
 
 def load_harness():
-    spec = importlib.util.spec_from_file_location("quality_run", ROOT / "benchmarks/quality/run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("quality_run", "benchmarks/quality/run.py")
 
 
 def test_harness_scores_every_system_and_mode(tmp_path):

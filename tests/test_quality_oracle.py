@@ -1,17 +1,10 @@
 """The perfect-detection oracle (benchmarks/quality/oracle.py) runs the floor rule on truth
 speech spans: exact decisions on a hand-made conversation."""
-import importlib.util
-import pathlib
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from conftest import load_script
 
 
 def load_oracle():
-    spec = importlib.util.spec_from_file_location("quality_oracle",
-                                                  ROOT / "benchmarks/quality/oracle.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("quality_oracle", "benchmarks/quality/oracle.py")
 
 
 # p1 talks, pauses 1000 ms (a "yeah" by p2 lands in the pause), talks again, then p2 takes

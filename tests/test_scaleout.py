@@ -5,8 +5,6 @@ no gap, duplicate or spurious switch; a Watch on any replica sees every event an
 from a sequence number."""
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import time
 
 import grpc
@@ -16,12 +14,9 @@ from service.api import speakerswitch_pb2 as pb
 from service.client import Client
 from service.runtime.rooms import RoomRegistry
 
-from conftest import script_levels
+from conftest import load_script, script_levels
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("cluster", ROOT / "benchmarks" / "cluster.py")
-cluster = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(cluster)
+cluster = load_script("cluster", "benchmarks/cluster.py")
 
 pytestmark = [
     pytest.mark.slow,
