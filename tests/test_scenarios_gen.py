@@ -59,6 +59,10 @@ def test_every_type_builds_a_consistent_truth(kind):
         leak = tracks["p2"] - s.clean["p2"][:20 * 16000]
         ratio_db = 10 * np.log10(np.mean(leak ** 2) / np.mean(p1 ** 2))
         assert -10.5 < ratio_db < -3.5
+    if kind == "music":  # music in one or two rooms, never anyone's speech
+        music = {p: spans for p, spans in s.nonspeech.items() if any(k == "music" for *_, k in spans)}
+        assert 1 <= len(music) <= 2
+        assert all(e - a >= 0.3 * 20000 - 20 for spans in music.values() for a, e, k in spans if k == "music")
     if kind == "rapid":  # quick exchanges: a change every 1-3.5 s
         assert len(changes) >= 5
         assert np.median([b - a for a, b, _ in floor]) < 3500
@@ -73,3 +77,14 @@ def test_generation_is_deterministic(tmp_path):
             (tmp_path / "b" / "echo_00" / name).read_bytes()
     truth = json.loads((tmp_path / "a" / "echo_00" / "truth.json").read_text())
     assert truth["type"] == "echo" and truth["duration_ms"] == 8000
+
+
+def test_music_is_at_its_level_beats_and_never_pauses():
+    from service.tools import synth
+    x = synth.music(np.random.default_rng(3), 10.0, 16000, -30.0)
+    assert len(x) == 160000
+    assert 10 * np.log10(np.mean(x ** 2)) == pytest.approx(-30.0, abs=0.01)
+    frame_db = 10 * np.log10(np.mean(x.reshape(-1, 320) ** 2, axis=1) + 1e-12)
+    p5, p95 = np.percentile(frame_db, [5, 95])
+    assert p95 - p5 > 6.0                 # the beat and the notes move the level...
+    assert frame_db.min() > -30.0 - 15    # ...but it never pauses for a floor to settle in

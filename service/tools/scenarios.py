@@ -44,7 +44,7 @@ MERGE_GAP_MS = 600
 MIN_TURN_MS = 1000
 MIN_INTERRUPT_MS = 1500
 TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large", "rapid",
-         "crosstalk")
+         "crosstalk", "music")
 RECORDED = "recorded"
 """Real recorded voices with conversational timing (``recorded.py``): built only where
 Debian's asterisk-core-sounds packages are installed (``make recorded-speech``), so not
@@ -307,6 +307,14 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
         s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
         _turn_taking(s, s.participants, backchannels=0.05)
         s.share_room(s.participants[0], s.participants[1])
+    elif kind == "music":  # music playing in one or two rooms, from a radio to a loud TV
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
+        _turn_taking(s, s.participants, backchannels=0.03)
+        for p in rng.choice(s.participants, int(rng.integers(1, 3)), replace=False):
+            start = rng.uniform(0, seconds / 2)
+            end = min(seconds, start + rng.uniform(0.3, 1.0) * seconds)
+            s.sound(str(p), synth.music(rng, end - start, s.rate, rng.uniform(-45, -25)),
+                    start, "music")
     else:
         raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
     return s

@@ -4,7 +4,7 @@ Nothing here is recorded speech. ``speech_like`` makes what level meters and web
 to in speech: a glottal-like harmonic source with a drifting f0, shaped by vowel formants,
 in syllables of 120-280 ms with consonant bursts, grouped into words with short gaps, at a
 3-6 Hz syllabic rhythm. The noises are the ones users complain about: fans, room hiss,
-keyboard typing, door slams, coughs, breaths. All are deterministic for a given generator.
+keyboard typing, door slams, coughs, breaths, music in the background. All are deterministic for a given generator.
 Signals are float arrays where 1.0 is int16 full scale; levels are dBov (RMS 32768 = 0).
 """
 from __future__ import annotations
@@ -160,6 +160,54 @@ def breath(rng: np.random.Generator, rate: int, level_dbov: float) -> np.ndarray
     """An in-breath: band-passed noise under a smooth 250-550 ms envelope."""
     m = int(rng.uniform(0.25, 0.55) * rate)
     x = _band(rng.standard_normal(m), 400, 3000, rate) * np.sin(np.linspace(0, np.pi, m)) ** 1.5
+    return unit_rms(x) * dbov_gain(level_dbov)
+
+
+MAJOR_SCALE_SEMITONES = (0, 2, 4, 5, 7, 9, 11, 12)
+
+
+def _note(f_hz: float, seconds: float, rate: int, harmonics: int, decay_s: float) -> np.ndarray:
+    """A plucked or struck note: harmonics falling off as 1/k, a 10 ms attack, an
+    exponential decay."""
+    tt = np.arange(int(seconds * rate)) / rate
+    partials = sum(np.sin(2 * np.pi * f_hz * k * tt) / k
+                   for k in range(1, harmonics + 1) if f_hz * k < 0.45 * rate)
+    return np.minimum(1.0, tt / 0.01) * np.exp(-tt / decay_s) * partials
+
+
+def music(rng: np.random.Generator, seconds: float, rate: int, level_dbov: float) -> np.ndarray:
+    """Background music (a radio, a television, a cafe): bars of four beats at 70-140 bpm,
+    a kick drum on each beat and a hi-hat between, a bass note, one or two melody notes a
+    beat and a held chord. What makes it hard for a speaker detector: it is harmonic (a
+    VAD marks much of it voiced), the beat modulates its level by several dB at 1-2 Hz, and
+    it never pauses long enough for a noise floor to settle under it."""
+    n = int(seconds * rate)
+    x = np.zeros(n)
+
+    def mix(y: np.ndarray, start_s: float) -> None:
+        i = int(start_s * rate)
+        if i < n:
+            x[i:i + len(y)] += y[: n - i]
+
+    beat_s = 60.0 / rng.uniform(70, 140)
+    key_hz = rng.uniform(110, 220)
+    t = 0.0
+    while t < seconds:
+        root_hz = key_hz * 2 ** (MAJOR_SCALE_SEMITONES[int(rng.integers(0, 6))] / 12)
+        for b in range(4):
+            tb = t + b * beat_s
+            kt = np.arange(int(0.12 * rate)) / rate  # kick: a sine thump falling 130 -> 50 Hz
+            mix(0.9 * np.sin(2 * np.pi * (50 + 80 * np.exp(-kt / 0.02)) * kt) * np.exp(-kt / 0.05), tb)
+            m = int(0.03 * rate)
+            hat = unit_rms(_band(rng.standard_normal(m), 5000, 7900, rate))
+            mix(0.15 * hat * np.exp(-np.arange(m) / rate / 0.01), tb + beat_s / 2)
+            mix(0.5 * _note(root_hz / 2, beat_s, rate, 3, beat_s), tb)
+            for k in range(int(rng.integers(1, 3))):
+                f = 2 * key_hz * 2 ** (MAJOR_SCALE_SEMITONES[int(rng.integers(0, 8))] / 12)
+                mix(0.35 * _note(f, beat_s / 2, rate, 5, 0.25), tb + k * beat_s / 2)
+        for interval in (0, 4, 7):  # a major triad held over the bar
+            mix(0.12 * _note(root_hz * 2 ** (interval / 12), 4 * beat_s, rate, 4, 3.0), t)
+        t += 4 * beat_s
     return unit_rms(x) * dbov_gain(level_dbov)
 
 
