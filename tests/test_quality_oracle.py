@@ -41,3 +41,33 @@ def test_the_sweep_scores_each_setting_with_the_scorer():
     table = o.report(results)
     assert table.splitlines()[0].startswith("| hold_ms | talk_ms | acc%")
     assert len(table.splitlines()) == 4
+
+
+# p1 talks 0-6000; p2's failed interruption at 2000-2900 (p1 keeps going); p3 interrupts at
+# 5000 and outlasts p1: the floor is p3's from 5000.
+OVERLAP = {"scenario": "hand_01", "type": "overlap", "duration_ms": 10000,
+           "speech": {"p1": [[0, 6000]], "p2": [[2000, 2900]], "p3": [[5000, 9000]]},
+           "floor": [[0, 5000, "p1"], [5000, 10000, "p3"]],
+           "changes": [[5000, "p1", "p3"]]}
+
+
+def test_a_short_interrupt_shows_the_overlap_sooner_and_the_failed_interruption_too():
+    o = load_oracle()
+    # 600 ms of talk over p1: p2 at 2600 (false), p1 back at 3200 (600 ms of talk over p2,
+    # who stopped at 2900), p3 at 5600: 600 ms after the change
+    assert o.decide(OVERLAP, 700, 180, 600, 250) == [
+        (180.0, "p1"), (2600.0, "p2"), (3200.0, "p1"), (5600.0, "p3")]
+    # 1200 ms: the 900 ms interruption never switches; p3 is shown at 6200
+    assert o.decide(OVERLAP, 700, 180, 1200, 250) == [(180.0, "p1"), (6200.0, "p3")]
+
+
+def test_the_interrupt_sweep_reports_overlapping_changes_and_their_cost():
+    o = load_oracle()
+    results = o.interrupt_sweep([OVERLAP], interrupts=(600, 1200))
+    short, long_ = (dict(by)["ALL"] for _need, by in results)
+    assert short["overlap_changes"] == long_["overlap_changes"] == 1
+    assert short["overlap_median_ms"] == 600 and long_["overlap_median_ms"] == 1200
+    assert short["false_per_min"] == 1 / (10000 / 60000) and long_["false_per_min"] == 0
+    table = o.report_interrupt(results)
+    assert table.splitlines()[0].startswith("| interrupt_ms | acc%")
+    assert len(table.splitlines()) == 4

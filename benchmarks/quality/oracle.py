@@ -12,6 +12,12 @@ holder has been silent ``outlast_ms`` and the challenger's talk plus that silenc
 every change of floor). Levels play no part: nobody is louder or quieter. The decisions are
 scored by ``service.tools.evaluate``, as the engine's are.
 
+The second table sweeps ``interrupt_ms`` instead. In an overlapping turn change the
+newcomer starts while the holder still talks; the truth gives it the floor from its start
+if it outlasts the holder, and a failed interruption (the holder keeps going) changes
+nothing. Switching while both talk is the only way to show such a change sooner than the
+holder's stop, and the table says what every such setting costs.
+
 Why: a "yeah" dropped into a pause of the holder longer than the hold switches whatever
 the detector, because its first ``talk_ms`` cannot say whether it is a backchannel or the
 start of a turn. Sweeping ``hold_ms`` x ``talk_ms`` shows which targets any
@@ -40,6 +46,10 @@ HOLD_GRID_MS = (600, 700, 800, 900, 1000, 1200)
 TALK_GRID_MS = (120, 180, 250, 300, 400, 500)
 """The sweep. ``talk_ms`` is all the talking a challenger needs: the engine's ``min_run_ms``
 plus ``min_speech_ms`` (60 + 120 = 180 ms in the meeting profile)."""
+INTERRUPT_GRID_MS = (400, 600, 800, 1000, 1200, 1500, 2000)
+"""The second sweep, of ``interrupt_ms`` (talk over a holder who is still talking) at the
+meeting profile's hold and talk: how soon an overlapping turn change could be shown, and
+what that costs in switches to interrupters who do not keep the floor."""
 
 
 def speech_grid(truth: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -101,6 +111,37 @@ def sweep(truths: list[dict], holds=HOLD_GRID_MS, talks=TALK_GRID_MS
     return out
 
 
+def interrupt_sweep(truths: list[dict], interrupts=INTERRUPT_GRID_MS
+                    ) -> list[tuple[float, list[tuple[str, dict]]]]:
+    """Per ``interrupt_ms``, at the meeting profile's hold and talk: the evaluate summary
+    by scenario type."""
+    base = PROFILES["meeting"]
+    talk = base.min_run_ms + base.min_speech_ms
+    return [(need, ev.by_type([ev.score(t, decide(t, base.hold_ms, talk, need, base.outlast_ms,
+                                                   base.outlast_total_ms)) for t in truths]))
+            for need in interrupts]
+
+
+def report_interrupt(results: list[tuple[float, list[tuple[str, dict]]]]) -> str:
+    """One row per ``interrupt_ms``: overall figures, overlapping changes, false switches."""
+    head = ["interrupt_ms", "acc%", "med_ms", "false/min", "ovl_n", "ovl_med_ms",
+            "acc% overlap", "false overlap", "false backchannel"]
+    rows = []
+    for need, by in results:
+        summary = dict(by)
+        a = summary["ALL"]
+        o = summary.get("overlap")
+        b = summary.get("backchannel")
+        rows.append([f"{need:g}", f"{100 * a['accuracy']:.1f}", _ms(a["delay_median_ms"]),
+                     f"{a['false_per_min']:.2f}", str(a["overlap_changes"]),
+                     _ms(a["overlap_median_ms"]),
+                     "-" if o is None else f"{100 * o['accuracy']:.1f}",
+                     "-" if o is None else f"{o['false_per_min']:.2f}",
+                     "-" if b is None else f"{b['false_per_min']:.2f}"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def report(results: list[tuple[float, float, list[tuple[str, dict]]]]) -> str:
     """One row per setting: overall accuracy and delays, false switches per type."""
     types = [t for t, _ in results[0][2] if t != "ALL"]
@@ -131,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     corpus = (pathlib.Path(a.corpus) if a.corpus
               else quality.ensure_scenarios(quality.CACHE / "3x60", 3, 60.0))
     truths = [ev.load_truth(path) for path in sorted(corpus.glob("*/truth.json"))]
-    text = report(sweep(truths))
+    base = PROFILES["meeting"]
+    text = (report(sweep(truths)) + "\n\nTalk over a holder who is still talking "
+            f"(`interrupt_ms`), at hold_ms {base.hold_ms:g} and talk_ms "
+            f"{base.min_run_ms + base.min_speech_ms:g}; ovl: turn changes whose newcomer "
+            "started before the holder stopped:\n\n" + report_interrupt(interrupt_sweep(truths)))
     print(text)
     if a.out:
         pathlib.Path(a.out).write_text(
