@@ -32,6 +32,8 @@ def test_precedence(tmp_path):
     (dict(env={"SPEAKERSWITCH_INSECURE_NO_AUTH": "maybe"}), "insecure_no_auth: expected true/false"),
     (dict(overrides={"profile": "karaoke"}, env={}), "profile: unknown 'karaoke'"),
     (dict(overrides={"idle_timeout_s": 0}, env={}), "idle_timeout_s: must be > 0"),
+    (dict(env={"SPEAKERSWITCH_RTP_JITTER_MS": "0"}), r"rtp_jitter_ms: 0.0 is outside \(0, 1000\] ms"),
+    (dict(overrides={"rtp_jitter_ms": 5000.0}, env={}), "rtp_jitter_ms: 5000.0 is outside"),
 ])
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -61,3 +63,9 @@ def test_nan_is_not_a_positive_number():
             config.load({"insecure_no_auth": True}, env={key: "nan"})
     with pytest.raises(ValueError, match="max_participants: must be >= 0"):
         config.load({"insecure_no_auth": True, "max_participants": -1}, env={})
+
+
+def test_the_rtp_jitter_wait_comes_from_the_environment():
+    c = config.load({"insecure_no_auth": True}, env={"SPEAKERSWITCH_RTP_JITTER_MS": "250"})
+    assert c.rtp_jitter_ms == 250.0
+    assert config.load({"insecure_no_auth": True}, env={}).rtp_jitter_ms == 60.0

@@ -815,3 +815,17 @@ def test_an_unmapped_source_leaves_and_its_waiting_packets_do_not_bring_it_back(
     assert left == [40]
     after = [(t_ms, who) for t_ms, who in frames(ticks) if t_ms > left[0]]
     assert after and all(p == "b" for _, tick in after for p, *_ in tick), after
+
+
+def test_a_longer_jitter_wait_keeps_a_packet_a_stalled_host_read_late():
+    """Tick 1 ends 40 ms after the room's clock starts; its packet, read at 120 ms (the host
+    stalled), is late after the default 60 ms wait and in time with a 150 ms one."""
+    for wait_ms, late, levels in ((rtp_ingest.JITTER_MS, 1, [40]), (150.0, 0, [40, 30])):
+        ingest = RtpIngest(sources({"a": 0}), late_wait_ms=wait_ms)
+        ingest.receive([packet(ssrc=1000, ts=0, seq=1, extension=level_element(40, True))], 0.0)
+        ingest.receive([packet(ssrc=1000, ts=960, seq=2, extension=level_element(30, True))],
+                       0.12)
+        assert ingest.counts["late"] == late
+        (req,) = ingest.closed(1.0).values()
+        got = [f[0][1] for _t, f in frames(req.ticks) if f and f != SILENT_A]
+        assert got == levels

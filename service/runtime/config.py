@@ -17,6 +17,8 @@ ENV_PREFIX = "SPEAKERSWITCH_"
 CLIENT_ENV = frozenset({"SPEAKERSWITCH_TOKEN", "SPEAKERSWITCH_CONFIG"})
 """SPEAKERSWITCH_* variables that are not server settings: the clients' default token (a
 shell may export it beside a server), the config file's path."""
+MAX_RTP_JITTER_MS = 1000.0
+"""``rtp_jitter_ms`` at most: a wait of a second already shows every switch a second late."""
 _SERVICE_LINK_NAME = re.compile(
     r"(?:.+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_.+)?|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)")
 _SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://", re.IGNORECASE)
@@ -52,6 +54,11 @@ class ServiceConfig:
     this port can speak for a mapped SSRC, so bind it where only the media servers reach."""
     rtp_map: str = ""
     """JSON file mapping SSRCs to tenant, room and participant (docs/rtp.md)."""
+    rtp_jitter_ms: float = 60.0
+    """How long after a 20 ms tick's end (wall clock) the RTP ingest still takes its late
+    packets. Longer keeps packets that a stalled host (a starved CPU) read late, for that
+    much more delay before each tick is decided; the packet counter's ``late`` outcome
+    says when it is too short."""
     profile: str = "meeting"
     """Tuning profile of rooms that do not choose one."""
     idle_timeout_s: float = 300.0
@@ -154,6 +161,9 @@ class ServiceConfig:
             raise ValueError(f"http_port: {self.http_port} is not a TCP port (or -1)")
         if not -1 <= self.rtp_port <= 65535:
             raise ValueError(f"rtp_port: {self.rtp_port} is not a UDP port (or -1)")
+        if not 0 < self.rtp_jitter_ms <= MAX_RTP_JITTER_MS:  # also refuses NaN
+            raise ValueError(f"rtp_jitter_ms: {self.rtp_jitter_ms} is outside "
+                             f"(0, {MAX_RTP_JITTER_MS:g}] ms")
         if self.rtp_map and self.rtp_port < 0:
             raise ValueError("rtp_map: set rtp_port too (the map is for the RTP ingest)")
         if self.workers < 1:

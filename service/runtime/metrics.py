@@ -21,7 +21,7 @@ log = logging.getLogger("speakerswitch.metrics")
 SWITCH_DELAY_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25,
                           1.5, 2.0, 3.0, 5.0, 10.0)
 # RFC 3550 interarrival jitter of an RTP source: a LAN has under 1 ms; the ingest waits
-# JITTER_MS = 60 ms for late packets, so sources beyond it lose packets as late.
+# rtp_jitter_ms (60 ms by default) for late packets, so sources beyond it lose packets as late.
 RTP_JITTER_BUCKETS_S = (5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 3e-2, 4e-2, 6e-2, 0.1, 0.2, 0.5)
 # Wall time from receiving a request to sending its decisions: the service's own cost.
 # Fine steps from 1 to 30 ms, where the targets lie (p99 <= 2 ms for a small

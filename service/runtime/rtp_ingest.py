@@ -8,7 +8,7 @@ first packet, or again after a restart or a jump) and advances by its own timest
 then on: arrival jitter does not move a packet to another tick. A room's 20 ms tick is
 closed, and becomes a ``RoomTick`` of the ordinary gRPC path, when every source of the room
 has sent its packets for it (its timestamp steps say its next packet starts in a later
-tick), or ``JITTER_MS`` after its end on the wall clock, whichever is first; a packet for
+tick), or ``late_wait_ms`` (``JITTER_MS``) after its end on the wall clock, whichever is first; a packet for
 a closed tick is late and dropped.
 
 Time comes in as ``now_s`` (wall clock, seconds); this module reads no clock and does no
@@ -31,8 +31,11 @@ from ..api import speakerswitch_pb2 as pb
 TICK_MS = 20
 """The engine's frame: one RoomTick per room per 20 ms of media time."""
 JITTER_MS = 60
-"""How long after a tick's end (wall clock) it waits for late packets: network jitter on
-a LAN is a few ms; the videobridge treats 60 ms without packets as silence."""
+"""How long after a tick's end (wall clock) it waits for late packets, by default (the
+``rtp_jitter_ms`` setting): network jitter on a LAN is a few ms; the videobridge treats
+60 ms without packets as silence. A host that stalls the ingest longer than this (a
+starved CPU) loses packets as late: the ``late`` outcome of the packet counter says so,
+and a longer wait keeps them, for that much more delay before a tick is decided."""
 REANCHOR_MS = 1000
 """A source whose RTP time strays this far from its room's clock (an SSRC restart, a
 timestamp jump, a sender that paused without advancing its timestamps) is anchored again."""
@@ -288,10 +291,10 @@ def _silence(room: _Room, pid: str, last: int, stop: int) -> None:
                 zeros.rate = frame
 
 
-def _wall_due(room: _Room, now_s: float) -> int:
+def _wall_due(room: _Room, now_s: float, late_wait_ms: float) -> int:
     """The first of the room's ticks not closed by the wall clock at ``now_s``: those
-    before it ended more than JITTER_MS ago."""
-    return math.floor(((now_s - room.wall0_s) * 1000.0 - JITTER_MS) / TICK_MS)
+    before it ended more than ``late_wait_ms`` ago."""
+    return math.floor(((now_s - room.wall0_s) * 1000.0 - late_wait_ms) / TICK_MS)
 
 
 def _unwrap(value: int, previous: int, modulus: int) -> int:
@@ -305,7 +308,10 @@ def _unwrap(value: int, previous: int, modulus: int) -> int:
 class RtpIngest:
     """Datagrams in (``receive``), closed room ticks out (``closed``)."""
 
-    def __init__(self, sources: dict[SourceKey, RtpSource] | None = None) -> None:
+    def __init__(self, sources: dict[SourceKey, RtpSource] | None = None,
+                 late_wait_ms: float = JITTER_MS) -> None:
+        self.late_wait_ms = late_wait_ms
+        """How long after a tick's end (wall clock) its late packets are still taken."""
         self.sources: dict[SourceKey, RtpSource] = {}
         """By SSRC, or by the (host, port) the datagrams come from (host "": any)."""
         self._ports: Counter[int] = Counter()
@@ -514,7 +520,7 @@ class RtpIngest:
              * 1000.0 / src.clock_rate_hz) / TICK_MS)
         if ready > room.ready.get(pid, -1):
             room.ready[pid] = ready
-        if tick < max(room.next_tick, _wall_due(room, now_s)):
+        if tick < max(room.next_tick, _wall_due(room, now_s, self.late_wait_ms)):
             self.counts["late"] += 1
             return
         if pcm is not None:
@@ -598,7 +604,7 @@ class RtpIngest:
         self._leave_silent(now_s)
         out: dict[str, pb.StreamRequest] = {}
         for key, room in list(self._open.items()):
-            due = _wall_due(room, now_s)
+            due = _wall_due(room, now_s, self.late_wait_ms)
             present = room.latest_tick
             if present:
                 due = max(due, min(room.ready.values()))  # every source's packets are in

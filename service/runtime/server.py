@@ -671,7 +671,8 @@ async def start(config: ServiceConfig) -> RunningServer:
         from .rtp_ingest import load_map
         from .rtp_server import RtpServer
 
-        running.rtp = RtpServer(RtpIngest(load_map(config.rtp_map) if config.rtp_map else {}),
+        running.rtp = RtpServer(RtpIngest(load_map(config.rtp_map) if config.rtp_map else {},
+                                          late_wait_ms=config.rtp_jitter_ms),
                                 service.group_commit, metrics)
         service.rtp_ingest = running.rtp.ingest
         try:
