@@ -35,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 
 from dsp import events as ev
+from dsp.switching import NEWCOMER_ROOM_SIZE
 from dsp.tuning import PROFILES, Tuning
 
 SILENCE_DBOV = -127.0
@@ -80,6 +81,7 @@ class Participant:
     active: bool = False
     reported_speaking: bool = False
     reported_ms: int = NEVER_MS
+    has_held: bool = False       # has held the room's floor
 
 
 @dataclass
@@ -165,13 +167,17 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 or (p.modulation < T.min_modulation_db and holder is not None
                     and holder.modulation >= T.min_modulation_db)):
             continue
-        if best_p is None or p.evidence > best or (p.evidence == best
-                                                   and p.smooth > best_p.smooth):
-            best, best_p = p.evidence, p
+        # in a large room, one who has never held its floor needs newcomer_speech_ms more
+        e = (p.evidence if p.has_held or len(ps) < NEWCOMER_ROOM_SIZE
+             else max(p.evidence - T.newcomer_speech_ms, 0.0))
+        if e <= 0:
+            continue
+        if best_p is None or e > best or (e == best and p.smooth > best_p.smooth):
+            best, best_p = e, p
         if (holder is not None and t_end - holder.last_active >= T.outlast_ms
                 and p.loud_since is not None
                 and (t_end - p.loud_since) + (t_end - holder.last_active) >= T.outlast_total_ms
-                and p.evidence >= T.min_speech_ms):
+                and e >= T.min_speech_ms):
             outlasted = True
     hold = T.hold_ms  # a quick exchange: the previous holder answers after a short hold
     if (room.previous_holder >= 0 and t_end - room.floor_since < T.reply_turn_ms
@@ -188,6 +194,7 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
     if floor_moved:
         previous = room.holder
         room.holder = winner.slot
+        winner.has_held = True
         room.previous_turn = (t_end - room.floor_since if room.floor_since != NEVER_MS
                               and previous >= 0 else math.inf)
         room.previous_holder, room.floor_since = previous, t_end

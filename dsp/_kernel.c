@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 8
+#define ABI_VERSION 9
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -33,6 +33,7 @@
 #define LEAK_MIN_DB 3.0          /* dsp.activity.LEAK_MIN_DB */
 #define LEAK_FOLLOW_SHARE 0.5    /* dsp.activity.LEAK_FOLLOW_SHARE */
 #define LEAK_MIN_MOVE_DB 2.0     /* dsp.activity.LEAK_MIN_MOVE_DB */
+#define NEWCOMER_ROOM_SIZE 8     /* dsp.switching.NEWCOMER_ROOM_SIZE */
 
 /* rows of the per-slot tuning table (engine.SLOT_FIELDS order) */
 enum { ENERGY_SNR, MIN_SNR, MIN_LEVEL, SPEECH_MARGIN, MIN_RUN, ACT_ATTACK_MS, SPEAKING_ON,
@@ -43,7 +44,8 @@ enum { A_SPEECH_RISE, A_SPEECH_FALL, A_FLOOR_FALL, A_FLOOR_RISE, A_LEVEL_ATTACK,
        A_LEVEL_RELEASE, A_ACT_ATTACK, A_ACT_RELEASE, A_MODULATION, N_ALPHA };
 /* rows of the per-room table (engine.ROOM_FIELDS order) */
 enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, SILENT_HOLD, AS_INTERVAL,
-       AS_PLACES, FORWARDING_SIZE, OVERLAP_MARGIN, REPLY_HOLD, REPLY_TURN, N_ROOM_TUN };
+       AS_PLACES, FORWARDING_SIZE, OVERLAP_MARGIN, REPLY_HOLD, REPLY_TURN, NEWCOMER_SPEECH,
+       N_ROOM_TUN };
 
 /* Python's min and max of two values (numba's too): the first unless the second is
  * strictly smaller (larger). */
@@ -94,6 +96,7 @@ enum { IDX, POS, ROOMS, DURATION_MS, DT, TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_S
 enum { NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
        RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL,
        MODULATION_DB, FOLLOW_DB, MOVE_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
+       HAS_HELD,
        HOLDER, FLOOR_SINCE_MS, PREVIOUS_HOLDER, PREVIOUS_TURN_MS, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
        SHOWN, FORWARDED, FORWARDED_MAIN, N_STATE };
 enum { LEVEL_SLOTS, LEVEL, VOICE, PRESENT, T_MS, N_WAVE };
@@ -132,6 +135,7 @@ static const Spec STATE_SPECS[N_STATE] = {
     [LAST_FRAME_MS] = {'q', 1, 1, 0, "last_frame_ms"},
     [REPORTED_SPEAKING] = {'?', 1, 1, 0, "reported_speaking"},
     [REPORTED_MS] = {'q', 1, 1, 0, "reported_ms"}, [JOINED] = {'q', 1, 0, 0, "joined"},
+    [HAS_HELD] = {'?', 1, 0, 0, "has_held"},
     [HOLDER] = {'i', 1, 0, 0, "holder"},
     [FLOOR_SINCE_MS] = {'q', 1, 0, 0, "floor_since_ms"},
     [PREVIOUS_HOLDER] = {'i', 1, 0, 0, "previous_holder"},
@@ -526,6 +530,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     uint8_t *reported_speaking = P(uint8_t, S, REPORTED_SPEAKING);
     int64_t *reported_ms = P(int64_t, S, REPORTED_MS);
     const int64_t *joined = P(int64_t, S, JOINED);
+    const uint8_t *has_held = P(uint8_t, S, HAS_HELD);
     const int32_t *holder = P(int32_t, S, HOLDER),
                   *previous_holder = P(int32_t, S, PREVIOUS_HOLDER);
     const int64_t *floor_since_ms = P(int64_t, S, FLOOR_SINCE_MS),
@@ -828,6 +833,11 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
                   && ((double)modulation_db[s] >= min_mod || h < 0
                       || (double)modulation_db[h] < min_mod)))
                 e = 0.0f;
+            /* in a large room, one who has never held its floor needs newcomer_speech_ms
+             * more */
+            if (e != 0 && !has_held[s]
+                && member_start[p + 1] - member_start[p] >= NEWCOMER_ROOM_SIZE)
+                e = (float)maxd_((double)e - ROOMV(NEWCOMER_SPEECH, p), 0.0);
             /* a room changes hands only on evidence (best > 0, or an interrupter with
              * evidence that outlasted the holder), so only participants with evidence
              * can win it: the others (most) are done */

@@ -28,7 +28,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 8:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 9:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
                  (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
@@ -57,14 +57,16 @@ KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "spea
                 "last_active_ms", "run_start_ms", "loud_since_ms", "onset_ms", "evidence_ms",
                 "voiced_run_ms", "last_level", "modulation_db", "follow_db", "move_db", "muted",
                 "silent",
-                "last_frame_ms", "reported_speaking", "reported_ms", "joined", "holder",
+                "last_frame_ms", "reported_speaking", "reported_ms", "joined", "has_held",
+                "holder",
                 "floor_since_ms", "previous_holder", "previous_turn_ms",
                 "room_t_ms", "ranking_t_ms", "ranking_phase_ms", "ranked", "slot_room", "video",
                 "pinned", "shown", "forwarded", "forwarded_main")
 """The EngineState arrays dsp/_kernel.c reads and writes, in the order of its ``state``."""
 ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms", "outlast_total_ms",
                "silent_hold_ms", "active_speakers_interval_ms", "active_speakers",
-               "forwarding_size", "overlap_margin_db", "reply_hold_ms", "reply_turn_ms")
+               "forwarding_size", "overlap_margin_db", "reply_hold_ms", "reply_turn_ms",
+               "newcomer_speech_ms")
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
 room, or one wave per room of a server sending a message per room, fits many times."""

@@ -97,6 +97,8 @@ class EngineState:
     joined: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """Join order (a counter, larger is later): ties in a ranking go to the earlier joiner,
     as in the room's member list, without walking that list."""
+    has_held: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    """Whether the participant has held its room's floor (see ``Tuning.newcomer_speech_ms``)."""
     # ---- per room
     holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     floor_since_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -148,7 +150,7 @@ class EngineState:
                      onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
                      modulation_db=ONSET_MODULATION_DB, follow_db=0.0, move_db=0.0, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
-                     reported_ms=NEVER_MS, joined=0)
+                     reported_ms=NEVER_MS, joined=0, has_held=False)
     ROOM_FILL = dict(holder=NO_SLOT, floor_since_ms=NEVER_MS, previous_holder=NO_SLOT,
                      previous_turn_ms=LONG_TURN_MS, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0,

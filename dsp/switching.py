@@ -16,6 +16,8 @@ evidence reaches
     outlasted the holder need not wait out the whole ``hold_ms`` (in overlapping turn
     changes that wait was most of the switch delay), and the shorter the overlap was, the
     longer the silence it must outlast.
+In a room of ``NEWCOMER_ROOM_SIZE`` or more, a challenger that has never held the floor
+needs ``newcomer_speech_ms`` more evidence than these.
 A challenger must also sound like speech: its level modulated by syllables
 (``min_modulation_db``), which a breath before a turn or a hum is not, if the holder's is.
 This is evidence accumulated over time instead of a fixed hold after each switch, the
@@ -39,6 +41,12 @@ import numpy as np
 
 from . import events as ev
 from .state import LONG_TURN_MS, NEVER_MS, NO_SLOT, NOT_LOUD_MS, EngineState, Rows
+
+NEWCOMER_ROOM_SIZE = 8
+"""Rooms of at least this many participants (an audience, a space) ask more evidence of
+those who have never held the floor (``Tuning.newcomer_speech_ms``): there, most never
+speak, and their coughs and 'yeah's outnumber their first turns. In a meeting of a few,
+everyone is a likely speaker and a first turn is not delayed."""
 
 
 def accumulate_evidence(st: EngineState, idx: np.ndarray, room_of: np.ndarray,
@@ -106,6 +114,14 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
           | (st.modulation_db[np.maximum(holder_k, 0)] < min_mod)]
     evidence = np.zeros(len(idx), dtype=np.float32)
     evidence[k] = stored[k]
+    # in a large room, one who has never held its floor needs newcomer_speech_ms more
+    new = k[~st.has_held[idx[k]]]
+    if new.size:  # (few: the room's size is looked up for these only)
+        size = np.fromiter((len(st.room_slots[r]) for r in room_of[new].tolist()), np.int64,
+                           new.size)
+        new = new[size >= NEWCOMER_ROOM_SIZE]
+        evidence[new] = np.maximum(
+            evidence[new] - st.tuning["newcomer_speech_ms"][room_of[new]], 0.0)
     best = np.zeros(st.n_rooms, dtype=np.float32)
     np.maximum.at(best, room_of[k], evidence[k])
     best_r = best[rooms]
@@ -194,6 +210,8 @@ def set_holder(st: EngineState, room: int, slot: int, t_ms: int) -> ev.FloorChan
     if slot == previous:
         return None
     st.holder[room] = slot
+    if slot >= 0:
+        st.has_held[slot] = True
     since = int(st.floor_since_ms[room])
     st.previous_holder[room] = previous
     st.previous_turn_ms[room] = t_ms - since if since != NEVER_MS and previous >= 0 \

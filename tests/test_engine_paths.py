@@ -181,7 +181,8 @@ def test_contiguous_slots_and_ordered_levels_decide_as_the_general_path(seed, mo
 
 
 def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: float,
-                             last_active: list[int]) -> tuple[list, list, int]:
+                             last_active: list[int], held_share: float = 0.8
+                             ) -> tuple[list, list, int]:
     """switching.takeovers on a random state, and the same decided one room at a time;
     also how many rooms change only because an interrupter outlasted the holder."""
     rng = np.random.default_rng(seed)
@@ -199,6 +200,8 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
                                 [st.room_slots[r][0] for r in rooms], -1)
     # a few have talked long, but never within overlap_margin_db of their holder
     st.loud_since_ms[np.random.default_rng(seed).random(st.n_slots) < 0.1] = NOT_LOUD_MS
+    # most have held their room's floor before; the others need newcomer_speech_ms more
+    st.has_held[:] = np.random.default_rng(seed + 100).random(st.n_slots) < held_share
     t_end = np.full(len(rooms), 1000)
     tuning = {"takeover_recency_ms": np.full(len(idx), 100.0),
               "min_modulation_db": np.full(len(idx), 1.75)}
@@ -210,6 +213,9 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
     evidence = np.where((1000 - st.last_active_ms[idx] <= 100)
                         & ((st.modulation_db[idx] >= 1.75) | (holder_mod < 1.75)),
                         st.evidence_ms[idx], 0.0)
+    large = np.bincount(room_of)[room_of] >= switching.NEWCOMER_ROOM_SIZE
+    evidence = np.where(st.has_held[idx] | ~large, evidence,
+                        np.maximum(evidence - st.tuning["newcomer_speech_ms"][room_of], 0.0))
     want, n_outlasted = [], 0
     for r, (room_t, holder) in zip(rooms.tolist(), zip(t_end, st.holder[rooms])):
         mine = room_of == r
@@ -247,7 +253,7 @@ def test_interrupters_that_outlasted_the_holder_take_the_floor_as_one_room_at_a_
     """Holders silent for 300 ms (past outlast_ms, short of hold_ms), challengers with
     turn-change evidence that started 1.5 s or 0.5 s ago: only the former may switch."""
     got, want, n_outlasted = _takeovers_and_reference(seed, [0.5, 0.25, 0.25, 0.0], 1.0,
-                                                      [700, 1000])
+                                                      [700, 1000], held_share=1.0)
     assert n_outlasted >= 2
     assert got == want
 

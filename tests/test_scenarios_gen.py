@@ -63,6 +63,9 @@ def test_every_type_builds_a_consistent_truth(kind):
         music = {p: spans for p, spans in s.nonspeech.items() if any(k == "music" for *_, k in spans)}
         assert 1 <= len(music) <= 2
         assert all(e - a >= 0.3 * 20000 - 20 for spans in music.values() for a, e, k in spans if k == "music")
+    if kind == "space":  # 25 in the room, the floor only ever with the 2-4 on stage
+        assert len(s.participants) == 25
+        assert {h for _a, _b, h in floor} <= set(s.participants[:4])
     if kind == "rapid":  # quick exchanges: a change every 1-3.5 s
         assert len(changes) >= 5
         assert np.median([b - a for a, b, _ in floor]) < 3500

@@ -44,7 +44,7 @@ MERGE_GAP_MS = 600
 MIN_TURN_MS = 1000
 MIN_INTERRUPT_MS = 1500
 TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large", "rapid",
-         "crosstalk", "music")
+         "crosstalk", "music", "space")
 RECORDED = "recorded"
 """Real recorded voices with conversational timing (``recorded.py``): built only where
 Debian's asterisk-core-sounds packages are installed (``make recorded-speech``), so not
@@ -315,6 +315,26 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
             end = min(seconds, start + rng.uniform(0.3, 1.0) * seconds)
             s.sound(str(p), synth.music(rng, end - start, s.rate, rng.uniform(-45, -25)),
                     start, "music")
+    elif kind == "space":  # an audio space: 25 in the room, 2-4 on stage, the rest listening
+        s = Scene(rng, seconds, _voices(rng, 25))
+        talkers = s.participants[:int(rng.integers(2, 5))]
+        _turn_taking(s, talkers, turn_s=(5.0, 20.0), backchannels=0.0)
+        for p in s.participants[len(talkers):]:
+            if rng.random() < 0.4:  # muted listeners
+                s.mute(p, 0, seconds)
+                continue
+            if rng.random() < 0.5:  # the others' rooms, some noisy
+                s.tracks[p] += synth.noise(rng, len(s.tracks[p]), rng.uniform(-60, -40),
+                                           str(rng.choice(["fan", "pink", "brown"])), s.rate)
+            for t in np.arange(2.0, seconds - 2.0, 10.0):  # now and then a cough, typing, a 'yeah'
+                r, at = rng.random(), t + rng.uniform(0, 8)
+                if r < 0.08:
+                    s.sound(p, synth.cough(rng, s.rate, rng.uniform(-35, -20)), at, "cough")
+                elif r < 0.14:
+                    s.sound(p, synth.keyboard(rng, rng.uniform(1, 5), s.rate,
+                                              rng.uniform(-45, -28)), at, "keyboard")
+                elif r < 0.22:
+                    s.say(p, at, rng.uniform(0.15, 0.8))
     else:
         raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
     return s
