@@ -322,6 +322,8 @@ class Engine:
         no events: the first tick here then changes nothing that its audio does not."""
         st = self.st
         st.shown[room], st.holder[room], st.pinned[room] = shown, holder, pinned
+        if holder >= 0:  # of who held the floor before, only the holder is known
+            st.has_held[holder] = True
         st.floor_since_ms[room], st.previous_holder[room] = NEVER_MS, NO_SLOT
         st.previous_turn_ms[room] = LONG_TURN_MS
         st.presenters[room] = list(presenters)

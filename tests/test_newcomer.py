@@ -36,3 +36,13 @@ def test_a_newcomers_first_turn_waits_newcomer_speech_ms_and_its_next_does_not(
     assert [who for _, who in small] == [who for _, who in large] == [0, 1, 0, 1]
     assert large[1][0] - small[1][0] == T.newcomer_speech_ms  # 1's first turn
     assert large[2][0] == small[2][0] and large[3][0] == small[3][0]  # held before
+
+
+def test_a_room_moved_after_a_failure_knows_its_holder_has_held_the_floor():
+    from dsp.engine import Engine
+    eng = Engine()
+    r = eng.add_room(T)
+    slots = [eng.add_participant(r) for _ in range(NEWCOMER_ROOM_SIZE)]
+    eng.restore_decisions(r, 5000, shown=slots[2], holder=slots[2], pinned=-1, presenters=[],
+                          forwarding=[slots[2]])
+    assert eng.st.has_held[slots].tolist() == [s == slots[2] for s in slots]
