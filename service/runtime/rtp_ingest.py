@@ -8,8 +8,8 @@ first packet, or again after a restart or a jump) and advances by its own timest
 then on: arrival jitter does not move a packet to another tick. A room's 20 ms tick is
 closed, and becomes a ``RoomTick`` of the ordinary gRPC path, when every source of the room
 has sent its packets for it (its timestamp steps say its next packet starts in a later
-tick), or ``late_wait_ms`` (``JITTER_MS``) after its end on the wall clock, whichever is first; a packet for
-a closed tick is late and dropped.
+tick), or ``late_wait_ms`` (``JITTER_MS`` by default) after its end on the wall clock,
+whichever is first; a packet for a closed tick is late and dropped.
 
 Time comes in as ``now_s`` (wall clock, seconds); this module reads no clock and does no
 I/O: the server feeds it datagrams and sends what ``closed`` returns through the registry.

@@ -4,7 +4,8 @@ Nothing here is recorded speech. ``speech_like`` makes what level meters and web
 to in speech: a glottal-like harmonic source with a drifting f0, shaped by vowel formants,
 in syllables of 120-280 ms with consonant bursts, grouped into words with short gaps, at a
 3-6 Hz syllabic rhythm. The noises are the ones users complain about: fans, room hiss,
-keyboard typing, door slams, coughs, breaths, music in the background. All are deterministic for a given generator.
+keyboard typing, door slams, coughs, breaths, music in the background. All are
+deterministic for a given generator.
 Signals are float arrays where 1.0 is int16 full scale; levels are dBov (RMS 32768 = 0).
 """
 from __future__ import annotations
@@ -181,14 +182,9 @@ def music(rng: np.random.Generator, seconds: float, rate: int, level_dbov: float
     beat and a held chord. What makes it hard for a speaker detector: it is harmonic (a
     VAD marks much of it voiced), the beat modulates its level by several dB at 1-2 Hz, and
     it never pauses long enough for a noise floor to settle under it."""
-    n = int(seconds * rate)
-    x = np.zeros(n)
-
-    def mix(y: np.ndarray, start_s: float) -> None:
-        i = int(start_s * rate)
-        if i < n:
-            x[i:i + len(y)] += y[: n - i]
-
+    x = np.zeros(int(seconds * rate))
+    kt = np.arange(int(0.12 * rate)) / rate  # kick: a sine thump falling 130 -> 50 Hz
+    kick = 0.9 * np.sin(2 * np.pi * (50 + 80 * np.exp(-kt / 0.02)) * kt) * np.exp(-kt / 0.05)
     beat_s = 60.0 / rng.uniform(70, 140)
     key_hz = rng.uniform(110, 220)
     t = 0.0
@@ -196,17 +192,17 @@ def music(rng: np.random.Generator, seconds: float, rate: int, level_dbov: float
         root_hz = key_hz * 2 ** (MAJOR_SCALE_SEMITONES[int(rng.integers(0, 6))] / 12)
         for b in range(4):
             tb = t + b * beat_s
-            kt = np.arange(int(0.12 * rate)) / rate  # kick: a sine thump falling 130 -> 50 Hz
-            mix(0.9 * np.sin(2 * np.pi * (50 + 80 * np.exp(-kt / 0.02)) * kt) * np.exp(-kt / 0.05), tb)
+            add_at(x, kick, tb, rate)
             m = int(0.03 * rate)
             hat = unit_rms(_band(rng.standard_normal(m), 5000, 7900, rate))
-            mix(0.15 * hat * np.exp(-np.arange(m) / rate / 0.01), tb + beat_s / 2)
-            mix(0.5 * _note(root_hz / 2, beat_s, rate, 3, beat_s), tb)
+            add_at(x, 0.15 * hat * np.exp(-np.arange(m) / rate / 0.01), tb + beat_s / 2, rate)
+            add_at(x, 0.5 * _note(root_hz / 2, beat_s, rate, 3, beat_s), tb, rate)
             for k in range(int(rng.integers(1, 3))):
                 f = 2 * key_hz * 2 ** (MAJOR_SCALE_SEMITONES[int(rng.integers(0, 8))] / 12)
-                mix(0.35 * _note(f, beat_s / 2, rate, 5, 0.25), tb + k * beat_s / 2)
+                add_at(x, 0.35 * _note(f, beat_s / 2, rate, 5, 0.25), tb + k * beat_s / 2, rate)
         for interval in (0, 4, 7):  # a major triad held over the bar
-            mix(0.12 * _note(root_hz * 2 ** (interval / 12), 4 * beat_s, rate, 4, 3.0), t)
+            add_at(x, 0.12 * _note(root_hz * 2 ** (interval / 12), 4 * beat_s, rate, 4, 3.0), t,
+                   rate)
         t += 4 * beat_s
     return unit_rms(x) * dbov_gain(level_dbov)
 
