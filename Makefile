@@ -37,14 +37,18 @@ test: $(STAMP) $(GEN) $(TOOLS) $(VENV)/.recorded-speech
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Real recorded voices for the `recorded` scenario type (service/tools/recorded.py): five
-# professional speakers, Debian's asterisk-core-sounds-*-wav (CC-BY-SA 3.0).
-RECORDED_SPEECH := $(foreach l,en es fr it ru,asterisk-core-sounds-$(l)-wav)
+# professional speakers, Debian's asterisk-core-sounds-*-wav (CC-BY-SA 3.0). The
+# asterisk-core-sounds-<lang> packages (only recommended by the -wav ones) make the
+# sounds/<lang> links the tools read: without them a fresh machine skipped those tests.
+RECORDED_SPEECH := $(foreach l,en es fr it ru,asterisk-core-sounds-$(l)-wav asterisk-core-sounds-$(l))
 recorded-speech:
 	@if [ -d /usr/share/asterisk/sounds/ru ] && [ -d /usr/share/asterisk/sounds/en ]; then \
 	  echo "recorded speech: present in /usr/share/asterisk/sounds"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends $(RECORDED_SPEECH) >/dev/null; \
+	    --no-install-recommends $(RECORDED_SPEECH) >/dev/null && \
+	  [ -d /usr/share/asterisk/sounds/ru ] && [ -d /usr/share/asterisk/sounds/en ] || \
+	  { echo "recorded speech: installed, but /usr/share/asterisk/sounds/<lang> is missing"; exit 1; }; \
 	else echo "recorded speech: needs root and apt-get to install $(RECORDED_SPEECH)"; exit 1; fi
 
 # make test tries once (the tests of the recorded type skip, saying why, without them)
