@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 9
+#define ABI_VERSION 10
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -34,6 +34,14 @@
 #define LEAK_FOLLOW_SHARE 0.5    /* dsp.activity.LEAK_FOLLOW_SHARE */
 #define LEAK_MIN_MOVE_DB 2.0     /* dsp.activity.LEAK_MIN_MOVE_DB */
 #define NEWCOMER_ROOM_SIZE 8     /* dsp.switching.NEWCOMER_ROOM_SIZE */
+#define ECHO_HOLD_MS 200.0               /* dsp.activity.ECHO_HOLD_MS */
+#define ECHO_DECAY_DB_PER_MS 0.06        /* dsp.activity.ECHO_DECAY_DB_PER_MS */
+#define ECHO_COUPLING_UP_DB 0.4          /* dsp.activity.ECHO_COUPLING_UP_DB */
+#define ECHO_COUPLING_DOWN_DB 0.1        /* dsp.activity.ECHO_COUPLING_DOWN_DB */
+#define ECHO_REFERENCE_MIN_DBOV (-50.0)  /* dsp.activity.ECHO_REFERENCE_MIN_DBOV */
+#define ECHO_REFERENCE_GAP_DB 3.0        /* dsp.activity.ECHO_REFERENCE_GAP_DB */
+#define ECHO_MARGIN_DB 6.0               /* dsp.activity.ECHO_MARGIN_DB */
+#define ECHO_AUDIBLE_DB 6.0              /* dsp.activity.ECHO_AUDIBLE_DB */
 
 /* rows of the per-slot tuning table (engine.SLOT_FIELDS order) */
 enum { ENERGY_SNR, MIN_SNR, MIN_LEVEL, SPEECH_MARGIN, MIN_RUN, ACT_ATTACK_MS, SPEAKING_ON,
@@ -96,7 +104,7 @@ enum { IDX, POS, ROOMS, DURATION_MS, DT, TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_S
 enum { NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
        RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL,
        MODULATION_DB, FOLLOW_DB, MOVE_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
-       HAS_HELD,
+       HAS_HELD, ECHO_PEAK_DBOV, ECHO_PEAK_MS, ECHO_COUPLING_DB,
        HOLDER, FLOOR_SINCE_MS, PREVIOUS_HOLDER, PREVIOUS_TURN_MS, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
        SHOWN, FORWARDED, FORWARDED_MAIN, N_STATE };
 enum { LEVEL_SLOTS, LEVEL, VOICE, PRESENT, T_MS, N_WAVE };
@@ -136,6 +144,9 @@ static const Spec STATE_SPECS[N_STATE] = {
     [REPORTED_SPEAKING] = {'?', 1, 1, 0, "reported_speaking"},
     [REPORTED_MS] = {'q', 1, 1, 0, "reported_ms"}, [JOINED] = {'q', 1, 0, 0, "joined"},
     [HAS_HELD] = {'?', 1, 0, 0, "has_held"},
+    [ECHO_PEAK_DBOV] = {'f', 1, 1, 0, "echo_peak_dbov"},
+    [ECHO_PEAK_MS] = {'q', 1, 1, 0, "echo_peak_ms"},
+    [ECHO_COUPLING_DB] = {'f', 1, 1, 0, "echo_coupling_db"},
     [HOLDER] = {'i', 1, 0, 0, "holder"},
     [FLOOR_SINCE_MS] = {'q', 1, 0, 0, "floor_since_ms"},
     [PREVIOUS_HOLDER] = {'i', 1, 0, 0, "previous_holder"},
@@ -531,6 +542,9 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     int64_t *reported_ms = P(int64_t, S, REPORTED_MS);
     const int64_t *joined = P(int64_t, S, JOINED);
     const uint8_t *has_held = P(uint8_t, S, HAS_HELD);
+    float *echo_peak_dbov = P(float, S, ECHO_PEAK_DBOV),
+          *echo_coupling_db = P(float, S, ECHO_COUPLING_DB);
+    int64_t *echo_peak_ms = P(int64_t, S, ECHO_PEAK_MS);
     const int32_t *holder = P(int32_t, S, HOLDER),
                   *previous_holder = P(int32_t, S, PREVIOUS_HOLDER);
     const int64_t *floor_since_ms = P(int64_t, S, FLOOR_SINCE_MS),
@@ -584,7 +598,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
     /* scratch: per room of the wave, and the candidates of one room's ranking */
     size_t rsz = (size_t)(n_rooms > 0 ? n_rooms : 1);
-    size_t bytes = rsz * (sizeof(double) + 5 * sizeof(float) + 4 * sizeof(int64_t) + 1)
+    size_t bytes = rsz * (sizeof(double) + 7 * sizeof(float) + 5 * sizeof(int64_t) + 1)
                    + (size_t)(n > 0 ? n : 1) * sizeof(int64_t)
                    + (size_t)(width > 0 ? width : 1) * sizeof(int64_t);
     scratch = PyMem_Malloc(bytes);
@@ -604,7 +618,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     int64_t *loud_i = (int64_t *)(win_lv + rsz);
     float *loud_lv = (float *)(loud_i + rsz);
     float *loud_jump = loud_lv + rsz;
-    uint8_t *outlasted = (uint8_t *)(loud_jump + rsz);
+    float *top_lv = loud_jump + rsz;
+    float *second_lv = top_lv + rsz;
+    int64_t *n_top = (int64_t *)(second_lv + rsz);
+    uint8_t *outlasted = (uint8_t *)(n_top + rsz);
 
     for (Py_ssize_t p = 0; p < n_rooms; p++)
         t_end_room[p] = t_ms[p] + duration_ms[p];
@@ -616,6 +633,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     for (Py_ssize_t p = 0; p < n_rooms; p++) {
         loud_i[p] = -1;
         loud_lv[p] = -INFINITY;
+        /* and the two loudest levels (how many at the first): the echo's reference */
+        top_lv[p] = -INFINITY;
+        second_lv[p] = -INFINITY;
+        n_top[p] = 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         const int64_t s = idx[i];
@@ -628,6 +649,15 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (lv >= loud_lv[p]) {
             loud_lv[p] = lv;
             loud_i[p] = i;
+        }
+        if (lv > top_lv[p]) {
+            second_lv[p] = top_lv[p];
+            top_lv[p] = lv;
+            n_top[p] = 1;
+        } else if (lv == top_lv[p]) {
+            n_top[p] += 1;
+        } else if (lv > second_lv[p]) {
+            second_lv[p] = lv;
         }
     }
     for (Py_ssize_t p = 0; p < n_rooms; p++)
@@ -678,6 +708,32 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             move_db[s] = mv;
             if ((double)(float)(loud_lv[p] - lv) >= LEAK_MIN_DB && (double)mv >= LEAK_MIN_MOVE_DB
                 && (double)fo < LEAK_FOLLOW_SHARE * (double)mv)
+                speech_like = 0;
+        }
+        /* ...nor is the others' echo in it (activity._without_echo) */
+        {
+            const float others = (lv == top_lv[p] && n_top[p] == 1) ? second_lv[p] : top_lv[p];
+            const float peak = echo_peak_dbov[s];
+            const double since = (double)(t_end - echo_peak_ms[s]);
+            const double decayed = (double)peak
+                - ECHO_DECAY_DB_PER_MS * maxd_(0.0, since - ECHO_HOLD_MS);
+            if ((double)others >= decayed) {
+                echo_peak_dbov[s] = others;
+                echo_peak_ms[s] = t_end;
+            }
+            const double reference = maxd_(decayed, (double)others);
+            float coupling = echo_coupling_db[s];
+            const int32_t h = holder[rooms[p]];
+            if ((int64_t)h != s && sounding && (double)others >= ECHO_REFERENCE_MIN_DBOV
+                && (double)(float)(others - lv) >= ECHO_REFERENCE_GAP_DB) {
+                const double step = ((double)lv - reference > (double)coupling)
+                                    ? ECHO_COUPLING_UP_DB : -ECHO_COUPLING_DOWN_DB;
+                coupling = (float)((double)coupling + step);
+                echo_coupling_db[s] = coupling;
+            }
+            const double expected = reference + (double)coupling;
+            if (speech_like && (double)lv <= expected + ECHO_MARGIN_DB
+                && expected - (double)floor_ >= ECHO_AUDIBLE_DB)
                 speech_like = 0;
         }
         /* the participant's own speech level, and whether this frame reaches near it */
@@ -1045,14 +1101,19 @@ PyMODINIT_FUNC PyInit__kernel(void)
         return NULL;
     /* the constants compiled in, so that a test can hold them to dsp's Python ones */
     PyObject *constants = Py_BuildValue(
-        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
+        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
         "NOT_LOUD_MS", (long long)NOT_LOUD_MS,
         "NOT_RANKED", (long long)NOT_RANKED, "SILENCE_DBOV", (double)SILENCE,
         "SMOOTH_FLOOR_DBOV", (double)SMOOTH_FLOOR, "INITIAL_FLOOR_DBOV", (double)INITIAL_FLOOR,
         "INITIAL_SPEECH_MAX_DBOV", (double)INITIAL_SPEECH_MAX,
         "ONSET_RESET_ACTIVITY", (double)ONSET_RESET, "ONSET_MODULATION_DB", (double)ONSET_MOD,
         "LEAK_MIN_DB", LEAK_MIN_DB, "LEAK_FOLLOW_SHARE", LEAK_FOLLOW_SHARE,
-        "LEAK_MIN_MOVE_DB", LEAK_MIN_MOVE_DB);
+        "LEAK_MIN_MOVE_DB", LEAK_MIN_MOVE_DB, "ECHO_HOLD_MS", ECHO_HOLD_MS,
+        "ECHO_DECAY_DB_PER_MS", ECHO_DECAY_DB_PER_MS, "ECHO_COUPLING_UP_DB", ECHO_COUPLING_UP_DB,
+        "ECHO_COUPLING_DOWN_DB", ECHO_COUPLING_DOWN_DB,
+        "ECHO_REFERENCE_MIN_DBOV", ECHO_REFERENCE_MIN_DBOV,
+        "ECHO_REFERENCE_GAP_DB", ECHO_REFERENCE_GAP_DB, "ECHO_MARGIN_DB", ECHO_MARGIN_DB,
+        "ECHO_AUDIBLE_DB", ECHO_AUDIBLE_DB);
     if (PyModule_AddIntConstant(m, "ABI", ABI_VERSION) < 0 || constants == NULL
         || PyModule_AddObject(m, "CONSTANTS", constants) < 0) {
         Py_XDECREF(constants);

@@ -58,6 +58,36 @@ followed by anything. At 1 dB, a quiet holder's word that began together with a 
 listener's remark, both then holding a vowel, passed for the listener's leak (its floor
 was lost: one false switch in the repo's scenarios); speech jumps 2.6-4.6 dB a frame on
 average (``state.ONSET_MODULATION_DB``), and 2 dB kept the crosstalk gains."""
+ECHO_HOLD_MS = 200.0
+"""Echo of the room's other participants in a listener's microphone (a laptop's speakers
+heard by its own microphone, an echo canceller that lets some through) arrives after the
+path from their microphones to this one (30-150 ms in the kit and our scenarios, more
+over a real network) and rings on in the listener's room. The loudest level the others
+sent (``EngineState.echo_peak_dbov``) is held this long as what the echo may still carry,
+then decays at ``ECHO_DECAY_DB_PER_MS``."""
+ECHO_DECAY_DB_PER_MS = 0.06
+"""...60 dB a second: a reverberation time of one second, longer than most rooms', so the
+ringing of a holder's last word is still covered when it has died out. 0.03-0.12 and
+100-300 ms of hold measured the same on the laptop-echo draws and the kit's dev draw."""
+ECHO_COUPLING_UP_DB = 0.4
+ECHO_COUPLING_DOWN_DB = 0.1
+"""Per frame in which a listener hears the others louder than itself, its coupling moves
+this far up or down toward its level less that held peak: it settles where 4 in 5 of
+those frames lie below it (their 80th percentile), so a listener's own 'yeah' over the
+holder, a few frames in hundreds, hardly moves it; from the initial -40 dB to a -10 dB
+echo takes ~1.5 s of the others' speech."""
+ECHO_REFERENCE_MIN_DBOV = -50.0
+ECHO_REFERENCE_GAP_DB = 3.0
+"""...counting only frames in which the loudest other is at least this loud and this
+much louder than the listener: what the others send then is what its echo is made of."""
+ECHO_MARGIN_DB = 6.0
+"""A frame no more than this above the echo expected of it (the held peak plus the
+coupling) is taken for the others' echo, not speech of its own: a listener's own voice,
+close to its microphone, stands 10 dB and more above the echo of a talker at its level."""
+ECHO_AUDIBLE_DB = 6.0
+"""...provided that the echo expected is this far above the participant's own noise
+floor: one with a loud fan learns a 'coupling' from its noise alone (the others louder
+than its fan), and its speech must not be held to it. 0 and 12 dB measured the same."""
 ONSET_RESET_ACTIVITY = 0.05
 """A speech run that starts while the smoothed activity is below this is a new onset (its
 first frame's time is the onset reported with switches)."""
@@ -132,6 +162,9 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     # another participant's voice leaking into this microphone is not speech of its own
     if room_of is not None and k.size:
         k = _without_leaks(st, idx, k, room_of, level_dbov, alpha["modulation_ms"])
+    # ...nor is the others' echo in it
+    if room_of is not None:
+        k = _without_echo(st, idx, k, room_of, level_dbov, t_end_ms, floor)
     # the participant's own speech level (it moves only on speech frames: computed for
     # those), and whether this frame reaches near it
     lv_k = level_dbov[k]
@@ -243,3 +276,49 @@ def _without_leaks(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.
     is_leak = np.zeros(len(idx), dtype=bool)
     is_leak[j[leak]] = True
     return k[~is_leak[k]]
+
+
+def _without_echo(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.ndarray,
+                  level_dbov: np.ndarray, t_end_ms: np.ndarray, floor: np.ndarray
+                  ) -> np.ndarray:
+    """``k`` less the frames that are the echo of the room's other participants, learning
+    each participant's echo coupling on the way (``ECHO_*``).
+
+    Without an echo canceller worth the name (laptop speakers), a listener's microphone
+    carries the talker's voice 10-25 dB down, late, with the room's ringing after each
+    word. Taken for speech, it outlasted the talker at the end of each of its sentences
+    and took the floor (laptop-echo draws: 1.25 false switches a minute). The zero-lag
+    leak test (``_without_leaks``) does not see it: the echo is late and smeared. The
+    coupling is learned only while a participant does not hold the floor (a holder quieter
+    than a listener's laugh is no echo of it); every participant's frames are gated,
+    the holder's too: its microphone's echo of the one taking over would keep it talking.
+    """
+    n_rooms = st.n_rooms
+    # the loudest other participant of each one's room: the loudest of the room, or the
+    # second loudest for the one participant that is the loudest (ties: the loudest)
+    top = np.full(n_rooms, -np.inf, dtype=np.float32)
+    np.maximum.at(top, room_of, level_dbov)
+    at_top = level_dbov == top[room_of]
+    n_top = np.bincount(room_of[at_top], minlength=n_rooms)
+    second = np.full(n_rooms, -np.inf, dtype=np.float32)
+    np.maximum.at(second, room_of, np.where(at_top, np.float32(-np.inf), level_dbov))
+    others = np.where(at_top & (n_top[room_of] == 1), second[room_of], top[room_of])
+    # what the others sent recently, held then decaying: the echo's reference
+    peak = st.echo_peak_dbov[idx]
+    since_ms = (t_end_ms - st.echo_peak_ms[idx]).astype(np.float64)
+    decayed = peak - ECHO_DECAY_DB_PER_MS * np.maximum(0.0, since_ms - ECHO_HOLD_MS)
+    louder = others >= decayed
+    st.echo_peak_dbov[idx] = np.where(louder, others, peak)
+    st.echo_peak_ms[idx] = np.where(louder, t_end_ms, st.echo_peak_ms[idx])
+    reference = np.maximum(others, decayed)
+    coupling = st.echo_coupling_db[idx]
+    listening = ((st.holder[room_of] != idx) & (level_dbov > SILENCE_DBOV)
+                 & (others >= ECHO_REFERENCE_MIN_DBOV)
+                 & (others - level_dbov >= ECHO_REFERENCE_GAP_DB))
+    step = np.where(level_dbov - reference > coupling, ECHO_COUPLING_UP_DB,
+                    -ECHO_COUPLING_DOWN_DB)
+    coupling = np.where(listening, coupling + step, coupling).astype(np.float32)
+    st.echo_coupling_db[idx] = coupling
+    expected = reference + coupling
+    echo = (level_dbov <= expected + ECHO_MARGIN_DB) & (expected - floor >= ECHO_AUDIBLE_DB)
+    return k[~echo[k]]

@@ -28,7 +28,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 9:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 10:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
                  (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
@@ -58,7 +58,7 @@ KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "spea
                 "voiced_run_ms", "last_level", "modulation_db", "follow_db", "move_db", "muted",
                 "silent",
                 "last_frame_ms", "reported_speaking", "reported_ms", "joined", "has_held",
-                "holder",
+                "echo_peak_dbov", "echo_peak_ms", "echo_coupling_db", "holder",
                 "floor_since_ms", "previous_holder", "previous_turn_ms",
                 "room_t_ms", "ranking_t_ms", "ranking_phase_ms", "ranked", "slot_room", "video",
                 "pinned", "shown", "forwarded", "forwarded_main")

@@ -32,6 +32,8 @@ modulation of most speech (speech onsets jump a median 4.6 dB per 20 ms frame on
 espeak-ng evaluation corpus, 2.6 dB on the smoother synthetic speech of our own scenarios),
 so speech is not held back while the estimate settles, and a smooth sound has to show its
 smoothness over a few hundred ms before it is barred."""
+ECHO_COUPLING_INITIAL_DB = -40.0
+"""``EngineState.echo_coupling_db`` of a new participant: no echo to speak of (a headset)."""
 UNKNOWN = -2
 """``EngineState.forwarded_main`` of a room whose forwarding set was not copied."""
 NOT_RANKED = -1
@@ -99,6 +101,15 @@ class EngineState:
     as in the room's member list, without walking that list."""
     has_held: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     """Whether the participant has held its room's floor (see ``Tuning.newcomer_speech_ms``)."""
+    echo_peak_dbov: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """The loudest level another participant of the room sent lately (dBov), the reference
+    of the echo this participant's microphone may carry (``activity.ECHO_HOLD_MS``)..."""
+    echo_peak_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """...and when (media time)."""
+    echo_coupling_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """How far below that reference this microphone's level sits while the others talk
+    (dB, their 80th percentile): near -10 for a laptop playing the call through its
+    speakers, far below for a headset (``activity.ECHO_COUPLING_UP_DB``)."""
     # ---- per room
     holder: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     floor_since_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -150,7 +161,9 @@ class EngineState:
                      onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
                      modulation_db=ONSET_MODULATION_DB, follow_db=0.0, move_db=0.0, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
-                     reported_ms=NEVER_MS, joined=0, has_held=False)
+                     reported_ms=NEVER_MS, joined=0, has_held=False,
+                     echo_peak_dbov=-127.0, echo_peak_ms=NEVER_MS,
+                     echo_coupling_db=ECHO_COUPLING_INITIAL_DB)
     ROOM_FILL = dict(holder=NO_SLOT, floor_since_ms=NEVER_MS, previous_holder=NO_SLOT,
                      previous_turn_ms=LONG_TURN_MS, shown=NO_SLOT, pinned=NO_SLOT,
                      room_t_ms=NEVER_MS, ranking_t_ms=NEVER_MS, ranking_phase_ms=0,

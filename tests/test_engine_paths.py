@@ -561,6 +561,8 @@ def test_the_kernels_constants_are_dsps():
               "LEAK_MIN_DB": activity.LEAK_MIN_DB,
               "LEAK_FOLLOW_SHARE": activity.LEAK_FOLLOW_SHARE,
               "LEAK_MIN_MOVE_DB": activity.LEAK_MIN_MOVE_DB}
+    python.update({name: getattr(activity, name) for name in dir(activity)
+                   if name.startswith("ECHO_")})
     assert set(c) == set(python)
     for name, value in python.items():  # the state is float32: compare as float32
         assert np.float32(c[name]) == np.float32(value), name
