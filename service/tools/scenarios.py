@@ -44,7 +44,7 @@ MERGE_GAP_MS = 600
 MIN_TURN_MS = 1000
 MIN_INTERRUPT_MS = 1500
 TYPES = ("turns", "backchannel", "noise", "gains", "overlap", "echo", "muted", "large", "rapid",
-         "crosstalk", "music", "space")
+         "crosstalk", "music", "space", "laptop")
 RECORDED = "recorded"
 """Real recorded voices with conversational timing (``recorded.py``): built only where
 Debian's asterisk-core-sounds packages are installed (``make recorded-speech``), so not
@@ -172,6 +172,26 @@ class Scene:
             d = int(self.rng.uniform(*delay_ms) * self.rate / 1000)
             g = synth.dbov_gain(self.rng.uniform(*db_range))
             self.tracks[a][d:] += g * self.clean[b][: len(self.clean[b]) - d]
+
+    def reverberate(self, p: str, rt60_s: float, direct_to_reverb_db: float) -> None:
+        """``p`` talks in a room that rings (``synth.room_response``): its microphone hears
+        the ringing after each word. The truth keeps the words' own spans."""
+        h = synth.room_response(self.rng, self.rate, rt60_s, 0.0, direct_to_reverb_db)
+        self.clean[p] = synth.through(self.clean[p], h)
+
+    def laptop_echo(self, p: str, db_range: tuple[float, float] = (-24, -10),
+                    delay_ms: tuple[float, float] = (20, 150),
+                    rt60_s: tuple[float, float] = (0.2, 0.6),
+                    direct_to_reverb_db: tuple[float, float] = (-3, 6)) -> None:
+        """``p`` plays the call through its laptop's speakers with no echo canceller: its
+        microphone carries everyone else's voice, late (the path from their microphones to
+        this one), attenuated and ringing in ``p``'s room."""
+        others = sum(self.clean[q] for q in self.voices if q != p)
+        h = synth.room_response(self.rng, self.rate, self.rng.uniform(*rt60_s),
+                                self.rng.uniform(*delay_ms),
+                                self.rng.uniform(*direct_to_reverb_db))
+        g = synth.dbov_gain(self.rng.uniform(*db_range))
+        self.tracks[p] += g * synth.through(others, h)
 
     def mute(self, p: str, start_s: float, end_s: float) -> None:
         self.muted[p].append((start_s, end_s))
@@ -335,6 +355,14 @@ def scene(kind: str, seed: int, seconds: float = 60.0) -> Scene:
                                               rng.uniform(-45, -28)), at, "keyboard")
                 elif r < 0.22:
                     s.say(p, at, rng.uniform(0.15, 0.8))
+    elif kind == "laptop":  # laptops playing the call aloud, in rooms that ring
+        s = Scene(rng, seconds, _voices(rng, int(rng.integers(3, 6))))
+        _turn_taking(s, s.participants)
+        for p in s.participants:
+            s.reverberate(p, rng.uniform(0.2, 0.6), rng.uniform(3, 12))
+        laptops = [p for p in s.participants if rng.random() < 0.6] or s.participants[:1]
+        for p in laptops:
+            s.laptop_echo(p)
     else:
         raise ValueError(f"unknown scenario type {kind!r} (known: {', '.join(TYPES)})")
     return s

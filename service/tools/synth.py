@@ -207,6 +207,28 @@ def music(rng: np.random.Generator, seconds: float, rate: int, level_dbov: float
     return unit_rms(x) * dbov_gain(level_dbov)
 
 
+def room_response(rng: np.random.Generator, rate: int, rt60_s: float, delay_ms: float,
+                  direct_to_reverb_db: float) -> np.ndarray:
+    """The impulse response of a path through a room, of unit energy (it moves no level):
+    ``delay_ms`` of nothing, the direct sound, then the room's ringing, ``direct_to_reverb_db``
+    below it in energy: noise dying away by 60 dB in ``rt60_s`` (the reverberation time),
+    its highs a little damped (walls and air absorb them first)."""
+    delay = int(delay_ms * rate / 1000)
+    t = np.arange(int(rt60_s * 1.2 * rate)) / rate
+    tail = np.convolve(rng.standard_normal(len(t)) * 10 ** (-3 * t / rt60_s),
+                       np.ones(4) / 4, mode="same")
+    tail *= 10 ** (-direct_to_reverb_db / 20) / np.sqrt(np.sum(tail ** 2))
+    h = np.zeros(delay + len(t))
+    h[delay:] = tail
+    h[delay] += 1.0
+    return h / np.sqrt(np.sum(h ** 2))
+
+
+def through(x: np.ndarray, response: np.ndarray) -> np.ndarray:
+    """``x`` as heard through an impulse ``response`` (same length as ``x``)."""
+    return _scipy_signal().fftconvolve(x, response)[: len(x)]
+
+
 def add_at(track: np.ndarray, x: np.ndarray, start_s: float, rate: int) -> tuple[int, int]:
     """Mix ``x`` into ``track`` at ``start_s``; returns the span in ms actually covered."""
     i = int(start_s * rate)
