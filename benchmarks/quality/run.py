@@ -2,8 +2,8 @@
 
     python benchmarks/quality/run.py [--corpus DIR] [--out RESULTS.md] [--jobs 2]
 
-Without --corpus, the repository's own scenarios (``speakerswitch scenarios``: 9 types x 3
-seeds x 60 s, and the ``recorded`` type of real voices where Debian's asterisk-core-sounds
+Without --corpus, the repository's own scenarios (``speakerswitch scenarios``: each of its
+types x 3 seeds x 60 s, and the ``recorded`` type of real voices where Debian's asterisk-core-sounds
 are installed, ``make recorded-speech``) are generated once into ``.cache/scenarios``
 (deterministic, no network).
 ``--corpus`` takes any folder of ``<scenario>/{p*.wav, levels.csv, truth.json}``, such as
