@@ -7,9 +7,10 @@ its participants, one frame each) and does per frame what ``dsp.engine.Engine.st
 for a levels-only wave of rooms running the ``speakerswitch`` algorithm, with the same
 formulas, constants and outputs (``dsp.events``):
 - decode each byte (level, V bit); a muted participant counts as digital silence; one
-  without a frame keeps its state until ``no_audio_timeout_ms``, then counts as silence;
+  without a frame keeps its state until ``no_audio_timeout_ms``, then counts as quiet
+  (its noise floor; digital silence after a silent frame);
 - activity (``dsp/activity.py``): noise floor, the loudest participant's voice leaking
-  into another's microphone set apart, own speech level, voiced-run gate,
+  into another's microphone set apart, the others' echo set apart, own speech level, voiced-run gate,
   activity share and its hysteresis, smoothed level, speech-run onsets;
 - SpeakingChanged, at most one per ``speaking_interval_ms`` (a stop by digital silence
   at once);
@@ -35,6 +36,10 @@ import math
 from dataclasses import dataclass, field
 
 from dsp import events as ev
+from dsp.activity import (ECHO_AUDIBLE_DB, ECHO_COUPLING_DOWN_DB, ECHO_COUPLING_UP_DB,
+                          ECHO_DECAY_DB_PER_MS, ECHO_HOLD_MS, ECHO_MARGIN_DB,
+                          ECHO_REFERENCE_GAP_DB, ECHO_REFERENCE_MIN_DBOV)
+from dsp.state import ECHO_COUPLING_INITIAL_DB
 from dsp.switching import NEWCOMER_ROOM_SIZE
 from dsp.tuning import PROFILES, Tuning
 
@@ -82,6 +87,9 @@ class Participant:
     reported_speaking: bool = False
     reported_ms: int = NEVER_MS
     has_held: bool = False       # has held the room's floor
+    echo_peak: float = SILENCE_DBOV   # the loudest other's recent level, held then decaying
+    echo_peak_ms: int = NEVER_MS
+    echo_coupling: float = ECHO_COUPLING_INITIAL_DB  # this microphone's echo, below it
 
 
 @dataclass
@@ -120,7 +128,9 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
             level, voice = -float(b & 0x7F), b >> 7
             p.last_frame = t_end
         elif t_end - p.last_frame > T.no_audio_timeout_ms:
-            level, voice = SILENCE_DBOV, 0
+            # quiet (Opus DTX): its noise floor, or silence after a silent frame
+            quiet = p.last_level > SILENCE_DBOV and not math.isnan(p.floor)
+            level, voice = (p.floor if quiet else SILENCE_DBOV), 0
         else:
             continue  # no frame: its state is kept (packet loss)
         if p.muted:
@@ -132,9 +142,16 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
         if level >= loudest_level:
             loudest, loudest_level = p, level
     loudest_jump = loudest_level - loudest.last_level if loudest is not None else 0.0
+    # the two loudest levels (how many at the first): each one's loudest other, for echo
+    levels = sorted((level for _p, level, _v in frames), reverse=True)
+    top, n_top = levels[0] if levels else -math.inf, levels.count(levels[0]) if levels else 0
+    second = next((x for x in levels if x < top), -math.inf)
+    holder_p = ps[room.holder] if room.holder >= 0 else None
     for p, level, voice in frames:
         ref = None if p is loudest else (loudest_level, loudest_jump)
-        p.active = _activity(p, level, voice, t_end, dt, T, started, ref)
+        others = second if level == top and n_top == 1 else top
+        p.active = _activity(p, level, voice, t_end, dt, T, started, ref,
+                             (others, p is not holder_p))
         live.append(p)
         if p.speaking != p.reported_speaking and (
                 t_end - p.reported_ms >= T.speaking_interval_ms
@@ -209,9 +226,11 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
 
 
 def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: Tuning,
-              started: list[int], ref: tuple[float, float] | None) -> bool:
+              started: list[int], ref: tuple[float, float] | None,
+              echo: tuple[float, bool]) -> bool:
     """One frame of ``p``; whether the frame was speech. ``ref``: the level and the jump
-    of the room's loudest frame, if not ``p``'s."""
+    of the room's loudest frame, if not ``p``'s; ``echo``: the loudest other's level and
+    whether ``p`` is listening (not the holder)."""
     sounding = level > SILENCE_DBOV
     if math.isnan(p.floor) and sounding:
         p.floor = min(level, INITIAL_FLOOR_DBOV)
@@ -226,6 +245,20 @@ def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: 
         if (ref_level - level >= LEAK_MIN_DB and p.move >= LEAK_MIN_MOVE_DB
                 and p.follow < LEAK_FOLLOW_SHARE * p.move):
             active = False
+    # the others' echo (activity._without_echo)
+    others, listening = echo
+    decayed = p.echo_peak - ECHO_DECAY_DB_PER_MS * max(0.0, (t_end - p.echo_peak_ms)
+                                                       - ECHO_HOLD_MS)
+    if others >= decayed:
+        p.echo_peak, p.echo_peak_ms = others, t_end
+    reference = max(others, decayed)
+    if (listening and sounding and others >= ECHO_REFERENCE_MIN_DBOV
+            and others - level >= ECHO_REFERENCE_GAP_DB):
+        p.echo_coupling += (ECHO_COUPLING_UP_DB if level - reference > p.echo_coupling
+                            else -ECHO_COUPLING_DOWN_DB)
+    expected = reference + p.echo_coupling
+    if active and level <= expected + ECHO_MARGIN_DB and expected - p.floor >= ECHO_AUDIBLE_DB:
+        active = False
     if math.isnan(p.speech) and active:
         p.speech = min(level, INITIAL_SPEECH_MAX_DBOV)
     if active:

@@ -347,7 +347,8 @@ class Engine:
 
         A participant of these rooms with no frame in the wave keeps its state (packet
         loss) until ``no_audio_timeout_ms`` after its last frame; then it is advanced as
-        digital silence, which stops it speaking at once."""
+        quiet (its noise floor, unvoiced: Opus DTX), or as digital silence if its last
+        frame was (a muted track)."""
         if self.kernel == "c":
             return self._step_kernel(wave)
         return self._step_numpy(wave)
@@ -525,7 +526,8 @@ class Engine:
 
     def _frames(self, wave: Wave, layout: _Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The wave's level, voice (VAD for PCM) and whether it has a frame, per slot of
-        ``layout.idx``; silence where there is none."""
+        ``layout.idx``; where there is none, the slot's noise floor (digital silence after
+        a silent frame, or before any), unvoiced."""
         n = len(layout.idx)
         level = np.full(n, SILENCE_DBOV, dtype=np.float32)
         voice = np.zeros(n, dtype=np.int8)
@@ -536,6 +538,16 @@ class Engine:
             level[p] = wave.level_dbov
             voice[p] = wave.level_voice
             present[p] = True
+        # no frame: a sender in Opus DTX is quiet, not muted (it sends one packet in 400 ms
+        # while its speaker is silent): its background, the noise floor, unless its last
+        # frame was digital silence (a muted track's packets). Used once it has been
+        # without frames for no_audio_timeout_ms; until then it sits the wave out.
+        gone = np.flatnonzero(~present)
+        if gone.size:
+            slots = idx[gone]
+            floor = self.st.noise_floor[slots]
+            quiet = (self.st.last_level[slots] > SILENCE_DBOV) & ~np.isnan(floor)
+            level[gone] = np.where(quiet, floor, SILENCE_DBOV)
         if wave.pcm:
             self._per_slot(layout)
         for g in wave.pcm:

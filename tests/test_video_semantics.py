@@ -134,7 +134,29 @@ def test_no_packets_stop_the_speaker_after_the_timeout_but_a_short_gap_does_not(
     stops = [e for e in out if e.HasField("speaking_changed")]
     assert [(e.speaking_changed.participant_id, e.speaking_changed.speaking) for e in stops] == [
         ("a", False)]
-    assert t_gone + 500 < stops[0].timestamp_ms <= t_gone + 500 + 40
+    # quiet from the timeout (200 ms) on: its activity runs down as in any pause
+    # (speaking_off 0.25 after activity_release_ms 250: ~350 ms)
+    assert t_gone + 200 + 250 < stops[0].timestamp_ms <= t_gone + 200 + 450
+
+
+def test_a_participant_in_dtx_stops_speaking_between_its_packets(session):
+    """Opus DTX sends one packet in 400 ms while its speaker is quiet: shorter gaps than
+    the timeout of 500 ms of before, so the participant's state stayed frozen between
+    them, 'speaking' (with its evidence) for seconds after its last word."""
+    room = RoomDriver(session, "dtx-2", ["a", "b"])
+    room.run(1000, talking={"a"})
+    room.run(400, talking={"a", "b"})
+    t_quiet = room.t
+    out = []
+    for _ in range(5):                                    # b in DTX for 2 s
+        out += room.run(380, talking={"a"}, absent={"b"})
+        out += room.run(20, talking={"a"})                # its comfort-noise packet
+    stops = [e for e in out if e.HasField("speaking_changed")]
+    assert [(e.speaking_changed.participant_id, e.speaking_changed.speaking) for e in stops] == [
+        ("b", False)]
+    # quiet 200 ms of each 400 (the timeout, then up to its next packet): its activity
+    # runs down in ~350 ms of those; frozen, it took 17 packets, ~7 s
+    assert stops[0].timestamp_ms <= t_quiet + 1000
 
 
 def test_leave_of_the_shown_participant_hands_over_at_once(session):

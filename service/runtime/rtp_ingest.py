@@ -50,7 +50,7 @@ sends nothing, or one packet in 400 ms, while its speaker is quiet), as the vide
 has it: its ticks get digital silence, which stops it speaking at once. Shorter gaps are
 packet loss, and its frames are left out (the engine keeps its state). Without this a
 talker whose browser goes into DTX would stay speaking on its last level until the
-engine's ``no_audio_timeout_ms`` (500 ms), or for as long as its room sends no ticks at
+engine's ``no_audio_timeout_ms`` (200 ms), or for as long as its room sends no ticks at
 all when everyone in it is quiet."""
 DTX_TICKS = DTX_MS // TICK_MS
 SILENCE_LEVEL = 127
