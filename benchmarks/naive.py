@@ -17,7 +17,7 @@ formulas, constants and outputs (``dsp.events``):
 - floor (``dsp/switching.py``): evidence against the holder (a muted or silent holder
   scores nothing), takeover after ``min_speech_ms`` or ``interrupt_ms`` by the talking
   challenger with most evidence (the louder among equals; a shorter hold for the
-  previous holder's answer in a quick exchange), the FloorChange and the main
+  previous holder's answer in a quick exchange, a longer one after a long turn), the FloorChange and the main
   feed's SwitchDecision (pin, video);
 - the forwarding set (``dsp/forwarding.py``) when someone starts speaking or the floor
   moves;
@@ -196,7 +196,11 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
                 and (t_end - p.loud_since) + (t_end - holder.last_active) >= T.outlast_total_ms
                 and e >= T.min_speech_ms):
             outlasted = True
-    hold = T.hold_ms  # a quick exchange: the previous holder answers after a short hold
+    hold = T.hold_ms
+    # a long turn: its pauses are longer, and so is its hold
+    ramp = (t_end - room.floor_since - T.long_turn_ms) / max(T.long_turn_ms, 1.0)
+    hold = hold + T.long_turn_hold_ms * min(max(ramp, 0.0), 1.0)
+    # a quick exchange: the previous holder answers after a short hold
     if (room.previous_holder >= 0 and t_end - room.floor_since < T.reply_turn_ms
             and room.previous_turn < T.reply_turn_ms
             and ps[room.previous_holder].evidence > 0

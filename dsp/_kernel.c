@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 10
+#define ABI_VERSION 11
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -53,6 +53,7 @@ enum { A_SPEECH_RISE, A_SPEECH_FALL, A_FLOOR_FALL, A_FLOOR_RISE, A_LEVEL_ATTACK,
 /* rows of the per-room table (engine.ROOM_FIELDS order) */
 enum { HOLD, MIN_SPEECH, INTERRUPT, OUTLAST, OUTLAST_TOTAL, SILENT_HOLD, AS_INTERVAL,
        AS_PLACES, FORWARDING_SIZE, OVERLAP_MARGIN, REPLY_HOLD, REPLY_TURN, NEWCOMER_SPEECH,
+       LONG_TURN, LONG_TURN_HOLD,
        N_ROOM_TUN };
 
 /* Python's min and max of two values (numba's too): the first unless the second is
@@ -923,6 +924,13 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             /* a quick exchange: the previous holder answering a short turn that answered
              * its own needs only reply_hold_ms of the holder's silence */
             double hold_ms = ROOMV(HOLD, p);
+            /* a long turn: its pauses are longer, and so is its hold */
+            {
+                const double turn = (double)(t_end_room[p] - floor_since_ms[r]);
+                double ramp = (turn - ROOMV(LONG_TURN, p)) / maxd_(ROOMV(LONG_TURN, p), 1.0);
+                ramp = ramp < 0.0 ? 0.0 : (ramp > 1.0 ? 1.0 : ramp);
+                hold_ms = hold_ms + ROOMV(LONG_TURN_HOLD, p) * ramp;
+            }
             const int32_t prev = previous_holder[r];
             if (prev >= 0 && (double)(t_end_room[p] - floor_since_ms[r]) < ROOMV(REPLY_TURN, p)
                 && (double)previous_turn_ms[r] < ROOMV(REPLY_TURN, p) && evidence_ms[prev] > 0

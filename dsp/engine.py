@@ -28,7 +28,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 10:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 11:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
                  (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
@@ -66,7 +66,7 @@ KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "spea
 ROOM_FIELDS = ("hold_ms", "min_speech_ms", "interrupt_ms", "outlast_ms", "outlast_total_ms",
                "silent_hold_ms", "active_speakers_interval_ms", "active_speakers",
                "forwarding_size", "overlap_margin_db", "reply_hold_ms", "reply_turn_ms",
-               "newcomer_speech_ms")
+               "newcomer_speech_ms", "long_turn_ms", "long_turn_hold_ms")
 LAYOUT_CACHE_SLOTS = 100_000
 """Slots of all cached wave layouts (~250 bytes each: ~25 MB at most). One wave of every
 room, or one wave per room of a server sending a message per room, fits many times."""

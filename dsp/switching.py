@@ -129,6 +129,11 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     safe = np.where(holder >= 0, holder, 0)
     holder_silent_ms = t_end_ms - st.last_active_ms[safe]
     hold_ms = st.tuning["hold_ms"][rooms]
+    # a long turn: its pauses are longer, and so is its hold (Tuning.long_turn_ms)
+    turn_ms = (t_end_ms - st.floor_since_ms[rooms]).astype(np.float64)
+    long_ms = st.tuning["long_turn_ms"][rooms]
+    hold_ms = hold_ms + st.tuning["long_turn_hold_ms"][rooms] * np.clip(
+        (turn_ms - long_ms) / np.maximum(long_ms, 1.0), 0.0, 1.0)
     # a quick exchange: the previous holder answering (talking since the holder's last
     # word, not over it) a short turn that answered its own
     previous = st.previous_holder[rooms]

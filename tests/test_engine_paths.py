@@ -202,6 +202,9 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
     st.loud_since_ms[np.random.default_rng(seed).random(st.n_slots) < 0.1] = NOT_LOUD_MS
     # most have held their room's floor before; the others need newcomer_speech_ms more
     st.has_held[:] = np.random.default_rng(seed + 100).random(st.n_slots) < held_share
+    # turns of 1, 21 and 41 s: none, part and all of long_turn_hold_ms added to the hold
+    st.floor_since_ms[rooms] = np.random.default_rng(seed + 200).choice(
+        [0, -20000, -40000], len(rooms))
     t_end = np.full(len(rooms), 1000)
     tuning = {"takeover_recency_ms": np.full(len(idx), 100.0),
               "min_modulation_db": np.full(len(idx), 1.75)}
@@ -220,7 +223,11 @@ def _takeovers_and_reference(seed: int, evidence_p: list[float], holder_share: f
     for r, (room_t, holder) in zip(rooms.tolist(), zip(t_end, st.holder[rooms])):
         mine = room_of == r
         best = evidence[mine].max()
-        quiet = holder < 0 or room_t - st.last_active_ms[holder] >= st.tuning["hold_ms"][r]
+        turn = room_t - st.floor_since_ms[r]
+        long_ms = st.tuning["long_turn_ms"][r]
+        hold = st.tuning["hold_ms"][r] + st.tuning["long_turn_hold_ms"][r] * min(
+            max((turn - long_ms) / long_ms, 0.0), 1.0)
+        quiet = holder < 0 or room_t - st.last_active_ms[holder] >= hold
         need = st.tuning["min_speech_ms" if quiet else "interrupt_ms"][r]
         slots = idx[mine]
         outlasted = np.array([
