@@ -651,14 +651,12 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             loud_lv[p] = lv;
             loud_i[p] = i;
         }
-        if (lv > top_lv[p]) {
-            second_lv[p] = top_lv[p];
-            top_lv[p] = lv;
-            n_top[p] = 1;
-        } else if (lv == top_lv[p]) {
-            n_top[p] += 1;
-        } else if (lv > second_lv[p]) {
-            second_lv[p] = lv;
+        {   /* (selects, not branches: levels are in no order) */
+            const float top = top_lv[p], second = second_lv[p];
+            const int above = lv > top, equal = lv == top;
+            second_lv[p] = above ? top : (equal ? second : maxf_(second, lv));
+            top_lv[p] = above ? lv : top;
+            n_top[p] = above ? 1 : n_top[p] + equal;
         }
     }
     for (Py_ssize_t p = 0; p < n_rooms; p++)
@@ -718,20 +716,19 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             const double since = (double)(t_end - echo_peak_ms[s]);
             const double decayed = (double)peak
                 - ECHO_DECAY_DB_PER_MS * maxd_(0.0, since - ECHO_HOLD_MS);
-            if ((double)others >= decayed) {
-                echo_peak_dbov[s] = others;
-                echo_peak_ms[s] = t_end;
-            }
-            const double reference = maxd_(decayed, (double)others);
-            float coupling = echo_coupling_db[s];
-            const int32_t h = holder[rooms[p]];
-            if ((int64_t)h != s && sounding && (double)others >= ECHO_REFERENCE_MIN_DBOV
-                && (double)(float)(others - lv) >= ECHO_REFERENCE_GAP_DB) {
-                const double step = ((double)lv - reference > (double)coupling)
-                                    ? ECHO_COUPLING_UP_DB : -ECHO_COUPLING_DOWN_DB;
-                coupling = (float)((double)coupling + step);
-                echo_coupling_db[s] = coupling;
-            }
+            /* (selects, not branches: which way each goes depends on the audio) */
+            const int louder = (double)others >= decayed;
+            echo_peak_dbov[s] = louder ? others : peak;
+            echo_peak_ms[s] = louder ? t_end : echo_peak_ms[s];
+            const double reference = louder ? (double)others : decayed;
+            const float coupling0 = echo_coupling_db[s];
+            const int listening = ((int64_t)holder[rooms[p]] != s) & sounding
+                & ((double)others >= ECHO_REFERENCE_MIN_DBOV)
+                & ((double)(float)(others - lv) >= ECHO_REFERENCE_GAP_DB);
+            const double step = ((double)lv - reference > (double)coupling0)
+                                ? ECHO_COUPLING_UP_DB : -ECHO_COUPLING_DOWN_DB;
+            const float coupling = listening ? (float)((double)coupling0 + step) : coupling0;
+            echo_coupling_db[s] = coupling;
             const double expected = reference + (double)coupling;
             if (speech_like && (double)lv <= expected + ECHO_MARGIN_DB
                 && expected - (double)floor_ >= ECHO_AUDIBLE_DB)
