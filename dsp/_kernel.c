@@ -599,7 +599,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
 
     /* scratch: per room of the wave, and the candidates of one room's ranking */
     size_t rsz = (size_t)(n_rooms > 0 ? n_rooms : 1);
-    size_t bytes = rsz * (sizeof(double) + 7 * sizeof(float) + 5 * sizeof(int64_t) + 1)
+    size_t bytes = rsz * (sizeof(double) + 6 * sizeof(float) + 5 * sizeof(int64_t) + 1)
                    + (size_t)(n > 0 ? n : 1) * sizeof(int64_t)
                    + (size_t)(width > 0 ? width : 1) * sizeof(int64_t);
     scratch = PyMem_Malloc(bytes);
@@ -617,12 +617,11 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     float *win_ev = best + rsz;
     float *win_lv = win_ev + rsz;
     int64_t *loud_i = (int64_t *)(win_lv + rsz);
-    float *loud_lv = (float *)(loud_i + rsz);
+    int64_t *n_top = loud_i + rsz;
+    float *loud_lv = (float *)(n_top + rsz);
     float *loud_jump = loud_lv + rsz;
-    float *top_lv = loud_jump + rsz;
-    float *second_lv = top_lv + rsz;
-    int64_t *n_top = (int64_t *)(second_lv + rsz);
-    uint8_t *outlasted = (uint8_t *)(n_top + rsz);
+    float *second_lv = loud_jump + rsz;
+    uint8_t *outlasted = (uint8_t *)(second_lv + rsz);
 
     for (Py_ssize_t p = 0; p < n_rooms; p++)
         t_end_room[p] = t_ms[p] + duration_ms[p];
@@ -634,8 +633,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     for (Py_ssize_t p = 0; p < n_rooms; p++) {
         loud_i[p] = -1;
         loud_lv[p] = -INFINITY;
-        /* and the two loudest levels (how many at the first): the echo's reference */
-        top_lv[p] = -INFINITY;
+        /* and the second loudest level, and how many at the loudest: the echo's reference */
         second_lv[p] = -INFINITY;
         n_top[p] = 0;
     }
@@ -647,16 +645,15 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         if (!live[i])
             continue;
         const float lv = muted[s] ? SILENCE : level[i];
+        {   /* (selects, not branches: levels are in no order) */
+            const float top = loud_lv[p], second = second_lv[p];
+            const int above = lv > top, equal = lv == top;
+            second_lv[p] = above ? top : (equal ? second : maxf_(second, lv));
+            n_top[p] = above ? 1 : n_top[p] + equal;
+        }
         if (lv >= loud_lv[p]) {
             loud_lv[p] = lv;
             loud_i[p] = i;
-        }
-        {   /* (selects, not branches: levels are in no order) */
-            const float top = top_lv[p], second = second_lv[p];
-            const int above = lv > top, equal = lv == top;
-            second_lv[p] = above ? top : (equal ? second : maxf_(second, lv));
-            top_lv[p] = above ? lv : top;
-            n_top[p] = above ? 1 : n_top[p] + equal;
         }
     }
     for (Py_ssize_t p = 0; p < n_rooms; p++)
@@ -711,7 +708,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         }
         /* ...nor is the others' echo in it (activity._without_echo) */
         {
-            const float others = (lv == top_lv[p] && n_top[p] == 1) ? second_lv[p] : top_lv[p];
+            const float others = (lv == loud_lv[p] && n_top[p] == 1) ? second_lv[p] : loud_lv[p];
             const float peak = echo_peak_dbov[s];
             const double since = (double)(t_end - echo_peak_ms[s]);
             const double decayed = (double)peak

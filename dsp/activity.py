@@ -159,12 +159,15 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
     k = k[sounding[k] & (lv_k - floor[k] >= tuning["min_snr_db"][k])
           & (lv_k >= tuning["min_level_dbov"][k])]
 
-    # another participant's voice leaking into this microphone is not speech of its own
-    if room_of is not None and k.size:
-        k = _without_leaks(st, idx, k, room_of, level_dbov, alpha["modulation_ms"])
-    # ...nor is the others' echo in it
     if room_of is not None:
-        k = _without_echo(st, idx, k, room_of, level_dbov, t_end_ms, floor)
+        # each room's loudest frame: what a leak follows, and an echo's reference
+        loudest = np.full(st.n_rooms, -np.inf, dtype=np.float32)
+        np.maximum.at(loudest, room_of, level_dbov)
+        # another participant's voice leaking into this microphone is not speech of its own
+        if k.size:
+            k = _without_leaks(st, idx, k, room_of, level_dbov, loudest, alpha["modulation_ms"])
+        # ...nor is the others' echo in it
+        k = _without_echo(st, idx, k, room_of, level_dbov, loudest, t_end_ms, floor)
     # the participant's own speech level (it moves only on speech frames: computed for
     # those), and whether this frame reaches near it
     lv_k = level_dbov[k]
@@ -238,7 +241,8 @@ def update(st: EngineState, idx: np.ndarray, level_dbov: np.ndarray, voice: np.n
 
 
 def _without_leaks(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.ndarray,
-                   level_dbov: np.ndarray, alpha_follow: np.ndarray) -> np.ndarray:
+                   level_dbov: np.ndarray, loudest: np.ndarray, alpha_follow: np.ndarray
+                   ) -> np.ndarray:
     """``k`` (positions of speech-like frames) less the frames that are the voice of the
     room's loudest participant leaking into this microphone (``LEAK_FOLLOW_SHARE``).
 
@@ -249,8 +253,6 @@ def _without_leaks(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.
     ``follow_db`` and ``move_db`` move on a participant's speech-like frames that are not
     it, over ``modulation_ms``."""
     n_rooms = st.n_rooms
-    loudest = np.full(n_rooms, -np.inf, dtype=np.float32)
-    np.maximum.at(loudest, room_of, level_dbov)
     tied = np.flatnonzero(level_dbov == loudest[room_of])
     ref_of_room = np.full(n_rooms, -1, dtype=np.int64)
     np.maximum.at(ref_of_room, room_of[tied], tied)
@@ -279,8 +281,8 @@ def _without_leaks(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.
 
 
 def _without_echo(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.ndarray,
-                  level_dbov: np.ndarray, t_end_ms: np.ndarray, floor: np.ndarray
-                  ) -> np.ndarray:
+                  level_dbov: np.ndarray, loudest: np.ndarray, t_end_ms: np.ndarray,
+                  floor: np.ndarray) -> np.ndarray:
     """``k`` less the frames that are the echo of the room's other participants, learning
     each participant's echo coupling on the way (``ECHO_*``).
 
@@ -296,8 +298,7 @@ def _without_echo(st: EngineState, idx: np.ndarray, k: np.ndarray, room_of: np.n
     n_rooms = st.n_rooms
     # the loudest other participant of each one's room: the loudest of the room, or the
     # second loudest for the one participant that is the loudest (ties: the loudest)
-    top = np.full(n_rooms, -np.inf, dtype=np.float32)
-    np.maximum.at(top, room_of, level_dbov)
+    top = loudest
     at_top = level_dbov == top[room_of]
     n_top = np.bincount(room_of[at_top], minlength=n_rooms)
     second = np.full(n_rooms, -np.inf, dtype=np.float32)
