@@ -81,13 +81,14 @@ def test_every_type_builds_a_consistent_truth(kind):
         assert np.median([b - a for a, b, _ in floor]) < 3500
 
 
-def test_generation_is_deterministic(tmp_path):
-    a = scenarios.write(tmp_path / "a", "echo_00", scenarios.scene("echo", 0, 8.0))
-    b = scenarios.write(tmp_path / "b", "echo_00", scenarios.scene("echo", 0, 8.0))
+@pytest.mark.parametrize("kind", ["echo", "laptop"])  # laptop: random room responses too
+def test_generation_is_deterministic(tmp_path, kind):
+    name = f"{kind}_00"
+    a = scenarios.write(tmp_path / "a", name, scenarios.scene(kind, 0, 8.0))
+    b = scenarios.write(tmp_path / "b", name, scenarios.scene(kind, 0, 8.0))
     assert a == b
-    for name in ("p1.wav", "levels.csv", "truth.json"):
-        assert (tmp_path / "a" / "echo_00" / name).read_bytes() == \
-            (tmp_path / "b" / "echo_00" / name).read_bytes()
+    for f in ("p1.wav", "p2.wav", "levels.csv", "truth.json"):
+        assert (tmp_path / "a" / name / f).read_bytes() == (tmp_path / "b" / name / f).read_bytes()
     truth = json.loads((tmp_path / "a" / "echo_00" / "truth.json").read_text())
     assert truth["type"] == "echo" and truth["duration_ms"] == 8000
 
