@@ -89,8 +89,8 @@ def test_generation_is_deterministic(tmp_path, kind):
     assert a == b
     for f in ("p1.wav", "p2.wav", "levels.csv", "truth.json"):
         assert (tmp_path / "a" / name / f).read_bytes() == (tmp_path / "b" / name / f).read_bytes()
-    truth = json.loads((tmp_path / "a" / "echo_00" / "truth.json").read_text())
-    assert truth["type"] == "echo" and truth["duration_ms"] == 8000
+    truth = json.loads((tmp_path / "a" / name / "truth.json").read_text())
+    assert truth["type"] == kind and truth["duration_ms"] == 8000
 
 
 def test_music_is_at_its_level_beats_and_never_pauses():
