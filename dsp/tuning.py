@@ -142,7 +142,8 @@ class Tuning:
     0.10 / 0.12 per min at 9 dB against 0.21 / 0.35 at 15 (0.63 / 0.58 with no margin)."""
     silent_hold_ms: float = 500.0
     """A holder sending digital silence (a muted microphone that still sends, a noise gate,
-    the RTP ingest's silence for Opus DTX) keeps the floor this long after its last speech
+    the RTP ingest's silence for a source in Opus DTX that has sent no unvoiced packet)
+    keeps the floor this long after its last speech
     frame, then as if muted: challengers need only `min_speech_ms`. Zero here would let a
     listener's cough win the floor in a 100 ms gap of zeros between two of the holder's
     words (the Janus browser test's cough did, 180 ms on screen). 250 ms was not enough:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dsp.tuning import PROFILES
 from service.runtime import rtp_ingest
 from service.api import speakerswitch_pb2 as pb
 from service.runtime.rooms import RoomRegistry
@@ -484,6 +485,49 @@ def test_a_source_without_packets_for_60_ms_is_silent_and_shorter_gaps_are_loss(
     assert by_tick[400] == [talk, b]
     assert sorted(by_tick) == list(range(0, 600, 20))  # every tick, once
     assert ingest.counts["late"] == 0
+
+
+def test_a_source_in_dtx_gets_its_quiet_level_and_a_muted_one_silence():
+    """DTX ticks carry what the source sent while quiet (its unvoiced packets' level, the
+    quietest, relaxing slowly), not digital silence: a holder pausing in DTX is not muted.
+    A muted track's packets are digital silence, and so are its DTX ticks."""
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    ticks = []
+    for k in range(40):
+        if k < 10:  # a talks, then sends its room's noise (two levels), then goes into DTX
+            _send(ingest, 1000, k, 20, True)
+        elif k < 20:
+            _send(ingest, 1000, k, 66 if k % 2 else 64, False)
+        _send(ingest, 1001, k, 127 if k >= 5 else 70, False)  # b mutes at 100 ms
+        for req in ingest.closed(0.02 * k + 0.002).values():
+            ticks += req.ticks
+    by_tick = dict(frames(ticks))
+    b_muted = ("b", 127, pb.VOICE_ACTIVITY_ABSENT)
+    assert by_tick[380] == [("a", 66, pb.VOICE_ACTIVITY_ABSENT), b_muted]
+    # 60 ms after a's last packet: its quietest level, 66 less 0.02 dB for each of the
+    # 9 packets since its first 66 (rounded)
+    assert [by_tick[t] for t in range(460, 720, 20)] == \
+        [[("a", round(66 - 0.02 * 8), pb.VOICE_ACTIVITY_ABSENT), b_muted]] * 13
+
+
+def test_a_holder_pausing_in_dtx_keeps_its_hold():
+    """a talks 1.5 s, sends 200 ms of its room's noise, goes into DTX; b talks 520-640 ms
+    into the pause. Digital silence in DTX made a count as muted after silent_hold_ms
+    (500 ms), and b was shown once it had talked min_speech_ms (at 2140 ms); a quiet level
+    keeps a's hold: b is shown at its end, 700 ms after a's last word."""
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    reg = RoomRegistry()
+    events = []
+    for k in range(175):
+        if k < 75:
+            _send(ingest, 1000, k, 20 + 6 * (k % 3), True)   # a talks
+        elif k < 85:
+            _send(ingest, 1000, k, 70, False)                # then its noise, then DTX
+        talking_b = 101 <= k < 107                            # 520-640 ms after a's last word
+        _send(ingest, 1001, k, 25 + 6 * (k % 2) if talking_b else 72, talking_b)
+        for tenant, req in ingest.closed(0.02 * k + 0.002).items():
+            events += reg.process(req, tenant=tenant).events
+    assert switches(events) == [(120, "a"), (1500 + PROFILES["meeting"].hold_ms, "b")]
 
 
 def test_a_talker_going_into_dtx_stops_speaking_when_its_whole_room_is_quiet():

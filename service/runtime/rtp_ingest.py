@@ -45,9 +45,12 @@ participant gets a LEAVE event."""
 LEAVE_CHECK_S = 1.0
 """How often sources are looked at for that (a pass over all of them)."""
 DTX_MS = 60
-"""A source without packets for this much of its room's media time is silent (Opus DTX
-sends nothing, or one packet in 400 ms, while its speaker is quiet), as the videobridge
-has it: its ticks get digital silence, which stops it speaking at once. Shorter gaps are
+"""A source without packets for this much of its room's media time is quiet (Opus DTX
+sends nothing, or one packet in 400 ms, while its speaker is quiet): its ticks get its
+quiet level, unvoiced (``_Room.silence``), or, until it has sent an unvoiced packet,
+digital silence, which stops it speaking at once, as the videobridge has it. A quiet
+level, not silence, keeps a holder pausing in DTX from counting as muted after
+``silent_hold_ms`` (500 ms) instead of its hold. Shorter gaps are
 packet loss, and its frames are left out (the engine keeps its state). Without this a
 talker whose browser goes into DTX would stay speaking on its last level until the
 engine's ``no_audio_timeout_ms`` (200 ms), or for as long as its room sends no ticks at
@@ -55,6 +58,11 @@ all when everyone in it is quiet."""
 DTX_TICKS = DTX_MS // TICK_MS
 SILENCE_LEVEL = 127
 """RFC 6464: -127 dBov, digital silence."""
+QUIET_RELAX = 0.02
+"""A source's quiet level (see ``_Room.silence``) is its quietest unvoiced packet's, moving
+toward louder ones by this much (dB) a packet: 1 dB a second at 20 ms packets, as slowly
+as the engine's noise floor rises, so a quiet syllable's tail (unvoiced, a few frames)
+hardly moves it."""
 _SILENT, _SILENT_WITHOUT_V = (SILENCE_LEVEL, 0), (SILENCE_LEVEL, -1)
 """A silent tick's level frame, with its V bit cleared or without one."""
 _SILENT_TICKS = int(LEAVE_AFTER_S * 1000) // TICK_MS + 1
@@ -260,10 +268,12 @@ class _Room:
     tick, or the one after it when the timestamp steps say the next packet starts there."""
     sent_roster: tuple[str, ...] | None = None  # the sticky roster the registry has
     leaving: list[str] = field(default_factory=list)
+    quiet: dict[str, float] = field(default_factory=dict)  # see QUIET_RELAX
     silence: dict[str, tuple[int, int] | int] = field(default_factory=dict)
-    """Per participant, what stands for its silence in a tick it sent nothing for: a
-    level frame (127 with its V bit cleared, or no V bit for a sender without one) or,
-    for a PCM source, its sample rate (a tick of zeros)."""
+    """Per participant, what stands for it in a tick it sent nothing for (DTX): a level
+    frame, its quiet level with the V bit cleared (``QUIET_RELAX``; the level of a muted
+    track's packets is 127, digital silence), or 127 before any unvoiced packet of it or
+    without a V bit; for a PCM source, its sample rate (a tick of zeros)."""
 
 
 def _one_tick(parts: _Pcm) -> bytes:
@@ -537,7 +547,12 @@ class RtpIngest:
             self.counts["no_level"] += 1
             return
         self._open[key] = room
-        room.silence[pid] = _SILENT if voice >= 0 else _SILENT_WITHOUT_V
+        if voice == 0:  # unvoiced: what the source sends while its speaker is quiet
+            quiet = room.quiet.get(pid)
+            quiet = room.quiet[pid] = level if quiet is None else max(level, quiet - QUIET_RELAX)
+            room.silence[pid] = (round(quiet), 0)
+        elif voice < 0 or type(room.silence.get(pid)) is not tuple:
+            room.silence[pid] = _SILENT if voice > 0 else _SILENT_WITHOUT_V
         frames = room.ticks.setdefault(tick, {})
         old = frames.get(pid)
         if type(old) is _Pcm:
