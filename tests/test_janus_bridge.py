@@ -63,3 +63,57 @@ def test_a_publisher_janus_does_not_list_yet_stays_mapped_while_it_is_forwarded(
         assert "bob" not in bridge.sources
 
     asyncio.run(scenario())
+
+
+class FakeJanusHttp:
+    """Janus's HTTP API, as far as the bridge's own handle goes: each session its handles;
+    a message on a handle of another session is refused, as Janus does."""
+
+    def __init__(self):
+        self.handles: dict[int, set[int]] = {}
+        self.creates = 0
+        self.refused = 0
+
+    def post(self, url, json):
+        fake = self
+
+        class Reply:
+            async def __aenter__(self):
+                await asyncio.sleep(0)  # the network: other requests run meanwhile
+                parts = url.split("/")[1:]
+                if json["janus"] == "create":
+                    fake.creates += 1
+                    session = 100 + fake.creates
+                    fake.handles[session] = set()
+                    return FakeRequest({"data": {"id": session}})
+                if json["janus"] == "attach":
+                    session = int(parts[0])
+                    handle = session * 10
+                    fake.handles[session].add(handle)
+                    return FakeRequest({"data": {"id": handle}})
+                session, handle = int(parts[0]), int(parts[1])
+                if handle not in fake.handles.get(session, ()):
+                    fake.refused += 1
+                    return FakeRequest({"janus": "error", "error": {"code": 459}})
+                return FakeRequest({"plugindata": {"data": {"ok": True}}})
+
+            async def __aexit__(self, *exc):
+                return False
+        return Reply()
+
+
+def test_requests_made_at_once_share_one_janus_session_and_handle():
+    """The publisher watcher and a publish asked Janus at once, before the bridge had a
+    session: each made one, the handle of one was paired with the other's session, and
+    Janus refused every request after ('No such handle', the clean-clone suite's
+    test_janus at 23:13)."""
+    bridge_module = load_bridge()
+
+    async def scenario():
+        bridge = bridge_module.Bridge(argparse.Namespace(rtp_port=5004, janus=""))
+        bridge.http = FakeJanusHttp()
+        replies = await asyncio.gather(*(bridge.janus({"request": "list"}) for _ in range(3)))
+        assert replies == [{"ok": True}] * 3
+        assert bridge.http.creates == 1 and bridge.http.refused == 0
+
+    asyncio.run(scenario())

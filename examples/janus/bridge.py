@@ -46,18 +46,24 @@ class Bridge:
         self.http: aiohttp.ClientSession | None = None
         self.janus_session = 0
         self.janus_handle = 0
+        # one session and handle, made by whichever request comes first: two made at once
+        # (the publisher watcher and a publish) paired one's session with the other's
+        # handle, and Janus refused every request after ('No such handle')
+        self.attaching = asyncio.Lock()
 
     async def janus(self, body: dict) -> dict:
         """One synchronous VideoRoom request on the bridge's own Janus handle."""
         assert self.http is not None
-        if not self.janus_session:
-            async with self.http.post(self.args.janus, json={"janus": "create",
-                                                             "transaction": "c"}) as r:
-                self.janus_session = (await r.json())["data"]["id"]
-            async with self.http.post(f"{self.args.janus}/{self.janus_session}", json={
-                    "janus": "attach", "plugin": "janus.plugin.videoroom",
-                    "transaction": "a"}) as r:
-                self.janus_handle = (await r.json())["data"]["id"]
+        async with self.attaching:
+            if not self.janus_handle:
+                async with self.http.post(self.args.janus, json={"janus": "create",
+                                                                 "transaction": "c"}) as r:
+                    session = (await r.json())["data"]["id"]
+                async with self.http.post(f"{self.args.janus}/{session}", json={
+                        "janus": "attach", "plugin": "janus.plugin.videoroom",
+                        "transaction": "a"}) as r:
+                    self.janus_handle = (await r.json())["data"]["id"]
+                self.janus_session = session
         url = f"{self.args.janus}/{self.janus_session}/{self.janus_handle}"
         async with self.http.post(url, json={"janus": "message", "transaction": "m",
                                              "body": body}) as r:
