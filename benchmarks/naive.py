@@ -142,10 +142,10 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
         if level >= loudest_level:
             loudest, loudest_level = p, level
     loudest_jump = loudest_level - loudest.last_level if loudest is not None else 0.0
-    # the two loudest levels (how many at the first): each one's loudest other, for echo
-    levels = sorted((level for _p, level, _v in frames), reverse=True)
-    top, n_top = levels[0] if levels else -math.inf, levels.count(levels[0]) if levels else 0
-    second = next((x for x in levels if x < top), -math.inf)
+    # the second loudest level, and how many at the loudest: each one's loudest other
+    top = loudest_level
+    n_top = sum(1 for _p, level, _v in frames if level == top)
+    second = max((level for _p, level, _v in frames if level < top), default=-math.inf)
     holder_p = ps[room.holder] if room.holder >= 0 else None
     for p, level, voice in frames:
         ref = None if p is loudest else (loudest_level, loudest_jump)
