@@ -250,8 +250,11 @@ def test_main_tile_follows_the_speaker_in_a_janus_room(demo, tmp_path):
     shutil.copy(tmp_path / "demo.log", ARTIFACTS / "janus-demo.log")  # for a failure
     forwarding = _forwarding(events, arrivals[:len(events)])
     assert not page_errors, page_errors
+    # the bridge's unmaps and refusals: a participant unheard for the call shows here
+    bridge_log = [line for line in (tmp_path / "demo.log").read_text(errors="replace")
+                  .splitlines() if " leaves (" in line or "refused" in line]
     report = (f"switches {switches}\nforwarding {forwarding}\npages {logs}\n"
-              f"RTP packets {packets}")
+              f"RTP packets {packets}\nbridge {bridge_log}")
     # Before anyone speaks, carol's camera-off makes speakerswitch show someone else with
     # a camera (reason VIDEO_OFF, the first of the others); never carol. If that is alice,
     # her turn has nothing to switch.

@@ -117,3 +117,54 @@ def test_requests_made_at_once_share_one_janus_session_and_handle():
         assert bridge.http.creates == 1 and bridge.http.refused == 0
 
     asyncio.run(scenario())
+
+
+def test_a_publish_that_ends_while_the_watcher_asks_janus_is_not_unmapped():
+    """The watcher asked Janus for its publishers while alice was being set up (not listed
+    yet) and read the answer after her forwarder was up: it unmapped her, and her audio went
+    unheard for the call (CI's test_janus: no switch to alice, a third of the packets)."""
+    bridge_module = load_bridge()
+
+    async def scenario():
+        bridge = bridge_module.Bridge(argparse.Namespace(rtp_port=5004))
+        bridge.stub = FakeStub()
+        listed = []                     # Janus's publishers, when it answers the watcher
+        list_asked, janus_lists = asyncio.Event(), asyncio.Event()
+        bridge.sources["bob"] = (1, 41, 3)  # set up earlier, and listed
+
+        async def janus(body):
+            if body["request"] == "listparticipants":
+                answer = {"participants": [{"id": p, "publisher": True} for p in listed]}
+                list_asked.set()
+                await janus_lists.wait()
+                return answer
+            if body["request"] == "rtp_forward":
+                return {"videoroom": "rtp_forward", "forwarders": [{"stream_id": 7}]}
+            return {}
+        bridge.janus = janus
+        listed.append(41)
+        publish_started = asyncio.Event()
+        real_publish = bridge._publish
+
+        async def publish(name, pub, body):
+            publish_started.set()
+            await list_asked.wait()     # the watcher's request is out before the forward
+            return await real_publish(name, pub, body)
+        bridge._publish = publish
+        alice = asyncio.create_task(bridge.publish(
+            FakeRequest({"participant": "alice", "publisher_id": 42})))
+        await publish_started.wait()
+        watcher = asyncio.create_task(bridge.drop_vanished())
+        assert (await alice).status == 200  # her forwarder is up before Janus answers
+        janus_lists.set()
+        await watcher
+        assert bridge.sources["alice"][1:] == (42, 7), bridge.stub.calls
+        assert [c[0] for c in bridge.stub.calls] == ["map"]
+        # the next round, with alice listed by then and bob gone: bob alone is unmapped
+        listed[:] = [42]
+        janus_lists.set()
+        await bridge.drop_vanished()
+        assert "alice" in bridge.sources and "bob" not in bridge.sources
+        assert bridge.stub.calls[-1] == ("unmap", 1)
+
+    asyncio.run(scenario())

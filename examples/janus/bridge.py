@@ -90,16 +90,20 @@ class Bridge:
     async def drop_vanished(self) -> None:
         """Unmap the publishers Janus no longer lists, but not one still being published:
         Janus lists a publisher only once its negotiation is done, and unmapping it then
-        (while `publish` waits for its forwarder) left its audio unmapped for the call."""
-        if not self.sources:
+        (while `publish` waits for its forwarder) left its audio unmapped for the call.
+        Only those already set up when Janus was asked are judged by its answer: one whose
+        publish ended while the list was on its way was not in it, and was unmapped."""
+        settled = {n: s for n, s in self.sources.items() if n not in self.publishing}
+        if not settled:
             return
         try:
             data = await self.janus({"request": "listparticipants", "room": ROOM})
         except (aiohttp.ClientError, KeyError):
             return
         live = {p["id"] for p in data.get("participants", []) if p.get("publisher")}
-        for name, (_, pub, _) in list(self.sources.items()):
-            if pub not in live and name not in self.publishing:
+        for name, source in settled.items():
+            if (source[1] not in live and self.sources.get(name) == source
+                    and name not in self.publishing):
                 await self.unmap(name, "Janus no longer lists it")
 
     async def unmap(self, name: str, why: str = "") -> None:
