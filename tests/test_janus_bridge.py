@@ -57,7 +57,13 @@ def test_a_publisher_janus_does_not_list_yet_stays_mapped_while_it_is_forwarded(
         assert response.status == 200
         assert [c[0] for c in bridge.stub.calls] == ["map"]
         assert bridge.sources["bob"][1:] == (42, 7)
-        # once set up, a publisher Janus no longer lists (a closed tab) is unmapped
+        # set up, its PeerConnection not up yet: Janus does not list it, it stays
+        await bridge.drop_vanished()
+        assert [c[0] for c in bridge.stub.calls] == ["map"]
+        listed.append(42)               # up: listed
+        await bridge.drop_vanished()
+        # a publisher Janus listed and no longer lists (a closed tab) is unmapped
+        listed.clear()
         await bridge.drop_vanished()
         assert [c[0] for c in bridge.stub.calls] == ["map", "unmap"]
         assert "bob" not in bridge.sources
@@ -131,6 +137,7 @@ def test_a_publish_that_ends_while_the_watcher_asks_janus_is_not_unmapped():
         listed = []                     # Janus's publishers, when it answers the watcher
         list_asked, janus_lists = asyncio.Event(), asyncio.Event()
         bridge.sources["bob"] = (1, 41, 3)  # set up earlier, and listed
+        bridge.listed.add("bob")
 
         async def janus(body):
             if body["request"] == "listparticipants":
@@ -160,11 +167,42 @@ def test_a_publish_that_ends_while_the_watcher_asks_janus_is_not_unmapped():
         await watcher
         assert bridge.sources["alice"][1:] == (42, 7), bridge.stub.calls
         assert [c[0] for c in bridge.stub.calls] == ["map"]
-        # the next round, with alice listed by then and bob gone: bob alone is unmapped
+        # the next round, with alice listed by then and bob gone (listed before): bob
+        # alone is unmapped
         listed[:] = [42]
-        janus_lists.set()
         await bridge.drop_vanished()
         assert "alice" in bridge.sources and "bob" not in bridge.sources
         assert bridge.stub.calls[-1] == ("unmap", 1)
+
+    asyncio.run(scenario())
+
+
+def test_a_publisher_whose_connection_is_slow_to_come_up_stays_mapped():
+    """The page publishes at 'configured', before ICE and DTLS: Janus lists the publisher
+    only once they are done, seconds later on a busy machine. The watcher took it for gone
+    in its next second and it went unheard for the call; now it waits NEGOTIATION_S for a
+    publisher Janus has never listed."""
+    bridge_module = load_bridge()
+
+    async def scenario():
+        bridge = bridge_module.Bridge(argparse.Namespace(rtp_port=5004))
+        bridge.stub = FakeStub()
+        now = [100.0]
+        bridge.clock = lambda: now[0]
+
+        async def janus(body):
+            if body["request"] == "rtp_forward":
+                return {"videoroom": "rtp_forward", "forwarders": [{"stream_id": 7}]}
+            return {"participants": [{"id": 42, "publisher": False}]}  # not up
+        bridge.janus = janus
+        await bridge.publish(FakeRequest({"participant": "carol", "publisher_id": 42}))
+        for now[0] in (101.0, 105.0, 100.0 + bridge_module.NEGOTIATION_S - 0.5):
+            await bridge.drop_vanished()
+            assert "carol" in bridge.sources, now[0]
+        now[0] = 100.0 + bridge_module.NEGOTIATION_S
+        await bridge.drop_vanished()    # never came up: gone
+        assert "carol" not in bridge.sources
+        assert bridge.stub.calls == [("map", "carol", bridge.stub.calls[0][2]),
+                                     ("unmap", bridge.stub.calls[0][2])]
 
     asyncio.run(scenario())

@@ -16,7 +16,9 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
+import time
 import zlib
 
 import aiohttp
@@ -34,6 +36,11 @@ ROOM_ID = "janus-1234"  # the speakerswitch room
 FORWARD_TRIES, FORWARD_RETRY_S = 10, 0.3
 """rtp_forward asked again for up to 3 s while Janus refuses it for a publisher that is
 still being set up (seen once in a clean-clone `make test` on a busy 2-core machine)."""
+NEGOTIATION_S = 20.0
+"""Janus lists a publisher only once its PeerConnection is up (ICE and DTLS done), which
+comes after its forwarder is made (the page publishes at 'configured'): the watcher does
+not take one it has never listed for gone until this long after its forward. Seconds on
+a busy machine; a publisher still not up after this is not coming."""
 log = logging.getLogger("bridge")
 
 
@@ -43,6 +50,9 @@ class Bridge:
         self.stub: pbg.SpeakerSwitchStub | None = None  # made on the server's loop
         self.sources: dict[str, tuple[int, int, int]] = {}  # participant -> (ssrc, pub, stream)
         self.publishing: set[str] = set()  # mapped, its forwarder not yet set up
+        self.forwarded_at: dict[str, float] = {}  # by the clock below
+        self.listed: set[str] = set()  # set up and listed by Janus since
+        self.clock = time.monotonic
         self.http: aiohttp.ClientSession | None = None
         self.janus_session = 0
         self.janus_handle = 0
@@ -91,8 +101,11 @@ class Bridge:
         """Unmap the publishers Janus no longer lists, but not one still being published:
         Janus lists a publisher only once its negotiation is done, and unmapping it then
         (while `publish` waits for its forwarder) left its audio unmapped for the call.
-        Only those already set up when Janus was asked are judged by its answer: one whose
-        publish ended while the list was on its way was not in it, and was unmapped."""
+        Only those already set up when Janus was asked are judged by its answer (one whose
+        publish ended while the list was on its way was not in it), and only once Janus
+        has listed them, or NEGOTIATION_S after their forward: one not up yet is not gone
+        (a slow machine's ICE and DTLS took longer than the watcher's second, and the
+        publisher went unheard for the call)."""
         settled = {n: s for n, s in self.sources.items() if n not in self.publishing}
         if not settled:
             return
@@ -101,13 +114,21 @@ class Bridge:
         except (aiohttp.ClientError, KeyError):
             return
         live = {p["id"] for p in data.get("participants", []) if p.get("publisher")}
+        now = self.clock()
         for name, source in settled.items():
-            if (source[1] not in live and self.sources.get(name) == source
-                    and name not in self.publishing):
-                await self.unmap(name, "Janus no longer lists it")
+            if self.sources.get(name) != source or name in self.publishing:
+                continue  # published again meanwhile: not what Janus was asked about
+            if source[1] in live:
+                self.listed.add(name)
+            elif (name in self.listed
+                  or now - self.forwarded_at.get(name, -math.inf) >= NEGOTIATION_S):
+                await self.unmap(name, "Janus no longer lists it" if name in self.listed
+                                 else f"Janus has not listed it in {NEGOTIATION_S:.0f} s")
 
     async def unmap(self, name: str, why: str = "") -> None:
         ssrc, pub, stream = self.sources.pop(name, (0, 0, 0))
+        self.listed.discard(name)
+        self.forwarded_at.pop(name, None)
         if not ssrc:
             return
         log.info("%s leaves (%s): stop forwarding, unmap SSRC %d", name, why, ssrc)
@@ -158,6 +179,7 @@ class Bridge:
             return web.json_response({"error": fwd}, status=502)
         stream = streams[0].get("stream_id", 0) if isinstance(streams, list) else 0
         self.sources[name] = (ssrc, pub, stream)
+        self.forwarded_at[name] = self.clock()
         log.info("%s (publisher %d) forwarded to the RTP ingest as SSRC %d", name, pub, ssrc)
         return web.json_response({"room": ROOM_ID, "ssrc": ssrc})
 
