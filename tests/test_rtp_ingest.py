@@ -873,3 +873,31 @@ def test_a_longer_jitter_wait_keeps_a_packet_a_stalled_host_read_late():
         (req,) = ingest.closed(1.0).values()
         got = [f[0][1] for _t, f in frames(req.ticks) if f and f != SILENT_A]
         assert got == levels
+
+
+def test_ticks_after_an_unmap_fit_the_roster_the_registry_keeps():
+    """UnmapRtpSource makes its participant leave the registry at once; the ticks the
+    ingest closes after that were sent in the compact form with the old roster (one byte
+    too many: 'tick refused: 2 bytes for a roster of 1', the Janus demo's log when bob
+    closed his tab), and the room lost them."""
+    ingest = RtpIngest(sources({"a": 0, "b": 0}))
+    reg = RoomRegistry()
+    for k in range(5):
+        _send(ingest, 1000, k, 20, True)
+        _send(ingest, 1001, k, 70, False)
+        for req in ingest.closed(0.02 * k + 0.002).values():
+            assert not reg.process(req).rejections
+    _send(ingest, 1000, 5, 20, True)    # tick 5 is in for both, not yet closed
+    _send(ingest, 1001, 5, 70, False)
+    ingest.unmap(1001)                  # the server's UnmapRtpSource, then its LEAVE
+    leave = pb.RoomTick(room_id="r", timestamp_ms=reg.room("r").last_t_ms)
+    leave.events.add(participant_id="b", type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)
+    assert not reg.process(pb.StreamRequest(ticks=[leave])).rejections
+    sent = []
+    for k in range(6, 9):
+        _send(ingest, 1000, k, 20, True)
+        for req in ingest.closed(0.02 * k + 0.002).values():
+            assert not reg.process(req).rejections, req
+            sent.extend(req.ticks)
+    assert [t.timestamp_ms for t in sent if t.levels.levels or t.audio] == [100, 120, 140, 160]
+    assert list(reg.room("r").slots) == ["a"]

@@ -284,6 +284,15 @@ def _one_tick(parts: _Pcm) -> bytes:
     return audio[:n].ljust(n, b"\0")
 
 
+def _forget(room: _Room, pid: str) -> None:
+    """``pid`` has left: out of the roster, and its packets for ticks not yet closed
+    (waiting for slower sources) dropped, or they would add it back after its LEAVE."""
+    room.latest_tick.pop(pid, None)
+    room.ready.pop(pid, None)
+    for k in [k for k, f in room.ticks.items() if f.pop(pid, None) and not f]:
+        del room.ticks[k]
+
+
 def _silence(room: _Room, pid: str, last: int, stop: int) -> None:
     """Digital silence for ``pid``, whose latest packet was for tick ``last``, in the open
     ticks before ``stop`` that are DTX_MS or more after it, up to LEAVE_AFTER_S (by then
@@ -375,6 +384,9 @@ class RtpIngest:
             room = self._rooms.get((src.tenant, src.room_id))
             if room is not None:
                 room.leaving.append(src.participant_id)
+                # the server's LEAVE reaches the registry before the ticks still open here:
+                # with it in them they would not fit the roster the registry keeps
+                _forget(room, src.participant_id)
                 self._open[(room.tenant, room.room_id)] = room
         return src
 
@@ -665,12 +677,7 @@ class RtpIngest:
                 for pid in room.leaving:
                     t.events.add(participant_id=pid,
                                  type=pb.ParticipantEventType.PARTICIPANT_EVENT_TYPE_LEAVE)
-                    room.latest_tick.pop(pid, None)
-                    room.ready.pop(pid, None)
-                    # its packets for later ticks (waiting for slower sources) would add
-                    # it back after its LEAVE: it has gone
-                    for k in [k for k, f in room.ticks.items() if f.pop(pid, None) and not f]:
-                        del room.ticks[k]
+                    _forget(room, pid)
                 room.leaving.clear()
             room.next_tick = max(room.next_tick, ticks[-1] + 1 if ticks else 0)
             if not room.ticks and not self._may_fall_silent(room):
