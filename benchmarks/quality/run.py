@@ -11,6 +11,8 @@ the evaluation kit's development corpus. Each scenario is replayed in-process th
 same registry path as the server:
   levels  RFC 6464 levels with the V bit from webrtcvad (levels.csv), as a browser sends
   pcm     the WAV tracks as 20 ms PCM frames
+  rtp-dtx (--modes) the levels as Opus packets in DTX (a silent frame sends nothing but one
+          packet in 20) through the RTP ingest, as a media server forwarding RTP delivers them
 for the algorithms speakerswitch (ours, each profile), dsi (Volfin-Cohen as deployed in
 SFUs) and loudest (the loudest participant every frame), and scored by
 ``service.tools.evaluate``.
@@ -59,7 +61,9 @@ def ensure_scenarios(out: pathlib.Path, variants: int, seconds: float) -> pathli
 def decide(scenario_dir: pathlib.Path, mode: str, algorithm: str, profile: str
            ) -> list[tuple[float, str | None]]:
     """Replay one scenario in-process; the video switches as (t_ms, speaker)."""
-    ticks = (replay.levels_ticks(scenario_dir / "levels.csv", "bench") if mode == "levels"
+    levels = scenario_dir / "levels.csv"
+    ticks = (replay.levels_ticks(levels, "bench") if mode == "levels"
+             else replay.levels_rtp_ticks(levels, "bench", dtx=True) if mode == "rtp-dtx"
              else replay.wav_ticks(scenario_dir, "bench"))
     config = pb.RoomConfig(profile=profile, algorithm=algorithm)
     registry = RoomRegistry()
@@ -124,16 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--variants", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help=f"comma-separated, of {', '.join(MODES + ('rtp-dtx',))}")
     a = ap.parse_args(argv)
+    modes = tuple(a.modes.split(","))
+    unknown = set(modes) - set(MODES + ("rtp-dtx",))
+    if unknown:
+        ap.error(f"--modes: unknown {', '.join(sorted(unknown))}")
     corpus = (pathlib.Path(a.corpus) if a.corpus
               else ensure_scenarios(CACHE / f"{a.variants}x{a.seconds:g}", a.variants, a.seconds))
     t0 = time.perf_counter()
-    results = run(corpus, a.jobs)
+    results = run(corpus, a.jobs, modes=modes)
     text = table(results)
     print(text)
     took = time.perf_counter() - t0
     print(f"\n{len(next(iter(results.values())))} scenarios x {len(SYSTEMS)} systems x "
-          f"{len(MODES)} modes in {took:.0f} s", file=sys.stderr)
+          f"{len(modes)} modes in {took:.0f} s", file=sys.stderr)
     if a.out:
         pathlib.Path(a.out).write_text(
             f"# Switching quality\n\nCorpus: `{a.corpus or 'speakerswitch scenarios'}` "

@@ -30,6 +30,7 @@ from dsp.pcm import SAMPLE_RATES_HZ
 from dsp.rfc6464 import header_bytes
 
 from ..api import speakerswitch_pb2 as pb
+from ..runtime import rtp
 from ..runtime.config import ServiceConfig
 from .jsonl import records
 from ..runtime.rooms import MAX_TIMESTAMP_MS, RoomRegistry
@@ -160,6 +161,60 @@ def levels_ticks(path: str | pathlib.Path, room_id: str) -> Iterator[pb.RoomTick
             tick.levels.roster.extend(roster)
             last_roster = roster
         yield tick
+
+
+DTX_QUIET_LEVEL = 50
+"""-dBov: a packet without voice at least this quiet is silence to Opus DTX (its encoder
+stops sending on comfort-noise-level input; a voiced or louder one is sent)."""
+DTX_KEEPALIVE_PACKETS = 20
+"""In DTX Opus still sends one packet in 20 (every 400 ms of 20 ms frames)."""
+RTP_CLOCK_HZ = 48000
+LEVEL_EXTENSION_ID = 1  # the ingest's default (a=extmap:1 ...ssrc-audio-level)
+
+
+def levels_rtp_ticks(path: str | pathlib.Path, room_id: str, dtx: bool = False
+                     ) -> Iterator[pb.RoomTick]:
+    """A levels CSV as a media server forwarding its participants' RTP would deliver it:
+    each row one Opus packet with its RFC 6464 level and V bit, arriving as its 20 ms end,
+    through the RTP ingest (service/runtime/rtp_ingest.py), so the ingest's tick building
+    and gap filling are measured with the engine. ``dtx``: silent frames send no packet
+    but one in DTX_KEEPALIVE_PACKETS, as Opus DTX does."""
+    from ..runtime.rtp_ingest import RtpIngest, RtpSource
+
+    times, rosters, payloads = read_levels_csv(path)
+    ssrcs: dict[str, int] = {}
+    for roster in rosters:
+        for pid in roster:
+            ssrcs.setdefault(pid, 1000 + len(ssrcs))
+    ingest = RtpIngest({ssrc: RtpSource(room_id, pid) for pid, ssrc in ssrcs.items()})
+    seq = dict.fromkeys(ssrcs, 0)
+    quiet_run = dict.fromkeys(ssrcs, 0)
+    end_ms = (times[-1] if times else 0) + WAV_FRAME_MS
+    k = 0
+    for now_ms in range(WAV_FRAME_MS, end_ms + 1000 + 1, WAV_FRAME_MS):
+        datagrams = []
+        while k < len(times) and times[k] + WAV_FRAME_MS <= now_ms:
+            for pid, byte in zip(rosters[k], payloads[k]):
+                if dtx and not byte & 0x80 and byte & 0x7F >= DTX_QUIET_LEVEL:
+                    quiet_run[pid] += 1
+                    if (quiet_run[pid] - 1) % DTX_KEEPALIVE_PACKETS:
+                        continue
+                else:
+                    quiet_run[pid] = 0
+                datagrams.append(_level_packet(seq[pid], times[k] * RTP_CLOCK_HZ // 1000,
+                                               ssrcs[pid], byte))
+                seq[pid] += 1
+            k += 1
+        ingest.receive(datagrams, now_ms / 1000)
+        for request in ingest.closed(now_ms / 1000).values():
+            yield from request.ticks
+
+
+def _level_packet(seq: int, timestamp: int, ssrc: int, level_byte: int) -> bytes:
+    """An RTP packet of payload type 111 with the one-byte audio-level extension."""
+    extension = bytes([LEVEL_EXTENSION_ID << 4, level_byte, 0, 0])
+    return (struct.pack("!BBHII", 0x90, 111, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc)
+            + struct.pack("!HH", rtp.ONE_BYTE_PROFILE, 1) + extension + b"\xfc")
 
 
 RTP_FLUSH_S = 0.005
