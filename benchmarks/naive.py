@@ -33,12 +33,14 @@ x 6, 1500 ticks of turns, overlaps and remarks: every event equal, scores to 0.1
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 
 from dsp import events as ev
 from dsp.activity import (ECHO_AUDIBLE_DB, ECHO_COUPLING_DOWN_DB, ECHO_COUPLING_UP_DB,
                           ECHO_DECAY_DB_PER_MS, ECHO_HOLD_MS, ECHO_MARGIN_DB,
-                          ECHO_REFERENCE_GAP_DB, ECHO_REFERENCE_MIN_DBOV)
+                          ECHO_REFERENCE_GAP_DB, ECHO_REFERENCE_MIN_DBOV, IMPULSE_DROP_DB,
+                          IMPULSE_JUDGED_MS, IMPULSE_ONSET_MS, IMPULSE_RECOVER_DB)
 from dsp.state import ECHO_COUPLING_INITIAL_DB
 from dsp.switching import NEWCOMER_ROOM_SIZE
 from dsp.tuning import PROFILES, Tuning
@@ -90,6 +92,9 @@ class Participant:
     echo_peak: float = SILENCE_DBOV   # the loudest other's recent level, held then decaying
     echo_peak_ms: int = NEVER_MS
     echo_coupling: float = ECHO_COUPLING_INITIAL_DB  # this microphone's echo, below it
+    impulse_peak: float = -math.inf   # the current sound's early peak, while judged
+    impulse_low: float = -math.inf    # its quietest frame since
+    impulse: bool = False             # a cough or a knock: takes no floor
 
 
 @dataclass
@@ -182,7 +187,7 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
             p.evidence = max(p.evidence - T.evidence_decay * dt, 0.0)
         if (t_end - p.last_active > T.takeover_recency_ms or p.evidence <= 0
                 or (p.modulation < T.min_modulation_db and holder is not None
-                    and holder.modulation >= T.min_modulation_db)):
+                    and holder.modulation >= T.min_modulation_db) or p.impulse):
             continue
         # in a large room, one who has never held its floor needs newcomer_speech_ms more
         e = (p.evidence if p.has_held or len(ps) < NEWCOMER_ROOM_SIZE
@@ -229,6 +234,33 @@ def step_room(room: Room, payload: bytes, t_end: int, dt: int, out: list) -> Non
     _ranking(room, t_end, out)
 
 
+def f32(x: float) -> float:
+    """``x`` rounded to float32, as the engine's state arrays hold it."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _impulse(p: Participant, level: float, onset: bool) -> None:
+    """Whether this speech-like frame's sound is a cough or a knock (activity._impulses)."""
+    early = p.voiced_run < IMPULSE_ONSET_MS
+    if p.voiced_run == 0:
+        p.impulse = False
+    again = p.impulse and level >= f32(p.impulse_low + IMPULSE_RECOVER_DB)
+    if again:
+        p.impulse = False
+    if onset:
+        p.impulse_peak = level
+    elif p.voiced_run == 0:
+        p.impulse_peak = -math.inf
+    elif early:
+        p.impulse_peak = max(p.impulse_peak, level)
+    if again or (not early and level > p.impulse_peak):
+        p.impulse_peak = -math.inf
+    if (not early and p.voiced_run <= IMPULSE_JUDGED_MS
+            and level <= f32(p.impulse_peak - IMPULSE_DROP_DB)):
+        p.impulse = True
+    p.impulse_low = level if early else min(p.impulse_low, level)
+
+
 def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: Tuning,
               started: list[int], ref: tuple[float, float] | None,
               echo: tuple[float, bool]) -> bool:
@@ -270,11 +302,13 @@ def _activity(p: Participant, level: float, voice: int, t_end: int, dt: int, T: 
                           else T.speech_level_fall_ms) * (level - p.speech)
         active = level >= p.speech - T.speech_margin_db
     if active:
-        if p.voiced_run == 0 and p.activity < ONSET_RESET_ACTIVITY:
+        onset = p.voiced_run == 0 and p.activity < ONSET_RESET_ACTIVITY
+        if onset:
             p.modulation = ONSET_MODULATION_DB
         else:
             jump = abs(level - p.last_level)
             p.modulation += alpha(dt, T.modulation_ms) * (jump - p.modulation)
+        _impulse(p, f32(level), onset)
     p.last_level = level
     p.voiced_run = p.voiced_run + dt if active else 0.0
     active = active and p.voiced_run >= T.min_run_ms

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ABI_VERSION 11
+#define ABI_VERSION 12
 
 #define NEVER_MS (INT64_MIN / 4) /* dsp.state.NEVER_MS: np.iinfo(np.int64).min // 4 */
 #define NOT_LOUD_MS (-NEVER_MS)  /* dsp.state.NOT_LOUD_MS */
@@ -42,6 +42,10 @@
 #define ECHO_REFERENCE_GAP_DB 3.0        /* dsp.activity.ECHO_REFERENCE_GAP_DB */
 #define ECHO_MARGIN_DB 6.0               /* dsp.activity.ECHO_MARGIN_DB */
 #define ECHO_AUDIBLE_DB 6.0              /* dsp.activity.ECHO_AUDIBLE_DB */
+#define IMPULSE_ONSET_MS 40.0            /* dsp.activity.IMPULSE_ONSET_MS */
+#define IMPULSE_DROP_DB 4.0              /* dsp.activity.IMPULSE_DROP_DB */
+#define IMPULSE_JUDGED_MS 100.0          /* dsp.activity.IMPULSE_JUDGED_MS */
+#define IMPULSE_RECOVER_DB 6.0           /* dsp.activity.IMPULSE_RECOVER_DB */
 
 /* rows of the per-slot tuning table (engine.SLOT_FIELDS order) */
 enum { ENERGY_SNR, MIN_SNR, MIN_LEVEL, SPEECH_MARGIN, MIN_RUN, ACT_ATTACK_MS, SPEAKING_ON,
@@ -104,7 +108,7 @@ enum { IDX, POS, ROOMS, DURATION_MS, DT, TUN, ALPHA, ROOM_TUN, MEMBERS, MEMBER_S
        T_END_ROOM, LIVE, ACTIVE, STARTED, REFRESH, REPORTS, CHANGES, DUE, N_LAYOUT };
 enum { NOISE_FLOOR, SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING, LAST_ACTIVE_MS,
        RUN_START_MS, LOUD_SINCE_MS, ONSET_MS, EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL,
-       MODULATION_DB, FOLLOW_DB, MOVE_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
+       MODULATION_DB, IMPULSE_PEAK_DBOV, IMPULSE_LOW_DBOV, IMPULSE, FOLLOW_DB, MOVE_DB, MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING, REPORTED_MS, JOINED,
        HAS_HELD, ECHO_PEAK_DBOV, ECHO_PEAK_MS, ECHO_COUPLING_DB,
        HOLDER, FLOOR_SINCE_MS, PREVIOUS_HOLDER, PREVIOUS_TURN_MS, ROOM_T_MS, RANKING_T_MS, RANKING_PHASE_MS, RANKED, SLOT_ROOM, VIDEO, PINNED,
        SHOWN, FORWARDED, FORWARDED_MAIN, N_STATE };
@@ -139,6 +143,9 @@ static const Spec STATE_SPECS[N_STATE] = {
     [VOICED_RUN_MS] = {'f', 1, 1, 0, "voiced_run_ms"},
     [LAST_LEVEL] = {'f', 1, 1, 0, "last_level"},
     [MODULATION_DB] = {'f', 1, 1, 0, "modulation_db"},
+    [IMPULSE_PEAK_DBOV] = {'f', 1, 1, 0, "impulse_peak_dbov"},
+    [IMPULSE_LOW_DBOV] = {'f', 1, 1, 0, "impulse_low_dbov"},
+    [IMPULSE] = {'?', 1, 1, 0, "impulse"},
     [FOLLOW_DB] = {'f', 1, 1, 0, "follow_db"}, [MOVE_DB] = {'f', 1, 1, 0, "move_db"},
     [MUTED] = {'?', 1, 0, 0, "muted"}, [SILENT] = {'?', 1, 1, 0, "silent"},
     [LAST_FRAME_MS] = {'q', 1, 1, 0, "last_frame_ms"},
@@ -324,6 +331,7 @@ static int check_state(const Py_buffer *b)
     static const int per_slot[] = {SPEECH_LEVEL, LEVEL_SMOOTH, ACTIVITY, SPEAKING,
                                    LAST_ACTIVE_MS, RUN_START_MS, LOUD_SINCE_MS, ONSET_MS,
                                    EVIDENCE_MS, VOICED_RUN_MS, LAST_LEVEL, MODULATION_DB,
+                                   IMPULSE_PEAK_DBOV, IMPULSE_LOW_DBOV, IMPULSE,
                                    FOLLOW_DB, MOVE_DB,
                                    MUTED, SILENT, LAST_FRAME_MS, REPORTED_SPEAKING,
                                    REPORTED_MS, JOINED, SLOT_ROOM, VIDEO};
@@ -535,7 +543,10 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             *loud_since_ms = P(int64_t, S, LOUD_SINCE_MS);
     float *evidence_ms = P(float, S, EVIDENCE_MS), *voiced_run_ms = P(float, S, VOICED_RUN_MS),
           *last_level = P(float, S, LAST_LEVEL), *modulation_db = P(float, S, MODULATION_DB),
-          *follow_db = P(float, S, FOLLOW_DB), *move_db = P(float, S, MOVE_DB);
+          *follow_db = P(float, S, FOLLOW_DB), *move_db = P(float, S, MOVE_DB),
+          *impulse_peak_dbov = P(float, S, IMPULSE_PEAK_DBOV),
+          *impulse_low_dbov = P(float, S, IMPULSE_LOW_DBOV);
+    uint8_t *impulse = P(uint8_t, S, IMPULSE);
     const uint8_t *muted = P(uint8_t, S, MUTED);
     uint8_t *silent = P(uint8_t, S, SILENT);
     int64_t *last_frame_ms = P(int64_t, S, LAST_FRAME_MS);
@@ -749,9 +760,26 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             const float mod32 = modulation_db[s];
             double mod = (double)mod32
                 + ALPHAV(A_MODULATION, p) * (double)(float)(fabsf(lv - last_level[s]) - mod32);
-            if (run_before == 0 && activity[s] < ONSET_RESET)
+            const int onset = run_before == 0 && activity[s] < ONSET_RESET;
+            if (onset)
                 mod = (double)ONSET_MOD;
             modulation_db[s] = (float)mod;
+            /* an impulse (dsp.activity._impulses): a sound that starts at its loudest and
+             * falls IMPULSE_DROP_DB within IMPULSE_JUDGED_MS; float32 as numpy's */
+            const int early = (double)run_before < IMPULSE_ONSET_MS;
+            int imp = impulse[s] && run_before != 0;
+            const int again = imp && lv >= impulse_low_dbov[s] + (float)IMPULSE_RECOVER_DB;
+            imp = imp && !again;
+            float peak = impulse_peak_dbov[s];
+            peak = onset ? lv : run_before == 0 ? -INFINITY : early ? maxf_(peak, lv) : peak;
+            if (again || (!early && lv > peak))
+                peak = -INFINITY;
+            if (!early && (double)run_before <= IMPULSE_JUDGED_MS
+                && lv <= peak - (float)IMPULSE_DROP_DB)
+                imp = 1;
+            impulse_peak_dbov[s] = peak;
+            impulse_low_dbov[s] = early ? lv : minf_(impulse_low_dbov[s], lv);
+            impulse[s] = (uint8_t)imp;
             run = (float)(run_before + dt_i);
         }
         voiced_run_ms[s] = run;
@@ -882,7 +910,7 @@ static PyObject *advance(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             const double min_mod = TUNV(MIN_MODULATION, p);
             if (!(e != 0 && (double)(t_end - last_active_ms[s]) <= TUNV(TAKEOVER_RECENCY, p)
                   && ((double)modulation_db[s] >= min_mod || h < 0
-                      || (double)modulation_db[h] < min_mod)))
+                      || (double)modulation_db[h] < min_mod) && !impulse[s]))
                 e = 0.0f;
             /* in a large room, one who has never held its floor needs newcomer_speech_ms
              * more */
@@ -1103,7 +1131,7 @@ PyMODINIT_FUNC PyInit__kernel(void)
         return NULL;
     /* the constants compiled in, so that a test can hold them to dsp's Python ones */
     PyObject *constants = Py_BuildValue(
-        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
+        "{s:L,s:L,s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:d}", "NEVER_MS", (long long)NEVER_MS,
         "NOT_LOUD_MS", (long long)NOT_LOUD_MS,
         "NOT_RANKED", (long long)NOT_RANKED, "SILENCE_DBOV", (double)SILENCE,
         "SMOOTH_FLOOR_DBOV", (double)SMOOTH_FLOOR, "INITIAL_FLOOR_DBOV", (double)INITIAL_FLOOR,
@@ -1115,7 +1143,9 @@ PyMODINIT_FUNC PyInit__kernel(void)
         "ECHO_COUPLING_DOWN_DB", ECHO_COUPLING_DOWN_DB,
         "ECHO_REFERENCE_MIN_DBOV", ECHO_REFERENCE_MIN_DBOV,
         "ECHO_REFERENCE_GAP_DB", ECHO_REFERENCE_GAP_DB, "ECHO_MARGIN_DB", ECHO_MARGIN_DB,
-        "ECHO_AUDIBLE_DB", ECHO_AUDIBLE_DB);
+        "ECHO_AUDIBLE_DB", ECHO_AUDIBLE_DB, "IMPULSE_ONSET_MS", IMPULSE_ONSET_MS,
+        "IMPULSE_DROP_DB", IMPULSE_DROP_DB, "IMPULSE_JUDGED_MS", IMPULSE_JUDGED_MS,
+        "IMPULSE_RECOVER_DB", IMPULSE_RECOVER_DB);
     if (PyModule_AddIntConstant(m, "ABI", ABI_VERSION) < 0 || constants == NULL
         || PyModule_AddObject(m, "CONSTANTS", constants) < 0) {
         Py_XDECREF(constants);

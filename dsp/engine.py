@@ -28,7 +28,7 @@ try:  # the compiled level path (dsp/_kernel.c), built by `pip install` when it 
     from . import _kernel
 except ImportError:  # no C compiler at install time: the numpy path, the same decisions
     _kernel = None
-if _kernel is not None and getattr(_kernel, "ABI", None) != 11:
+if _kernel is not None and getattr(_kernel, "ABI", None) != 12:
     _kernel = None  # a stale build of an older dsp/_kernel.c (rebuild: pip install -e .)
 KERNEL_EVENTS = ((ev.SpeakingChange, ("room", "t_ms", "slot", "speaking")),
                  (ev.ActiveSpeakersUpdate, ("room", "t_ms", "slots", "levels_dbov", "speaking",
@@ -55,7 +55,8 @@ SLOT_FIELDS = ("energy_voice_snr_db", "min_snr_db", "min_level_dbov", "speech_ma
 """The Tuning fields read per participant on the audio path (the others per room)."""
 KERNEL_STATE = ("noise_floor", "speech_level", "level_smooth", "activity", "speaking",
                 "last_active_ms", "run_start_ms", "loud_since_ms", "onset_ms", "evidence_ms",
-                "voiced_run_ms", "last_level", "modulation_db", "follow_db", "move_db", "muted",
+                "voiced_run_ms", "last_level", "modulation_db", "impulse_peak_dbov",
+                "impulse_low_dbov", "impulse", "follow_db", "move_db", "muted",
                 "silent",
                 "last_frame_ms", "reported_speaking", "reported_ms", "joined", "has_held",
                 "echo_peak_dbov", "echo_peak_ms", "echo_coupling_db", "holder",

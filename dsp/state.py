@@ -82,6 +82,13 @@ class EngineState:
     modulation_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """Mean level jump between frames over the recent speech-like frames (see
     ``Tuning.min_modulation_db``)."""
+    impulse_peak_dbov: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """The loudest of the first two frames of the participant's current sound, while it may
+    still prove an impulse (-inf once it cannot: see ``activity.IMPULSE_DROP_DB``)..."""
+    impulse_low_dbov: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    """...the quietest frame of the sound since then..."""
+    impulse: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    """...and whether it is one (a cough, a knock, a door): it takes no floor."""
     follow_db: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """How far the participant's level jumps stray from those of the loudest other
     participant of its room, frame by frame (mean |difference|, dB, over its recent
@@ -159,7 +166,8 @@ class EngineState:
                      speaking=False, last_active_ms=NEVER_MS, run_start_ms=NEVER_MS,
                      loud_since_ms=NOT_LOUD_MS,
                      onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
-                     modulation_db=ONSET_MODULATION_DB, follow_db=0.0, move_db=0.0, video=True, muted=False,
+                     modulation_db=ONSET_MODULATION_DB, impulse_peak_dbov=-np.inf,
+                     impulse_low_dbov=-np.inf, impulse=False, follow_db=0.0, move_db=0.0, video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
                      reported_ms=NEVER_MS, joined=0, has_held=False,
                      echo_peak_dbov=-127.0, echo_peak_ms=NEVER_MS,

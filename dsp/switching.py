@@ -19,7 +19,9 @@ evidence reaches
 In a room of ``NEWCOMER_ROOM_SIZE`` or more, a challenger that has never held the floor
 needs ``newcomer_speech_ms`` more evidence than these.
 A challenger must also sound like speech: its level modulated by syllables
-(``min_modulation_db``), which a breath before a turn or a hum is not, if the holder's is.
+(``min_modulation_db``), which a breath before a turn or a hum is not, if the holder's is;
+and its sound must not be an impulse that starts at its loudest and dies away (a cough, a
+knock: ``activity.IMPULSE_DROP_DB``).
 This is evidence accumulated over time instead of a fixed hold after each switch, the
 shape Volfin & Cohen argue for (Computer Speech & Language 27 (2013) 895-910), kept simple
 enough to vectorize over every room of a batch.
@@ -110,8 +112,9 @@ def takeovers(st: EngineState, rooms: np.ndarray, t_end_ms: np.ndarray, idx: np.
     # not judged on it)
     holder_k = st.holder[room_of[k]]
     min_mod = tuning["min_modulation_db"][k]
-    k = k[(st.modulation_db[idx[k]] >= min_mod) | (holder_k < 0)
-          | (st.modulation_db[np.maximum(holder_k, 0)] < min_mod)]
+    k = k[((st.modulation_db[idx[k]] >= min_mod) | (holder_k < 0)
+           | (st.modulation_db[np.maximum(holder_k, 0)] < min_mod))
+          & ~st.impulse[idx[k]]]  # ...and none whose sound is a cough or a knock
     evidence = np.zeros(len(idx), dtype=np.float32)
     evidence[k] = stored[k]
     # in a large room, one who has never held its floor needs newcomer_speech_ms more

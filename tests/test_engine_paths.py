@@ -448,7 +448,7 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
     talkers = {r: {0} for r in rooms}
     gap = {r: -1 for r in rooms}   # a participant index whose packets stop for a while
     out: list[ev.Event] = []
-    leaking_steps = quick_steps = 0
+    leaking_steps = quick_steps = impulse_steps = 0
     for k in range(900):
         t = k * 20
         r = rooms[int(rng.integers(len(rooms)))]
@@ -512,10 +512,12 @@ def _mixed_run(kernel: str, seed: int, monkeypatch) -> tuple[list, dict]:
             quick_steps += bool(((st.previous_holder >= 0)
                                  & (st.previous_turn_ms < PROFILES["meeting"].reply_turn_ms)
                                  ).any())
+            impulse_steps += bool(st.impulse.any())  # a sound taken for a cough
     state = _state_copy(eng.st)
     state["ranked"] = eng.st.ranked.copy()
     state["leaking_steps"] = np.array(leaking_steps)
     state["quick_steps"] = np.array(quick_steps)
+    state["impulse_steps"] = np.array(impulse_steps)
     return out, state
 
 
@@ -532,6 +534,7 @@ def test_the_compiled_kernel_decides_as_the_numpy_path(seed, monkeypatch):
     assert len(reference) > 500
     assert reference_state["leaking_steps"] > 50  # frames taken for a leak: in both paths
     assert reference_state["quick_steps"] > 50    # rooms in a quick exchange
+    assert reference_state["impulse_steps"] > 50  # sounds taken for coughs
     assert fast == reference
     for name, a in fast_state.items():
         np.testing.assert_array_equal(a, reference_state[name], err_msg=name)
@@ -569,7 +572,7 @@ def test_the_kernels_constants_are_dsps():
               "LEAK_FOLLOW_SHARE": activity.LEAK_FOLLOW_SHARE,
               "LEAK_MIN_MOVE_DB": activity.LEAK_MIN_MOVE_DB}
     python.update({name: getattr(activity, name) for name in dir(activity)
-                   if name.startswith("ECHO_")})
+                   if name.startswith(("ECHO_", "IMPULSE_"))})
     assert set(c) == set(python)
     for name, value in python.items():  # the state is float32: compare as float32
         assert np.float32(c[name]) == np.float32(value), name
