@@ -99,8 +99,8 @@ far below that by some frame from 40 to this many ms into it is an impulse: a co
 explosive phase, a knock, a door (their energy peaks in the first 30-50 ms and decays,
 Korpas et al. 1996 on cough sounds), not the start of a turn, whose syllables build up
 and go on. It takes no floor (``EngineState.impulse``), though the VAD marks it voiced
-and it lasts as long as a 'yeah'. A cough in a long pause of the holder was the commonest
-false switch left: 4 of 7 on monologue draws, 4 of 34 on the kit's three draws. Of the
+and it lasts as long as a 'yeah'. Coughs in a long pause of the holder were 4 of the 7
+false switches left on monologue draws, 4 of 34 on the kit's three draws (and a door). Of the
 sounds that start after a silence (kit dev and monologue draws), this flags 70-83% of
 coughs, every door, 72% of keyboard and 99% of click onsets, and 5-8% of speech onsets
 (2-5% of the recorded voices'), which go on at their next rise. Chosen on the kit's dev

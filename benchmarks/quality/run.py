@@ -43,6 +43,7 @@ SYSTEMS = (("speakerswitch", "speakerswitch", "meeting"),
            ("dsi", "dsi", "meeting"),
            ("loudest", "loudest", "meeting"))
 MODES = ("levels", "pcm")
+ALL_MODES = MODES + ("rtp-dtx",)  # rtp-dtx on request (--modes)
 
 
 def ensure_scenarios(out: pathlib.Path, variants: int, seconds: float) -> pathlib.Path:
@@ -129,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--modes", default=",".join(MODES),
-                    help=f"comma-separated, of {', '.join(MODES + ('rtp-dtx',))}")
+                    help=f"comma-separated, of {', '.join(ALL_MODES)}")
     a = ap.parse_args(argv)
     modes = tuple(a.modes.split(","))
-    unknown = set(modes) - set(MODES + ("rtp-dtx",))
+    unknown = set(modes) - set(ALL_MODES)
     if unknown:
         ap.error(f"--modes: unknown {', '.join(sorted(unknown))}")
     corpus = (pathlib.Path(a.corpus) if a.corpus

@@ -191,6 +191,7 @@ def levels_rtp_ticks(path: str | pathlib.Path, room_id: str, dtx: bool = False
     quiet_run = dict.fromkeys(ssrcs, 0)
     end_ms = (times[-1] if times else 0) + WAV_FRAME_MS
     k = 0
+    # a second on past the last packet: the ingest closes every tick it is waiting on
     for now_ms in range(WAV_FRAME_MS, end_ms + 1000 + 1, WAV_FRAME_MS):
         datagrams = []
         while k < len(times) and times[k] + WAV_FRAME_MS <= now_ms:
