@@ -94,7 +94,7 @@ first frame's time is the onset reported with switches)."""
 IMPULSE_ONSET_MS = 40.0
 IMPULSE_DROP_DB = 4.0
 IMPULSE_JUDGED_MS = 100.0
-"""A sound that starts at its loudest (its first 40 ms: two frames) and has fallen this
+"""A sound that starts at its loudest (its first 40 ms: two 20 ms frames) and has fallen this
 far below that by some frame from 40 to this many ms into it is an impulse: a cough's
 explosive phase, a knock, a door (their energy peaks in the first 30-50 ms and decays,
 Korpas et al. 1996 on cough sounds), not the start of a turn, whose syllables build up

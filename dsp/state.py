@@ -83,8 +83,9 @@ class EngineState:
     """Mean level jump between frames over the recent speech-like frames (see
     ``Tuning.min_modulation_db``)."""
     impulse_peak_dbov: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    """The loudest of the first two frames of the participant's current sound, while it may
-    still prove an impulse (-inf once it cannot: see ``activity.IMPULSE_DROP_DB``)..."""
+    """The loudest frame of the first ``activity.IMPULSE_ONSET_MS`` of the participant's
+    current sound, while it may still prove an impulse (-inf once it cannot: see
+    ``activity.IMPULSE_DROP_DB``)..."""
     impulse_low_dbov: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     """...the quietest frame of the sound since then..."""
     impulse: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
@@ -167,7 +168,8 @@ class EngineState:
                      loud_since_ms=NOT_LOUD_MS,
                      onset_ms=0, evidence_ms=0.0, voiced_run_ms=0.0, last_level=-127.0,
                      modulation_db=ONSET_MODULATION_DB, impulse_peak_dbov=-np.inf,
-                     impulse_low_dbov=-np.inf, impulse=False, follow_db=0.0, move_db=0.0, video=True, muted=False,
+                     impulse_low_dbov=-np.inf, impulse=False, follow_db=0.0, move_db=0.0,
+                     video=True, muted=False,
                      silent=False, last_frame_ms=NEVER_MS, reported_speaking=False,
                      reported_ms=NEVER_MS, joined=0, has_held=False,
                      echo_peak_dbov=-127.0, echo_peak_ms=NEVER_MS,
