@@ -66,3 +66,58 @@ def test_the_rtp_dtx_mode_scores_and_an_unknown_mode_is_refused(tmp_path, capsys
     with pytest.raises(SystemExit):
         q.main(["--corpus", str(tmp_path), "--modes", "levels,rtp"])
     assert "--modes: unknown rtp" in capsys.readouterr().err
+
+
+def _summary(accuracy=0.95, median_ms=250.0, false_per_min=0.1, missed=0, changes=100,
+             flicker_per_min=0.0, overlap_median_ms=None):
+    return {"accuracy": accuracy, "delay_median_ms": median_ms, "false_per_min": false_per_min,
+            "missed": missed, "changes": changes, "flicker_per_min": flicker_per_min,
+            "overlap_median_ms": overlap_median_ms}
+
+
+def test_each_profiles_promise_is_checked_against_its_bound_or_a_peer():
+    t = load_harness().targets
+    rule = (t.Target("ss-podcast", "ALL", "false_per_min", "<=", 0.1, "few wrong switches"),
+            t.Target("ss-podcast", "ALL", "accuracy", ">=", "dsi", "ahead of DSI"),
+            t.Target("ss-podcast", "ALL", "missed_share", "<=", 0.02, "few missed"),
+            t.Target("ss-debate", "rapid", "accuracy", ">=", "speakerswitch", "quick"),
+            t.Target("ss-podcast", "ALL", "overlap_median_ms", "<=", 600.0, "no overlaps"))
+    summaries = {
+        ("ss-podcast", "levels"): {"ALL": _summary(0.90, false_per_min=0.05, missed=3)},
+        ("ss-podcast", "pcm"): {"ALL": _summary(0.92, false_per_min=0.15, missed=1)},
+        ("dsi", "levels"): {"ALL": _summary(0.91)},
+        ("dsi", "pcm"): {"ALL": _summary(0.91)},
+        ("ss-debate", "levels"): {"ALL": _summary()},     # a corpus without rapid exchanges
+    }
+    rows = t.check(summaries, rule)
+    got = [(r[0].metric, r[1], r[2], r[3], r[4]) for r in rows]
+    assert got == [
+        ("false_per_min", "levels", "0.05", "<= 0.10", True),
+        ("false_per_min", "pcm", "0.15", "<= 0.10", False),
+        ("accuracy", "levels", "90.0%", ">= dsi's 91.0%", False),
+        ("accuracy", "pcm", "92.0%", ">= dsi's 91.0%", True),
+        ("missed_share", "levels", "3.0%", "<= 2.0%", False),
+        ("missed_share", "pcm", "1.0%", "<= 2.0%", True),
+    ]  # the debate's rapid scope and the overlaps nobody timed are left out
+    table = t.table(rows, markdown=True).splitlines()
+    assert table[0].startswith("| profile | mode | scope | target | measured | bound | met")
+    assert [line.split(" | ")[6] for line in table[2:]] == ["yes", "NO", "NO", "yes", "NO", "yes"]
+
+
+def test_the_bench_reports_every_profiles_targets(tmp_path, capsys):
+    q = load_harness()
+    for kind in ("turns", "rapid"):
+        scenarios.write(tmp_path, f"{kind}_00", scenarios.scene(kind, 0, 20.0))
+    out = tmp_path / "RESULTS.md"
+    assert q.main(["--corpus", str(tmp_path), "--jobs", "1", "--modes", "levels",
+                   "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "What each profile promises" in printed
+    text = out.read_text()
+    section = text[text.index("## What each profile promises"):]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ss-")
+            or line.startswith("| speakerswitch ")]
+    assert {r[0].lstrip("| ") for r in rows} == {"speakerswitch", "ss-podcast", "ss-debate"}
+    assert any(r[2] == "rapid" and r[0] == "| ss-debate" for r in rows)
+    met = sum(r[6] == "yes" for r in rows)
+    assert f"{met} of {len(rows)} met" in section

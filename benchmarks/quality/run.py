@@ -15,7 +15,8 @@ same registry path as the server:
           packet in 20) through the RTP ingest, as a media server forwarding RTP delivers them
 for the algorithms speakerswitch (ours, each profile), dsi (Volfin-Cohen as deployed in
 SFUs) and loudest (the loudest participant every frame), and scored by
-``service.tools.evaluate``.
+``service.tools.evaluate``. Under the table, what each profile promises (``targets.py``),
+met or not, in each mode.
 """
 from __future__ import annotations
 
@@ -29,11 +30,13 @@ from multiprocessing import Pool
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from service.tools import evaluate as ev  # noqa: E402
 from service.tools import recorded, replay, scenarios  # noqa: E402
 from service.api import speakerswitch_pb2 as pb  # noqa: E402
 from service.runtime.rooms import RoomRegistry  # noqa: E402
+import targets  # noqa: E402
 
 CACHE = ROOT / ".cache" / "scenarios"
 # (label, algorithm, profile): our engine in each profile, then the peers
@@ -122,6 +125,12 @@ def table(results: dict[tuple[str, str], list[ev.Score]], markdown: bool = False
     return "\n".join([fmt(cols)] + [fmt(c) for c in cells])
 
 
+def target_rows(results: dict[tuple[str, str], list[ev.Score]]
+                ) -> list[tuple[targets.Target, str, str, str, bool]]:
+    """Every profile's targets (``targets.TARGETS``) checked against these results."""
+    return targets.check({key: dict(ev.by_type(scores)) for key, scores in results.items()})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", help="a scenario folder (default: the repo's scenarios)")
@@ -141,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     results = run(corpus, a.jobs, modes=modes)
     text = table(results)
+    rows = target_rows(results)
     print(text)
+    print(f"\nWhat each profile promises (benchmarks/quality/targets.py): "
+          f"{sum(met for *_, met in rows)} of {len(rows)} met\n{targets.table(rows)}")
     took = time.perf_counter() - t0
     print(f"\n{len(next(iter(results.values())))} scenarios x {len(SYSTEMS)} systems x "
           f"{len(modes)} modes in {took:.0f} s", file=sys.stderr)
@@ -150,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
             f"# Switching quality\n\nCorpus: `{a.corpus or 'speakerswitch scenarios'}` "
             f"({len(next(iter(results.values())))} scenarios). Machine: {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}. "
-            f"Regenerate with `make bench-quality`.\n\n{table(results, markdown=True)}\n")
+            f"Regenerate with `make bench-quality`.\n\n{table(results, markdown=True)}\n\n"
+            f"## What each profile promises\n\n`benchmarks/quality/targets.py`, checked on this "
+            f"run: {sum(met for *_, met in rows)} of {len(rows)} met.\n\n"
+            f"{targets.table(rows, markdown=True)}\n")
     return 0
 
 
