@@ -251,9 +251,9 @@ PROFILES: dict[str, Tuning] = {
     "meeting": Tuning(),
     # Long monologues, few speakers: switching late is cheap, switching wrongly is not
     # (benchmarks/quality/targets.py: at most 0.1 false switches a minute, none undone
-    # within a second). Until 2026-12-05 500 / 2000 / 1200 / 2500 ms: that profile made no
-    # more false switches than this one where a podcast's are counted, but showed turns
-    # 830 ms late and fell behind the SFUs' DSI in accuracy on the kit's draws (dev 90.8%
+    # within a second). Until 2026-12-05 500 / 2000 / 1200 / 2500 ms (min_speech, interrupt,
+    # hold, outlast_total): as few false switches as this one on the monologues, but turns
+    # shown 830 ms late, and behind the SFUs' DSI in accuracy on the kit's dev draw (90.8%
     # against 91.0%). Chosen on the kit's dev draw, the repo scenarios and 8 monologue
     # draws (8 settings): dev 90.8 -> 93.6%, median 836 -> 554 ms, 0 -> 0 false/min; on 14
     # corpora untouched, accuracy +1.7 to +8.7 points (but monologues 99.4 -> 99.1%: one
