@@ -121,3 +121,15 @@ def test_the_bench_reports_every_profiles_targets(tmp_path, capsys):
     assert any(r[2] == "rapid" and r[0] == "| ss-debate" for r in rows)
     met = sum(r[6] == "yes" for r in rows)
     assert f"{met} of {len(rows)} met" in section
+
+
+def test_a_folder_without_scenarios_is_refused_by_name(tmp_path, capsys):
+    """A mistyped --corpus ended in a StopIteration traceback (the bench) or a TypeError
+    (the oracle) after loading nothing: both now say what they did not find."""
+    (tmp_path / "notes").mkdir()
+    for module in (load_harness(), load_script("quality_oracle", "benchmarks/quality/oracle.py")):
+        with pytest.raises(SystemExit) as stop:
+            module.main(["--corpus", str(tmp_path)])
+        assert stop.value.code == 2
+        assert f"--corpus: no scenario (<scenario>/truth.json) in {tmp_path}" \
+            in capsys.readouterr().err

@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus = (pathlib.Path(a.corpus) if a.corpus
               else quality.ensure_scenarios(quality.CACHE / "3x60", 3, 60.0))
     truths = [ev.load_truth(path) for path in sorted(corpus.glob("*/truth.json"))]
+    if not truths:
+        ap.error(f"--corpus: no scenario (<scenario>/truth.json) in {corpus}")
     base = PROFILES["meeting"]
     text = (report(sweep(truths)) + "\n\nTalk over a holder who is still talking "
             f"(`interrupt_ms`), at hold_ms {base.hold_ms:g} and talk_ms "

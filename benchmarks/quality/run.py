@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--modes: unknown {', '.join(sorted(unknown))}")
     corpus = (pathlib.Path(a.corpus) if a.corpus
               else ensure_scenarios(CACHE / f"{a.variants}x{a.seconds:g}", a.variants, a.seconds))
+    if not any(corpus.glob("*/truth.json")):
+        ap.error(f"--corpus: no scenario (<scenario>/truth.json) in {corpus}")
     t0 = time.perf_counter()
     results = run(corpus, a.jobs, modes=modes)
     text = table(results)
